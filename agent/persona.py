@@ -1,0 +1,388 @@
+"""The persona: who the avatar is, how it looks and sounds, which LLM and STT it uses, how it takes turns.
+
+A persona is a YAML file validated by :class:`Persona`. Every field except the few that make a persona
+someone (identity, system prompt, greeting, fallback line) has a default here. ``DYAD_<SECTION>__<FIELD>``
+environment variables override any field of whichever persona is loaded, e.g.
+``DYAD_LLM__BASE_URL=http://127.0.0.1:11434/v1``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import Field, ValidationError, field_validator, model_validator
+
+from avatar_core.config import (
+    AppearanceConfig,
+    AppSettings,
+    BehaviourConfig,
+    StrictModel,
+    VoiceConfig,
+)
+
+ENV_PREFIX = "DYAD_"
+EMBEDDED = "embedded"
+
+
+# ---------------------------------------------------------------------------------------------------
+# Schema
+# ---------------------------------------------------------------------------------------------------
+
+
+class IdentityConfig(StrictModel):
+    """Who the avatar is, to people and to LiveKit."""
+
+    display_name: str = Field(min_length=1, max_length=64, description="the name people see")
+    livekit_identity: str = Field(
+        pattern=r"^[A-Za-z0-9_.:-]{1,128}$", description="participant identity in a LiveKit room"
+    )
+    livekit_name: str | None = Field(None, max_length=128, description="defaults to display_name")
+    livekit_metadata: str = Field("", max_length=8192, description="participant metadata string")
+    livekit_attributes: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("livekit_attributes")
+    @classmethod
+    def _no_reserved_attributes(cls, value: dict[str, str]) -> dict[str, str]:
+        reserved = [key for key in value if key.startswith("lk.")]
+        if reserved:
+            raise ValueError(f"attribute keys starting with 'lk.' are reserved by LiveKit: {reserved}")
+        return value
+
+
+class LLMConfig(StrictModel):
+    """The language model, always reached through an OpenAI-compatible chat completions endpoint."""
+
+    base_url: str = Field(
+        EMBEDDED,
+        pattern=r"^(embedded|https?://\S+)$",
+        description="'embedded' starts the bundled SmolLM2 server; else any OpenAI-compatible /v1 URL",
+    )
+    model: str = Field("SmolLM2-135M-Instruct", min_length=1)
+    api_key_env: str | None = Field(
+        None, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$", description="name of the env var holding the key"
+    )
+    temperature: float = Field(0.7, ge=0.0, le=2.0)
+    max_tokens: int = Field(120, ge=1, le=4096)
+    system_prompt: str = Field(min_length=1)
+    greeting: str = Field(description="said when a session starts; empty to wait silently")
+    fallback_line: str = Field(min_length=1, description="said when the LLM fails or times out")
+    history_turns: int = Field(8, ge=1, le=100, description="user+assistant turns kept in the prompt")
+    timeout_s: float = Field(10.0, gt=0.0, le=120.0)
+    max_retries: int = Field(2, ge=0, le=5)
+
+
+class STTConfig(StrictModel):
+    """Speech to text: the bundled Whisper tiny.en, or an OpenAI-compatible transcription endpoint."""
+
+    backend: Literal["whisper", "openai"] = "whisper"
+    model: str = Field("tiny.en", description="'tiny.en' (bundled) or a CTranslate2 model folder")
+    language: str = Field("en", pattern=r"^[a-z]{2,3}$")
+    base_url: str | None = Field(None, pattern=r"^https?://\S+$")
+    api_key_env: str | None = Field(None, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+    partials: bool = Field(True, description="emit interim transcripts while the user speaks")
+    beam_size: int = Field(1, ge=1, le=10)
+
+    @model_validator(mode="after")
+    def _openai_needs_url(self) -> STTConfig:
+        if self.backend == "openai" and self.base_url is None:
+            raise ValueError("backend 'openai' needs stt.base_url, e.g. https://api.openai.com/v1")
+        return self
+
+
+class TurnTakingConfig(StrictModel):
+    """VAD thresholds and timing of turns and barge-in (milliseconds)."""
+
+    vad_threshold: float = Field(0.5, ge=0.05, le=0.95, description="speech probability threshold")
+    min_speech_ms: int = Field(250, ge=30, le=3000, description="shorter blips are not speech")
+    end_of_turn_silence_ms: int = Field(500, ge=100, le=5000, description="silence that ends a turn")
+    barge_in_min_speech_ms: int = Field(
+        400, ge=100, le=3000, description="user speech over the avatar longer than this interrupts it"
+    )
+    max_turn_s: float = Field(30.0, ge=1.0, le=600.0)
+
+    @model_validator(mode="after")
+    def _barge_in_after_speech(self) -> TurnTakingConfig:
+        if self.barge_in_min_speech_ms < self.min_speech_ms:
+            raise ValueError(
+                f"barge_in_min_speech_ms ({self.barge_in_min_speech_ms}) must be >= min_speech_ms "
+                f"({self.min_speech_ms}): shorter speech is not even detected as speech"
+            )
+        return self
+
+
+class Persona(StrictModel):
+    """Everything that makes one avatar."""
+
+    identity: IdentityConfig
+    appearance: AppearanceConfig = AppearanceConfig()
+    voice: VoiceConfig = VoiceConfig()
+    llm: LLMConfig
+    stt: STTConfig = STTConfig()
+    turn_taking: TurnTakingConfig = TurnTakingConfig()
+    behaviour: BehaviourConfig = BehaviourConfig()
+
+
+SECTIONS = tuple(Persona.model_fields)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Errors
+# ---------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ConfigIssue:
+    """One problem in a config: where (dotted field path), what, and how to fix it."""
+
+    location: str
+    message: str
+    hint: str
+
+    def __str__(self) -> str:
+        return f"{self.location}: {self.message}\n    hint: {self.hint}"
+
+
+class PersonaError(ValueError):
+    """A persona could not be loaded; ``issues`` lists every problem found."""
+
+    def __init__(self, source: str, issues: list[ConfigIssue]) -> None:
+        self.source = source
+        self.issues = issues
+        lines = "\n".join(f"  {issue}" for issue in issues)
+        super().__init__(f"{source}: {len(issues)} problem(s)\n{lines}")
+
+
+def _model_at(path: tuple[str | int, ...]) -> type[StrictModel] | None:
+    """The config model that owns the field at ``path`` (for listing valid names in hints)."""
+    model: type[StrictModel] = Persona
+    for part in path[:-1]:
+        field = model.model_fields.get(str(part))
+        annotation = field.annotation if field else None
+        if not (isinstance(annotation, type) and issubclass(annotation, StrictModel)):
+            return None
+        model = annotation
+    return model
+
+
+def _field_description(path: tuple[str | int, ...]) -> str:
+    model = _model_at(path)
+    field = model.model_fields.get(str(path[-1])) if model and path else None
+    return f" ({field.description})" if field and field.description else ""
+
+
+def _hint(error: Mapping[str, Any]) -> str:
+    kind = error["type"]
+    loc: tuple[str | int, ...] = tuple(error["loc"])
+    ctx = error.get("ctx") or {}
+    if kind == "extra_forbidden":
+        model = _model_at(loc)
+        valid = ", ".join(model.model_fields) if model else "see `dyad persona show default`"
+        return f"remove it or fix its spelling; valid names here: {valid}"
+    if kind == "missing":
+        return f"add `{loc[-1]}:` to this section{_field_description(loc)}"
+    if kind in {"greater_than", "greater_than_equal", "less_than", "less_than_equal"}:
+        bounds = ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in ctx.items())
+        return f"use a value {bounds}{_field_description(loc)}"
+    if kind == "literal_error":
+        return f"use one of {ctx.get('expected', 'the listed values')}"
+    if kind == "string_pattern_mismatch":
+        return f"the value must match {ctx.get('pattern')}{_field_description(loc)}"
+    if kind in {"path_not_file", "path_not_exists"}:
+        return "give a path to an existing file; relative paths start at the persona file's folder"
+    if kind in {"float_parsing", "float_type", "int_parsing", "int_type", "int_from_float"}:
+        return f"write a plain number{_field_description(loc)}"
+    if kind in {"bool_parsing", "bool_type"}:
+        return "write true or false"
+    if kind in {"string_type", "string_too_short", "string_too_long"}:
+        return f"write a quoted string{_field_description(loc)}"
+    if kind in {"model_type", "model_attributes_type", "dict_type"}:
+        return "this must be a mapping of `name: value` lines, indented under its section"
+    if kind == "multiple_of":
+        return f"use a multiple of {ctx.get('multiple_of')}"
+    if kind == "value_error":
+        return "see the message; `dyad persona show default` prints a valid persona"
+    return "see `dyad persona show default` for a valid persona"
+
+
+def issues_from_validation(error: ValidationError, env_sources: Mapping[str, str]) -> list[ConfigIssue]:
+    """Turn pydantic's errors into :class:`ConfigIssue` s, naming env vars that supplied a bad value."""
+    issues = []
+    for item in error.errors(include_url=False):
+        location = ".".join(str(part) for part in item["loc"]) or "(top level)"
+        message = item["msg"]
+        if "input" in item and item["type"] not in {"missing", "extra_forbidden"}:
+            shown = repr(item["input"])
+            message += f" (got {shown[:60] + '...' if len(shown) > 60 else shown})"
+        for prefix, var in env_sources.items():
+            if location == prefix or location.startswith(prefix + "."):
+                message += f" [set by environment variable {var}]"
+        issues.append(ConfigIssue(location, message, _hint(item)))
+    return issues
+
+
+# ---------------------------------------------------------------------------------------------------
+# Loading
+# ---------------------------------------------------------------------------------------------------
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """A safe loader that rejects a key written twice (plain YAML keeps the last one silently)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"duplicate key {key!r}", key_node.start_mark
+                )
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
+def read_yaml(path: Path) -> dict[str, Any]:
+    """Read a persona YAML file into a mapping; syntax errors become a :class:`PersonaError`."""
+    source = str(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise PersonaError(
+            source, [ConfigIssue("(file)", "no such file", "check the path or use `dyad persona list`")]
+        ) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise PersonaError(source, [ConfigIssue("(file)", str(exc), "save the file as UTF-8 text")]) from None
+    try:
+        data = yaml.load(text, Loader=_UniqueKeyLoader)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark
+        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "(file)"
+        raise PersonaError(
+            source,
+            [
+                ConfigIssue(
+                    where,
+                    f"YAML syntax error: {exc.problem}",
+                    "write each key only once"
+                    if "duplicate key" in str(exc.problem)
+                    else "check indentation (spaces, not tabs), a ':' after each key, and closed quotes",
+                )
+            ],
+        ) from None
+    except yaml.YAMLError as exc:
+        raise PersonaError(source, [ConfigIssue("(file)", f"YAML error: {exc}", "fix the YAML")]) from None
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise PersonaError(
+            source,
+            [
+                ConfigIssue(
+                    "(top level)",
+                    f"expected a mapping of sections, got {type(data).__name__}",
+                    f"start the file with sections such as `identity:` and `llm:`; sections: {SECTIONS}",
+                )
+            ],
+        )
+    return data
+
+
+def env_overrides(env: Mapping[str, str]) -> tuple[dict[str, Any], dict[str, str]]:
+    """Collect ``DYAD_<SECTION>__<FIELD>[__<FIELD>]`` variables into a nested mapping.
+
+    Values are parsed as YAML scalars, so ``0.5`` is a number and ``true`` a boolean. Returns the
+    mapping and, for error messages, which dotted location each variable set.
+    """
+    tree: dict[str, Any] = {}
+    sources: dict[str, str] = {}
+    for var, raw in env.items():
+        if not var.startswith(ENV_PREFIX) or "__" not in var:
+            continue
+        parts = [p.lower() for p in var[len(ENV_PREFIX) :].split("__")]
+        if parts[0] not in SECTIONS or not all(parts):
+            continue
+        try:
+            value = yaml.safe_load(raw) if raw.strip() else raw
+        except yaml.YAMLError:
+            value = raw
+        node = tree
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+        node[parts[-1]] = value
+        sources[".".join(parts)] = var
+    return tree, sources
+
+
+def deep_merge(base: dict[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
+    """``override`` on top of ``base``, merging nested mappings."""
+    merged = dict(base)
+    for key, value in override.items():
+        if isinstance(value, Mapping) and isinstance(merged.get(key), dict):
+            merged[key] = deep_merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def validate_persona(
+    data: Mapping[str, Any], *, source: str, base_dir: Path | None, env: Mapping[str, str] | None = None
+) -> Persona:
+    """Validate a persona mapping, with environment overrides applied on top."""
+    overrides, env_sources = env_overrides(os.environ if env is None else env)
+    merged = deep_merge(dict(data), overrides)
+    try:
+        return Persona.model_validate(merged, context={"base_dir": base_dir})
+    except ValidationError as exc:
+        raise PersonaError(source, issues_from_validation(exc, env_sources)) from None
+
+
+def persona_search_path(settings: AppSettings) -> list[Path]:
+    """Folders searched for ``NAME.yaml``, first match wins."""
+    dirs = [settings.personas_dir] if settings.personas_dir else []
+    return [*dirs, settings.configs() / "personas"]
+
+
+def available_personas(settings: AppSettings) -> dict[str, Path]:
+    """Every persona name that ``load_persona`` resolves, with its file."""
+    found = {"default": settings.configs() / "default.yaml"}
+    for folder in reversed(persona_search_path(settings)):
+        if folder.is_dir():
+            found.update({p.stem: p for p in sorted(folder.glob("*.yaml"))})
+    return found
+
+
+def resolve_persona_path(name_or_path: str, settings: AppSettings) -> Path:
+    """A persona name (``default``, ``library``) or a path to a YAML file -> the file."""
+    candidate = Path(name_or_path).expanduser()
+    if candidate.suffix in {".yaml", ".yml"} or candidate.parent != Path("."):
+        return candidate
+    known = available_personas(settings)
+    if name_or_path in known:
+        return known[name_or_path]
+    raise PersonaError(
+        name_or_path,
+        [
+            ConfigIssue(
+                "(name)",
+                f"no persona named {name_or_path!r}",
+                f"use one of {sorted(known)} or a path to a .yaml file",
+            )
+        ],
+    )
+
+
+def load_persona(
+    name_or_path: str | None = None,
+    *,
+    settings: AppSettings | None = None,
+    env: Mapping[str, str] | None = None,
+) -> Persona:
+    """Load, merge environment overrides into, and validate a persona by name or path."""
+    settings = settings or AppSettings()
+    path = resolve_persona_path(name_or_path or settings.persona, settings)
+    data = read_yaml(path)
+    return validate_persona(data, source=str(path), base_dir=path.parent.resolve(), env=env)

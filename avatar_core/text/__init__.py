@@ -1,0 +1,1 @@
+"""Text frontend: normalisation and phonemes."""

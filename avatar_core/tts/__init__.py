@@ -1,0 +1,1 @@
+"""Text-to-speech voices used as the teacher and in cascade mode."""

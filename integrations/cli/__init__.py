@@ -1,0 +1,1 @@
+"""The `dyad` command line."""

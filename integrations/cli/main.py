@@ -1,0 +1,105 @@
+"""The ``dyad`` command line."""
+
+from __future__ import annotations
+
+import typer
+
+from avatar_core.config import AppSettings
+from integrations.cli import doctor, persona
+from integrations.cli.logs import configure_logging
+from integrations.cli.unavailable import unavailable
+
+app = typer.Typer(
+    name="dyad",
+    help="Real-time conversational avatars: a talking, listening face from one text-to-speech+motion model.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+app.add_typer(persona.app, name="persona")
+app.command("doctor")(doctor.doctor)
+
+# Commands whose issue is still open take any arguments and say they are not built yet.
+_PENDING = {"allow_extra_args": True, "ignore_unknown_options": True, "help_option_names": ["-h", "--help"]}
+
+
+@app.callback()
+def main_options(
+    log_level: str = typer.Option(
+        None, "--log-level", help="DEBUG, INFO, WARNING or ERROR (env DYAD_LOG_LEVEL)", show_default=False
+    ),
+    log_json: bool = typer.Option(None, "--log-json", help="log one JSON object a line (env DYAD_LOG_JSON)"),
+) -> None:
+    """Global options; they go before the command: `dyad --log-level DEBUG doctor`."""
+    settings = AppSettings()
+    level = (log_level or settings.log_level).upper()
+    if level not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
+        raise typer.BadParameter(
+            f"{log_level!r}: use DEBUG, INFO, WARNING or ERROR", param_hint="--log-level"
+        )
+    configure_logging(level, settings.log_json if log_json is None else log_json)
+
+
+@app.command(context_settings=_PENDING)
+def render() -> None:
+    """Render speech and a talking face from text with the joint model into an MP4."""
+    unavailable("render", 4, "the joint text -> speech + face-motion model")
+
+
+@app.command(context_settings=_PENDING)
+def converse() -> None:
+    """Run a whole conversation on recorded user audio/video files into an MP4 and a transcript."""
+    unavailable("converse", 5, "the agent loop and the files transport")
+
+
+@app.command(context_settings=_PENDING)
+def serve() -> None:
+    """Talk to the avatar in a local browser page over WebRTC."""
+    unavailable("serve", 8, "the local WebRTC browser page")
+
+
+@app.command(context_settings=_PENDING)
+def kiosk() -> None:
+    """Run the avatar for one kiosk, bridged to MQTT."""
+    unavailable("kiosk", 7, "the MQTT kiosk bridge")
+
+
+livekit_app = typer.Typer(help="Join LiveKit rooms as an AI participant.", no_args_is_help=True)
+app.add_typer(livekit_app, name="livekit")
+
+
+@livekit_app.command("worker", context_settings=_PENDING)
+def livekit_worker() -> None:
+    """Run a livekit-agents worker that a LiveKit server dispatches rooms to."""
+    unavailable("livekit worker", 6, "LiveKit rooms")
+
+
+@livekit_app.command("join", context_settings=_PENDING)
+def livekit_join() -> None:
+    """Join one LiveKit room directly."""
+    unavailable("livekit join", 6, "LiveKit rooms")
+
+
+train_app = typer.Typer(help="Build the teacher dataset and train the joint model.", no_args_is_help=True)
+app.add_typer(train_app, name="train")
+
+
+@train_app.command("data", context_settings=_PENDING)
+def train_data() -> None:
+    """Generate the teacher dataset, or convert talking-head videos."""
+    unavailable("train data", 4, "the joint model's data and training")
+
+
+@train_app.command("fit", context_settings=_PENDING)
+def train_fit() -> None:
+    """Train the joint model."""
+    unavailable("train fit", 4, "the joint model's data and training")
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()
+
+
+if __name__ == "__main__":
+    main()

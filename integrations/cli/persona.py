@@ -1,0 +1,81 @@
+"""``dyad persona``: validate, show and list personas."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+import yaml
+from rich.console import Console
+from rich.table import Table
+
+from agent.persona import PersonaError, available_personas, load_persona
+from avatar_core.config import AppSettings
+
+app = typer.Typer(help="Validate, show and list personas.", no_args_is_help=True)
+out = Console()
+err = Console(stderr=True, soft_wrap=True)
+
+
+def report(error: PersonaError) -> None:
+    """Print every problem of a persona with its field path and hint."""
+    err.print(f"[bold red]invalid persona[/] {error.source}: {len(error.issues)} problem(s)", highlight=False)
+    for issue in error.issues:
+        err.print(f"  [bold]{issue.location}[/]: {issue.message}", highlight=False, markup=True)
+        err.print(f"      hint: {issue.hint}", highlight=False, style="dim")
+
+
+@app.command()
+def validate(
+    files: list[Path] = typer.Argument(..., help="persona YAML files", show_default=False),  # noqa: B008
+) -> None:
+    """Check persona files; print every error with its field path and a hint (exit code 2 if any)."""
+    bad = 0
+    for path in files:
+        try:
+            persona = load_persona(str(path))
+        except PersonaError as error:
+            report(error)
+            bad += 1
+            continue
+        out.print(f"[green]ok[/] {path} ({persona.identity.display_name})", highlight=False)
+    if bad:
+        raise typer.Exit(2)
+
+
+@app.command()
+def show(
+    name: str = typer.Argument("default", help="persona name or path to a YAML file"),
+    as_json: bool = typer.Option(False, "--json", help="print JSON instead of YAML"),
+) -> None:
+    """Print the resolved persona: the file, defaults and DYAD_* environment overrides together."""
+    try:
+        persona = load_persona(name)
+    except PersonaError as error:
+        report(error)
+        raise typer.Exit(2) from None
+    if as_json:
+        typer.echo(persona.model_dump_json(indent=2))
+    else:
+        typer.echo(yaml.safe_dump(persona.model_dump(mode="json"), sort_keys=False, allow_unicode=True))
+
+
+@app.command("list")
+def list_personas() -> None:
+    """List the personas that can be named on the command line."""
+    table = Table("name", "display name", "file")
+    for name, path in available_personas(AppSettings()).items():
+        try:
+            display = load_persona(name).identity.display_name
+        except PersonaError as error:
+            display = f"[red]invalid ({len(error.issues)} problems)[/]"
+        table.add_row(name, display, str(path))
+    out.print(table)
+
+
+@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def preview() -> None:
+    """Render a 6 s clip of the persona's face cycling through visemes, blinks and gaze (not yet)."""
+    from integrations.cli.unavailable import unavailable
+
+    unavailable("persona preview", 3, "face motion schema, teacher and renderers")

@@ -1,0 +1,1 @@
+"""Offline input and output from recorded files (issue #5)."""

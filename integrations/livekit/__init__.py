@@ -1,0 +1,1 @@
+"""LiveKit room transport, agent worker and AvatarSession plugin (issue #6)."""

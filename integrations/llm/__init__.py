@@ -1,0 +1,1 @@
+"""OpenAI-compatible LLM endpoints, including the embedded llama.cpp server."""

@@ -1,0 +1,151 @@
+"""The embedded LLM: llama-cpp-python's OpenAI-compatible server with the bundled SmolLM2, as a child.
+
+dyad talks to every LLM through the ``openai`` client; the embedded default is just another
+OpenAI-compatible endpoint, on 127.0.0.1 at a free port, started and stopped with the app.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import importlib.util
+import logging
+import socket
+import sys
+import tempfile
+import time
+from pathlib import Path
+from types import TracebackType
+from typing import IO
+
+from avatar_core import bundled
+
+log = logging.getLogger(__name__)
+
+MODEL_ALIAS = "SmolLM2-135M-Instruct"
+LOCAL_API_KEY = "sk-dyad-local"  # the server checks no key, the client needs one
+
+
+class LocalServerError(RuntimeError):
+    """The embedded LLM server could not be started."""
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port that is free on ``host`` right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+class LocalLLMServer:
+    """``async with LocalLLMServer() as server: AsyncOpenAI(base_url=server.base_url, ...)``."""
+
+    def __init__(
+        self,
+        model_path: Path | None = None,
+        *,
+        host: str = "127.0.0.1",
+        port: int | None = None,
+        n_ctx: int = 2048,
+        n_threads: int = 1,
+        startup_timeout_s: float = 60.0,
+    ) -> None:
+        self.model_path = model_path
+        self.host = host
+        self.port = port
+        self.n_ctx = n_ctx
+        self.n_threads = n_threads
+        self.startup_timeout_s = startup_timeout_s
+        self._process: asyncio.subprocess.Process | None = None
+        self._log: IO[bytes] | None = None
+
+    def log_tail(self, lines: int = 5) -> list[str]:
+        """The last lines the server wrote to its log."""
+        if self._log is None:
+            return []
+        text = Path(self._log.name).read_text(errors="replace")
+        return text.strip().splitlines()[-lines:]
+
+    @property
+    def base_url(self) -> str:
+        """The OpenAI-compatible base URL (``http://127.0.0.1:PORT/v1``)."""
+        if self.port is None:
+            raise LocalServerError("the embedded LLM server is not started")
+        return f"http://{self.host}:{self.port}/v1"
+
+    async def start(self) -> None:
+        """Start the server and wait until it answers ``GET /v1/models``."""
+        if importlib.util.find_spec("llama_cpp") is None:
+            raise LocalServerError(
+                "llama-cpp-python is not installed. Fix: pip install 'dyad[local]' "
+                "(or: pip install 'llama-cpp-python[server]==0.3.36')"
+            )
+        model = self.model_path or bundled.smollm2_gguf()
+        self.port = self.port or free_port(self.host)
+        args = [
+            sys.executable, "-m", "llama_cpp.server",
+            "--model", str(model), "--model_alias", MODEL_ALIAS,
+            "--host", self.host, "--port", str(self.port),
+            "--n_ctx", str(self.n_ctx), "--n_threads", str(self.n_threads),
+        ]  # fmt: skip
+        log.info("starting embedded LLM server on %s", self.base_url)
+        # A file, not a pipe: llama.cpp logs every request and a full pipe would stall the server.
+        self._log = tempfile.NamedTemporaryFile(prefix="dyad-llm-", suffix=".log", delete=False)  # noqa: SIM115
+        self._process = await asyncio.create_subprocess_exec(
+            *args, stdout=asyncio.subprocess.DEVNULL, stderr=self._log
+        )
+        try:
+            await self._wait_ready()
+        except BaseException:
+            await self.stop()
+            raise
+
+    async def _wait_ready(self) -> None:
+        from openai import APIError, AsyncOpenAI
+
+        assert self._process is not None
+        deadline = time.monotonic() + self.startup_timeout_s
+        client = AsyncOpenAI(base_url=self.base_url, api_key=LOCAL_API_KEY, timeout=2.0, max_retries=0)
+        try:
+            while time.monotonic() < deadline:
+                if self._process.returncode is not None:
+                    raise LocalServerError(
+                        f"the embedded LLM server exited with code {self._process.returncode}: "
+                        + " | ".join(self.log_tail())
+                    )
+                with contextlib.suppress(APIError):
+                    await client.models.list()
+                    log.info("embedded LLM server ready on %s", self.base_url)
+                    return
+                await asyncio.sleep(0.2)
+        finally:
+            await client.close()
+        raise LocalServerError(
+            f"the embedded LLM server did not answer within {self.startup_timeout_s:.0f} s: "
+            + " | ".join(self.log_tail())
+        )
+
+    async def stop(self) -> None:
+        """Stop the server: SIGTERM, then SIGKILL after 5 s."""
+        process, self._process = self._process, None
+        if process is not None and process.returncode is None:
+            process.terminate()
+            try:
+                await asyncio.wait_for(process.wait(), timeout=5.0)
+            except TimeoutError:
+                process.kill()
+                await process.wait()
+        if self._log is not None:
+            self._log.close()
+            Path(self._log.name).unlink(missing_ok=True)
+            self._log = None
+
+    async def __aenter__(self) -> LocalLLMServer:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.stop()

@@ -1,0 +1,1 @@
+"""MQTT kiosk bridge (issue #7)."""

@@ -1,0 +1,1 @@
+"""Local browser page over WebRTC (issue #8)."""
