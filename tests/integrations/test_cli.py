@@ -24,7 +24,7 @@ SUBCOMMANDS = [
 PENDING = [
     (["render", "--text", "hi"], 4), (["converse"], 5), (["serve", "--port", "8080"], 8), (["kiosk"], 7),
     (["livekit", "worker"], 6), (["livekit", "join", "--url", "ws://x"], 6), (["train", "data"], 4),
-    (["train", "fit"], 4), (["persona", "preview", "default"], 3),
+    (["train", "fit"], 4),
 ]  # fmt: skip
 
 

@@ -1,0 +1,393 @@
+"""The always-on avatar Engine (DESIGN §3): text in, synchronized 20 ms audio frames and video frames out.
+
+One clock drives output: ``frames()`` yields a 20 ms audio frame every 20 ms of engine time and a video
+frame at each multiple of ``1 / fps``, whether the avatar is speaking, listening or idle. ``say`` queues
+speech and returns a :class:`SpeechHandle`; ``interrupt`` stops all speech at the next audio frame;
+``observe_user`` feeds the listening behaviour.
+
+Blocking work (synthesis, rendering) runs in one-thread executors, never on the event loop. With a
+:class:`VirtualClock` the Engine never sleeps and waits for synthesis instead of playing silence, so
+offline rendering is faster than real time and deterministic.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import time
+from collections import deque
+from collections.abc import AsyncIterable, AsyncIterator, Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Literal, Protocol
+
+import numpy as np
+import numpy.typing as npt
+
+from avatar_core.cascade import Utterance
+from avatar_core.config import BehaviourConfig
+from avatar_core.frames import (
+    AUDIO_FRAME_S,
+    AUDIO_FRAME_SAMPLES,
+    AUDIO_RATE,
+    AudioFrame,
+    AvatarState,
+    OutputFrame,
+    VideoFrame,
+)
+from avatar_core.motion import NEUTRAL, FloatArray, clip
+from avatar_core.partner import PartnerFrame
+from avatar_core.render.base import Renderer
+from avatar_core.teacher.idle import IdleLayer, compose
+from avatar_core.teacher.listening import ListeningLayer
+from avatar_core.text.chunking import SentenceChunker
+
+log = logging.getLogger(__name__)
+
+CROSSFADE_S = 0.12  # between speaking and listening motion, so an interruption never snaps the face
+PARTNER_STALE_S = 1.0
+_ids = itertools.count(1)
+
+
+class Voice(Protocol):
+    """Text -> :class:`Utterance` (blocking). Cascade mode: Kokoro + teacher; joint mode: AV-Flow."""
+
+    fps: float
+
+    def utterance(self, text: str) -> Utterance:
+        """Synthesize one chunk of speech with its face motion."""
+        ...
+
+
+# ---------------------------------------------------------------------------------------------------
+# Clocks
+# ---------------------------------------------------------------------------------------------------
+
+
+class RealClock:
+    """Wall-clock pacing: frames come out when their timestamp is due."""
+
+    realtime = True
+
+    def __init__(self) -> None:
+        self.origin: float | None = None
+
+    def now(self) -> float:
+        """Engine time in seconds since the first frame."""
+        return 0.0 if self.origin is None else time.monotonic() - self.origin
+
+    async def wait_until(self, t: float) -> None:
+        """Sleep until engine time ``t``."""
+        if self.origin is None:
+            self.origin = time.monotonic() - t
+        delay = t - self.now()
+        if delay > 0:
+            await asyncio.sleep(delay)
+
+
+class VirtualClock:
+    """No waiting: engine time is whatever frame is being produced (offline, deterministic)."""
+
+    realtime = False
+
+    def __init__(self) -> None:
+        self.t = 0.0
+
+    def now(self) -> float:
+        """Engine time of the frame being produced."""
+        return self.t
+
+    async def wait_until(self, t: float) -> None:
+        """Advance instantly to ``t``."""
+        self.t = t
+
+
+# ---------------------------------------------------------------------------------------------------
+# Speech handles
+# ---------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class _Playing:
+    utterance: Utterance
+    offset: int = 0  # samples already played
+    started_at: float = 0.0  # engine time of its first sample
+    phrase_ends: list[float] = field(default_factory=list)
+
+
+class SpeechHandle:
+    """One thing the avatar says. Await it to wait until it is played out or interrupted."""
+
+    def __init__(self, text: str | None) -> None:
+        self.id = f"speech_{next(_ids)}"
+        self.text = text  # None while streaming in
+        self.interrupted = False
+        self.played_s = 0.0  # seconds of audio played so far
+        self._chunks: asyncio.Queue[Utterance | None] = asyncio.Queue()
+        self._spoken: list[str] = []  # text of fully played utterances
+        self._current: _Playing | None = None
+        self._done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._task: asyncio.Task[None] | None = None
+
+    @property
+    def done(self) -> bool:
+        """Played out or interrupted."""
+        return self._done.done()
+
+    def interrupt(self) -> None:
+        """Stop this speech at the next audio frame (or drop it if it has not started)."""
+        if self.done:
+            return
+        self.interrupted = True
+        if self._task is not None:
+            self._task.cancel()
+        self._finish()
+
+    def played_text(self) -> str:
+        """The words actually heard so far (what belongs in the conversation history)."""
+        parts = list(self._spoken)
+        if self._current is not None:
+            partial = self._current.utterance.text_spoken_by(self._current.offset / AUDIO_RATE)
+            if partial:
+                parts.append(partial)
+        return " ".join(parts)
+
+    async def wait_for_playout(self) -> None:
+        """Wait until played out or interrupted."""
+        await asyncio.shield(self._done)
+
+    def __await__(self):  # type: ignore[no-untyped-def]
+        return self.wait_for_playout().__await__()
+
+    def _finish(self) -> None:
+        if not self._done.done():
+            self._done.set_result(None)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Engine
+# ---------------------------------------------------------------------------------------------------
+
+
+class Engine:
+    """The avatar: always producing frames; speaks what it is told; listens to what it observes."""
+
+    def __init__(
+        self,
+        voice: Voice,
+        renderer: Renderer,
+        behaviour: BehaviourConfig,
+        *,
+        fps: float = 25.0,
+        clock: RealClock | VirtualClock | None = None,
+        seed: int = 0,
+    ) -> None:
+        self.voice = voice
+        self.renderer = renderer
+        self.fps = fps
+        self.clock = clock or RealClock()
+        rng = np.random.default_rng(seed)
+        self._idle = IdleLayer(fps, behaviour, rng)
+        self._listening = ListeningLayer(fps, behaviour, rng)
+        self._queue: deque[SpeechHandle] = deque()
+        self._partner: PartnerFrame | None = None
+        self._synth_pool = ThreadPoolExecutor(1, thread_name_prefix="dyad-synth")
+        self._render_pool = ThreadPoolExecutor(1, thread_name_prefix="dyad-render")
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._closed = False
+        self._layer_source = "listen"
+        self._fade_from: FloatArray | None = None
+        self._fade_left = 0.0
+        self._last_layer: FloatArray | None = None
+        self._tick = 0  # audio frames produced
+        self._video_index = 0  # video frames produced
+        self.state: AvatarState = "idle"
+        self.on_state: Callable[[AvatarState], None] | None = None
+
+    # -- public API ----------------------------------------------------------------------------------
+
+    async def warm_up(self) -> None:
+        """Load models and run one synthesis and one render, so the first reply starts quickly."""
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(self._synth_pool, self.voice.utterance, "Hello.")
+        await loop.run_in_executor(self._render_pool, self.renderer.render, NEUTRAL)
+
+    def say(self, text: str | AsyncIterable[str]) -> SpeechHandle:
+        """Queue speech; the first chunk is kept short so audio starts early."""
+        handle = SpeechHandle(text if isinstance(text, str) else None)
+        handle._task = asyncio.get_running_loop().create_task(self._synthesize(handle, text))
+        self._tasks.add(handle._task)
+        handle._task.add_done_callback(self._tasks.discard)
+        self._queue.append(handle)
+        return handle
+
+    def interrupt(self) -> None:
+        """Stop all queued and playing speech now."""
+        while self._queue:
+            self._queue.popleft().interrupt()
+
+    def observe_user(self, partner: PartnerFrame) -> None:
+        """The latest perception of the user, for listening behaviour."""
+        self._partner = partner
+
+    @property
+    def speaking(self) -> bool:
+        """Whether speech is queued or playing."""
+        return any(not h.done for h in self._queue)
+
+    async def aclose(self) -> None:
+        """Stop speech, background tasks and worker threads."""
+        self._closed = True
+        self.interrupt()
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._synth_pool.shutdown(wait=False, cancel_futures=True)
+        self._render_pool.shutdown(wait=False, cancel_futures=True)
+
+    async def frames(self) -> AsyncIterator[OutputFrame]:
+        """Audio frames every 20 ms and video frames at ``fps``, timestamped, until closed.
+
+        There is one output stream: calling ``frames()`` again continues where the last call stopped.
+        """
+        loop = asyncio.get_running_loop()
+        while not self._closed:
+            t = self._tick * AUDIO_FRAME_S
+            await self.clock.wait_until(t)
+            samples, speech_id = await self._next_audio(t)
+            self._tick += 1
+            yield AudioFrame(t, samples, speech_id)
+            while self._video_index / self.fps < t + AUDIO_FRAME_S - 1e-9:
+                vt = self._video_index / self.fps
+                motion = self._motion_at(vt)
+                self._video_index += 1
+                image = await loop.run_in_executor(self._render_pool, self.renderer.render, motion)
+                yield VideoFrame(vt, image, motion, self.state)
+
+    # -- synthesis ----------------------------------------------------------------------------------
+
+    async def _synthesize(self, handle: SpeechHandle, source: str | AsyncIterable[str]) -> None:
+        loop = asyncio.get_running_loop()
+        chunker = SentenceChunker()
+        try:
+            if isinstance(source, str):
+                pieces = chunker.push(source) + chunker.flush()
+            else:
+                pieces = []
+                async for text in source:
+                    for chunk in chunker.push(text):
+                        await handle._chunks.put(
+                            await loop.run_in_executor(self._synth_pool, self._utter, chunk)
+                        )
+                pieces = chunker.flush()
+            for chunk in pieces:
+                await handle._chunks.put(await loop.run_in_executor(self._synth_pool, self._utter, chunk))
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("speech synthesis failed; the avatar skips this speech")
+        finally:
+            handle._chunks.put_nowait(None)  # the end marker
+
+    def _utter(self, text: str) -> Utterance:
+        start = time.perf_counter()
+        utterance = self.voice.utterance(text)
+        elapsed = time.perf_counter() - start
+        if elapsed > utterance.duration_s:
+            log.warning("synthesis slower than real time: %.2f s for %.2f s of speech", elapsed,
+                        utterance.duration_s)  # fmt: skip
+        return utterance
+
+    # -- playout ------------------------------------------------------------------------------------
+
+    async def _next_playing(self, handle: SpeechHandle, t: float) -> _Playing | Literal["wait", "end"]:
+        """The handle's next utterance; "wait" if it is not synthesized yet (only on a real clock: a
+        virtual clock waits for it), "end" when the handle has nothing more to say."""
+        if self.clock.realtime and handle._chunks.empty():
+            return "wait"
+        item = await handle._chunks.get()
+        if item is None:
+            return "end"
+        return _Playing(item, started_at=t, phrase_ends=sorted(item.phrase_ends))
+
+    async def _next_audio(self, t: float) -> tuple[npt.NDArray[np.int16], str | None]:
+        out = np.zeros(AUDIO_FRAME_SAMPLES, np.int16)
+        filled = 0
+        while filled < AUDIO_FRAME_SAMPLES:
+            while self._queue and self._queue[0].done:
+                self._queue.popleft()
+            if not self._queue:
+                break
+            handle = self._queue[0]
+            current = handle._current
+            if current is None:
+                playing = await self._next_playing(handle, t + filled / AUDIO_RATE)
+                if playing == "end":
+                    handle._finish()  # played out
+                    continue
+                if playing == "wait":
+                    break  # underrun on a real clock: silence until the next chunk is ready
+                assert isinstance(playing, _Playing)
+                current = handle._current = playing
+            audio = current.utterance.audio
+            take = min(AUDIO_FRAME_SAMPLES - filled, audio.size - current.offset)
+            out[filled : filled + take] = audio[current.offset : current.offset + take]
+            current.offset += take
+            filled += take
+            handle.played_s += take / AUDIO_RATE
+            if current.offset >= audio.size:
+                handle._spoken.append(current.utterance.text)
+                handle._current = None
+        speech_id = self._queue[0].id if filled and self._queue else None
+        self._set_state(t, speaking=filled > 0)
+        return out, speech_id
+
+    def _set_state(self, t: float, speaking: bool) -> None:
+        if speaking:
+            state: AvatarState = "speaking"
+        elif (
+            self._partner is not None
+            and t - self._partner.t < PARTNER_STALE_S
+            and (self._partner.speaking or self._partner.face_visible)
+        ):
+            state = "listening"
+        else:
+            state = "idle"
+        if state != self.state:
+            self.state = state
+            if self.on_state is not None:
+                self.on_state(state)
+
+    # -- motion -------------------------------------------------------------------------------------
+
+    def _speech_layer_at(self, vt: float) -> FloatArray | None:
+        if not self._queue or self._queue[0]._current is None:
+            return None
+        playing = self._queue[0]._current
+        local = vt - playing.started_at
+        while playing.phrase_ends and playing.phrase_ends[0] <= local:
+            playing.phrase_ends.pop(0)
+            self._idle.phrase_end()
+        motion = playing.utterance.motion
+        index = int(np.clip(round(local * playing.utterance.fps), 0, len(motion) - 1))
+        frame: FloatArray = motion[index]
+        return frame
+
+    def _motion_at(self, vt: float) -> FloatArray:
+        partner = self._partner
+        if partner is not None and vt - partner.t > PARTNER_STALE_S:
+            partner = None
+        listening = self._listening.step(partner)
+        speech = self._speech_layer_at(vt)
+        source = "speak" if speech is not None else "listen"
+        layer = speech if speech is not None else listening
+        if source != self._layer_source and self._last_layer is not None:
+            self._fade_from, self._fade_left = self._last_layer, CROSSFADE_S
+            self._layer_source = source
+        if self._fade_left > 0 and self._fade_from is not None:
+            alpha = 1.0 - self._fade_left / CROSSFADE_S
+            layer = alpha * layer + (1.0 - alpha) * self._fade_from
+            self._fade_left -= 1.0 / self.fps
+        self._last_layer = layer
+        return clip(compose(self._idle.step(), layer))

@@ -1,0 +1,1 @@
+"""Renderers: motion frames -> RGB video frames."""

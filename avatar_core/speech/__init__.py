@@ -1,0 +1,1 @@
+"""Speech features: prosody and (with the joint model) WORLD vocoder parameters."""

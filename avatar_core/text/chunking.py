@@ -1,0 +1,66 @@
+"""Cut a stream of reply text into speakable chunks: a short first chunk for latency, then sentences."""
+
+from __future__ import annotations
+
+import re
+
+_SENTENCE_END = re.compile(r"[.!?…]+[\"')\]]*(?=\s)|\n+")
+_CLAUSE_END = re.compile(r"[,;:—]+(?=\s)")
+_ABBREVIATIONS = {"mr.", "mrs.", "ms.", "dr.", "st.", "vs.", "e.g.", "i.e.", "etc.", "no.", "a.m.", "p.m."}
+
+
+class SentenceChunker:
+    """``push`` text as it streams in and get back the chunks that are complete; ``flush`` at the end.
+
+    The first chunk ends at the first clause boundary once it has ``first_min_words`` words, so speech
+    can start before the first sentence is finished; later chunks are whole sentences, or clauses when
+    a sentence runs past ``max_words``.
+    """
+
+    def __init__(self, first_min_words: int = 3, max_words: int = 30) -> None:
+        self.first_min_words = first_min_words
+        self.max_words = max_words
+        self.buffer = ""
+        self.emitted = 0
+
+    def _cut(self) -> int | None:
+        """Where the next chunk ends in the buffer, or None if no chunk is complete yet."""
+        cuts = []
+        for match in _SENTENCE_END.finditer(self.buffer):
+            words = self.buffer[: match.start()].split()
+            if words and words[-1].lower() + match.group().strip()[:1] in _ABBREVIATIONS:
+                continue  # "Dr. Jones" is one sentence
+            cuts.append(match.end())
+            break
+        if self.emitted == 0 or len(self.buffer.split()) > self.max_words:
+            minimum = self.first_min_words if self.emitted == 0 else self.max_words // 2
+            for match in _CLAUSE_END.finditer(self.buffer):
+                if len(self.buffer[: match.start()].split()) >= minimum:
+                    cuts.append(match.end())
+                    break
+        return min(cuts) if cuts else None
+
+    def push(self, text: str) -> list[str]:
+        """Add streamed text; return the chunks now complete (possibly none)."""
+        self.buffer += text
+        chunks = []
+        while (cut := self._cut()) is not None:
+            chunk, self.buffer = self.buffer[:cut].strip(), self.buffer[cut:]
+            if chunk:
+                chunks.append(chunk)
+                self.emitted += 1
+        return chunks
+
+    def flush(self) -> list[str]:
+        """The rest of the text as a final chunk."""
+        rest, self.buffer = self.buffer.strip(), ""
+        if rest:
+            self.emitted += 1
+            return [rest]
+        return []
+
+
+def chunk_text(text: str) -> list[str]:
+    """All chunks of a complete text."""
+    chunker = SentenceChunker()
+    return chunker.push(text) + chunker.flush()

@@ -1,0 +1,37 @@
+"""Cutting reply text into speakable chunks."""
+
+from __future__ import annotations
+
+from avatar_core.text.chunking import SentenceChunker, chunk_text
+
+
+def test_first_chunk_ends_at_the_first_clause() -> None:
+    chunks = chunk_text("Sure, the library opens at nine, and it closes at eight. Anything else?")
+    assert chunks == ["Sure, the library opens at nine,", "and it closes at eight.", "Anything else?"]
+
+
+def test_short_opening_clause_waits_for_enough_words() -> None:
+    assert chunk_text("Yes, of course. Room two is free.")[0] == "Yes, of course."
+
+
+def test_abbreviations_do_not_end_sentences() -> None:
+    assert chunk_text("Dr. Smith sees you at 3 p.m. today. Please sit down.") == [
+        "Dr. Smith sees you at 3 p.m. today.",
+        "Please sit down.",
+    ]
+
+
+def test_streaming_tokens_give_the_same_chunks() -> None:
+    text = "Welcome back, it is good to see you. Your card is ready! Do you need a bag?"
+    chunker = SentenceChunker()
+    streamed = []
+    for i in range(0, len(text), 3):
+        streamed += chunker.push(text[i : i + 3])
+    streamed += chunker.flush()
+    assert streamed == chunk_text(text)
+
+
+def test_long_sentence_is_split_at_a_clause() -> None:
+    long = ", ".join(["we have many books about birds and trees"] * 6) + "."
+    chunks = chunk_text("Okay. " + long)
+    assert all(len(c.split()) <= 40 for c in chunks) and len(chunks) > 2
