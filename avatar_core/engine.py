@@ -253,7 +253,7 @@ class Engine:
         """
         loop = asyncio.get_running_loop()
         while not self._closed:
-            t = self._tick * AUDIO_FRAME_S
+            t = self._tick * AUDIO_FRAME_SAMPLES / AUDIO_RATE  # exact ratio, comparable with video pts
             await self.clock.wait_until(t)
             samples, speech_id = await self._next_audio(t)
             self._tick += 1
