@@ -47,9 +47,10 @@ def main() -> None:
     parser.add_argument("--frames", type=int, default=300)
     args = parser.parse_args()
     cv2.setNumThreads(1)
+    from skimage.data import astronaut
+
     from avatar_core.render.portrait import PortraitRenderer
     from avatar_core.render.stylized import StylizedRenderer
-    from skimage.data import astronaut
 
     results = []
     for size in (256, 512):

@@ -43,9 +43,10 @@ def sheet(renderer: Renderer, size: int = 256) -> np.ndarray:
 
 
 def main() -> None:
+    from skimage.data import astronaut
+
     from avatar_core.render.portrait import PortraitRenderer
     from avatar_core.render.stylized import StylizedRenderer
-    from skimage.data import astronaut
 
     OUT.mkdir(parents=True, exist_ok=True)
     for name, renderer in (

@@ -5,7 +5,9 @@ neck a little; back hair, face and front hair more; the features (eyes, brows, n
 projected from a shallow 3D rig so that a head turn foreshortens them. The static layers are painted
 once at construction (supersampled, with blurred-mask shading) and kept as premultiplied sprites; each
 frame warps them on their own region with ``cv2.warpAffine`` and draws the features with anti-aliased
-OpenCV polygons at sub-pixel precision.
+OpenCV polygons at sub-pixel precision. The jaw is the one non-rigid part: ``jaw_open`` drops the chin
+through a smooth displacement field, resampled with ``cv2.remap`` on the lower face's region only, so the
+painted skin, its edge shading and the chin's shadow on the neck all move together, seamlessly.
 
 Geometry is written on a 512x512 reference canvas ("ref" units, x right, y down) and mapped to the
 output by one scale and offset, so every size draws the same picture. Feature geometry is written in
@@ -19,7 +21,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import cv2
 import numpy as np
@@ -67,6 +69,18 @@ NOSE_TIP_Y = 42.0
 MOUTH_Y = 70.0
 MOUTH_HW = 25.0  # neutral mouth half width
 TEETH_HW = 18.5
+JAW_LIP_UP, JAW_LIP_DOWN = 9.5, 36.0  # how far jaw_open = 1 parts the inner lips (centre, up / down)
+
+# The jaw: jaw_open drops the chin and the lower face outline with it. A smooth vertical displacement in
+# the face layer's rest frame (ref units) moves the painted skin, its edge shading and the chin's shadow
+# on the neck; the lower lip and teeth, drawn per frame, drop with it (and further: the lips part too).
+CHIN_Y = FACE_CY + FACE_B
+CHIN_DROP = 18.0  # ref units the chin falls at jaw_open = 1: 7.7% of the face height
+JAW_X = 1.3  # the drop fades sideways to zero this many face half widths out (at the ears)
+JAW_RAMP = (288.0, 350.0)  # rest rows over which it grows, from under the nose to the chin...
+JAW_FADE = (CHIN_Y + CHIN_DROP + 3.0, CHIN_Y + CHIN_DROP + 33.0)  # ...and fades again down the neck
+JAW_STEP = 3.0  # ref units between samples of the field, at most 3 px (it is smooth: bilinear between)
+JAW_TABLE = 33  # chin drops at which the jaw landmarks are solved once, at construction
 
 # Sample grids; they contain the parameters of the iBUG landmarks exactly (see StylizedRenderer._rig).
 EYE_U = np.linspace(-1.0, 1.0, 13)  # inner (-1) -> outer (+1) corner, step 1/6
@@ -387,12 +401,31 @@ class _Painter:
         return _Sprite(rgb8, inv8, np.dstack([rgb8, inv8]), self.x0, self.y0)
 
 
-def _composite(frame: U8, sprite: _Sprite, motion_px: F64) -> None:
-    """Warp a sprite by a pixel-space affine (rest frame -> now) and blend it over the frame."""
+@dataclass(frozen=True)
+class _Warp:
+    """A smooth displacement of one frame rectangle: each pixel there shows what rests at ``src``."""
+
+    box: tuple[int, int, int, int]  # (x0, y0, x1, y1) frame pixels
+    src: F32  # (h, w, 2) frame pixel (x, y) each box pixel samples; equal to its own position at the edges
+
+
+def _composite(frame: U8, sprite: _Sprite, motion_px: F64, warp: _Warp | None = None) -> None:
+    """Warp a sprite by a pixel-space affine (rest frame -> now) and blend it over the frame.
+
+    With a ``warp``, the part of the sprite inside its box is resampled through it instead (cv2.remap);
+    the box may reach past the sprite's own footprint, since the warp can pull content out of it.
+    """
     m = motion_px @ _translate(sprite.x0, sprite.y0)  # sprite pixels -> frame pixels
     h, w = sprite.inv_alpha.shape
     corners = np.array([[0, 0, 1], [w, 0, 1], [0, h, 1], [w, h, 1]], np.float64) @ m[:2].T  # (4, 2)
     box = _box(corners, frame, 1.0)
+    if box is not None and warp is not None:  # the union of both boxes
+        box = (
+            min(box[0], warp.box[0]),
+            min(box[1], warp.box[1]),
+            max(box[2], warp.box[2]),
+            max(box[3], warp.box[3]),
+        )
     if box is None:
         return
     x0, y0, x1, y1 = box
@@ -406,6 +439,18 @@ def _composite(frame: U8, sprite: _Sprite, motion_px: F64) -> None:
         borderMode=cv2.BORDER_CONSTANT,
         borderValue=(0, 0, 0, 255),
     )
+    if warp is not None:
+        wx0, wy0, wx1, wy1 = warp.box
+        to_sprite = np.linalg.inv(m)[:2]  # frame pixels -> sprite pixels
+        src = cv2.transform(warp.src, to_sprite)  # (h, w, 2) float32
+        warped[wy0 - y0 : wy1 - y0, wx0 - x0 : wx1 - x0] = cv2.remap(
+            sprite.rgba,
+            src,
+            cast(Any, None),  # map1 holds (x, y) pairs; the stubs do not know map2 may be left out
+            cv2.INTER_LINEAR,
+            borderMode=cv2.BORDER_CONSTANT,
+            borderValue=(0, 0, 0, 255),
+        )
     _over(frame, (x0, y0, x1, y1), cv2.cvtColor(warped, cv2.COLOR_RGBA2RGB), cv2.extractChannel(warped, 3))
 
 
@@ -494,7 +539,7 @@ class _Palette:
             teeth=np.array([246.0, 243.0, 236.0]),
             teeth_shade=np.array([196.0, 188.0, 184.0]),
             cavity=np.array([52.0, 20.0, 27.0]),
-            tongue=np.array([196.0, 96.0, 102.0]),
+            tongue=np.array([182.0, 84.0, 92.0]),
             shirt=_color(face.shirt),
             background=_color(face.background),
             blush=_mix(skin, lips * np.array([1.1, 0.85, 0.9]), 0.55),
@@ -747,6 +792,7 @@ class _Rig:
     brows: tuple[F64, F64]  # filled brow outlines in pixels
     nose_px: F64  # (3, 3) nose sprite motion
     mouth: _Mouth
+    chin_drop: float  # ref units, in the face layer's rest frame
     landmarks: F32  # (68, 2)
 
 
@@ -757,6 +803,41 @@ def _depth(x: F64, y: F64) -> F64:
 
 def _bump(u: F64, power: float, skew: float) -> F64:
     return np.maximum(1.0 - u * u, 0.0) ** power * (1.0 + skew * u)
+
+
+def _smoothstep(t: FArr) -> FArr:
+    t = np.clip(t, 0.0, 1.0)
+    return t * t * (3.0 - 2.0 * t)
+
+
+def _jaw_rows(y: FArr) -> FArr:
+    """How much of the jaw's drop reaches rest row y (ref): 0 above the mouth, 1 at the chin, 0 down the
+    neck. The drop is a backward map: the pixel at y shows what rests at y - drop * weight."""
+    grow = _smoothstep((y - JAW_RAMP[0]) * (1.0 / (JAW_RAMP[1] - JAW_RAMP[0])))
+    fade = _smoothstep((y - JAW_FADE[0]) * (1.0 / (JAW_FADE[1] - JAW_FADE[0])))
+    return grow * (1.0 - fade)
+
+
+def _jaw_columns(x: FArr, a: float) -> FArr:
+    """The sideways falloff of the jaw's drop: 1 on the centre line, 0 at JAW_X face half widths."""
+    u = (x - CX) * (1.0 / (JAW_X * a))
+    w = np.clip(1.0 - u * u, 0.0, 1.0)
+    return w * w  # smooth to zero: no kink for the coarse field samples to round off
+
+
+def _jaw_forward(points: F64, drop: float, a: float) -> F64:
+    """Rest points (N, 2) ref -> where the jaw's drop carries them: y' solves y' - d * rows(y') = y.
+
+    The map is monotonic (its slope stays above 1 - 1.5 * CHIN_DROP / 30 > 0), so Newton converges."""
+    d = drop * _jaw_columns(points[:, 0], a)  # (N,)
+    y0 = points[:, 1]
+    y = y0 + d * _jaw_rows(y0)
+    for _ in range(8):
+        eps = 1e-3
+        f = y - d * _jaw_rows(y) - y0
+        slope = 1.0 - d * (_jaw_rows(y + eps) - _jaw_rows(y - eps)) / (2 * eps)
+        y = y - f / np.maximum(slope, 0.1)
+    return np.stack([points[:, 0], y], 1)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -784,7 +865,15 @@ class StylizedRenderer:
         self._back = _paint_back(self.view, pal, face, outline)
         self._face = _paint_face(self.view, pal, face, outline)
         self._nose = _paint_nose(self.view, pal)
-        self._jaw_rest_px = self._to_px @ np.vstack([self._jaw_points(outline).T, np.ones(17)])  # (3, 17)
+        self._jaw_a = FACE_A * face.face_width
+        # Only hair that hangs past the mouth (bob, long) lies under the jaw's drop.
+        first = math.ceil(self.view.oy + scale * JAW_RAMP[0]) - self._back.y0
+        self._back_in_jaw = bool((self._back.inv_alpha[max(first, 0) :] < 255).any())
+        jaw_rest = self._jaw_points(outline)  # (17, 2) ref
+        # Where the jaw's drop carries the jaw landmarks, for JAW_TABLE drops; a frame interpolates.
+        self._jaw_table = np.stack(
+            [_jaw_forward(jaw_rest, d, self._jaw_a) for d in np.linspace(0.0, CHIN_DROP, JAW_TABLE)]
+        )  # (JAW_TABLE, 17, 2) ref
         c = _tup
         self._c = {name: c(getattr(pal, name)) for name in pal.__dataclass_fields__}
 
@@ -915,16 +1004,21 @@ class StylizedRenderer:
         x = np.where(u >= 0, u * (base + 4.0 * smile_l), u * (base + 4.0 * smile_r))
         lift = np.where(u >= 0, -7.5 * smile_l, -7.5 * smile_r) + 1.2 * jaw - 2.4
         corner = lift * u * u
-        # Upper lip rises, lower lip (and jaw) drops; lips_pressed pulls both onto the seam, exactly.
-        up = (6.0 * lip_up + 2.5 * jaw + 4.5 * tuck + 1.5 * rnd) * open_
-        jaw_drop = 17.5 * jaw + 3.0 * rnd
+        # Upper lip rises, lower lip drops with the jaw (and further: the lips part too, a little faster
+        # at first, so half-open vowels read); lips_pressed pulls both onto the seam, exactly.
+        jo = jaw**0.8
+        up_jaw = JAW_LIP_UP * jo
+        up = (6.0 * lip_up + up_jaw + 4.5 * tuck + 1.5 * rnd) * open_
+        jaw_drop = JAW_LIP_DOWN * jo + 3.0 * rnd
         down = (jaw_drop + 5.5 * drop - 0.5 * tuck) * open_  # tucked: the lower lip rises under the teeth
         gap = up + down
-        opening = _bump(u, 0.75 - 0.35 * rnd + 0.1 * wide, 0.0)
+        # A wide-open mouth is fuller at the sides (a rounded box rather than a lens).
+        opening = _bump(u, max(0.75 - 0.35 * rnd + 0.1 * wide - 0.3 * jo, 0.3), 0.0)
         y_ui = corner - up * opening
         y_li = corner + down * opening
-        t_up = 5.3 * (1.0 + 0.35 * rnd - 0.25 * wide - 0.45 * pressed)
-        t_low = 8.0 * (1.0 + 0.3 * rnd - 0.2 * wide - 0.4 * pressed - 0.35 * tuck)
+        # The lips stretch thinner as the mouth opens.
+        t_up = 5.3 * (1.0 + 0.35 * rnd - 0.25 * wide - 0.45 * pressed) * (1.0 - 0.15 * jo * open_)
+        t_low = 8.0 * (1.0 + 0.3 * rnd - 0.2 * wide - 0.4 * pressed - 0.35 * tuck) * (1.0 - 0.2 * jo * open_)
         au = np.abs(u)
         bow = 1.0 + 0.14 * np.exp(-(((au - 0.34) / 0.17) ** 2)) - 0.22 * np.exp(-((u / 0.12) ** 2))
         y_uo = y_ui - t_up * np.maximum(1.0 - u * u, 0.0) ** (0.55 - 0.2 * rnd) * bow
@@ -933,9 +1027,13 @@ class StylizedRenderer:
         grow = 0.9 * min(1.0, gap / 2.0)
         teeth_x = np.linspace(-1.0, 1.0, 9)
         tw = TEETH_HW * (1.0 + 0.1 * wide)
-        t_edge = 2.6 - 1.6 * teeth_x**2
-        low_top = (jaw_drop - 0.5 * tuck) * open_ - 1.5 + 1.3 * teeth_x**2
-        tongue = _ellipse(0.0, down + 3.0, 0.6 * min(float(x[-1]), float(-x[0])), 0.42 * gap + 3.0, 20)
+        # Teeth: thin bands under the upper lip and over the lower one, the dark cavity between them.
+        t_edge = 2.6 - 1.6 * teeth_x**2 - 0.75 * up_jaw * open_
+        low_top = (jaw_drop - 0.5 * tuck) * open_ - 2.4 + 1.3 * teeth_x**2
+        t_top = -(up + 8.0)  # the teeth's hidden edges, safely under the lips
+        low_bottom = float(low_top[4]) + 16.0
+        # The tongue lies low, behind the lower teeth.
+        tongue = _ellipse(0.0, down + 2.0, 0.72 * min(float(x[-1]), float(-x[0])), 0.22 * gap + 3.0, 20)
         ux, uy, lx, ly = teeth_x * tw, t_edge, teeth_x * tw, low_top
         hl_u = np.linspace(-0.38, 0.38, 7)
         lens = np.sin(np.linspace(0, np.pi, 7)) * 0.22
@@ -956,13 +1054,13 @@ class StylizedRenderer:
                 np.concatenate([x, x[::-1]]),
                 np.concatenate([y_ui - grow * opening, (y_li + grow * opening)[::-1]]),
             ),
-            (np.concatenate([ux * 1.2, ux[::-1] * 1.2]), np.concatenate([uy + 0.4, np.full(9, -16.0)])),
-            (np.concatenate([ux * 0.8, ux[::-1] * 0.8]), np.concatenate([uy, np.full(9, -16.0)])),
+            (np.concatenate([ux * 1.2, ux[::-1] * 1.2]), np.concatenate([uy + 0.4, np.full(9, t_top)])),
+            (np.concatenate([ux * 0.8, ux[::-1] * 0.8]), np.concatenate([uy, np.full(9, t_top)])),
             (
                 np.concatenate([lx * 1.15, lx[::-1] * 1.15]),
-                np.concatenate([ly + 0.4, np.full(9, ly[4] + 16)]),
+                np.concatenate([ly + 0.4, np.full(9, low_bottom)]),
             ),
-            (np.concatenate([lx * 0.8, lx[::-1] * 0.8]), np.concatenate([ly, np.full(9, ly[4] + 16)])),
+            (np.concatenate([lx * 0.8, lx[::-1] * 0.8]), np.concatenate([ly, np.full(9, low_bottom)])),
             (tongue[:, 0], tongue[:, 1]),
             (np.concatenate([hl_u * base, hl_u[::-1] * base]), np.concatenate([hl_top, hl_bot[::-1]])),
             (sh_u * base, sh_y),
@@ -1037,7 +1135,12 @@ class StylizedRenderer:
         nose_m = np.eye(3)
         nose_m[:2, :2] = lin @ squash
         nose_px = _translate(nose[3, 0], nose[3, 1]) @ nose_m @ _translate(-tip_rest[0], -tip_rest[1])
-        jaw = (pose.face_px @ self._jaw_rest_px)[:2].T  # (17, 2)
+        jaw_open = float(m[_F["jaw_open"]])
+        drop = CHIN_DROP * jaw_open
+        k = min(int(jaw_open * (JAW_TABLE - 1)), JAW_TABLE - 2)
+        f = jaw_open * (JAW_TABLE - 1) - k
+        jaw_ref = self._jaw_table[k] * (1.0 - f) + self._jaw_table[k + 1] * f  # (17, 2)
+        jaw = (pose.face_px @ self._to_px @ np.vstack([jaw_ref.T, np.ones(17)]))[:2].T  # (17, 2)
         lm = np.empty((68, 2), np.float64)
         lm[0:17] = jaw
         lm[17:22] = centre_l[::-2]  # outer -> inner on the image-left brow
@@ -1051,9 +1154,51 @@ class StylizedRenderer:
         lm[55:60] = mo.lower_outer[[20, 16, 12, 8, 4]]
         lm[60:65] = mo.upper_inner[[0, 6, 12, 18, 24]]
         lm[65:68] = mo.lower_inner[[18, 12, 6]]
-        return _Rig(pose, eyes, (brow_l, brow_r), nose_px, mouth, lm.astype(np.float32))
+        return _Rig(pose, eyes, (brow_l, brow_r), nose_px, mouth, drop, lm.astype(np.float32))
 
     # -- drawing ---------------------------------------------------------------------------------
+
+    def _jaw_warp(self, pose: _Pose, drop: float) -> _Warp | None:
+        """The jaw's drop as a frame-space warp: its box and each box pixel's source position.
+
+        The field lives in the face layer's rest frame (so it turns and scales with the head); every
+        layer the jaw overlaps (hair behind, neck with the chin's shadow, face) is resampled through it.
+        """
+        if drop * pose.unit < 0.02:
+            return None
+        a = self._jaw_a
+        rect = np.array(
+            [
+                [CX - JAW_X * a, JAW_RAMP[0], 1.0],
+                [CX + JAW_X * a, JAW_RAMP[0], 1.0],
+                [CX - JAW_X * a, JAW_FADE[1], 1.0],
+                [CX + JAW_X * a, JAW_FADE[1], 1.0],
+            ]
+        )  # (4, 3) rest ref
+        face = pose.face_px
+        corners = rect @ (face @ self._to_px)[:2].T  # (4, 2) frame pixels
+        box = _box(corners, self._background, 1.0)
+        if box is None:
+            return None
+        x0, y0, x1, y1 = box
+        to_ref = (self._to_ref @ np.linalg.inv(face))[:2]  # frame pixels -> rest ref
+        # The field is smooth (it ramps over 30+ ref units), so it is evaluated on a grid JAW_STEP ref
+        # units apart and upsampled; the coarse samples sit where cv2.resize puts its source pixels.
+        w, h = x1 - x0, y1 - y0
+        step = max(1, min(round(JAW_STEP * self.view.scale), 3))  # bilinear error < 0.2 px
+        nx, ny = -(-w // step), -(-h // step)
+        cx = (x0 + (np.arange(nx) + 0.5) * step - 0.5)[None, :]  # (1, nx)
+        cy = (y0 + (np.arange(ny) + 0.5) * step - 0.5)[:, None]  # (ny, 1)
+        qx = cx * to_ref[0, 0] + (cy * to_ref[0, 1] + to_ref[0, 2])  # (ny, nx)
+        qy = cx * to_ref[1, 0] + (cy * to_ref[1, 1] + to_ref[1, 2])
+        d: F32 = (_jaw_columns(qx, a) * _jaw_rows(qy) * (drop * self.view.scale)).astype(np.float32)
+        if step > 1:  # (ny, nx) rest px -> (h, w)
+            d = np.asarray(cv2.resize(d, (nx * step, ny * step), interpolation=cv2.INTER_LINEAR), np.float32)
+        d = d[:h, :w]
+        src = np.empty((h, w, 2), np.float32)
+        src[..., 0] = np.arange(x0, x1, dtype=np.float32)[None, :] - d * np.float32(face[0, 1])
+        src[..., 1] = np.arange(y0, y1, dtype=np.float32)[:, None] - d * np.float32(face[1, 1])
+        return _Warp(box, src)  # each pixel samples from up the rest frame's "down", carried to the frame
 
     def _draw_eye(self, img: U8, eye: _Eye, unit: float) -> None:
         c = self._c
@@ -1132,10 +1277,11 @@ class StylizedRenderer:
         rig = self._rig(motion)
         pose = rig.pose
         img = self._background.copy()
-        _composite(img, self._back, pose.back_px)
-        _composite(img, self._neck, pose.neck_px)
+        warp = self._jaw_warp(pose, rig.chin_drop)
+        _composite(img, self._back, pose.back_px, warp if self._back_in_jaw else None)
+        _composite(img, self._neck, pose.neck_px, warp)
         _composite_shift(img, self._torso, *pose.torso)
-        _composite(img, self._face, pose.face_px)
+        _composite(img, self._face, pose.face_px, warp)
         _composite(img, self._nose, rig.nose_px)
         unit = pose.unit
         for eye in rig.eyes:

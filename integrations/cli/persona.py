@@ -9,7 +9,7 @@ import yaml
 from rich.console import Console
 from rich.table import Table
 
-from agent.persona import PersonaError, available_personas, load_persona
+from agent.persona import Persona, PersonaError, available_personas, load_persona
 from avatar_core.config import AppSettings
 
 app = typer.Typer(help="Validate, show and list personas.", no_args_is_help=True)
@@ -23,6 +23,15 @@ def report(error: PersonaError) -> None:
     for issue in error.issues:
         err.print(f"  [bold]{issue.location}[/]: {issue.message}", highlight=False, markup=True)
         err.print(f"      hint: {issue.hint}", highlight=False, style="dim")
+
+
+def load_or_exit(name: str) -> Persona:
+    """Load a persona, or print its problems and exit with code 2."""
+    try:
+        return load_persona(name)
+    except PersonaError as error:
+        report(error)
+        raise typer.Exit(2) from None
 
 
 @app.command()
@@ -49,11 +58,7 @@ def show(
     as_json: bool = typer.Option(False, "--json", help="print JSON instead of YAML"),
 ) -> None:
     """Print the resolved persona: the file, defaults and DYAD_* environment overrides together."""
-    try:
-        persona = load_persona(name)
-    except PersonaError as error:
-        report(error)
-        raise typer.Exit(2) from None
+    persona = load_or_exit(name)
     if as_json:
         typer.echo(persona.model_dump_json(indent=2))
     else:
@@ -84,11 +89,7 @@ def preview(
     from avatar_core.preview import preview_motion
     from avatar_core.render.base import make_renderer
 
-    try:
-        persona = load_persona(name)
-    except PersonaError as error:
-        report(error)
-        raise typer.Exit(2) from None
+    persona = load_or_exit(name)
     video = persona.appearance.video
     try:
         renderer = make_renderer(persona.appearance)

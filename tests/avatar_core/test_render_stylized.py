@@ -10,7 +10,7 @@ import pytest
 from avatar_core.config import AppearanceConfig, StylizedFace
 from avatar_core.motion import HIGH, LOW, MOTION_DIM, NEUTRAL, frame
 from avatar_core.render.base import Renderer, inner_lip_gap, make_renderer
-from avatar_core.render.stylized import StylizedRenderer
+from avatar_core.render.stylized import FACE_H, StylizedRenderer
 
 Image = npt.NDArray[np.uint8]
 Box = tuple[int, int, int, int]
@@ -167,6 +167,67 @@ def test_open_mouth_is_drawn_inside_the_inner_lip_landmarks(r512: StylizedRender
     skin = np.array([232, 185, 150], np.float64)  # StylizedFace().skin
     not_skin = np.abs(img[hole].astype(np.float64) - skin).sum(1) > 60
     assert hole.sum() > 200 and not_skin.mean() > 0.95
+
+
+def test_open_mouth_reads_large_with_a_dark_cavity(r512: StylizedRenderer) -> None:
+    m = frame(jaw_open=0.75)
+    lm = r512.landmarks(m)
+    assert 0.06 * 512 <= inner_lip_gap(lm) <= 0.08 * 512
+    assert inner_lip_gap(r512.landmarks(frame(jaw_open=0.5))) > 0.04 * 512  # half open reads too
+    # Down the middle of the opening most of it is dark cavity: thin teeth bands, the tongue low.
+    img = r512.render(m)
+    x = round(float(lm[62, 0]))
+    top, bottom = int(np.ceil(lm[62, 1])), int(np.floor(lm[66, 1]))
+    column = img[top:bottom, x].astype(np.int32)
+    dark = column.max(axis=1) < 80
+    assert dark.mean() > 0.5
+    ys = np.nonzero(dark)[0]
+    assert ys.min() < 0.25 * len(column) and ys.max() > 0.6 * len(column)
+
+
+def test_jaw_open_drops_the_chin_and_the_lower_face(r512: StylizedRenderer) -> None:
+    rest = r512.landmarks(NEUTRAL)
+    drops = []
+    for jaw in (0.25, 0.5, 0.75, 1.0):
+        lm = r512.landmarks(frame(jaw_open=jaw))
+        dy = lm[:17, 1] - rest[:17, 1]
+        np.testing.assert_allclose(lm[:17, 0], rest[:17, 0], atol=1e-3)  # straight down
+        # The lower outline moves, most at the chin (8), fading to nothing at the ears (0, 16).
+        assert abs(float(dy[0])) < 1e-3 and abs(float(dy[16])) < 1e-3
+        assert np.all(np.diff(dy[:9]) >= -1e-3) and np.all(np.diff(dy[8:]) <= 1e-3)
+        np.testing.assert_allclose(dy, dy[::-1], atol=1e-3)
+        # The lower lip drops with the jaw (and further: the lips part).
+        assert lm[57, 1] - rest[57, 1] > dy[8] and lm[66, 1] - rest[66, 1] > dy[8]
+        # Nothing above the nose moves.
+        np.testing.assert_array_equal(lm[17:48], rest[17:48])
+        drops.append(float(dy[8]))
+    assert np.all(np.diff(drops) > 0)
+    assert 0.06 * FACE_H <= drops[-1] <= 0.08 * FACE_H  # 512 px frame: 1 px per ref unit
+
+
+def test_the_drawn_chin_moves_with_its_landmark(r512: StylizedRenderer) -> None:
+    rest, shut = r512.landmarks(NEUTRAL), r512.render(NEUTRAL)
+    m = frame(jaw_open=1.0)
+    lm, img = r512.landmarks(m), r512.render(m)
+    top = int(rest[30, 1]) - 12
+    np.testing.assert_array_equal(img[:top], shut[:top])  # nothing above the nose changes
+    # Round the chin the lower face just translates: the rest chin, its edge shading and the shadow it
+    # throws on the neck all reappear lower by the landmark's drop.
+    shift = round(float(lm[8, 1] - rest[8, 1]))
+    x, y = round(float(rest[8, 0])), round(float(rest[8, 1]))
+    before = shut[y - 8 : y + 3, x - 6 : x + 7].astype(np.int32)
+    after = img[y - 8 + shift : y + 3 + shift, x - 6 : x + 7].astype(np.int32)
+    assert np.abs(after - before).mean() < 2.0
+    assert np.abs(img[y - 8 : y + 3, x - 6 : x + 7].astype(np.int32) - before).mean() > 5.0
+
+
+def test_the_chin_drops_along_a_tilted_head(r512: StylizedRenderer) -> None:
+    pose = {"head_roll": 0.3, "head_yaw": 0.2}
+    rest, lm = r512.landmarks(frame(**pose)), r512.landmarks(frame(jaw_open=1.0, **pose))
+    d = lm[8] - rest[8]
+    straight = r512.landmarks(frame(jaw_open=1.0))[8] - r512.landmarks(NEUTRAL)[8]
+    assert abs(np.hypot(*d) - np.hypot(*straight)) < 0.1 * np.hypot(*straight)
+    assert d[0] < -0.2 * d[1] < 0  # a clockwise tilt swings "down" toward the image left
 
 
 def test_teeth_show_for_lip_raise_and_drop(r512: StylizedRenderer) -> None:
