@@ -72,7 +72,7 @@ class CascadeVoice:
 
     def utterance(self, text: str) -> Utterance:
         """Speak ``text``: audio, speech-layer motion and timing."""
-        speech = self.tts.synthesize_timed(text, self.voice.speaker, self.voice.rate)
+        speech = self.tts.synthesize_timed(text, self.voice.speaker, self.voice.rate).trim_lead()
         audio = shift_pitch(speech.audio, AUDIO_RATE, self.voice.pitch_semitones)
         frames = max(1, int(np.ceil(speech.duration_s * self.fps)))
         prosody = prosody_from_audio(audio, AUDIO_RATE, self.fps)

@@ -124,6 +124,9 @@ class SpeechHandle:
         self.text = text  # None while streaming in
         self.interrupted = False
         self.played_s = 0.0  # seconds of audio played so far
+        self.started_at: float | None = None  # engine time of the first audio sample
+        self.first_synthesis_s: float | None = None  # wall time to synthesize the first chunk
+        self.started = asyncio.Event()  # set when the first sample plays
         self._chunks: asyncio.Queue[Utterance | None] = asyncio.Queue()
         self._spoken: list[str] = []  # text of fully played utterances
         self._current: _Playing | None = None
@@ -196,6 +199,7 @@ class Engine:
         self._render_pool = ThreadPoolExecutor(1, thread_name_prefix="dyad-render")
         self._tasks: set[asyncio.Task[None]] = set()
         self._closed = False
+        self._paused = False
         self._layer_source = "listen"
         self._fade_from: FloatArray | None = None
         self._fade_left = 0.0
@@ -224,8 +228,23 @@ class Engine:
 
     def interrupt(self) -> None:
         """Stop all queued and playing speech now."""
+        self._paused = False
         while self._queue:
             self._queue.popleft().interrupt()
+
+    def pause(self) -> None:
+        """Hold playback (silence, listening face) without losing the place: the user may only be
+        backchanneling. ``resume`` continues; ``interrupt`` drops it."""
+        self._paused = True
+
+    def resume(self) -> None:
+        """Continue playback held by ``pause``."""
+        self._paused = False
+
+    @property
+    def paused(self) -> bool:
+        """Whether playback is held."""
+        return self._paused
 
     def observe_user(self, partner: PartnerFrame) -> None:
         """The latest perception of the user, for listening behaviour."""
@@ -270,6 +289,14 @@ class Engine:
     async def _synthesize(self, handle: SpeechHandle, source: str | AsyncIterable[str]) -> None:
         loop = asyncio.get_running_loop()
         chunker = SentenceChunker()
+
+        async def speak(chunk: str) -> None:
+            start = time.perf_counter()
+            utterance = await loop.run_in_executor(self._synth_pool, self._utter, chunk)
+            if handle.first_synthesis_s is None:
+                handle.first_synthesis_s = time.perf_counter() - start
+            await handle._chunks.put(utterance)
+
         try:
             if isinstance(source, str):
                 pieces = chunker.push(source) + chunker.flush()
@@ -277,12 +304,10 @@ class Engine:
                 pieces = []
                 async for text in source:
                     for chunk in chunker.push(text):
-                        await handle._chunks.put(
-                            await loop.run_in_executor(self._synth_pool, self._utter, chunk)
-                        )
+                        await speak(chunk)
                 pieces = chunker.flush()
             for chunk in pieces:
-                await handle._chunks.put(await loop.run_in_executor(self._synth_pool, self._utter, chunk))
+                await speak(chunk)
         except asyncio.CancelledError:
             raise
         except Exception:
@@ -314,7 +339,7 @@ class Engine:
     async def _next_audio(self, t: float) -> tuple[npt.NDArray[np.int16], str | None]:
         out = np.zeros(AUDIO_FRAME_SAMPLES, np.int16)
         filled = 0
-        while filled < AUDIO_FRAME_SAMPLES:
+        while filled < AUDIO_FRAME_SAMPLES and not self._paused:
             while self._queue and self._queue[0].done:
                 self._queue.popleft()
             if not self._queue:
@@ -330,6 +355,9 @@ class Engine:
                     break  # underrun on a real clock: silence until the next chunk is ready
                 assert isinstance(playing, _Playing)
                 current = handle._current = playing
+            if handle.started_at is None:
+                handle.started_at = t + filled / AUDIO_RATE
+                handle.started.set()
             audio = current.utterance.audio
             take = min(AUDIO_FRAME_SAMPLES - filled, audio.size - current.offset)
             out[filled : filled + take] = audio[current.offset : current.offset + take]
@@ -362,7 +390,7 @@ class Engine:
     # -- motion -------------------------------------------------------------------------------------
 
     def _speech_layer_at(self, vt: float) -> FloatArray | None:
-        if not self._queue or self._queue[0]._current is None:
+        if self._paused or not self._queue or self._queue[0]._current is None:
             return None
         playing = self._queue[0]._current
         local = vt - playing.started_at

@@ -59,6 +59,17 @@ class TimedSpeech:
         """Length of the audio in seconds."""
         return self.audio.size / SAMPLE_RATE
 
+    def trim_lead(self, keep_s: float = 0.05) -> TimedSpeech:
+        """Cut the leading padding silence (Kokoro gives ~300 ms) down to ``keep_s``: it is pure
+        latency before the first word."""
+        if not self.phones or self.phones[0].symbol != "":
+            return self
+        cut = max(0.0, self.phones[0].end - keep_s)
+        samples = round(cut * SAMPLE_RATE)
+        cut = samples / SAMPLE_RATE
+        phones = [Phone(p.symbol, max(0.0, p.start - cut), p.end - cut) for p in self.phones]
+        return TimedSpeech(self.audio[samples:], phones, self.ipa)
+
 
 def timed_model(cache_dir: Path) -> Path:
     """The verified Kokoro model with the per-token durations added as a second output (made once)."""

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
+from pathlib import Path
+
 import typer
+from rich.console import Console
+from rich.table import Table
 
 from avatar_core.config import AppSettings
 from integrations.cli import doctor, persona
@@ -46,10 +51,45 @@ def render() -> None:
     unavailable("render", 4, "the joint text -> speech + face-motion model")
 
 
-@app.command(context_settings=_PENDING)
-def converse() -> None:
-    """Run a whole conversation on recorded user audio/video files into an MP4 and a transcript."""
-    unavailable("converse", 5, "the agent loop and the files transport")
+@app.command()
+def converse(
+    user_audio: Path = typer.Option(..., "--user-audio", help="the user's side: WAV or any audio/video file"),  # noqa: B008
+    user_video: Path | None = typer.Option(None, "--user-video", help="the user's camera, shown beside"),  # noqa: B008
+    persona_name: str | None = typer.Option(None, "--persona", help="persona name or YAML path"),
+    out: Path = typer.Option(Path("conversation.mp4"), "--out", help="MP4 to write"),  # noqa: B008
+    transcript: Path = typer.Option(Path("conversation.json"), "--transcript", help="JSON transcript"),  # noqa: B008
+    seed: int = typer.Option(0, "--seed", help="same seed + same input = same output"),
+) -> None:
+    """Run a whole conversation on recorded user audio (and video) into an MP4 and a JSON transcript.
+
+    Runs on a virtual clock: faster than real time and deterministic for a seed.
+    """
+    from agent.persona import PersonaError
+    from avatar_core.bundled import MissingModelError
+    from avatar_core.media import MediaError
+    from integrations.cli.persona import load_or_exit
+    from integrations.files.converse import converse as run_conversation
+    from integrations.llm.local_server import LocalServerError
+    from integrations.stack import StackError
+
+    console = Console(stderr=True, soft_wrap=True)
+    for path in (user_audio, user_video):
+        if path is not None and not path.is_file():
+            console.print(f"[bold red]no such file[/]: {path}", highlight=False)
+            raise typer.Exit(2)
+    persona = load_or_exit(persona_name or AppSettings().persona)
+    try:
+        result = asyncio.run(run_conversation(persona, user_audio, out, transcript, user_video, seed=seed))
+    except (MediaError, StackError, LocalServerError, MissingModelError, PersonaError) as exc:
+        console.print(f"[bold red]cannot run the conversation[/]: {exc}", highlight=False)
+        raise typer.Exit(2) from None
+    table = Table("turn", "user", "avatar", "voice to voice (ms)", title=f"{out} ({result.duration_s:.1f} s)")
+    for turn in result.turns:
+        latency = (turn.get("latency_ms") or {}).get("first_audio")
+        user, agent = turn.get("user", {}).get("text", ""), turn.get("agent", {}).get("text", "")
+        table.add_row(str(turn["turn"]), user, agent, "-" if latency is None else f"{latency:.0f}")
+    Console().print(table)
+    Console().print(f"wrote {out} and {transcript}", highlight=False)
 
 
 @app.command(context_settings=_PENDING)

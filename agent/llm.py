@@ -1,0 +1,352 @@
+"""The language model: a streaming chat completion from any OpenAI-compatible endpoint.
+
+The embedded SmolLM2 server and remote APIs are reached the same way, through ``openai.AsyncOpenAI``.
+:class:`ChatLLM` adds what a live conversation needs on top: a bound on the time to the first token and
+on every gap after it, retries only while nothing has been said yet, and errors that say how to fix them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import re
+from collections import deque
+from collections.abc import AsyncGenerator, AsyncIterator
+from typing import Any, cast
+
+import openai
+from openai import AsyncOpenAI
+
+from agent.persona import LLMConfig
+
+log = logging.getLogger(__name__)
+
+PLACEHOLDER_API_KEY = "sk-dyad-no-key"  # local servers check no key, but the client insists on one
+BACKOFF_START_S = 0.25
+BACKOFF_MAX_S = 2.0
+
+# Chat-template tokens a badly configured server can leak into the text. An end-of-turn token ends the
+# reply: whatever follows it is the model inventing the next turn.
+_SPECIAL_TOKEN = re.compile(r"<\|[A-Za-z0-9_.:-]{1,40}\|>|</?s>")
+_END_OF_TURN = frozenset({"<|im_end|>", "<|endoftext|>", "<|eot_id|>", "<|end|>", "</s>"})
+_PARTIAL_SPECIAL = re.compile(r"<(\|[A-Za-z0-9_.:-]{0,40}\|?|/?s?)?$")
+
+
+class LLMError(RuntimeError):
+    """The LLM gave no usable reply; the message says what went wrong and how to fix it."""
+
+    def __init__(self, reason: str, *, attempts: int = 1, retryable: bool = False) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.attempts = attempts  # requests made, retries included
+        self.retryable = retryable
+
+
+class ChatHistory:
+    """System prompt + a bounded window of the last ``history_turns`` user/assistant exchanges."""
+
+    def __init__(self, system_prompt: str, max_turns: int) -> None:
+        if max_turns < 1:
+            raise ValueError(f"max_turns must be >= 1, got {max_turns}")
+        self.system_prompt = system_prompt
+        self.max_turns = max_turns
+        # A turn is a user message and the reply to it: the window holds at most max_turns user messages.
+        self._messages: deque[dict[str, str]] = deque()
+
+    def add_user(self, text: str) -> None:
+        """Record what the user said; two user messages in a row are merged into one."""
+        text = text.strip()
+        if not text:
+            return
+        if self._messages and self._messages[-1]["role"] == "user":
+            self._messages[-1]["content"] += " " + text
+        else:
+            self._messages.append({"role": "user", "content": text})
+        self._trim()
+
+    def add_assistant(self, text: str) -> None:
+        """Record only what was actually spoken (the played part on barge-in)."""
+        text = text.strip()
+        if not text:
+            return
+        if self._messages and self._messages[-1]["role"] == "assistant":
+            self._messages[-1]["content"] += " " + text
+        else:
+            self._messages.append({"role": "assistant", "content": text})
+        self._trim()
+
+    def clear(self) -> None:
+        """Forget the conversation, keep the system prompt."""
+        self._messages.clear()
+
+    def _trim(self) -> None:
+        users = sum(1 for m in self._messages if m["role"] == "user")
+        while users > self.max_turns or (self._messages and self._messages[0]["role"] == "assistant"):
+            dropped = self._messages.popleft()
+            users -= dropped["role"] == "user"
+
+    def messages(self) -> list[dict[str, str]]:
+        """System first, then the window (which never starts with an assistant message)."""
+        return [{"role": "system", "content": self.system_prompt}, *(dict(m) for m in self._messages)]
+
+
+class _SpecialTokenFilter:
+    """Removes leaked chat-template tokens from a stream of deltas, even when split across deltas."""
+
+    def __init__(self) -> None:
+        self._pending = ""
+        self.ended = False  # an end-of-turn token was seen
+
+    def feed(self, delta: str) -> str:
+        if self.ended:
+            return ""
+        text = self._pending + delta
+        self._pending = ""
+        out = []
+        position = 0
+        for match in _SPECIAL_TOKEN.finditer(text):
+            out.append(text[position : match.start()])
+            position = match.end()
+            if match.group() in _END_OF_TURN:
+                self.ended = True
+                return "".join(out)
+        rest = text[position:]
+        partial = _PARTIAL_SPECIAL.search(rest)
+        if partial:
+            # Hold back what may be the start of a special token until the next delta decides.
+            self._pending = rest[partial.start() :]
+            rest = rest[: partial.start()]
+        out.append(rest)
+        return "".join(out)
+
+    def flush(self) -> str:
+        text, self._pending = self._pending, ""
+        return "" if self.ended else text
+
+
+def backoff_s(retry: int) -> float:
+    """Delay before retry number ``retry`` (0-based): 0.25, 0.5, 1, 2, 2 s, plus up to 10 % jitter.
+
+    The jitter is a fixed function of ``retry`` so runs are reproducible; it only needs to keep many
+    sessions from retrying in lock step, not to be random.
+    """
+    base = min(BACKOFF_START_S * 2**retry, BACKOFF_MAX_S)
+    jitter = ((retry * 0.6180339887) % 1.0) * 0.1
+    return float(base * (1.0 + jitter))
+
+
+def _status_reason(exc: openai.APIStatusError) -> str:
+    """The server's own error message, short."""
+    body = exc.body
+    if isinstance(body, dict):
+        error = body.get("error", body)
+        message = error.get("message") if isinstance(error, dict) else error
+        if message:
+            return str(message)[:200]
+    return str(exc.message)[:200]
+
+
+class ChatLLM:
+    """Streams chat completions from an OpenAI-compatible endpoint at an already resolved ``base_url``."""
+
+    def __init__(
+        self, config: LLMConfig, base_url: str, api_key: str | None = None, seed: int | None = None
+    ) -> None:
+        self.config = config
+        self.base_url = base_url.rstrip("/")
+        self.seed = seed
+        if api_key is None:
+            api_key = self._api_key_from_env()
+        self._client = AsyncOpenAI(
+            base_url=self.base_url,
+            api_key=api_key,
+            max_retries=0,  # retries are ours: only before the first token, with our backoff
+            timeout=config.timeout_s,
+        )
+
+    def _api_key_from_env(self) -> str:
+        var = self.config.api_key_env
+        if var is None:
+            return PLACEHOLDER_API_KEY
+        value = os.environ.get(var, "").strip()
+        if not value:
+            raise LLMError(
+                f"llm.api_key_env names {var}, but {var} is not set: export {var}=<your key> "
+                f"for {self.base_url}, or remove llm.api_key_env for a server that needs no key"
+            )
+        return value
+
+    async def aclose(self) -> None:
+        """Close the HTTP connections."""
+        await self._client.close()
+
+    async def stream(self, messages: list[dict[str, str]]) -> AsyncIterator[str]:
+        """Stream the reply's text deltas.
+
+        Failures before the first delta is yielded are retried ``max_retries`` times when they may pass
+        (connection, timeout, 5xx, 429); after it, any failure raises :class:`LLMError` at once, so the
+        caller keeps what it has already said.
+        """
+        attempts = 0
+        while True:
+            attempts += 1
+            yielded = False
+            try:
+                async with contextlib.aclosing(self._attempt(messages)) as deltas:
+                    async for delta in deltas:
+                        yielded = True
+                        yield delta
+                return
+            except LLMError as exc:
+                exc.attempts = attempts
+                if yielded or not exc.retryable:
+                    raise
+                if attempts > self.config.max_retries:
+                    if attempts > 1:
+                        exc.reason = f"gave up after {attempts} attempts: {exc.reason}"
+                        exc.args = (exc.reason,)
+                    raise
+                delay = backoff_s(attempts - 1)
+                log.warning("LLM attempt %d failed (%s); retrying in %.2f s", attempts, exc, delay)
+                await asyncio.sleep(delay)
+
+    async def _attempt(self, messages: list[dict[str, str]]) -> AsyncGenerator[str, None]:
+        """One request; every failure becomes an :class:`LLMError` (``retryable`` where a retry may pass)."""
+        loop = asyncio.get_running_loop()
+        timeout = self.config.timeout_s
+        deadline = loop.time() + timeout  # moves on with every token: bounds the first token and each gap
+        try:
+            async with asyncio.timeout_at(deadline):
+                response = await self._client.chat.completions.create(
+                    model=self.config.model,
+                    messages=cast(Any, messages),
+                    temperature=self.config.temperature,
+                    max_tokens=self.config.max_tokens,
+                    stream=True,
+                    seed=openai.omit if self.seed is None else self.seed,
+                )
+        except TimeoutError:
+            raise LLMError(self._timeout_reason(0), retryable=True) from None
+        except openai.APIError as exc:
+            raise self._api_error(exc, tokens=0, spoken=False) from exc
+
+        content_type = response.response.headers.get("content-type", "")
+        filter_ = _SpecialTokenFilter()
+        events = 0  # chunks received
+        tokens = 0  # content deltas received
+        spoken = False  # something was yielded; whitespace before the first word is dropped
+        iterator = aiter(response)
+        try:
+            if "html" in content_type:
+                raise LLMError(
+                    f"{self.base_url} answered with an HTML page, not an event stream: llm.base_url must "
+                    "point at the OpenAI-compatible API root (usually ending in /v1)"
+                )
+            while not filter_.ended:
+                try:
+                    async with asyncio.timeout_at(deadline):
+                        chunk = await anext(iterator)
+                except StopAsyncIteration:
+                    break
+                except TimeoutError:
+                    raise LLMError(self._timeout_reason(tokens), retryable=not spoken) from None
+                events += 1
+                delta = _content_of(chunk, self.base_url)
+                if not delta:
+                    continue
+                tokens += 1
+                deadline = loop.time() + timeout
+                text = filter_.feed(delta)
+                if not spoken:
+                    text = text.lstrip()
+                if text:
+                    spoken = True
+                    yield text
+            tail = filter_.flush()
+            if not spoken:
+                tail = tail.lstrip()
+            if tail:
+                spoken = True
+                yield tail
+        except LLMError:
+            raise
+        except openai.APIError as exc:
+            raise self._api_error(exc, tokens=tokens, spoken=spoken) from exc
+        except (ValueError, TypeError, AttributeError, KeyError, IndexError) as exc:
+            # json.JSONDecodeError and UnicodeDecodeError are ValueErrors: garbage on the wire.
+            raise LLMError(self._not_a_stream(f"{type(exc).__name__}: {str(exc)[:120]}")) from exc
+        finally:
+            await response.close()
+        if events == 0:
+            raise LLMError(self._not_a_stream(f"no stream events, content-type {content_type or 'none'}"))
+        if not spoken:
+            raise LLMError(f"empty reply from {self.config.model!r} at {self.base_url}")
+
+    def _not_a_stream(self, detail: str) -> str:
+        return (
+            f"{self.base_url} sent a reply that is not a chat completion stream ({detail}); check that "
+            "llm.base_url is the root of an OpenAI-compatible API (usually ending in /v1)"
+        )
+
+    def _timeout_reason(self, tokens: int) -> str:
+        limit = f"llm.timeout_s = {self.config.timeout_s:g} s"
+        if tokens == 0:
+            return f"no first token from {self.base_url} within {limit}; raise it or use a faster model"
+        return f"the reply from {self.base_url} stalled for more than {limit} after {tokens} tokens"
+
+    def _api_error(self, exc: openai.APIError, *, tokens: int, spoken: bool) -> LLMError:
+        """Translate an ``openai`` error into a reason that names the fix."""
+        url = self.base_url
+        if isinstance(exc, openai.APITimeoutError):
+            return LLMError(self._timeout_reason(tokens), retryable=not spoken)
+        if isinstance(exc, openai.APIConnectionError):
+            cause = exc.__cause__ or exc.__context__
+            detail = f" ({cause})" if cause and str(cause) else ""
+            if tokens:
+                return LLMError(
+                    f"the connection to {url} broke after {tokens} tokens{detail}", retryable=not spoken
+                )
+            return LLMError(
+                f"cannot reach the LLM at {url}{detail}; check llm.base_url and that the server is running",
+                retryable=True,
+            )
+        if isinstance(exc, openai.APIStatusError):
+            status = exc.status_code
+            reason = _status_reason(exc)
+            if status in (401, 403):
+                var = self.config.api_key_env
+                fix = (
+                    f"set {var} to a valid key for {url}"
+                    if var
+                    else "set llm.api_key_env to the name of the environment variable that holds the key"
+                )
+                return LLMError(f"{url} rejected the API key (HTTP {status}: {reason}); {fix}")
+            if status == 404:
+                return LLMError(
+                    f"{url} answered 404 ({reason}); check llm.model ({self.config.model!r}) and that "
+                    "llm.base_url ends with the API root (usually /v1)"
+                )
+            if status == 429:
+                return LLMError(f"{url} is rate limiting (HTTP 429: {reason})", retryable=True)
+            if status >= 500:
+                return LLMError(f"{url} failed with HTTP {status}: {reason}", retryable=True)
+            return LLMError(f"{url} refused the request with HTTP {status}: {reason}")
+        # An error event inside the stream, or a body the client could not parse.
+        return LLMError(f"{url} reported an error in the stream: {str(exc.message)[:200]}")
+
+
+def _content_of(chunk: object, base_url: str) -> str:
+    """The text delta of one chat completion chunk ("" for role-only or empty chunks)."""
+    choices = getattr(chunk, "choices", None)
+    if choices is None:
+        raise LLMError(
+            f"{base_url} sent a stream event that is not a chat completion chunk: {str(chunk)[:120]}; "
+            "check that llm.base_url is an OpenAI-compatible API"
+        )
+    if not choices:
+        return ""  # e.g. a final usage-only chunk
+    delta = getattr(choices[0], "delta", None)
+    content = getattr(delta, "content", None)
+    return content if isinstance(content, str) else ""

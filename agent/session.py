@@ -1,0 +1,460 @@
+"""The conversation: turn-taking, barge-in, STT, the LLM and the Engine, transport-independent.
+
+A transport pushes the user's audio (16 kHz mono float32, any chunk size, timestamped on the engine
+clock) and video frames, and consumes the Engine's frames and the Session's events. States:
+``idle`` (not started) -> ``listening`` -> ``thinking`` (end of turn until the reply is audible) ->
+``speaking`` -> ``listening``.
+
+Barge-in: when the user starts talking over the avatar, playback pauses after ``PAUSE_AFTER_S`` of
+speech (so the avatar goes quiet within about 150 ms); if the speech reaches
+``turn_taking.barge_in_min_speech_ms`` the reply is interrupted and only the words already played stay
+in the history; if it stops sooner it was a backchannel ("mm-hm") and playback resumes.
+
+On a virtual clock (offline files) ``push_audio`` waits for the work a chunk starts (recognition, the
+start of the reply) so the output is deterministic; on a real clock that work runs in the background.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import deque
+from collections.abc import AsyncIterator, Callable, Coroutine
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from agent.events import (
+    AgentState,
+    AgentTranscript,
+    ErrorEvent,
+    ErrorSource,
+    SessionEvent,
+    StateChanged,
+    TurnMetrics,
+    UserTranscript,
+)
+from agent.features import ListeningFeatures
+from agent.llm import ChatHistory, ChatLLM, LLMError
+from agent.persona import Persona
+from agent.stt import STT, STTError
+from agent.vad import StreamingVAD, VADEvent
+from avatar_core.engine import Engine, SpeechHandle
+
+log = logging.getLogger(__name__)
+
+SAMPLE_RATE = 16_000
+PAUSE_AFTER_S = 0.1  # user speech over the avatar that pauses its playback
+RESUME_AFTER_S = 0.3  # silence after a short burst that resumes it
+PREROLL_S = 0.3  # audio kept from before the VAD onset, so the first syllable reaches STT
+PARTIAL_EVERY_S = 0.6  # interim transcripts while the user talks
+
+
+@dataclass
+class _Turn:
+    """One user turn and the avatar's reply to it."""
+
+    number: int
+    start: float
+    end: float = 0.0
+    end_detected: float = 0.0
+    audio: list[npt.NDArray[np.float32]] = field(default_factory=list)
+    text: str = ""
+    stt_ms: float | None = None
+    llm_ttft_ms: float | None = None
+    first_token_at: float | None = None
+    transcript_at: float | None = None
+
+
+class Session:
+    """One conversation between a user and the avatar."""
+
+    def __init__(
+        self,
+        persona: Persona,
+        engine: Engine,
+        stt: STT,
+        llm: ChatLLM,
+        *,
+        vad: StreamingVAD | None = None,
+        features: ListeningFeatures | None = None,
+    ) -> None:
+        self.persona = persona
+        self.engine = engine
+        self.stt = stt
+        self.llm = llm
+        turn_taking = persona.turn_taking
+        self.vad = vad or StreamingVAD(
+            turn_taking.vad_threshold, turn_taking.min_speech_ms, turn_taking.end_of_turn_silence_ms
+        )
+        self.features = features or ListeningFeatures()
+        self.history = ChatHistory(persona.llm.system_prompt, persona.llm.history_turns)
+        self.virtual = not engine.clock.realtime
+        self.barge_in_s = turn_taking.barge_in_min_speech_ms / 1000.0
+        self.state: AgentState = "idle"
+        self._audio_pool = ThreadPoolExecutor(1, thread_name_prefix="dyad-vad")
+        self._video_pool = ThreadPoolExecutor(1, thread_name_prefix="dyad-video")
+        self._video_busy = False
+        self._listeners: list[Callable[[SessionEvent], None]] = []
+        self._queues: list[asyncio.Queue[SessionEvent | None]] = []
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._preroll: deque[npt.NDArray[np.float32]] = deque()
+        self._turn_count = 0
+        self._turn: _Turn | None = None  # the user turn being spoken
+        self._reply: SpeechHandle | None = None
+        self._reply_turn = 0
+        self._reply_task: asyncio.Task[None] | None = None
+        self._answering: _Turn | None = None  # the turn whose answer is being prepared
+        self._reply_queued = asyncio.Event()
+        self._spoken_shown = ""
+        self._over_avatar = False  # the current user speech began while the avatar was speaking
+        self._silence_since: float | None = None
+        self._last_partial = 0.0
+        self._partial_task: asyncio.Task[None] | None = None
+        self._closed = False
+
+    # -- events -------------------------------------------------------------------------------------
+
+    def on(self, listener: Callable[[SessionEvent], None]) -> None:
+        """Call ``listener`` with every event (synchronously, on the event loop)."""
+        self._listeners.append(listener)
+
+    async def events(self) -> AsyncIterator[SessionEvent]:
+        """Every event from now until the session closes."""
+        queue: asyncio.Queue[SessionEvent | None] = asyncio.Queue()
+        self._queues.append(queue)
+        try:
+            while (event := await queue.get()) is not None:
+                yield event
+        finally:
+            self._queues.remove(queue)
+
+    def _emit(self, event: SessionEvent) -> None:
+        for listener in list(self._listeners):
+            try:
+                listener(event)
+            except Exception:
+                log.exception("an event listener failed")
+        for queue in self._queues:
+            queue.put_nowait(event)
+
+    def _now(self) -> float:
+        return self.engine.clock.now()
+
+    def _set_state(self, state: AgentState) -> None:
+        if state != self.state:
+            previous, self.state = self.state, state
+            self._emit(StateChanged(self._now(), state, previous))
+
+    def _error(self, source: ErrorSource, message: str, **details: object) -> None:
+        log.warning("%s error: %s", source, message)
+        self._emit(ErrorEvent(self._now(), source, message, True, dict(details)))
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    # -- lifecycle ----------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Begin listening, and greet with the persona's greeting (if any)."""
+        self._set_state("listening")
+        if self.persona.llm.greeting.strip():
+            await self.say(self.persona.llm.greeting)
+
+    async def say(self, text: str) -> SpeechHandle:
+        """Speak ``text`` now as the avatar's own turn (the greeting, a kiosk announcement)."""
+        self._cancel_reply()
+        self._turn_count += 1
+        self._reply_queued.clear()
+        self._reply_task = self._spawn(self._speak(self._turn_count, None, text))
+        await self._reply_queued.wait()
+        assert self._reply is not None
+        return self._reply
+
+    async def aclose(self) -> None:
+        """End the session: stop speech and background work."""
+        self._closed = True
+        self._cancel_reply()
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._audio_pool.shutdown(wait=False, cancel_futures=True)
+        self._video_pool.shutdown(wait=False, cancel_futures=True)
+        self._set_state("idle")
+        for queue in self._queues:
+            queue.put_nowait(None)
+
+    # -- input --------------------------------------------------------------------------------------
+
+    async def push_audio(self, samples: npt.NDArray[np.float32], t: float) -> None:
+        """User audio, 16 kHz mono float32, whose first sample is at engine time ``t``."""
+        loop = asyncio.get_running_loop()
+        events = await loop.run_in_executor(self._audio_pool, self._analyse, samples, t)
+        end = t + samples.size / SAMPLE_RATE
+        self._buffer(samples)
+        self._barge_in(end)
+        for event in events:
+            if event.kind == "speech_start":
+                self._speech_started(event)
+            else:
+                await self._speech_ended(event, end)
+        if self._turn is not None and self.persona.stt.partials:
+            await self._maybe_partial(end)
+        self._sync_agent_transcript()
+
+    async def push_video(self, image: npt.NDArray[np.uint8], t: float) -> None:
+        """A user video frame (RGB) at engine time ``t``; frames arriving while one is analysed are
+        dropped on a real clock."""
+        if self._video_busy and not self.virtual:
+            return
+        self._video_busy = True
+        try:
+            await asyncio.get_running_loop().run_in_executor(
+                self._video_pool, self.features.push_video, image, t
+            )
+        except Exception as exc:
+            self._error("video", f"face analysis failed: {exc}")
+        finally:
+            self._video_busy = False
+
+    def _analyse(self, samples: npt.NDArray[np.float32], t: float) -> list[VADEvent]:
+        events = self.vad.push(samples, t)
+        self.features.push_audio(samples, t, self.vad.speaking or self.vad.run_s > 0)
+        self.engine.observe_user(self.features.frame(t + samples.size / SAMPLE_RATE))
+        return events
+
+    def _buffer(self, samples: npt.NDArray[np.float32]) -> None:
+        if self._turn is not None:
+            self._turn.audio.append(samples)
+            return
+        self._preroll.append(samples)
+        # Speech over the avatar becomes a turn only once it interrupts, so keep enough to cover it.
+        keep = (PREROLL_S + self.barge_in_s) * SAMPLE_RATE
+        while sum(s.size for s in self._preroll) > keep and len(self._preroll) > 1:
+            self._preroll.popleft()
+
+    # -- turn-taking --------------------------------------------------------------------------------
+
+    def _avatar_talking(self) -> bool:
+        return self._reply is not None and not self._reply.done
+
+    def _barge_in(self, now: float) -> None:
+        if not self._avatar_talking():
+            if self.engine.paused:
+                self.engine.resume()
+            if self._over_avatar and self._turn is None and self.vad.speaking:
+                self._open_turn(now - self.vad.run_s)  # the avatar finished; the user is still talking
+            self._over_avatar = False
+            return
+        run = self.vad.run_s
+        if run > 0:
+            self._silence_since = None
+            self._over_avatar = True
+        if run >= PAUSE_AFTER_S and not self.engine.paused:
+            self.engine.pause()
+        if run >= self.barge_in_s or (self.vad.speaking and self._speech_len(now) >= self.barge_in_s):
+            log.info("barge-in: the user talks over the avatar")
+            self._interrupt_reply()
+            self._over_avatar = False
+            return
+        if self.engine.paused and run == 0:
+            self._silence_since = self._silence_since if self._silence_since is not None else now
+            if now - self._silence_since >= RESUME_AFTER_S:
+                self.engine.resume()  # it was a backchannel
+                self._silence_since = None
+
+    def _speech_len(self, now: float) -> float:
+        return now - self._turn.start if self._turn is not None else 0.0
+
+    def _speech_started(self, event: VADEvent) -> None:
+        if self._avatar_talking() and self._over_avatar:
+            return  # a backchannel candidate: it becomes a turn only if it interrupts
+        self._open_turn(event.t)
+
+    def _open_turn(self, start: float) -> None:
+        pending = self._answering
+        if pending is not None and pending.transcript_at is None and self._reply is None:
+            # The user went on talking while their last words were being recognised: one turn, not two.
+            self._cancel_reply()
+            self._turn = _Turn(pending.number, pending.start, audio=[*pending.audio, *self._preroll])
+        else:
+            self._turn_count += 1
+            self._turn = _Turn(self._turn_count, start, audio=list(self._preroll))
+        self._answering = None
+        self._preroll.clear()
+        self._last_partial = start
+        self._set_state("listening")
+
+    async def _speech_ended(self, event: VADEvent, now: float) -> None:
+        turn, self._turn = self._turn, None
+        if turn is None:
+            self._over_avatar = False
+            return  # a backchannel while the avatar spoke
+        turn.end = event.t
+        turn.end_detected = now
+        await self._cancel_partial()
+        self._reply_queued.clear()
+        self._answering = turn
+        self._reply_task = self._spawn(self._answer(turn))
+        if self.virtual:
+            await self._reply_queued.wait()
+
+    def _interrupt_reply(self) -> None:
+        handle = self._reply
+        self._cancel_reply()
+        if handle is not None and self._turn is None:
+            self._open_turn(self._now() - self.vad.run_s)
+
+    def _cancel_reply(self) -> None:
+        if self._reply_task is not None:
+            self._reply_task.cancel()
+        if self._reply is not None:
+            self._reply.interrupt()
+        if self.engine.paused:
+            self.engine.resume()
+
+    async def _maybe_partial(self, now: float) -> None:
+        turn = self._turn
+        if turn is None or now - self._last_partial < PARTIAL_EVERY_S:
+            return
+        if self._partial_task is not None and not self._partial_task.done():
+            return
+        self._last_partial = now
+        audio = np.concatenate(turn.audio)
+        self._partial_task = self._spawn(self._partial(turn, audio))
+        if self.virtual:
+            await self._partial_task
+
+    async def _partial(self, turn: _Turn, audio: npt.NDArray[np.float32]) -> None:
+        try:
+            text = await self.stt.transcribe(audio)
+        except STTError:
+            return  # the final transcript reports errors
+        if text and self._turn is turn:
+            self._emit(UserTranscript(self._now(), turn.number, text, False, turn.start))
+
+    async def _cancel_partial(self) -> None:
+        if self._partial_task is not None and not self._partial_task.done():
+            self._partial_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._partial_task
+
+    # -- replies ------------------------------------------------------------------------------------
+
+    async def _answer(self, turn: _Turn) -> None:
+        self._set_state("thinking")
+        audio = np.concatenate(turn.audio) if turn.audio else np.zeros(0, np.float32)
+        started = time.perf_counter()
+        try:
+            turn.text = (await self.stt.transcribe(audio)).strip()
+        except STTError as exc:
+            self._error("stt", str(exc), turn=turn.number)
+            await self._speak(turn.number, turn, self.persona.llm.fallback_line)
+            return
+        turn.stt_ms = 1000 * (time.perf_counter() - started)
+        turn.transcript_at = self._now()
+        self._emit(UserTranscript(self._now(), turn.number, turn.text, True, turn.start, turn.end))
+        if not turn.text:
+            self._reply_queued.set()
+            self._set_state("listening")
+            return
+        self.history.add_user(turn.text)
+        await self._speak(turn.number, turn, None)
+
+    async def _llm_text(self, turn: _Turn) -> AsyncIterator[str]:
+        """The LLM's reply as it streams; the fallback line if it fails before saying anything."""
+        started = time.perf_counter()
+        said = False
+        try:
+            async for delta in self.llm.stream(self.history.messages()):
+                if not said and delta.strip():
+                    said = True
+                    turn.llm_ttft_ms = 1000 * (time.perf_counter() - started)
+                    turn.first_token_at = self._now()
+                yield delta
+        except LLMError as exc:
+            self._error("llm", str(exc), turn=turn.number)
+            if not said:
+                yield self.persona.llm.fallback_line
+
+    async def _speak(self, number: int, turn: _Turn | None, text: str | None) -> None:
+        """Say a fixed ``text``, or the LLM's answer to ``turn``; then record what was heard."""
+        source = text if text is not None else self._llm_text(turn) if turn is not None else ""
+        handle = self.engine.say(source)
+        self._reply, self._reply_turn, self._spoken_shown = handle, number, ""
+        self._reply_queued.set()
+        try:
+            started = asyncio.ensure_future(handle.started.wait())
+            await asyncio.wait({started, asyncio.ensure_future(handle.wait_for_playout())},
+                               return_when=asyncio.FIRST_COMPLETED)  # fmt: skip
+            if handle.started.is_set():
+                self._set_state("speaking")
+            else:
+                started.cancel()
+            await handle
+        finally:
+            spoken = handle.played_text()
+            if spoken:
+                self.history.add_assistant(spoken)
+            self._emit(AgentTranscript(self._now(), number, spoken, True, handle.id, handle.interrupted))
+            if turn is not None:
+                self._emit(self._metrics(turn, handle))
+            if self._reply is handle:
+                self._reply = None
+                if self.engine.paused:
+                    self.engine.resume()
+                if self._turn is None:
+                    self._set_state("listening")
+
+    def _sync_agent_transcript(self) -> None:
+        handle = self._reply
+        if handle is None or handle.done:
+            return
+        spoken = handle.played_text()
+        if spoken != self._spoken_shown:
+            self._spoken_shown = spoken
+            self._emit(AgentTranscript(self._now(), self._reply_turn, spoken, False, handle.id))
+
+    def _metrics(self, turn: _Turn, handle: SpeechHandle) -> TurnMetrics:
+        """Latency from the end of the user's speech. On a virtual clock no time passes while models
+        compute, so each stage adds its measured compute time instead."""
+        base = turn.end
+
+        def ms(at: float | None) -> float | None:
+            return None if at is None else round(1000 * (at - base), 1)
+
+        eot = ms(turn.end_detected)
+        transcript: float | None
+        if self.virtual and eot is not None:
+            transcript = eot + (turn.stt_ms or 0.0)
+            first_token = transcript + turn.llm_ttft_ms if turn.llm_ttft_ms is not None else None
+            tts = 1000 * (handle.first_synthesis_s or 0.0)
+            first_audio = (first_token or transcript) + tts if handle.started_at is not None else None
+        else:
+            transcript, first_token = ms(turn.transcript_at), ms(turn.first_token_at)
+            first_audio = ms(handle.started_at)
+
+        def r(v: float | None) -> float | None:
+            return None if v is None else round(v, 1)
+
+        synthesis = handle.first_synthesis_s
+        return TurnMetrics(
+            t=self._now(),
+            turn=turn.number,
+            end_of_turn=eot,
+            transcript=r(transcript),
+            first_token=r(first_token),
+            first_audio=r(first_audio),
+            stt_ms=r(turn.stt_ms),
+            llm_ttft_ms=r(turn.llm_ttft_ms),
+            tts_first_chunk_ms=None if synthesis is None else round(1000 * synthesis, 1),
+            interrupted=handle.interrupted,
+        )

@@ -1,0 +1,162 @@
+"""Voice-to-voice latency of the embedded stack in real time. Prints JSON.
+
+    .venv/bin/python bench/latency.py [--turns 20] [--barge-ins 5]
+
+A simulated user (Kokoro speech, another voice) asks questions through the Session exactly as a live
+transport would, paced by the Engine's real clock; each question waits until the avatar has finished
+its answer. The last ``--barge-ins`` questions instead interrupt the avatar 1.5 s into its answer.
+Reported: voice to voice (end of user speech -> first avatar audio) p50/p95 with the breakdown, barge-in
+stop time (user speech onset -> first silent avatar frame), CPU use (this process and the LLM server)
+and peak RSS.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+import psutil
+from scipy.signal import resample_poly
+
+from agent.events import SessionEvent, TurnMetrics
+from agent.persona import Persona, load_persona
+from avatar_core.config import AppSettings
+from avatar_core.frames import AudioFrame
+from avatar_core.tts.kokoro import KokoroTTS
+from integrations.stack import open_stack
+
+QUESTIONS = [
+    "What time does the library open?", "Can I renew my books online?", "Where is the children's section?",
+    "How much does printing cost?", "Do you have any study rooms free today?", "Is there a cafe nearby?",
+    "How do I get a library card?", "Can I borrow a laptop?", "Are you open on Sunday?",
+    "Where can I find books about birds?", "How long can I keep a book?", "Is there free wifi here?",
+    "Can I return books after closing time?", "Do you have newspapers?", "Where are the toilets?",
+    "Can I book a room for a meeting?", "Do you sell stamps?", "Who can help me with the computer?",
+    "How many books can I borrow?", "Thank you, that was helpful.",
+]  # fmt: skip
+RATE = 16_000
+
+
+def percentile(values: list[float], q: float) -> float | None:
+    return round(float(np.percentile(values, q)), 1) if values else None
+
+
+async def run(turns: int, barge_ins: int, persona: Persona) -> dict[str, object]:
+    tts = KokoroTTS(AppSettings().cache_dir)
+    clips = [resample_poly(tts.synthesize(q, "jm_kumo"), 2, 3).astype(np.float32) for q in QUESTIONS[:turns]]
+    events: list[SessionEvent] = []
+    stop_times: list[float] = []
+    process = psutil.Process()
+    peak_rss = 0
+    async with open_stack(persona) as stack:
+        session, engine = stack.session, stack.engine
+        session.on(events.append)
+        await session.start()
+        server = psutil.Process(stack.server._process.pid) if stack.server and stack.server._process else None
+        cpu0 = process.cpu_times()
+        server_cpu0 = server.cpu_times() if server else None
+        wall0 = time.monotonic()
+        index, clip, pos = 0, None, 0
+        wait_until = 1.0
+        onset: float | None = None
+        barge = False
+        async for frame in engine.frames():
+            if not isinstance(frame, AudioFrame):
+                continue
+            t = frame.pts_s
+            if onset is not None and frame.speech_id is None:
+                stop_times.append(1000 * (t - onset))
+                onset = None
+            if clip is None and index < turns:
+                barge = index >= turns - barge_ins
+                avatar_busy = engine.speaking or session.state != "listening"
+                started = [e for e in events if getattr(e, "state", "") == "speaking"]
+                ready = (not avatar_busy and t >= wait_until) or (
+                    barge and engine.speaking and started and t - started[-1].t >= 1.5
+                )
+                if ready:
+                    clip, pos = clips[index], 0
+                    onset = (
+                        t + float(np.argmax(np.abs(clip) > 0.02)) / RATE
+                        if barge and engine.speaking
+                        else None
+                    )
+                    index += 1
+            if clip is not None:
+                chunk = clip[pos : pos + 320]
+                pos += 320
+                if pos >= clip.size:
+                    clip, wait_until = None, t + 1.0
+            else:
+                chunk = np.zeros(0, np.float32)
+            await session.push_audio(np.pad(chunk, (0, 320 - chunk.size)), t)
+            if int(t * 50) % 50 == 0:
+                rss = process.memory_info().rss + (server.memory_info().rss if server else 0)
+                peak_rss = max(peak_rss, rss)
+            done = [e for e in events if isinstance(e, TurnMetrics)]
+            if index >= turns and clip is None and len(done) >= turns and not engine.speaking:
+                break
+            if t > 60 * turns:
+                break
+        wall = time.monotonic() - wall0
+        cpu1 = process.cpu_times()
+        cpu = (cpu1.user + cpu1.system - cpu0.user - cpu0.system) / wall
+        server_cpu = None
+        if server and server_cpu0:
+            s1 = server.cpu_times()
+            server_cpu = (s1.user + s1.system - server_cpu0.user - server_cpu0.system) / wall
+    metrics = [e for e in events if isinstance(e, TurnMetrics) and not e.interrupted]
+    answered = [m for m in metrics if m.first_audio is not None][: turns - barge_ins]
+
+    def column(name: str) -> list[float]:
+        return [v for m in answered if (v := getattr(m, name)) is not None]
+
+    breakdown = {name: {"p50": percentile(column(name), 50), "p95": percentile(column(name), 95)}
+                 for name in ("end_of_turn", "transcript", "first_token", "first_audio", "stt_ms",
+                              "llm_ttft_ms", "tts_first_chunk_ms")}  # fmt: skip
+    return {
+        "bench": "latency",
+        "mode": "real-time, embedded stack (Silero VAD, Whisper tiny.en, SmolLM2-135M, Kokoro cascade)",
+        "cpus": os.cpu_count(),
+        "turns_measured": len(answered),
+        "voice_to_voice_ms": {
+            "p50": percentile(column("first_audio"), 50),
+            "p95": percentile(column("first_audio"), 95),
+        },
+        "breakdown_ms": breakdown,
+        "barge_in_stop_ms": {
+            "n": len(stop_times),
+            "p50": percentile(stop_times, 50),
+            "max": round(max(stop_times), 1) if stop_times else None,
+        },
+        "cpu_cores": {
+            "dyad": round(cpu, 2),
+            "llm_server": None if server_cpu is None else round(server_cpu, 2),
+        },
+        "peak_rss_mb": round(peak_rss / 2**20),
+        "wall_s": round(wall, 1),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--turns", type=int, default=20)
+    parser.add_argument("--barge-ins", type=int, default=5)
+    parser.add_argument("--persona", default="default")
+    args = parser.parse_args()
+    base = load_persona(args.persona)
+    data = base.model_dump()
+    data["llm"].update({"greeting": "", "max_tokens": 40})
+    persona = Persona.model_validate(data, context={"base_dir": Path.cwd()})
+    print(json.dumps(asyncio.run(run(args.turns, args.barge_ins, persona)), indent=2))
+
+
+if __name__ == "__main__":
+    main()

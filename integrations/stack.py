@@ -1,0 +1,88 @@
+"""Assemble the whole avatar for one conversation: LLM endpoint (embedded or configured), STT, voice,
+renderer, Engine and Session, and take it all down again. Every transport starts here."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+from agent.llm import ChatLLM
+from agent.persona import EMBEDDED, Persona
+from agent.session import Session
+from agent.stt import STT, make_stt
+from avatar_core.cascade import CascadeVoice
+from avatar_core.config import AppSettings
+from avatar_core.engine import Engine, RealClock, VirtualClock
+from avatar_core.render.base import make_renderer
+from integrations.llm.local_server import LOCAL_API_KEY, LocalLLMServer
+
+log = logging.getLogger(__name__)
+
+
+class StackError(RuntimeError):
+    """The avatar cannot be assembled from this persona on this machine."""
+
+
+@dataclass
+class AvatarStack:
+    """The running parts of one avatar."""
+
+    persona: Persona
+    engine: Engine
+    session: Session
+    stt: STT
+    llm: ChatLLM
+    server: LocalLLMServer | None
+
+
+@contextlib.asynccontextmanager
+async def open_stack(
+    persona: Persona,
+    settings: AppSettings | None = None,
+    *,
+    virtual: bool = False,
+    seed: int = 0,
+    server: LocalLLMServer | None = None,
+) -> AsyncIterator[AvatarStack]:
+    """Build the avatar; ``virtual`` runs it on a virtual clock (offline files).
+
+    With ``llm.base_url: embedded`` the bundled SmolLM2 server is started here (or ``server`` is reused,
+    so several sessions in one process share it) and stopped on exit.
+    """
+    settings = settings or AppSettings()
+    if persona.voice.mode == "cascade" and persona.voice.cascade_tts == "openai":
+        raise StackError("voice.cascade_tts 'openai' is not available yet; use 'kokoro'")
+    if persona.voice.mode == "joint":
+        log.warning(
+            "voice.mode 'joint' needs the joint model (issue #4); speaking in cascade mode with Kokoro"
+        )
+    own_server = None
+    api_key = None
+    base_url = persona.llm.base_url
+    if base_url == EMBEDDED:
+        if server is None:
+            server = own_server = LocalLLMServer()
+            await server.start()
+        base_url, api_key = server.base_url, LOCAL_API_KEY
+    stt = make_stt(persona.stt)
+    llm = ChatLLM(persona.llm, base_url, api_key, seed=seed)
+    fps = persona.appearance.video.fps
+    voice, renderer = await asyncio.gather(
+        asyncio.to_thread(CascadeVoice, persona.voice, persona.behaviour, fps, settings.cache_dir),
+        asyncio.to_thread(make_renderer, persona.appearance),
+    )
+    clock = VirtualClock() if virtual else RealClock()
+    engine = Engine(voice, renderer, persona.behaviour, fps=fps, clock=clock, seed=seed)
+    session = Session(persona, engine, stt, llm)
+    try:
+        yield AvatarStack(persona, engine, session, stt, llm, server)
+    finally:
+        await session.aclose()
+        await engine.aclose()
+        await llm.aclose()
+        await stt.aclose()
+        if own_server is not None:
+            await own_server.stop()

@@ -1,0 +1,313 @@
+"""The Session on scripted timelines: real Silero VAD, real Whisper tiny.en, the real llama.cpp server,
+real Kokoro speech for the user's voice, on the Engine's virtual clock."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pytest
+import pytest_asyncio
+from aiohttp import web
+from scipy.signal import resample_poly
+
+from agent.events import AgentTranscript, ErrorEvent, SessionEvent, StateChanged, TurnMetrics, UserTranscript
+from agent.llm import ChatLLM
+from agent.persona import Persona, load_persona
+from agent.session import Session
+from agent.stt import OpenAISTT, WhisperSTT
+from avatar_core.cascade import CascadeVoice
+from avatar_core.config import AppearanceConfig, VideoConfig
+from avatar_core.engine import Engine, VirtualClock
+from avatar_core.frames import AudioFrame
+from avatar_core.render.stylized import StylizedRenderer
+from avatar_core.tts.kokoro import KokoroTTS
+from integrations.llm.local_server import LOCAL_API_KEY, LocalLLMServer
+
+CACHE = Path.home() / ".cache" / "dyad"
+RATE = 16_000
+
+
+@pytest.fixture(scope="module")
+def tts() -> KokoroTTS:
+    return KokoroTTS(CACHE)
+
+
+pytestmark = pytest.mark.asyncio(loop_scope="module")
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def server() -> AsyncIterator[LocalLLMServer]:
+    async with LocalLLMServer() as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def whisper() -> WhisperSTT:
+    return WhisperSTT()
+
+
+def speech(tts: KokoroTTS, text: str, voice: str = "jm_kumo") -> np.ndarray:
+    audio = tts.synthesize(text, voice)
+    return resample_poly(audio, 2, 3).astype(np.float32)  # 24 kHz -> 16 kHz
+
+
+def bounds(clip: np.ndarray) -> tuple[float, float]:
+    """Where the speech in a clip really starts and ends (Kokoro pads with silence), seconds."""
+    loud = np.flatnonzero(np.abs(clip) > 0.02)
+    return loud[0] / RATE, loud[-1] / RATE
+
+
+def timeline(seconds: float, *parts: tuple[float, np.ndarray]) -> np.ndarray:
+    """User audio: each clip placed at its start time, silence elsewhere."""
+    out = np.zeros(int(seconds * RATE), np.float32)
+    for start, clip in parts:
+        a = int(start * RATE)
+        out[a : a + clip.size] += clip[: out.size - a]
+    return out
+
+
+def persona(**llm: object) -> Persona:
+    base = load_persona("default")
+    data = base.model_dump()
+    data["llm"].update({"greeting": "", "temperature": 0.0, "max_tokens": 24, **llm})
+    return Persona.model_validate(data)
+
+
+@dataclass
+class Run:
+    events: list[SessionEvent] = field(default_factory=list)
+    audio: list[AudioFrame] = field(default_factory=list)
+
+    def of(self, kind: type) -> list:  # type: ignore[type-arg]
+        return [e for e in self.events if isinstance(e, kind)]
+
+    def states(self) -> list[str]:
+        return [e.state for e in self.of(StateChanged)]
+
+    def avatar_audible(self) -> np.ndarray:
+        return np.array([f.pts_s for f in self.audio if np.abs(f.samples).max() > 300])
+
+
+async def make_session(
+    p: Persona, whisper: WhisperSTT | OpenAISTT, llm: ChatLLM, tts: KokoroTTS
+) -> tuple[Session, Engine]:
+    voice = CascadeVoice(p.voice, p.behaviour, 25.0, CACHE)
+    voice.tts = tts  # share the loaded model between tests
+    renderer = StylizedRenderer(AppearanceConfig(video=VideoConfig(width=128, height=128)).stylized, 128, 128)
+    engine = Engine(voice, renderer, p.behaviour, clock=VirtualClock())
+    return Session(p, engine, whisper, llm), engine
+
+
+async def drive(
+    session: Session, engine: Engine, user: np.ndarray, seconds: float, greet: bool = False
+) -> Run:
+    run = Run()
+    session.on(run.events.append)
+    await session.start()
+    async for frame in engine.frames():
+        if not isinstance(frame, AudioFrame):
+            continue
+        run.audio.append(frame)
+        t = frame.pts_s
+        a = round(t * RATE)
+        chunk = np.pad(user[a : a + 320], (0, max(0, 320 - user[a : a + 320].size)))
+        await session.push_audio(chunk, t)
+        if t >= seconds:
+            break
+    await session.aclose()
+    await engine.aclose()
+    return run
+
+
+def llm_for(p: Persona, server: LocalLLMServer) -> ChatLLM:
+    return ChatLLM(p.llm, server.base_url, LOCAL_API_KEY, seed=0)
+
+
+async def test_a_turn_in_order(tts: KokoroTTS, server: LocalLLMServer, whisper: WhisperSTT) -> None:
+    p = persona()
+    question = speech(tts, "What time does the library open?")
+    onset, offset = (0.5 + b for b in bounds(question))
+    session, engine = await make_session(p, whisper, llm_for(p, server), tts)
+    run = await drive(session, engine, timeline(12.0, (0.5, question)), 12.0)
+
+    finals = [e for e in run.of(UserTranscript) if e.final]
+    assert len(finals) == 1 and "library" in finals[0].text.lower()
+    assert abs(finals[0].start - onset) < 0.1 and abs((finals[0].end or 0) - offset) < 0.1
+    assert run.states()[:4] == ["listening", "thinking", "speaking", "listening"]
+    thinking = next(e for e in run.of(StateChanged) if e.state == "thinking")
+    assert 0.45 <= thinking.t - (finals[0].end or 0) <= 0.6  # end of turn after ~500 ms of silence
+    audible = run.avatar_audible()
+    assert audible.size and audible[0] >= thinking.t  # the avatar never talks over the question
+    agent = [e for e in run.of(AgentTranscript) if e.final]
+    assert len(agent) == 1 and agent[0].text and not agent[0].interrupted
+    partial = [e for e in run.of(AgentTranscript) if not e.final]
+    assert partial and agent[0].text.startswith(partial[0].text)
+    metrics = run.of(TurnMetrics)[0]
+    assert metrics.end_of_turn is not None and 450 <= metrics.end_of_turn <= 600
+    assert metrics.first_audio is not None and metrics.first_audio > metrics.end_of_turn
+    assert session.history.messages()[-1] == {"role": "assistant", "content": agent[0].text}
+
+
+async def test_a_short_pause_does_not_end_the_turn(
+    tts: KokoroTTS, server: LocalLLMServer, whisper: WhisperSTT
+) -> None:
+    p = persona()
+    first, second = speech(tts, "I would like"), speech(tts, "to book a study room.")
+    second_at = 0.5 + bounds(first)[1] + 0.3 - bounds(second)[0]  # a 300 ms pause between the words
+    user = timeline(10.0, (0.5, first), (second_at, second))
+    session, engine = await make_session(p, whisper, llm_for(p, server), tts)
+    run = await drive(session, engine, user, 10.0)
+    finals = [e for e in run.of(UserTranscript) if e.final]
+    assert len(finals) == 1
+    assert "like" in finals[0].text.lower() and "room" in finals[0].text.lower()
+
+
+LONG = ("Our library has three floors. The ground floor has newspapers and magazines, the first floor has "
+        "fiction, and the second floor has quiet study rooms you can book at the desk.")  # fmt: skip
+
+
+async def test_barge_in_stops_the_avatar_within_200_ms(
+    tts: KokoroTTS, server: LocalLLMServer, whisper: WhisperSTT
+) -> None:
+    p = persona()
+    interruption = speech(tts, "Sorry, where is the toilet?")
+    user = timeline(12.0, (4.1, interruption))
+    session, engine = await make_session(p, whisper, llm_for(p, server), tts)
+    run = Run()
+    session.on(run.events.append)
+    await session.start()
+    session.history.add_user("Tell me about the library.")
+    handle = await session.say(LONG)
+    async for frame in engine.frames():
+        if not isinstance(frame, AudioFrame):
+            continue
+        run.audio.append(frame)
+        t = frame.pts_s
+        a = round(t * RATE)
+        await session.push_audio(np.pad(user[a : a + 320], (0, max(0, 320 - user[a : a + 320].size))), t)
+        if t >= 12.0:
+            break
+    await session.aclose()
+    await engine.aclose()
+
+    onset = 4.1 + bounds(interruption)[0]
+    loud_before = [f for f in run.audio if onset - 0.5 < f.pts_s < onset and f.speech_id == handle.id]
+    assert loud_before, "the avatar was speaking when the user started"
+    silent_from = min(f.pts_s for f in run.audio if f.pts_s > onset and f.speech_id is None)
+    assert silent_from - onset <= 0.2
+    assert handle.interrupted
+    spoken = handle.played_text()
+    assert spoken and LONG.startswith(spoken) and len(spoken) < len(LONG)
+    final = next(e for e in run.of(AgentTranscript) if e.final and e.speech_id == handle.id)
+    assert final.interrupted and final.text == spoken
+    history = session.history.messages()
+    assert history[1:3] == [
+        {"role": "user", "content": "Tell me about the library."},
+        {"role": "assistant", "content": spoken},  # only the words actually played
+    ]
+    user_finals = [e for e in run.of(UserTranscript) if e.final]
+    assert user_finals and "toilet" in user_finals[0].text.lower()
+
+
+async def test_a_backchannel_does_not_interrupt(
+    tts: KokoroTTS, server: LocalLLMServer, whisper: WhisperSTT
+) -> None:
+    p = persona()
+    mm = speech(tts, "Yeah.")[: int(0.3 * RATE)]
+    user = timeline(14.0, (3.0, mm))
+    session, engine = await make_session(p, whisper, llm_for(p, server), tts)
+    run = Run()
+    session.on(run.events.append)
+    await session.start()
+    handle = await session.say(LONG)
+    async for frame in engine.frames():
+        if not isinstance(frame, AudioFrame):
+            continue
+        t = frame.pts_s
+        a = round(t * RATE)
+        await session.push_audio(np.pad(user[a : a + 320], (0, max(0, 320 - user[a : a + 320].size))), t)
+        if handle.done and t > 5:
+            break
+    await session.aclose()
+    await engine.aclose()
+    assert not handle.interrupted and handle.played_text() == LONG
+    assert not [e for e in run.of(UserTranscript) if e.final]
+
+
+async def test_greeting_is_said_first(tts: KokoroTTS, server: LocalLLMServer, whisper: WhisperSTT) -> None:
+    p = persona(greeting="Welcome to the library.")
+    session, engine = await make_session(p, whisper, llm_for(p, server), tts)
+    run = await drive(session, engine, np.zeros(RATE * 4, np.float32), 4.0)
+    finals = [e for e in run.of(AgentTranscript) if e.final]
+    assert finals[0].text == "Welcome to the library."
+    assert run.avatar_audible()[0] < 0.1
+
+
+# -- faults -----------------------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+async def start_app(app: web.Application) -> tuple[web.AppRunner, str]:
+    runner = web.AppRunner(app)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    return runner, f"http://127.0.0.1:{port}/v1"
+
+
+async def hang(request: web.Request) -> web.StreamResponse:
+    await asyncio.sleep(30)
+    return web.Response()
+
+
+async def garbage(request: web.Request) -> web.StreamResponse:
+    return web.Response(text="<html>not an API</html>", content_type="text/html")
+
+
+@pytest.mark.parametrize("fault", ["refused", "hanging", "garbage"])
+async def test_llm_fault_says_the_fallback_and_keeps_listening(
+    fault: str, tts: KokoroTTS, whisper: WhisperSTT
+) -> None:
+    runner = None
+    if fault == "refused":
+        url = f"http://127.0.0.1:{free_port()}/v1"
+    else:
+        app = web.Application()
+        app.router.add_post("/v1/chat/completions", hang if fault == "hanging" else garbage)
+        runner, url = await start_app(app)
+    p = persona(base_url=url, timeout_s=0.5, max_retries=1)
+    session, engine = await make_session(p, whisper, ChatLLM(p.llm, url, "sk-test"), tts)
+    question = speech(tts, "Can I renew my books?")
+    try:
+        run = await drive(session, engine, timeline(10.0, (0.5, question), (7.0, question)), 10.0)
+    finally:
+        if runner is not None:
+            await runner.cleanup()
+    errors = [e for e in run.of(ErrorEvent) if e.source == "llm"]
+    assert errors and all(e.recoverable for e in errors)
+    said = [e.text for e in run.of(AgentTranscript) if e.final]
+    assert said and said[0] == p.llm.fallback_line
+    assert len([e for e in run.of(UserTranscript) if e.final]) == 2  # still listening after the fault
+    assert run.states()[-1] == "idle" and "listening" in run.states()[-2:]
+
+
+async def test_stt_fault_says_the_fallback(tts: KokoroTTS, server: LocalLLMServer) -> None:
+    p = persona()
+    data = p.model_dump()
+    data["stt"].update({"backend": "openai", "base_url": f"http://127.0.0.1:{free_port()}/v1"})
+    broken = Persona.model_validate(data)
+    stt = OpenAISTT(broken.stt, api_key="sk-test")
+    session, engine = await make_session(broken, stt, llm_for(broken, server), tts)
+    run = await drive(session, engine, timeline(8.0, (0.5, speech(tts, "Hello there."))), 8.0)
+    assert [e for e in run.of(ErrorEvent) if e.source == "stt"]
+    assert [e.text for e in run.of(AgentTranscript) if e.final] == [p.llm.fallback_line]

@@ -1,0 +1,346 @@
+"""Speech to text on real speech: bundled Whisper tiny.en, and an OpenAI-compatible endpoint running it."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import wave
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from aiohttp import web
+from numpy.typing import NDArray
+from scipy.signal import resample_poly
+
+from agent.persona import STTConfig
+from agent.stt import STT, OpenAISTT, STTError, WhisperSTT, make_stt, wav_bytes
+from avatar_core.tts.kokoro import KokoroTTS
+from integrations.llm.local_server import free_port
+
+SR = 16_000
+
+
+@pytest.fixture(scope="module")
+def speech() -> NDArray[np.float32]:
+    """Kokoro saying "Where is the library?", resampled from 24 kHz to 16 kHz."""
+    audio = KokoroTTS(Path.home() / ".cache" / "dyad").synthesize("Where is the library?", "jf_alpha")
+    resampled: NDArray[np.float32] = resample_poly(audio, 2, 3).astype(np.float32)
+    return resampled
+
+
+@pytest.fixture(scope="module")
+def whisper() -> Iterator[WhisperSTT]:
+    stt = WhisperSTT()  # the bundled tiny.en
+    yield stt
+    asyncio.run(stt.aclose())
+
+
+def read_wav(data: bytes) -> tuple[NDArray[np.float32], int]:
+    with wave.open(io.BytesIO(data), "rb") as reader:
+        assert (reader.getnchannels(), reader.getsampwidth()) == (1, 2)
+        pcm = np.frombuffer(reader.readframes(reader.getnframes()), dtype="<i2")
+        return (pcm.astype(np.float32) / 32767.0), reader.getframerate()
+
+
+# ---------------------------------------------------------------------------------------------------
+# WhisperSTT
+# ---------------------------------------------------------------------------------------------------
+
+
+async def test_whisper_transcribes_speech(whisper: WhisperSTT, speech: NDArray[np.float32]) -> None:
+    text = await whisper.transcribe(speech)
+    assert "library" in text.lower(), text
+    assert text == text.strip()
+
+
+async def test_whisper_hears_nothing_in_silence_and_low_noise(whisper: WhisperSTT) -> None:
+    rng = np.random.default_rng(0)
+    silence = np.zeros(SR, np.float32)
+    hiss = (rng.standard_normal(SR) * 0.005).astype(np.float32)
+    noise = (rng.standard_normal(2 * SR) * 0.02).astype(np.float32)
+    hum = (0.02 * np.sin(2 * np.pi * 50 * np.arange(SR) / SR)).astype(np.float32)
+    for audio in (silence, hiss, noise, hum, np.zeros(0, np.float32)):
+        assert await whisper.transcribe(audio) == ""
+
+
+async def test_whisper_runs_off_the_event_loop(whisper: WhisperSTT, speech: NDArray[np.float32]) -> None:
+    ticks = 0
+
+    async def ticker() -> None:
+        nonlocal ticks
+        while True:
+            await asyncio.sleep(0.005)
+            ticks += 1
+
+    task = asyncio.create_task(ticker())
+    try:
+        await whisper.transcribe(speech)
+    finally:
+        task.cancel()
+    assert ticks > 0  # the loop kept running while Whisper worked
+
+
+async def test_whisper_serialises_concurrent_calls(whisper: WhisperSTT, speech: NDArray[np.float32]) -> None:
+    texts = await asyncio.gather(*(whisper.transcribe(speech) for _ in range(2)))
+    assert texts[0] == texts[1] and "library" in texts[0].lower()
+
+
+async def test_a_cancelled_call_does_not_break_the_next(speech: NDArray[np.float32]) -> None:
+    stt = WhisperSTT()  # still loading: the first call is cancelled while it waits for the model
+    try:
+        first = asyncio.create_task(stt.transcribe(speech))
+        await asyncio.sleep(0)
+        first.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await first
+        assert "library" in (await stt.transcribe(speech)).lower()
+    finally:
+        await stt.aclose()
+
+
+@pytest.mark.parametrize(
+    "audio",
+    [np.zeros((2, SR), np.float32), np.arange(10, dtype=np.int16), np.array([0.0, np.nan], np.float32)],
+    ids=["stereo", "int16", "nan"],
+)
+async def test_whisper_rejects_bad_audio(whisper: WhisperSTT, audio: NDArray[Any]) -> None:
+    with pytest.raises(STTError, match="audio"):
+        await whisper.transcribe(audio)
+
+
+def test_a_missing_model_folder_is_named(tmp_path: Path) -> None:
+    missing = tmp_path / "no-such-model"
+    with pytest.raises(STTError, match=str(missing)):
+        WhisperSTT(missing)
+
+
+def test_a_folder_without_a_model_is_named(tmp_path: Path) -> None:
+    with pytest.raises(STTError, match=rf"{tmp_path}.*model\.bin"):
+        WhisperSTT(tmp_path)
+
+
+async def test_a_damaged_model_fails_on_use_naming_the_folder(tmp_path: Path) -> None:
+    (tmp_path / "model.bin").write_bytes(b"not a model")
+    (tmp_path / "tokenizer.json").write_text("{}")
+    stt = WhisperSTT(tmp_path)
+    try:
+        with pytest.raises(STTError, match=str(tmp_path)):
+            await stt.transcribe(np.zeros(SR, np.float32))
+    finally:
+        await stt.aclose()
+
+
+async def test_a_closed_whisper_refuses_work(speech: NDArray[np.float32]) -> None:
+    stt = WhisperSTT()
+    await stt.aclose()
+    with pytest.raises(STTError, match="closed"):
+        await stt.transcribe(speech)
+
+
+def test_make_stt_builds_the_configured_backend(monkeypatch: pytest.MonkeyPatch) -> None:
+    whisper = make_stt(STTConfig())
+    assert isinstance(whisper, WhisperSTT) and isinstance(whisper, STT)
+    asyncio.run(whisper.aclose())
+
+    monkeypatch.setenv("TEST_STT_KEY", "sk-test")
+    config = STTConfig(backend="openai", base_url="https://api.example.com/v1", api_key_env="TEST_STT_KEY")
+    remote = make_stt(config)
+    assert isinstance(remote, OpenAISTT) and isinstance(remote, STT)
+    asyncio.run(remote.aclose())
+
+
+def test_make_stt_names_a_missing_api_key_variable(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("TEST_STT_KEY", raising=False)
+    config = STTConfig(backend="openai", base_url="https://api.example.com/v1", api_key_env="TEST_STT_KEY")
+    with pytest.raises(STTError, match="set TEST_STT_KEY"):
+        make_stt(config)
+
+
+def test_a_remote_endpoint_without_api_key_env_needs_openai_api_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    config = STTConfig(backend="openai", base_url="https://api.openai.com/v1", model="whisper-1")
+    with pytest.raises(STTError, match="set OPENAI_API_KEY"):
+        make_stt(config)
+
+
+def test_wav_bytes_round_trips() -> None:
+    samples = np.linspace(-1.0, 1.0, 101, dtype=np.float32)
+    decoded, rate = read_wav(wav_bytes(samples))
+    assert rate == SR
+    np.testing.assert_allclose(decoded, samples, atol=1e-4)
+
+
+# ---------------------------------------------------------------------------------------------------
+# OpenAISTT against a real transcription endpoint (aiohttp + the real WhisperSTT)
+# ---------------------------------------------------------------------------------------------------
+
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@asynccontextmanager
+async def serve(handler: Handler) -> AsyncIterator[str]:
+    """POST /v1/audio/transcriptions on 127.0.0.1 at a free port; yields the base URL."""
+    app = web.Application()
+    app.router.add_post("/v1/audio/transcriptions", handler)
+    runner = web.AppRunner(app, shutdown_timeout=0.5)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    host, port = runner.addresses[0][:2]
+    try:
+        yield f"http://{host}:{port}/v1"
+    finally:
+        await runner.cleanup()
+
+
+def whisper_endpoint(stt: WhisperSTT, seen: list[dict[str, str]]) -> Handler:
+    """An OpenAI-style transcription endpoint backed by ``stt``; records the form fields it got."""
+
+    async def transcriptions(request: web.Request) -> web.StreamResponse:
+        form = await request.post()
+        upload = form["file"]
+        assert isinstance(upload, web.FileField)
+        audio, rate = read_wav(upload.file.read())
+        seen.append(
+            {
+                "model": str(form["model"]),
+                "language": str(form.get("language", "")),
+                "filename": upload.filename,
+                "auth": request.headers.get("Authorization", ""),
+            }
+        )
+        if rate != SR:
+            return web.json_response({"error": {"message": f"expected 16 kHz, got {rate}"}}, status=400)
+        return web.json_response({"text": " " + await stt.transcribe(audio) + " "})
+
+    return transcriptions
+
+
+async def test_openai_stt_transcribes_through_a_real_endpoint(
+    whisper: WhisperSTT, speech: NDArray[np.float32]
+) -> None:
+    seen: list[dict[str, str]] = []
+    async with serve(whisper_endpoint(whisper, seen)) as url:
+        config = STTConfig(backend="openai", base_url=url, model="whisper-tiny", language="en")
+        stt = make_stt(config)  # a local endpoint needs no key
+        try:
+            remote = await stt.transcribe(speech)
+        finally:
+            await stt.aclose()
+    assert remote == await whisper.transcribe(speech)
+    assert "library" in remote.lower()
+    assert seen[0]["model"] == "whisper-tiny"
+    assert seen[0]["language"] == "en"
+    assert seen[0]["filename"].endswith(".wav")
+
+
+async def test_openai_stt_sends_the_key_from_the_named_variable(
+    whisper: WhisperSTT, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TEST_STT_KEY", "sk-from-env")
+    seen: list[dict[str, str]] = []
+    async with serve(whisper_endpoint(whisper, seen)) as url:
+        stt = make_stt(STTConfig(backend="openai", base_url=url, api_key_env="TEST_STT_KEY"))
+        try:
+            assert await stt.transcribe(np.zeros(SR, np.float32)) == ""
+        finally:
+            await stt.aclose()
+    assert seen[0]["auth"] == "Bearer sk-from-env"
+
+
+async def test_openai_stt_endpoint_error_is_an_stt_error(speech: NDArray[np.float32]) -> None:
+    async def broken(request: web.Request) -> web.StreamResponse:
+        await request.read()
+        return web.json_response({"error": {"message": "GPU on fire"}}, status=500)
+
+    async with serve(broken) as url:
+        stt = OpenAISTT(STTConfig(backend="openai", base_url=url, model="whisper-1"), max_retries=0)
+        try:
+            with pytest.raises(STTError, match=r"500.*GPU on fire"):
+                await stt.transcribe(speech)
+        finally:
+            await stt.aclose()
+
+
+@pytest.mark.parametrize(
+    ("content_type", "body", "expected"),
+    [
+        ("text/plain", b" where is the library? ", "where is the library?"),
+        ("text/html", b"<html><h1>Welcome to nginx!</h1></html>", None),
+        ("application/json", b'{"transcript": "hi"}', None),
+        ("application/json", b"{not json", None),
+    ],
+    ids=["plain-text", "html", "no-text", "bad-json"],
+)
+async def test_openai_stt_odd_replies(
+    speech: NDArray[np.float32], content_type: str, body: bytes, expected: str | None
+) -> None:
+    async def odd(request: web.Request) -> web.StreamResponse:
+        await request.read()
+        return web.Response(body=body, headers={"Content-Type": content_type})
+
+    async with serve(odd) as url:
+        stt = OpenAISTT(STTConfig(backend="openai", base_url=url), max_retries=0)
+        try:
+            if expected is None:
+                with pytest.raises(STTError, match=r"stt\.base_url"):
+                    await stt.transcribe(speech)
+            else:
+                assert await stt.transcribe(speech) == expected
+        finally:
+            await stt.aclose()
+
+
+async def test_openai_stt_401_names_the_key_variable(
+    speech: NDArray[np.float32], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TEST_STT_KEY", "sk-wrong")
+
+    async def denied(request: web.Request) -> web.StreamResponse:
+        await request.read()
+        return web.json_response({"error": {"message": "bad key"}}, status=401)
+
+    async with serve(denied) as url:
+        stt = OpenAISTT(
+            STTConfig(backend="openai", base_url=url, model="whisper-1", api_key_env="TEST_STT_KEY")
+        )
+        try:
+            with pytest.raises(STTError, match="TEST_STT_KEY"):
+                await stt.transcribe(speech)
+        finally:
+            await stt.aclose()
+
+
+async def test_openai_stt_unreachable_endpoint_is_an_stt_error(speech: NDArray[np.float32]) -> None:
+    url = f"http://127.0.0.1:{free_port()}/v1"
+    stt = OpenAISTT(STTConfig(backend="openai", base_url=url, model="whisper-1"), max_retries=0)
+    try:
+        with pytest.raises(STTError, match=f"cannot reach.*{url}"):
+            await stt.transcribe(speech)
+    finally:
+        await stt.aclose()
+
+
+async def test_openai_stt_times_out(speech: NDArray[np.float32]) -> None:
+    release = asyncio.Event()
+
+    async def slow(request: web.Request) -> web.StreamResponse:
+        await request.read()
+        await release.wait()
+        return web.json_response({"text": "too late"})
+
+    async with serve(slow) as url:
+        stt = OpenAISTT(
+            STTConfig(backend="openai", base_url=url, model="whisper-1"), timeout_s=0.5, max_retries=0
+        )
+        try:
+            with pytest.raises(STTError, match=r"within 0\.5 s"):
+                await stt.transcribe(speech)
+        finally:
+            release.set()
+            await stt.aclose()
