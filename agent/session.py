@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import copy
 import logging
 import time
 from collections import deque
@@ -53,6 +54,30 @@ PAUSE_AFTER_S = 0.1  # user speech over the avatar that pauses its playback
 RESUME_AFTER_S = 0.3  # silence after a short burst that resumes it
 PREROLL_S = 0.3  # audio kept from before the VAD onset, so the first syllable reaches STT
 PARTIAL_EVERY_S = 0.6  # interim transcripts while the user talks
+SPECULATE_AFTER_S = 0.15  # silence after which recognition and the LLM start before the turn is over
+
+
+@dataclass
+class _Speculation:
+    """Recognition (and the LLM's answer) started in the silence before the end of a turn; used if the
+    user says nothing more, dropped if they do. This hides most of STT and LLM latency behind the
+    end-of-turn silence."""
+
+    last_voice: float  # the turn's last voiced time when it started
+    task: asyncio.Task[None] | None = None
+    text: str | None = None
+    stt_ms: float | None = None
+    transcript_wall: float | None = None
+    llm: asyncio.Task[None] | None = None
+    tokens: asyncio.Queue[str | LLMError | None] = field(default_factory=asyncio.Queue)
+    llm_ttft_ms: float | None = None
+    first_token_wall: float | None = None
+    first_token_at: float | None = None
+
+    def cancel(self) -> None:
+        for task in (self.task, self.llm):
+            if task is not None:
+                task.cancel()
 
 
 @dataclass
@@ -63,12 +88,17 @@ class _Turn:
     start: float
     end: float = 0.0
     end_detected: float = 0.0
+    eot_wall: float = 0.0  # time.perf_counter() at the end of the turn
+    last_voice: float = 0.0
     audio: list[npt.NDArray[np.float32]] = field(default_factory=list)
     text: str = ""
     stt_ms: float | None = None
     llm_ttft_ms: float | None = None
     first_token_at: float | None = None
+    first_token_wall: float | None = None
     transcript_at: float | None = None
+    transcript_wall: float | None = None
+    speculation: _Speculation | None = None
 
 
 class Session:
@@ -206,6 +236,8 @@ class Session:
                 self._speech_started(event)
             else:
                 await self._speech_ended(event, end)
+        if self._turn is not None:
+            await self._maybe_speculate(self._turn, end)
         if self._turn is not None and self.persona.stt.partials:
             await self._maybe_partial(end)
         self._sync_agent_transcript()
@@ -279,15 +311,63 @@ class Session:
             return  # a backchannel candidate: it becomes a turn only if it interrupts
         self._open_turn(event.t)
 
+    async def _maybe_speculate(self, turn: _Turn, now: float) -> None:
+        if self.vad.run_s > 0:
+            turn.last_voice = now
+            return
+        spec = turn.speculation
+        if now - turn.last_voice < SPECULATE_AFTER_S or (
+            spec is not None and spec.last_voice == turn.last_voice
+        ):
+            return
+        if spec is not None:
+            spec.cancel()  # the user said more since: start again
+        audio = np.concatenate(turn.audio)
+        turn.speculation = spec = _Speculation(turn.last_voice)
+        spec.task = self._spawn(self._speculate(spec, audio))
+        if self.virtual:
+            with contextlib.suppress(asyncio.CancelledError):
+                await spec.task
+
+    async def _speculate(self, spec: _Speculation, audio: npt.NDArray[np.float32]) -> None:
+        started = time.perf_counter()
+        try:
+            text = (await self.stt.transcribe(audio)).strip()
+        except STTError:
+            return  # the turn's own recognition reports it
+        spec.transcript_wall = time.perf_counter()
+        spec.stt_ms = 1000 * (spec.transcript_wall - started)
+        spec.text = text
+        if text:
+            history = copy.deepcopy(self.history)
+            history.add_user(text)
+            spec.llm = self._spawn(self._prefetch(spec, history.messages()))
+
+    async def _prefetch(self, spec: _Speculation, messages: list[dict[str, str]]) -> None:
+        started = time.perf_counter()
+        try:
+            async for delta in self.llm.stream(messages):
+                if spec.first_token_wall is None and delta.strip():
+                    spec.first_token_wall = time.perf_counter()
+                    spec.first_token_at = self._now()
+                    spec.llm_ttft_ms = 1000 * (spec.first_token_wall - started)
+                spec.tokens.put_nowait(delta)
+        except LLMError as exc:
+            spec.tokens.put_nowait(exc)
+        finally:
+            spec.tokens.put_nowait(None)
+
     def _open_turn(self, start: float) -> None:
         pending = self._answering
         if pending is not None and pending.transcript_at is None and self._reply is None:
             # The user went on talking while their last words were being recognised: one turn, not two.
             self._cancel_reply()
-            self._turn = _Turn(pending.number, pending.start, audio=[*pending.audio, *self._preroll])
+            self._turn = _Turn(
+                pending.number, pending.start, last_voice=self._now(), audio=[*pending.audio, *self._preroll]
+            )
         else:
             self._turn_count += 1
-            self._turn = _Turn(self._turn_count, start, audio=list(self._preroll))
+            self._turn = _Turn(self._turn_count, start, last_voice=self._now(), audio=list(self._preroll))
         self._answering = None
         self._preroll.clear()
         self._last_partial = start
@@ -300,6 +380,7 @@ class Session:
             return  # a backchannel while the avatar spoke
         turn.end = event.t
         turn.end_detected = now
+        turn.eot_wall = time.perf_counter()
         await self._cancel_partial()
         self._reply_queued.clear()
         self._answering = turn
@@ -314,6 +395,8 @@ class Session:
             self._open_turn(self._now() - self.vad.run_s)
 
     def _cancel_reply(self) -> None:
+        if self._answering is not None and self._answering.speculation is not None:
+            self._answering.speculation.cancel()
         if self._reply_task is not None:
             self._reply_task.cancel()
         if self._reply is not None:
@@ -351,15 +434,26 @@ class Session:
 
     async def _answer(self, turn: _Turn) -> None:
         self._set_state("thinking")
-        audio = np.concatenate(turn.audio) if turn.audio else np.zeros(0, np.float32)
-        started = time.perf_counter()
-        try:
-            turn.text = (await self.stt.transcribe(audio)).strip()
-        except STTError as exc:
-            self._error("stt", str(exc), turn=turn.number)
-            await self._speak(turn.number, turn, self.persona.llm.fallback_line)
-            return
-        turn.stt_ms = 1000 * (time.perf_counter() - started)
+        spec = turn.speculation
+        if spec is not None and spec.last_voice == turn.last_voice and spec.task is not None:
+            with contextlib.suppress(asyncio.CancelledError):
+                await spec.task
+        if spec is not None and spec.last_voice == turn.last_voice and spec.text is not None:
+            turn.text, turn.stt_ms, turn.transcript_wall = spec.text, spec.stt_ms, spec.transcript_wall
+        else:
+            if spec is not None:
+                spec.cancel()
+                turn.speculation = spec = None
+            audio = np.concatenate(turn.audio) if turn.audio else np.zeros(0, np.float32)
+            started = time.perf_counter()
+            try:
+                turn.text = (await self.stt.transcribe(audio)).strip()
+            except STTError as exc:
+                self._error("stt", str(exc), turn=turn.number)
+                await self._speak(turn.number, turn, self.persona.llm.fallback_line)
+                return
+            turn.transcript_wall = time.perf_counter()
+            turn.stt_ms = 1000 * (turn.transcript_wall - started)
         turn.transcript_at = self._now()
         self._emit(UserTranscript(self._now(), turn.number, turn.text, True, turn.start, turn.end))
         if not turn.text:
@@ -371,19 +465,40 @@ class Session:
 
     async def _llm_text(self, turn: _Turn) -> AsyncIterator[str]:
         """The LLM's reply as it streams; the fallback line if it fails before saying anything."""
+        spec = turn.speculation
+        if spec is not None and spec.llm is not None:
+            async for text in self._prefetched(turn, spec):
+                yield text
+            return
         started = time.perf_counter()
         said = False
         try:
             async for delta in self.llm.stream(self.history.messages()):
                 if not said and delta.strip():
                     said = True
-                    turn.llm_ttft_ms = 1000 * (time.perf_counter() - started)
+                    turn.first_token_wall = time.perf_counter()
+                    turn.llm_ttft_ms = 1000 * (turn.first_token_wall - started)
                     turn.first_token_at = self._now()
                 yield delta
         except LLMError as exc:
             self._error("llm", str(exc), turn=turn.number)
             if not said:
                 yield self.persona.llm.fallback_line
+
+    async def _prefetched(self, turn: _Turn, spec: _Speculation) -> AsyncIterator[str]:
+        """The speculatively started LLM answer, from its buffer."""
+        said = False
+        while (item := await spec.tokens.get()) is not None:
+            if isinstance(item, LLMError):
+                self._error("llm", str(item), turn=turn.number)
+                if not said:
+                    yield self.persona.llm.fallback_line
+                return
+            if not said and item.strip():
+                said = True
+                turn.llm_ttft_ms, turn.first_token_wall = spec.llm_ttft_ms, spec.first_token_wall
+                turn.first_token_at = spec.first_token_at
+            yield item
 
     async def _speak(self, number: int, turn: _Turn | None, text: str | None) -> None:
         """Say a fixed ``text``, or the LLM's answer to ``turn``; then record what was heard."""
@@ -434,10 +549,14 @@ class Session:
         eot = ms(turn.end_detected)
         transcript: float | None
         if self.virtual and eot is not None:
-            transcript = eot + (turn.stt_ms or 0.0)
-            first_token = transcript + turn.llm_ttft_ms if turn.llm_ttft_ms is not None else None
-            tts = 1000 * (handle.first_synthesis_s or 0.0)
-            first_audio = (first_token or transcript) + tts if handle.started_at is not None else None
+            # No virtual time passes while models compute: add the wall time each stage took after the
+            # end of the turn (work finished during the silence, by speculation, adds nothing).
+            def after_eot(wall: float | None) -> float | None:
+                return None if wall is None else eot + max(0.0, 1000 * (wall - turn.eot_wall))
+
+            transcript = after_eot(turn.transcript_wall)
+            first_token = after_eot(turn.first_token_wall)
+            first_audio = after_eot(handle.first_ready_wall) if handle.started_at is not None else None
         else:
             transcript, first_token = ms(turn.transcript_at), ms(turn.first_token_at)
             first_audio = ms(handle.started_at)

@@ -126,6 +126,7 @@ class SpeechHandle:
         self.played_s = 0.0  # seconds of audio played so far
         self.started_at: float | None = None  # engine time of the first audio sample
         self.first_synthesis_s: float | None = None  # wall time to synthesize the first chunk
+        self.first_ready_wall: float | None = None  # time.perf_counter() when the first chunk was ready
         self.started = asyncio.Event()  # set when the first sample plays
         self._chunks: asyncio.Queue[Utterance | None] = asyncio.Queue()
         self._spoken: list[str] = []  # text of fully played utterances
@@ -294,7 +295,8 @@ class Engine:
             start = time.perf_counter()
             utterance = await loop.run_in_executor(self._synth_pool, self._utter, chunk)
             if handle.first_synthesis_s is None:
-                handle.first_synthesis_s = time.perf_counter() - start
+                handle.first_ready_wall = time.perf_counter()
+                handle.first_synthesis_s = handle.first_ready_wall - start
             await handle._chunks.put(utterance)
 
         try:
