@@ -84,7 +84,9 @@ class STTConfig(StrictModel):
     language: str = Field("en", pattern=r"^[a-z]{2,3}$")
     base_url: str | None = Field(None, pattern=r"^https?://\S+$")
     api_key_env: str | None = Field(None, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
-    partials: bool = Field(True, description="emit interim transcripts while the user speaks")
+    partials: bool = Field(
+        False, description="interim transcripts while the user speaks (for captions; about half a core)"
+    )
     beam_size: int = Field(1, ge=1, le=10)
 
     @model_validator(mode="after")

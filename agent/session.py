@@ -507,13 +507,15 @@ class Session:
         self._reply, self._reply_turn, self._spoken_shown = handle, number, ""
         self._reply_queued.set()
         try:
-            started = asyncio.ensure_future(handle.started.wait())
-            await asyncio.wait({started, asyncio.ensure_future(handle.wait_for_playout())},
-                               return_when=asyncio.FIRST_COMPLETED)  # fmt: skip
+            waiters = {
+                asyncio.ensure_future(handle.started.wait()),
+                asyncio.ensure_future(handle.wait_for_playout()),
+            }
+            _, pending = await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+            for waiter in pending:
+                waiter.cancel()
             if handle.started.is_set():
                 self._set_state("speaking")
-            else:
-                started.cancel()
             await handle
         finally:
             spoken = handle.played_text()

@@ -69,7 +69,9 @@ async def run(turns: int, barge_ins: int, persona: Persona) -> dict[str, object]
             if not isinstance(frame, AudioFrame):
                 continue
             t = frame.pts_s
-            if onset is not None and frame.speech_id is None:
+            # Stopped: from the first frame after the onset at which playback is held or dropped (a
+            # silent frame alone could be a gap between synthesized chunks).
+            if onset is not None and t >= onset and (engine.paused or not engine.speaking):
                 stop_times.append(1000 * (t - onset))
                 onset = None
             if clip is None and index < turns:

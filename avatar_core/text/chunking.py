@@ -12,13 +12,14 @@ _ABBREVIATIONS = {"mr.", "mrs.", "ms.", "dr.", "st.", "vs.", "e.g.", "i.e.", "et
 class SentenceChunker:
     """``push`` text as it streams in and get back the chunks that are complete; ``flush`` at the end.
 
-    The first chunk ends at the first clause boundary once it has ``first_min_words`` words, so speech
-    can start before the first sentence is finished; later chunks are whole sentences, or clauses when
-    a sentence runs past ``max_words``.
+    The first chunk ends at the first clause boundary once it has ``first_min_words`` words, or after
+    ``first_max_words`` words when no boundary comes, so speech can start before the first sentence is
+    finished; later chunks are whole sentences, or clauses when a sentence runs past ``max_words``.
     """
 
-    def __init__(self, first_min_words: int = 3, max_words: int = 30) -> None:
+    def __init__(self, first_min_words: int = 3, first_max_words: int = 8, max_words: int = 30) -> None:
         self.first_min_words = first_min_words
+        self.first_max_words = first_max_words
         self.max_words = max_words
         self.buffer = ""
         self.emitted = 0
@@ -38,6 +39,12 @@ class SentenceChunker:
                 if len(self.buffer[: match.start()].split()) >= minimum:
                     cuts.append(match.end())
                     break
+        if self.emitted == 0:
+            # No clause boundary yet in a long opening: cut after a whole word, since speech synthesis
+            # time grows with the chunk and the first chunk is what the user waits for.
+            words = list(re.finditer(r"\S+\s", self.buffer))
+            if len(words) > self.first_max_words:
+                cuts.append(words[self.first_max_words - 1].end())
         return min(cuts) if cuts else None
 
     def push(self, text: str) -> list[str]:

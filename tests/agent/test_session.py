@@ -71,10 +71,11 @@ def timeline(seconds: float, *parts: tuple[float, np.ndarray]) -> np.ndarray:
     return out
 
 
-def persona(**llm: object) -> Persona:
+def persona(partials: bool = False, **llm: object) -> Persona:
     base = load_persona("default")
     data = base.model_dump()
     data["llm"].update({"greeting": "", "temperature": 0.0, "max_tokens": 24, **llm})
+    data["stt"]["partials"] = partials
     return Persona.model_validate(data)
 
 
@@ -151,6 +152,21 @@ async def test_a_turn_in_order(tts: KokoroTTS, server: LocalLLMServer, whisper: 
     assert metrics.end_of_turn is not None and 450 <= metrics.end_of_turn <= 600
     assert metrics.first_audio is not None and metrics.first_audio > metrics.end_of_turn
     assert session.history.messages()[-1] == {"role": "assistant", "content": agent[0].text}
+
+
+async def test_interim_transcripts_while_the_user_speaks(
+    tts: KokoroTTS, server: LocalLLMServer, whisper: WhisperSTT
+) -> None:
+    p = persona(partials=True)
+    question = speech(tts, "Could you tell me where I can find the books about gardening and birds?")
+    session, engine = await make_session(p, whisper, llm_for(p, server), tts)
+    run = await drive(session, engine, timeline(9.0, (0.5, question)), 6.0)
+    user = run.of(UserTranscript)
+    interim = [e for e in user if not e.final]
+    final = next(e for e in user if e.final)
+    assert len(interim) >= 2 and all(e.t < final.t for e in interim)
+    assert all(e.t <= (final.end or 0) + 0.2 for e in interim)  # while the user was speaking
+    assert "gardening" in final.text.lower()
 
 
 async def test_a_short_pause_does_not_end_the_turn(

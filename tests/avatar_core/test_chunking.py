@@ -35,3 +35,9 @@ def test_long_sentence_is_split_at_a_clause() -> None:
     long = ", ".join(["we have many books about birds and trees"] * 6) + "."
     chunks = chunk_text("Okay. " + long)
     assert all(len(c.split()) <= 40 for c in chunks) and len(chunks) > 2
+
+
+def test_a_long_opening_without_punctuation_is_cut_after_a_few_words() -> None:
+    chunks = chunk_text("The Central Library is open from nine in the morning until eight at night. Bye.")
+    assert chunks[0] == "The Central Library is open from nine in"
+    assert chunks[1] == "the morning until eight at night."

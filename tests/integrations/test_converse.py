@@ -45,7 +45,8 @@ def recording(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
         handle.setframerate(16_000)
         handle.writeframes((audio * 32767).astype(np.int16).tobytes())
     face = PortraitRenderer(astronaut(), 240, 240)
-    smile = [frame(smile_l=0.8, smile_r=0.8) if 8 <= k / 10 <= 12 else frame() for k in range(int(SECONDS * 10))]
+    smiling = frame(smile_l=0.8, smile_r=0.8)
+    smile = [smiling if 8 <= k / 10 <= 12 else frame() for k in range(int(SECONDS * 10))]
     video = folder / "user.mp4"
     write_mp4(video, (face.render(m) for m in smile), 10.0)
     return wav, video
@@ -78,7 +79,9 @@ def test_two_questions_two_replies_deterministic(
         assert start < turn["user"]["start"] < start + 1.0
         latency = turn["latency_ms"]
         assert 400 < latency["end_of_turn"] < 700
-        assert latency["end_of_turn"] < latency["transcript"] < latency["first_token"] < latency["first_audio"]
+        assert (
+            latency["end_of_turn"] < latency["transcript"] < latency["first_token"] < latency["first_audio"]
+        )
     greeting = first["turns"][0]
     assert "user" not in greeting and greeting["agent"]["text"].startswith("Hi, I'm Ada")
 
@@ -107,5 +110,6 @@ def test_missing_input_is_a_clear_error(tmp_path: Path) -> None:
 
 def test_file_without_audio_is_a_clear_error(recording: tuple[Path, Path], tmp_path: Path) -> None:
     _, video = recording
-    result = CliRunner().invoke(app, ["converse", "--user-audio", str(video), "--out", str(tmp_path / "x.mp4")])
+    args = ["converse", "--user-audio", str(video), "--out", str(tmp_path / "x.mp4")]
+    result = CliRunner().invoke(app, args)
     assert result.exit_code == 2 and "no audio stream" in result.output
