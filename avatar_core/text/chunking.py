@@ -42,9 +42,9 @@ class SentenceChunker:
         if self.emitted == 0:
             # No clause boundary yet in a long opening: cut after a whole word, since speech synthesis
             # time grows with the chunk and the first chunk is what the user waits for.
-            words = list(re.finditer(r"\S+\s", self.buffer))
-            if len(words) > self.first_max_words:
-                cuts.append(words[self.first_max_words - 1].end())
+            spans = list(re.finditer(r"\S+\s", self.buffer))
+            if len(spans) > self.first_max_words:
+                cuts.append(spans[self.first_max_words - 1].end())
         return min(cuts) if cuts else None
 
     def push(self, text: str) -> list[str]:

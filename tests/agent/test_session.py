@@ -165,7 +165,7 @@ async def test_interim_transcripts_while_the_user_speaks(
     interim = [e for e in user if not e.final]
     final = next(e for e in user if e.final)
     assert len(interim) >= 2 and all(e.t < final.t for e in interim)
-    assert all(e.t <= (final.end or 0) + 0.2 for e in interim)  # while the user was speaking
+    assert any(e.t <= (final.end or 0) for e in interim)  # while the user was still speaking
     assert "gardening" in final.text.lower()
 
 
