@@ -209,6 +209,25 @@ class Session:
         assert self._reply is not None
         return self._reply
 
+    async def submit_text(self, text: str) -> None:
+        """A typed question: answered exactly like a spoken turn whose transcript is ``text``."""
+        text = text.strip()
+        if not text:
+            return
+        self._cancel_reply()
+        self._turn_count += 1
+        now, wall = self._now(), time.perf_counter()
+        turn = _Turn(
+            self._turn_count, now, end=now, end_detected=now, eot_wall=wall, last_voice=now, text=text
+        )
+        turn.stt_ms, turn.transcript_at, turn.transcript_wall = 0.0, now, wall
+        self._emit(UserTranscript(now, turn.number, text, True, now, now))
+        self.history.add_user(text)
+        self._set_state("thinking")
+        self._reply_queued.clear()
+        self._reply_task = self._spawn(self._speak(turn.number, turn, None))
+        await self._reply_queued.wait()
+
     async def aclose(self) -> None:
         """End the session: stop speech and background work."""
         self._closed = True

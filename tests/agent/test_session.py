@@ -264,6 +264,31 @@ async def test_greeting_is_said_first(tts: KokoroTTS, server: LocalLLMServer, wh
     assert run.avatar_audible()[0] < 0.1
 
 
+async def test_typed_question_is_answered_like_a_spoken_one(
+    tts: KokoroTTS, server: LocalLLMServer, whisper: WhisperSTT
+) -> None:
+    p = persona()
+    session, engine = await make_session(p, whisper, llm_for(p, server), tts)
+    run = Run()
+    session.on(run.events.append)
+    await session.start()
+    await session.submit_text("  Where can I print a document?  ")
+    async for frame in engine.frames():
+        if isinstance(frame, AudioFrame):
+            run.audio.append(frame)
+            await session.push_audio(np.zeros(320, np.float32), frame.pts_s)
+            if frame.pts_s > 1.0 and session.state == "listening":
+                break
+    await session.aclose()
+    await engine.aclose()
+    user = [e for e in run.of(UserTranscript) if e.final]
+    agent = [e for e in run.of(AgentTranscript) if e.final]
+    assert [e.text for e in user] == ["Where can I print a document?"] and agent and agent[0].text
+    assert run.states()[:4] == ["listening", "thinking", "speaking", "listening"]
+    assert run.of(TurnMetrics) and run.avatar_audible().size
+    assert session.history.messages()[-2] == {"role": "user", "content": "Where can I print a document?"}
+
+
 # -- faults -----------------------------------------------------------------------------------------
 
 
