@@ -144,7 +144,7 @@ async def embedded() -> AsyncIterator[LocalLLMServer]:
 
 @module_loop
 async def test_embedded_server_streams_an_answer(embedded: LocalLLMServer) -> None:
-    llm = ChatLLM(config(), embedded.base_url, seed=7)
+    llm = ChatLLM(config(timeout_s=30.0), embedded.base_url, seed=7)  # a cold server on a busy machine
     try:
         history = ChatHistory(llm.config.system_prompt, llm.config.history_turns)
         history.add_user(QUESTION[0]["content"])
@@ -160,7 +160,7 @@ async def test_embedded_server_streams_an_answer(embedded: LocalLLMServer) -> No
 
 @module_loop
 async def test_embedded_server_follows_a_conversation(embedded: LocalLLMServer) -> None:
-    llm = ChatLLM(config(max_tokens=16, temperature=0.7), embedded.base_url, seed=1)
+    llm = ChatLLM(config(max_tokens=16, temperature=0.7, timeout_s=30.0), embedded.base_url, seed=1)
     history = ChatHistory("You are a friendly librarian.", max_turns=2)
     try:
         for question in ["Hello!", "Do you have books about cats?", "Thanks. Where are they?"]:
@@ -176,7 +176,7 @@ async def test_embedded_server_follows_a_conversation(embedded: LocalLLMServer) 
 
 @module_loop
 async def test_closing_the_stream_early_releases_the_request(embedded: LocalLLMServer) -> None:
-    llm = ChatLLM(config(max_tokens=64), embedded.base_url)
+    llm = ChatLLM(config(max_tokens=64, timeout_s=30.0), embedded.base_url)
     try:
         stream = cast(AsyncGenerator[str, None], llm.stream(QUESTION))
         first = await anext(stream)
