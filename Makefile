@@ -18,7 +18,7 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 demo: install
-	$(BIN)/dyad doctor
+	$(BIN)/dyad serve
 
 lint: install
 	$(BIN)/ruff check .

@@ -17,7 +17,6 @@ start of the reply) so the output is deterministic; on a real clock that work ru
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import copy
 import logging
 import time
@@ -55,6 +54,16 @@ RESUME_AFTER_S = 0.3  # silence after a short burst that resumes it
 PREROLL_S = 0.3  # audio kept from before the VAD onset, so the first syllable reaches STT
 PARTIAL_EVERY_S = 0.6  # interim transcripts while the user talks
 SPECULATE_AFTER_S = 0.15  # silence after which recognition and the LLM start before the turn is over
+
+
+async def _await_child(task: asyncio.Task[None]) -> None:
+    """Wait for a child task that may be cancelled, without swallowing a cancellation aimed at us."""
+    try:
+        await task
+    except asyncio.CancelledError:
+        current = asyncio.current_task()
+        if current is not None and current.cancelling():
+            raise
 
 
 @dataclass
@@ -212,9 +221,15 @@ class Session:
     async def submit_text(self, text: str) -> None:
         """A typed question: answered exactly like a spoken turn whose transcript is ``text``."""
         text = text.strip()
-        if not text:
+        if not text or self._closed:
             return
         self._cancel_reply()
+        self._reply = None  # the interrupted reply must not set "listening" as it winds down
+        if self._turn is not None:  # the user was speaking too: the typed question wins
+            if self._turn.speculation is not None:
+                self._turn.speculation.cancel()
+            self._turn = None
+        await self._cancel_partial()
         self._turn_count += 1
         now, wall = self._now(), time.perf_counter()
         turn = _Turn(
@@ -345,8 +360,7 @@ class Session:
         turn.speculation = spec = _Speculation(turn.last_voice)
         spec.task = self._spawn(self._speculate(spec, audio))
         if self.virtual:
-            with contextlib.suppress(asyncio.CancelledError):
-                await spec.task
+            await _await_child(spec.task)
 
     async def _speculate(self, spec: _Speculation, audio: npt.NDArray[np.float32]) -> None:
         started = time.perf_counter()
@@ -433,7 +447,7 @@ class Session:
         audio = np.concatenate(turn.audio)
         self._partial_task = self._spawn(self._partial(turn, audio))
         if self.virtual:
-            await self._partial_task
+            await _await_child(self._partial_task)
 
     async def _partial(self, turn: _Turn, audio: npt.NDArray[np.float32]) -> None:
         try:
@@ -446,8 +460,7 @@ class Session:
     async def _cancel_partial(self) -> None:
         if self._partial_task is not None and not self._partial_task.done():
             self._partial_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._partial_task
+            await _await_child(self._partial_task)
 
     # -- replies ------------------------------------------------------------------------------------
 
@@ -455,8 +468,7 @@ class Session:
         self._set_state("thinking")
         spec = turn.speculation
         if spec is not None and spec.last_voice == turn.last_voice and spec.task is not None:
-            with contextlib.suppress(asyncio.CancelledError):
-                await spec.task
+            await _await_child(spec.task)
         if spec is not None and spec.last_voice == turn.last_voice and spec.text is not None:
             turn.text, turn.stt_ms, turn.transcript_wall = spec.text, spec.stt_ms, spec.transcript_wall
         else:
@@ -530,9 +542,11 @@ class Session:
                 asyncio.ensure_future(handle.started.wait()),
                 asyncio.ensure_future(handle.wait_for_playout()),
             }
-            _, pending = await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
-            for waiter in pending:
-                waiter.cancel()
+            try:
+                await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                for waiter in waiters:
+                    waiter.cancel()
             if handle.started.is_set():
                 self._set_state("speaking")
             await handle

@@ -92,10 +92,25 @@ def converse(
     Console().print(f"wrote {out} and {transcript}", highlight=False)
 
 
-@app.command(context_settings=_PENDING)
-def serve() -> None:
-    """Talk to the avatar in a local browser page over WebRTC."""
-    unavailable("serve", 8, "the local WebRTC browser page")
+@app.command()
+def serve(
+    host: str = typer.Option("127.0.0.1", "--host", help="address to listen on"),
+    port: int = typer.Option(8080, "--port", help="port to listen on"),
+    persona_name: str | None = typer.Option(None, "--persona", help="persona name or YAML path"),
+    max_sessions: int = typer.Option(2, "--max-sessions", min=1, help="browser tabs served at once"),
+) -> None:
+    """Talk to the avatar in a local browser page over WebRTC (open the URL it prints)."""
+    from avatar_core.bundled import MissingModelError
+    from integrations.cli.persona import load_or_exit
+    from integrations.llm.local_server import LocalServerError
+    from integrations.webrtc.server import main as serve_main
+
+    persona = load_or_exit(persona_name or AppSettings().persona)
+    try:
+        serve_main(host, port, persona, max_sessions)
+    except (LocalServerError, MissingModelError, OSError) as exc:
+        Console(stderr=True, soft_wrap=True).print(f"[bold red]cannot serve[/]: {exc}", highlight=False)
+        raise typer.Exit(2) from None
 
 
 @app.command(context_settings=_PENDING)

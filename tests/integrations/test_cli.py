@@ -22,7 +22,7 @@ SUBCOMMANDS = [
     ["persona", "validate"], ["persona", "show"], ["persona", "list"], ["persona", "preview"],
 ]  # fmt: skip
 PENDING = [
-    (["render", "--text", "hi"], 4), (["serve", "--port", "8080"], 8), (["kiosk"], 7),
+    (["render", "--text", "hi"], 4), (["kiosk"], 7),
     (["livekit", "worker"], 6), (["livekit", "join", "--url", "ws://x"], 6), (["train", "data"], 4),
     (["train", "fit"], 4),
 ]  # fmt: skip
