@@ -103,15 +103,21 @@ class MediaError(ValueError):
     """An input file cannot be read."""
 
 
+def _open(path: Path, kind: str) -> Any:
+    """A PyAV input container, or a :class:`MediaError` saying why it cannot be read."""
+    import av
+
+    try:
+        return av.open(str(path))
+    except (OSError, av.error.FFmpegError) as exc:
+        raise MediaError(f"cannot read {kind} from {path}: {exc}") from None
+
+
 def read_audio(path: Path, sample_rate: int) -> npt.NDArray[np.float32]:
     """All audio of a file, mixed to mono and resampled to ``sample_rate``, float32 in [-1, 1]."""
     import av
 
-    try:
-        container = av.open(str(path))
-    except (OSError, av.error.FFmpegError) as exc:
-        raise MediaError(f"cannot read audio from {path}: {exc}") from None
-    with container:
+    with _open(path, "audio") as container:
         if not container.streams.audio:
             raise MediaError(f"{path} has no audio stream; give a WAV, MP3, M4A or a video with sound")
         resampler = av.AudioResampler(format="flt", layout="mono", rate=sample_rate)
@@ -126,13 +132,7 @@ def read_audio(path: Path, sample_rate: int) -> npt.NDArray[np.float32]:
 
 def video_frames(path: Path) -> Iterator[tuple[float, npt.NDArray[np.uint8]]]:
     """``(time in seconds, RGB frame)`` for each frame of a video file, decoded lazily."""
-    import av
-
-    try:
-        container = av.open(str(path))
-    except (OSError, av.error.FFmpegError) as exc:
-        raise MediaError(f"cannot read video from {path}: {exc}") from None
-    with container:
+    with _open(path, "video") as container:
         if not container.streams.video:
             raise MediaError(f"{path} has no video stream")
         stream = container.streams.video[0]

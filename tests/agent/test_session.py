@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -104,22 +104,27 @@ async def make_session(
     return Session(p, engine, whisper, llm), engine
 
 
-async def drive(
-    session: Session, engine: Engine, user: np.ndarray, seconds: float, greet: bool = False
-) -> Run:
-    run = Run()
-    session.on(run.events.append)
-    await session.start()
+async def feed(
+    session: Session, engine: Engine, user: np.ndarray, run: Run, done: Callable[[float], bool]
+) -> None:
+    """Play the user's audio into the session in step with the engine's frames until ``done(t)``."""
     async for frame in engine.frames():
         if not isinstance(frame, AudioFrame):
             continue
         run.audio.append(frame)
         t = frame.pts_s
         a = round(t * RATE)
-        chunk = np.pad(user[a : a + 320], (0, max(0, 320 - user[a : a + 320].size)))
-        await session.push_audio(chunk, t)
-        if t >= seconds:
+        chunk = user[a : a + 320]
+        await session.push_audio(np.pad(chunk, (0, 320 - chunk.size)), t)
+        if done(t):
             break
+
+
+async def drive(session: Session, engine: Engine, user: np.ndarray, seconds: float) -> Run:
+    run = Run()
+    session.on(run.events.append)
+    await session.start()
+    await feed(session, engine, user, run, lambda t: t >= seconds)
     await session.aclose()
     await engine.aclose()
     return run
@@ -199,15 +204,7 @@ async def test_barge_in_stops_the_avatar_within_200_ms(
     await session.start()
     session.history.add_user("Tell me about the library.")
     handle = await session.say(LONG)
-    async for frame in engine.frames():
-        if not isinstance(frame, AudioFrame):
-            continue
-        run.audio.append(frame)
-        t = frame.pts_s
-        a = round(t * RATE)
-        await session.push_audio(np.pad(user[a : a + 320], (0, max(0, 320 - user[a : a + 320].size))), t)
-        if t >= 12.0:
-            break
+    await feed(session, engine, user, run, lambda t: t >= 12.0)
     await session.aclose()
     await engine.aclose()
 
@@ -241,14 +238,7 @@ async def test_a_backchannel_does_not_interrupt(
     session.on(run.events.append)
     await session.start()
     handle = await session.say(LONG)
-    async for frame in engine.frames():
-        if not isinstance(frame, AudioFrame):
-            continue
-        t = frame.pts_s
-        a = round(t * RATE)
-        await session.push_audio(np.pad(user[a : a + 320], (0, max(0, 320 - user[a : a + 320].size))), t)
-        if handle.done and t > 5:
-            break
+    await feed(session, engine, user, run, lambda t: handle.done and t > 5)
     await session.aclose()
     await engine.aclose()
     assert not handle.interrupted and handle.played_text() == LONG
@@ -273,12 +263,8 @@ async def test_typed_question_is_answered_like_a_spoken_one(
     session.on(run.events.append)
     await session.start()
     await session.submit_text("  Where can I print a document?  ")
-    async for frame in engine.frames():
-        if isinstance(frame, AudioFrame):
-            run.audio.append(frame)
-            await session.push_audio(np.zeros(320, np.float32), frame.pts_s)
-            if frame.pts_s > 1.0 and session.state == "listening":
-                break
+    silence = np.zeros(RATE * 60, np.float32)
+    await feed(session, engine, silence, run, lambda t: t > 1.0 and session.state == "listening")
     await session.aclose()
     await engine.aclose()
     user = [e for e in run.of(UserTranscript) if e.final]
