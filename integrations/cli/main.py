@@ -10,9 +10,8 @@ from rich.console import Console
 from rich.table import Table
 
 from avatar_core.config import AppSettings
-from integrations.cli import doctor, persona
+from integrations.cli import doctor, kiosk, livekit, persona, render, train
 from integrations.cli.logs import configure_logging
-from integrations.cli.unavailable import unavailable
 
 app = typer.Typer(
     name="dyad",
@@ -23,9 +22,10 @@ app = typer.Typer(
 )
 app.add_typer(persona.app, name="persona")
 app.command("doctor")(doctor.doctor)
-
-# Commands whose issue is still open take any arguments and say they are not built yet.
-_PENDING = {"allow_extra_args": True, "ignore_unknown_options": True, "help_option_names": ["-h", "--help"]}
+render.register(app)
+kiosk.register(app)
+app.add_typer(livekit.app, name="livekit")
+app.add_typer(train.app, name="train")
 
 
 @app.callback()
@@ -43,12 +43,6 @@ def main_options(
             f"{log_level!r}: use DEBUG, INFO, WARNING or ERROR", param_hint="--log-level"
         )
     configure_logging(level, settings.log_json if log_json is None else log_json)
-
-
-@app.command(context_settings=_PENDING)
-def render() -> None:
-    """Render speech and a talking face from text with the joint model into an MP4."""
-    unavailable("render", 4, "the joint text -> speech + face-motion model")
 
 
 @app.command()
@@ -111,44 +105,6 @@ def serve(
     except (LocalServerError, MissingModelError, OSError) as exc:
         Console(stderr=True, soft_wrap=True).print(f"[bold red]cannot serve[/]: {exc}", highlight=False)
         raise typer.Exit(2) from None
-
-
-@app.command(context_settings=_PENDING)
-def kiosk() -> None:
-    """Run the avatar for one kiosk, bridged to MQTT."""
-    unavailable("kiosk", 7, "the MQTT kiosk bridge")
-
-
-livekit_app = typer.Typer(help="Join LiveKit rooms as an AI participant.", no_args_is_help=True)
-app.add_typer(livekit_app, name="livekit")
-
-
-@livekit_app.command("worker", context_settings=_PENDING)
-def livekit_worker() -> None:
-    """Run a livekit-agents worker that a LiveKit server dispatches rooms to."""
-    unavailable("livekit worker", 6, "LiveKit rooms")
-
-
-@livekit_app.command("join", context_settings=_PENDING)
-def livekit_join() -> None:
-    """Join one LiveKit room directly."""
-    unavailable("livekit join", 6, "LiveKit rooms")
-
-
-train_app = typer.Typer(help="Build the teacher dataset and train the joint model.", no_args_is_help=True)
-app.add_typer(train_app, name="train")
-
-
-@train_app.command("data", context_settings=_PENDING)
-def train_data() -> None:
-    """Generate the teacher dataset, or convert talking-head videos."""
-    unavailable("train data", 4, "the joint model's data and training")
-
-
-@train_app.command("fit", context_settings=_PENDING)
-def train_fit() -> None:
-    """Train the joint model."""
-    unavailable("train fit", 4, "the joint model's data and training")
 
 
 def main() -> None:
