@@ -47,11 +47,11 @@ def main_options(
 
 @app.command()
 def converse(
-    user_audio: Path = typer.Option(..., "--user-audio", help="the user's side: WAV or any audio/video file"),  # noqa: B008
-    user_video: Path | None = typer.Option(None, "--user-video", help="the user's camera, shown beside"),  # noqa: B008
+    user_audio: Path = typer.Option(..., "--user-audio", help="the user's side: WAV or any audio/video file"),
+    user_video: Path | None = typer.Option(None, "--user-video", help="the user's camera, shown beside"),
     persona_name: str | None = typer.Option(None, "--persona", help="persona name or YAML path"),
-    out: Path = typer.Option(Path("conversation.mp4"), "--out", help="MP4 to write"),  # noqa: B008
-    transcript: Path = typer.Option(Path("conversation.json"), "--transcript", help="JSON transcript"),  # noqa: B008
+    out: Path = typer.Option(Path("conversation.mp4"), "--out", help="MP4 to write"),
+    transcript: Path = typer.Option(Path("conversation.json"), "--transcript", help="JSON transcript"),
     seed: int = typer.Option(0, "--seed", help="same seed + same input = same output"),
 ) -> None:
     """Run a whole conversation on recorded user audio (and video) into an MP4 and a JSON transcript.

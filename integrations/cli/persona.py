@@ -36,7 +36,7 @@ def load_or_exit(name: str) -> Persona:
 
 @app.command()
 def validate(
-    files: list[Path] = typer.Argument(..., help="persona YAML files", show_default=False),  # noqa: B008
+    files: list[Path] = typer.Argument(..., help="persona YAML files", show_default=False),
 ) -> None:
     """Check persona files; print every error with its field path and a hint (exit code 2 if any)."""
     bad = 0
@@ -81,7 +81,7 @@ def list_personas() -> None:
 @app.command()
 def preview(
     name: str = typer.Argument("default", help="persona name or path to a YAML file"),
-    out: Path = typer.Option(Path("preview.mp4"), "--out", "-o", help="MP4 file to write"),  # noqa: B008
+    out: Path = typer.Option(Path("preview.mp4"), "--out", "-o", help="MP4 file to write"),
     seconds: float = typer.Option(6.0, min=2.0, max=60.0, help="clip length"),
 ) -> None:
     """Render a clip of the persona's face cycling through visemes, blinks, a smile, a nod and gaze shifts."""

@@ -2,20 +2,132 @@
 
 from __future__ import annotations
 
-import typer
+import logging
+from pathlib import Path
 
-from integrations.cli.unavailable import PENDING, unavailable
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+from avatar_core.config import KOKORO_VOICES, AppSettings
 
 app = typer.Typer(help="Build the teacher dataset and train the joint model.", no_args_is_help=True)
+log = logging.getLogger(__name__)
 
 
-@app.command("data", context_settings=PENDING)
-def data() -> None:
-    """Generate the teacher dataset, or convert talking-head videos."""
-    unavailable("train data", 4, "the joint model's data and training")
+def _fail(message: str) -> typer.Exit:
+    Console(stderr=True, soft_wrap=True).print(f"[bold red]error[/]: {message}", highlight=False)
+    return typer.Exit(2)
 
 
-@app.command("fit", context_settings=PENDING)
-def fit() -> None:
-    """Train the joint model."""
-    unavailable("train fit", 4, "the joint model's data and training")
+def _progress() -> Progress:
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn("{task.fields[status]}"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=Console(stderr=True),
+    )
+
+
+def _voices(value: str, option: str) -> tuple[str, ...]:
+    voices = tuple(v.strip() for v in value.split(",") if v.strip())
+    bad = [v for v in voices if v not in KOKORO_VOICES]
+    if not voices or bad:
+        raise _fail(f"{option} {value!r}: use a comma-separated list of {', '.join(KOKORO_VOICES)}")
+    return voices
+
+
+@app.command("data")
+def data(
+    out: Path = typer.Option(..., "--out", help="dataset folder (created; an existing one is resumed)"),
+    hours: float = typer.Option(1.0, "--hours", help="hours of audio to generate"),
+    workers: int = typer.Option(1, "--workers", help="processes (one ONNX thread each)"),
+    voices: str = typer.Option("jf_alpha", "--voices", help="the actor's Kokoro voices, comma-separated"),
+    partner_voices: str = typer.Option(
+        "jm_kumo,jf_nezumi,jf_gongitsune", "--partner-voices", help="voices of the simulated partner"
+    ),
+    seed: int = typer.Option(0, "--seed"),
+    from_videos: Path | None = typer.Option(
+        None, "--from-videos", help="convert talking-head videos of one person in this folder instead"
+    ),
+) -> None:
+    """Generate the teacher dataset (Kokoro + procedural teacher), or convert talking-head videos."""
+    if from_videos is not None:
+        _from_videos(from_videos, out, workers)
+        return
+    from avatar_core.data import corpus
+    from avatar_core.data.teacher import DataSpec, generate
+
+    if workers < 1:
+        raise _fail(f"--workers {workers}: use 1 or more")
+    spec = DataSpec(
+        corpus.CORPUS_VERSION, _voices(voices, "--voices"), _voices(partner_voices, "--partner-voices"), seed
+    )
+    with _progress() as bar:
+        task = bar.add_task("teacher data", total=hours, status="")
+
+        def report(done: float, total: float) -> None:
+            bar.update(task, completed=min(done, total), status=f"{done:.3f}/{total:g} h")
+
+        try:
+            count = generate(
+                out, hours, corpus.split("train"), spec, AppSettings().cache_dir, workers, report
+            )
+        except ValueError as exc:
+            raise _fail(str(exc)) from None
+    Console().print(f"{out}: {count} samples")
+
+
+def _from_videos(folder: Path, out: Path, workers: int) -> None:
+    try:
+        from avatar_core.data.videos import convert_folder
+    except ImportError:
+        raise _fail("--from-videos is not available in this build") from None
+    try:
+        count = convert_folder(folder, out, AppSettings().cache_dir, workers)
+    except (ValueError, OSError) as exc:
+        raise _fail(str(exc)) from None
+    Console().print(f"{out}: {count} samples from {folder}")
+
+
+@app.command("fit")
+def fit(
+    config: Path = typer.Option(Path("configs/model/base.yaml"), "--config", help="model/training YAML"),
+    data_dir: Path = typer.Option(..., "--data", help="dataset folder from `dyad train data`"),
+    out: Path = typer.Option(Path("runs/avflow"), "--out", help="run folder (resumed if it has last.pt)"),
+    steps: int | None = typer.Option(None, "--steps", help="override train.steps"),
+    time_limit_min: float | None = typer.Option(
+        None, "--time-limit-min", help="stop after this many minutes"
+    ),
+) -> None:
+    """Train the joint model: resumable checkpoints, loss.csv and loss.png in --out."""
+    from avatar_core.data.samples import DatasetError
+    from avatar_core.model.config import ModelConfigError, load_fit_config
+    from avatar_core.model.train import fit as run_fit
+
+    try:
+        fit_config = load_fit_config(config)
+    except ModelConfigError as exc:
+        raise _fail(str(exc)) from None
+    overrides: dict[str, object] = {}
+    if steps is not None:
+        overrides["steps"] = steps
+    if time_limit_min is not None:
+        overrides["time_limit_min"] = time_limit_min
+    if overrides:
+        train = fit_config.train.model_copy(update=overrides)
+        fit_config = fit_config.model_copy(update={"train": train})
+    with _progress() as bar:
+        task = bar.add_task("training", total=fit_config.train.steps, status="")
+
+        def report(step: int, total: int, losses: dict[str, float]) -> None:
+            status = " ".join(f"{k} {v:.3f}" for k, v in losses.items())
+            bar.update(task, completed=step, status=status)
+
+        try:
+            last = run_fit(data_dir, out, fit_config, report)
+        except (DatasetError, RuntimeError) as exc:
+            raise _fail(str(exc)) from None
+    Console().print(f"checkpoint: {last}")

@@ -1,0 +1,152 @@
+"""One training sample of the joint model, and a folder of them (a dataset).
+
+Every source of data (the teacher, a user's recordings) writes the same thing: an ``.npz`` per utterance
+with the phoneme tokens and their durations in model frames, and per model frame (40 fps) the actor's
+speech features, the actor's motion and the partner's conditioning vector. A speaking sample has the
+actor speaking and the partner listening silently; a listening sample has the partner speaking and the
+actor listening (its tokens are a single pad token that lasts the whole sample).
+
+Letters in shape comments: N tokens, T model frames, F speech features, D motion fields, P partner dims.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import numpy.typing as npt
+
+from avatar_core.motion import MOTION_DIM
+from avatar_core.partner import PARTNER_DIM
+from avatar_core.speech.features import FEATURE_DIM
+
+Role = Literal["speak", "listen"]
+MANIFEST = "manifest.jsonl"
+FloatArray = npt.NDArray[np.float32]
+IntArray = npt.NDArray[np.int64]
+
+
+class DatasetError(ValueError):
+    """A sample or dataset folder that cannot be used; the message says why and what to do."""
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One utterance (speaking) or one stretch of listening."""
+
+    name: str
+    text: str
+    voice: str
+    role: Role
+    source: str  # "teacher" or "video:<file name>"
+    tokens: IntArray  # (N,) phoneme ids, avatar_core.text.frontend.VOCAB
+    durations: IntArray  # (N,) model frames per token; sums to T
+    speech: FloatArray  # (T, F) WORLD features, avatar_core.speech.features
+    motion: FloatArray  # (T, D) motion frames at 40 fps
+    partner: FloatArray  # (T, P) avatar_core.partner.partner_vector per frame
+
+    @property
+    def frames(self) -> int:
+        """Model frames T."""
+        return int(self.speech.shape[0])
+
+    def check(self) -> None:
+        """Raise :class:`DatasetError` naming the first inconsistency."""
+        t = self.frames
+        shapes = {
+            "speech": (self.speech.shape, (t, FEATURE_DIM)),
+            "motion": (self.motion.shape, (t, MOTION_DIM)),
+            "partner": (self.partner.shape, (t, PARTNER_DIM)),
+            "durations": (self.durations.shape, self.tokens.shape),
+        }
+        for key, (got, want) in shapes.items():
+            if tuple(got) != tuple(want):
+                raise DatasetError(
+                    f"sample {self.name}: {key} has shape {tuple(got)}, expected {tuple(want)}"
+                )
+        if int(self.durations.sum()) != t:
+            raise DatasetError(
+                f"sample {self.name}: durations sum to {int(self.durations.sum())}, not {t} frames"
+            )
+        for key in ("speech", "motion", "partner"):
+            if not np.isfinite(getattr(self, key)).all():
+                raise DatasetError(f"sample {self.name}: {key} holds NaN or infinite values")
+
+    def meta(self) -> dict[str, object]:
+        """The manifest line of this sample."""
+        return {
+            "name": self.name,
+            "text": self.text,
+            "voice": self.voice,
+            "role": self.role,
+            "source": self.source,
+            "frames": self.frames,
+        }
+
+    def save(self, folder: Path) -> Path:
+        """Write ``folder/<name>.npz`` atomically."""
+        self.check()
+        path = folder / f"{self.name}.npz"
+        tmp = folder / f".{self.name}.tmp.npz"
+        np.savez(
+            tmp,
+            meta=np.array(json.dumps(self.meta())),
+            tokens=self.tokens.astype(np.int64),
+            durations=self.durations.astype(np.int64),
+            speech=self.speech.astype(np.float32),
+            motion=self.motion.astype(np.float32),
+            partner=self.partner.astype(np.float32),
+        )
+        os.replace(tmp, path)
+        return path
+
+
+def load_sample(path: Path) -> Sample:
+    """Read one ``.npz`` written by :meth:`Sample.save`."""
+    try:
+        with np.load(path) as data:
+            meta = json.loads(str(data["meta"]))
+            sample = Sample(
+                name=meta["name"],
+                text=meta["text"],
+                voice=meta["voice"],
+                role=meta["role"],
+                source=meta["source"],
+                tokens=data["tokens"].astype(np.int64),
+                durations=data["durations"].astype(np.int64),
+                speech=data["speech"].astype(np.float32),
+                motion=data["motion"].astype(np.float32),
+                partner=data["partner"].astype(np.float32),
+            )
+    except (OSError, KeyError, ValueError) as exc:
+        raise DatasetError(
+            f"{path}: not a dyad sample ({exc}); delete it and run `dyad train data` again"
+        ) from exc
+    sample.check()
+    return sample
+
+
+def sample_paths(folder: Path) -> list[Path]:
+    """The finished samples in a dataset folder, in name order."""
+    if not folder.is_dir():
+        raise DatasetError(
+            f"{folder}: no such dataset folder; make one with `dyad train data --out {folder}`"
+        )
+    return sorted(p for p in folder.glob("*.npz") if not p.name.startswith("."))
+
+
+def iter_samples(folder: Path) -> Iterator[Sample]:
+    """Every sample in ``folder``, loaded one at a time."""
+    for path in sample_paths(folder):
+        yield load_sample(path)
+
+
+def append_manifest(folder: Path, sample: Sample) -> None:
+    """Add the sample's line to ``manifest.jsonl`` (a readable index; the ``.npz`` files are the truth)."""
+    with open(folder / MANIFEST, "a", encoding="utf-8") as f:
+        f.write(json.dumps(sample.meta(), ensure_ascii=False) + "\n")

@@ -1,0 +1,1 @@
+"""The joint text -> speech + face-motion model (AV-Flow adapted to a CPU)."""

@@ -1,0 +1,93 @@
+"""Sizes and training settings of the joint model, validated; sizes come from a small registry.
+
+``configs/model/*.yaml`` name a registry size and override any field; ``dyad train fit --config`` reads
+them. A checkpoint stores the resolved :class:`ModelConfig`, so it always rebuilds its own network.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import Field, ValidationError
+
+from avatar_core.config import KOKORO_VOICES, StrictModel
+
+
+class ModelConfig(StrictModel):
+    """Network sizes (AV-Flow adapted to a CPU; DESIGN §4)."""
+
+    d_model: int = Field(128, ge=16, description="width of both DiT towers and the text encoder")
+    heads: int = Field(4, ge=1)
+    blocks: int = Field(4, ge=1, description="DiT blocks per tower; a highway fusion follows each")
+    text_layers: int = Field(3, ge=1, description="transformer layers of the phoneme encoder")
+    ff_mult: int = Field(3, ge=1)
+    window: int = Field(32, ge=4, description="attention window in frames (each frame sees +-window/2)")
+    head_latent: int = Field(4, ge=1, description="channels of the head-pose VAE latent per frame")
+    dropout: float = Field(0.05, ge=0.0, le=0.5)
+    voices: tuple[str, ...] = Field(("jf_alpha",), min_length=1, description="speakers the model knows")
+    noise_scale: float = Field(1.0, gt=0.0, description="std of the flow's source noise around the prior")
+    speech_weight: float = Field(1.0, gt=0.0, description="flow loss weight of the speech output")
+    motion_weight: float = Field(0.5, gt=0.0, description="flow loss weight of the motion output")
+    audio_driven_p: float = Field(0.2, ge=0.0, le=1.0, description="share of steps trained audio-driven")
+
+
+SIZES: dict[str, dict[str, int]] = {
+    "tiny": {"d_model": 32, "heads": 2, "blocks": 2, "text_layers": 1, "window": 8, "ff_mult": 2},
+    "small": {"d_model": 96, "heads": 4, "blocks": 3, "text_layers": 2, "window": 32},
+    "base": {"d_model": 128, "heads": 4, "blocks": 4, "text_layers": 3, "window": 32},
+}
+
+
+class TrainConfig(StrictModel):
+    """Optimisation settings of ``dyad train fit``."""
+
+    steps: int = Field(20_000, ge=1)
+    batch_size: int = Field(16, ge=1)
+    crop_frames: int = Field(160, ge=8, description="training windows of this many frames (40 fps)")
+    lr: float = Field(1e-3, gt=0.0)
+    warmup_steps: int = Field(300, ge=0)
+    weight_decay: float = Field(0.01, ge=0.0)
+    grad_clip: float = Field(1.0, gt=0.0)
+    vae_steps: int = Field(400, ge=0, description="head-pose VAE pre-training steps")
+    checkpoint_every: int = Field(250, ge=1)
+    log_every: int = Field(25, ge=1)
+    seed: int = 0
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    threads: int = Field(0, ge=0, description="torch threads on CPU; 0 = all cores")
+    time_limit_min: float = Field(0.0, ge=0.0, description="stop (with a checkpoint) after this; 0 = none")
+
+
+class FitConfig(StrictModel):
+    """One YAML file of ``configs/model/``."""
+
+    size: Literal["tiny", "small", "base"] = "base"
+    model: dict[str, object] = Field(default_factory=dict, description="overrides of the size's fields")
+    train: TrainConfig = TrainConfig()
+
+    def model_config_(self) -> ModelConfig:
+        """The registry size with this file's overrides."""
+        return ModelConfig.model_validate({**SIZES[self.size], **self.model})
+
+
+class ModelConfigError(ValueError):
+    """A model/training YAML that cannot be used; the message names the field and the fix."""
+
+
+def load_fit_config(path: Path) -> FitConfig:
+    """Read and validate ``configs/model/<name>.yaml``."""
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise ModelConfigError(f"{path}: cannot read it as YAML ({exc})") from exc
+    try:
+        config = FitConfig.model_validate(raw)
+        model = config.model_config_()
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        raise ModelConfigError(f"{path}: {problems}") from None
+    unknown = [v for v in model.voices if v not in KOKORO_VOICES]
+    if unknown:
+        raise ModelConfigError(f"{path}: model.voices {unknown} are not Kokoro voices; use {KOKORO_VOICES}")
+    return config

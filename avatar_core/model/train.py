@@ -1,0 +1,312 @@
+"""``dyad train fit``: train the joint model on a dataset folder, resumably.
+
+Stage 1 fits the head-pose VAE; stage 2 the whole model with flow matching. Every ``checkpoint_every``
+steps ``last.pt`` is written atomically (model, optimiser, step, configs), ``loss.csv`` grows by the
+logged steps and ``loss.png`` is redrawn; a run started again with the same ``--out`` continues from
+``last.pt``. Uses a GPU when one is present (``device: auto``) and runs on CPU otherwise.
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+import math
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from avatar_core.data.samples import DatasetError, Sample, iter_samples
+from avatar_core.model.avflow import FACE_DIM, AVFlow
+from avatar_core.model.config import FitConfig, ModelConfig
+from avatar_core.model.flow import Batch, losses
+
+log = logging.getLogger(__name__)
+
+CHECKPOINT_VERSION = 1
+LOSS_KEYS = ("total", "flow_speech", "flow_motion", "prior", "duration")
+
+
+def vocab_size() -> int:
+    """Size of the phoneme vocabulary (the frontend's; the checkpoint records it)."""
+    from avatar_core.text.frontend import VOCAB
+
+    return len(VOCAB)
+
+
+def pick_device(choice: str) -> torch.device:
+    """``auto`` -> CUDA when available, else CPU."""
+    if choice == "cuda" or (choice == "auto" and torch.cuda.is_available()):
+        if not torch.cuda.is_available():
+            raise RuntimeError("device: cuda was asked for but torch sees no GPU; use device: auto or cpu")
+        return torch.device("cuda")
+    return torch.device("cpu")
+
+
+# -------------------------------------------------------------------------------------------------
+# Data
+# -------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class TrainingSet:
+    """All samples in memory (an hour of data is about 50 MB)."""
+
+    samples: list[Sample]
+    speakers: list[int]
+
+    @classmethod
+    def load(cls, folder: Path, voices: tuple[str, ...]) -> TrainingSet:
+        samples = list(iter_samples(folder))
+        if not samples:
+            raise DatasetError(f"{folder} holds no samples; run `dyad train data --out {folder}` first")
+        speakers = [voices.index(s.voice) if s.voice in voices else 0 for s in samples]
+        missing = {s.voice for s in samples if s.role == "speak" and s.voice not in voices}
+        if missing:
+            raise DatasetError(f"{folder} has speech by {sorted(missing)}, which model.voices {voices} lacks")
+        return cls(samples, speakers)
+
+    @property
+    def hours(self) -> float:
+        return sum(s.frames for s in self.samples) / 40.0 / 3600.0
+
+    def batch(self, size: int, crop: int, rng: np.random.Generator) -> Batch:
+        """A random batch of random ``crop``-frame windows (shorter samples are padded)."""
+        chosen = rng.integers(0, len(self.samples), size)
+        n = max(self.samples[i].tokens.size for i in chosen)
+        t = min(crop, max(self.samples[i].frames for i in chosen))
+        tokens = np.zeros((size, n), np.int64)
+        durations = np.zeros((size, n), np.int64)
+        offset = np.zeros(size, np.int64)
+        speech = np.zeros((size, t, self.samples[0].speech.shape[1]), np.float32)
+        motion = np.zeros((size, t, self.samples[0].motion.shape[1]), np.float32)
+        partner = np.zeros((size, t, self.samples[0].partner.shape[1]), np.float32)
+        valid = np.zeros((size, t), bool)
+        for row, i in enumerate(chosen):
+            s = self.samples[i]
+            tokens[row, : s.tokens.size] = s.tokens
+            durations[row, : s.tokens.size] = s.durations
+            start = int(rng.integers(0, max(1, s.frames - t + 1)))
+            length = min(t, s.frames - start)
+            offset[row] = start
+            speech[row, :length] = s.speech[start : start + length]
+            motion[row, :length] = s.motion[start : start + length]
+            partner[row, :length] = s.partner[start : start + length]
+            valid[row, :length] = True
+        token_valid = np.zeros((size, n), bool)
+        for row, i in enumerate(chosen):
+            token_valid[row, : self.samples[i].tokens.size] = True
+        return Batch(
+            tokens=torch.from_numpy(tokens),
+            token_valid=torch.from_numpy(token_valid),
+            durations=torch.from_numpy(durations),
+            offset=torch.from_numpy(offset),
+            speech=torch.from_numpy(speech),
+            motion=torch.from_numpy(motion),
+            partner=torch.from_numpy(partner),
+            valid=torch.from_numpy(valid),
+            speaker=torch.tensor([self.speakers[i] for i in chosen]),
+        )
+
+
+def set_statistics(model: AVFlow, data: TrainingSet) -> None:
+    """Per-channel mean and std of the speech features and motion-tower targets (std floored)."""
+    speech = np.concatenate([s.speech for s in data.samples])  # (sum T, F)
+    model.speech_mean.copy_(torch.from_numpy(speech.mean(0)))
+    model.speech_std.copy_(torch.from_numpy(np.maximum(speech.std(0), 1e-2)))
+    with torch.no_grad():
+        targets = torch.cat(
+            [model.motion_targets(torch.from_numpy(s.motion)[None])[0] for s in data.samples]
+        )  # (sum T, M)
+    model.motion_mean.copy_(targets.mean(0))
+    std = targets.std(0)
+    std[:FACE_DIM] = std[:FACE_DIM].clamp(min=0.02)  # faint fields stay faint instead of being amplified
+    model.motion_std.copy_(std.clamp(min=1e-2))
+
+
+# -------------------------------------------------------------------------------------------------
+# Checkpoints
+# -------------------------------------------------------------------------------------------------
+
+
+def save_checkpoint(path: Path, model: AVFlow, extra: dict[str, object]) -> None:
+    """Write ``path`` atomically: the network, its config and whatever ``extra`` holds."""
+    state = {
+        "version": CHECKPOINT_VERSION,
+        "model_config": model.config.model_dump(mode="json"),
+        "vocab_size": model.embed.num_embeddings,
+        "state_dict": model.state_dict(),
+        **extra,
+    }
+    tmp = path.with_suffix(".tmp")
+    torch.save(state, tmp)
+    os.replace(tmp, path)
+
+
+def load_model(path: Path, device: torch.device | None = None) -> tuple[AVFlow, dict[str, object]]:
+    """Rebuild the network stored in a checkpoint; returns it (eval mode) and the whole checkpoint dict."""
+    try:
+        state = torch.load(path, map_location=device or "cpu", weights_only=False)
+    except (OSError, RuntimeError, EOFError) as exc:
+        raise ValueError(f"{path}: cannot read the checkpoint ({exc})") from exc
+    if not isinstance(state, dict) or state.get("version") != CHECKPOINT_VERSION:
+        raise ValueError(f"{path}: not a dyad checkpoint (version {CHECKPOINT_VERSION} expected)")
+    config = ModelConfig.model_validate(state["model_config"])
+    model = AVFlow(config, int(state["vocab_size"]))
+    model.load_state_dict(state["state_dict"])
+    model.eval()
+    return model, state
+
+
+def export_checkpoint(src: Path, dst: Path) -> None:
+    """A small inference-only copy (no optimiser state) for ``assets/``."""
+    model, state = load_model(src)
+    keep = {k: v for k, v in state.items() if k in ("step", "data", "train_config", "wall_s", "hardware")}
+    save_checkpoint(dst, model, keep)
+
+
+# -------------------------------------------------------------------------------------------------
+# The loop
+# -------------------------------------------------------------------------------------------------
+
+
+def _lr(step: int, config: FitConfig) -> float:
+    train = config.train
+    if step < train.warmup_steps:
+        return train.lr * (step + 1) / train.warmup_steps
+    progress = (step - train.warmup_steps) / max(1, train.steps - train.warmup_steps)
+    return train.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress))))
+
+
+def plot_losses(csv_path: Path, png_path: Path) -> None:
+    """Redraw the loss curves from ``loss.csv``."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    with open(csv_path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    if not rows:
+        return
+    steps = [int(r["step"]) for r in rows]
+    fig, axes = plt.subplots(1, len(LOSS_KEYS), figsize=(4 * len(LOSS_KEYS), 3))
+    for ax, key in zip(axes, LOSS_KEYS, strict=True):
+        ax.plot(steps, [float(r[key]) for r in rows])
+        ax.set_title(key)
+        ax.set_xlabel("step")
+        ax.set_yscale("log")
+    fig.tight_layout()
+    fig.savefig(png_path, dpi=80)
+    plt.close(fig)
+
+
+def fit(
+    data_dir: Path,
+    out: Path,
+    config: FitConfig,
+    progress: Callable[[int, int, dict[str, float]], None] | None = None,
+) -> Path:
+    """Train (or continue training) into ``out``; returns the path of ``last.pt``."""
+    out.mkdir(parents=True, exist_ok=True)
+    train = config.train
+    device = pick_device(train.device)
+    if device.type == "cpu" and train.threads:
+        torch.set_num_threads(train.threads)
+    torch.manual_seed(train.seed)
+    model_config = config.model_config_()
+    data = TrainingSet.load(data_dir, model_config.voices)
+    model = AVFlow(model_config, vocab_size()).to(device)
+    opt = torch.optim.AdamW(model.parameters(), lr=train.lr, weight_decay=train.weight_decay)
+    last = out / "last.pt"
+    step, wall = 0, 0.0
+    rng = np.random.default_rng(train.seed)
+    if last.exists():
+        state = torch.load(last, map_location=device, weights_only=False)
+        model.load_state_dict(state["state_dict"])
+        opt.load_state_dict(state["optimizer"])
+        step, wall = int(state["step"]), float(state.get("wall_s", 0.0))
+        rng = np.random.default_rng([train.seed, step])
+        log.info("resuming %s at step %d", last, step)
+    else:
+        _fit_vae(model, data, train.vae_steps, rng, device)
+        model.cpu()
+        set_statistics(model, data)
+        model.to(device)
+    data_info = {"folder": str(data_dir), "samples": len(data.samples), "hours": round(data.hours, 3)}
+    hardware = torch.cuda.get_device_name(0) if device.type == "cuda" else f"CPU x{torch.get_num_threads()}"
+    csv_path = out / "loss.csv"
+    if not csv_path.exists():
+        csv_path.write_text("step," + ",".join(LOSS_KEYS) + ",lr,wall_s\n")
+    started = time.monotonic()
+    running: dict[str, float] = {k: 0.0 for k in LOSS_KEYS}
+    count = 0
+
+    def checkpoint() -> None:
+        save_checkpoint(
+            last,
+            model,
+            {
+                "optimizer": opt.state_dict(),
+                "step": step,
+                "wall_s": wall + time.monotonic() - started,
+                "data": data_info,
+                "train_config": config.model_dump(mode="json"),
+                "hardware": hardware,
+            },
+        )
+        plot_losses(csv_path, out / "loss.png")
+
+    model.train()
+    for p in model.head_vae.parameters():
+        p.requires_grad_(False)  # the VAE is fitted in stage 1 and frozen, so its latent space is stable
+    while step < train.steps:
+        for group in opt.param_groups:
+            group["lr"] = _lr(step, config)
+        batch = data.batch(train.batch_size, train.crop_frames, rng).to(device)
+        parts = losses(model, batch)
+        opt.zero_grad(set_to_none=True)
+        parts["total"].backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), train.grad_clip)
+        opt.step()
+        step += 1
+        for key in LOSS_KEYS:
+            running[key] += float(parts[key])
+        count += 1
+        if step % train.log_every == 0 or step == train.steps:
+            means = {k: v / count for k, v in running.items()}
+            with open(csv_path, "a") as f:
+                values = ",".join(f"{means[k]:.5f}" for k in LOSS_KEYS)
+                f.write(f"{step},{values},{_lr(step, config):.6f},{wall + time.monotonic() - started:.1f}\n")
+            if progress:
+                progress(step, train.steps, means)
+            running = {k: 0.0 for k in LOSS_KEYS}
+            count = 0
+        out_of_time = train.time_limit_min and (time.monotonic() - started) / 60 >= train.time_limit_min
+        if step % train.checkpoint_every == 0 or step == train.steps or out_of_time:
+            checkpoint()
+        if out_of_time:
+            log.info("time limit reached at step %d", step)
+            break
+    return last
+
+
+def _fit_vae(
+    model: AVFlow, data: TrainingSet, steps: int, rng: np.random.Generator, device: torch.device
+) -> None:
+    """Stage 1: the head-pose VAE on 4 s windows of head motion."""
+    vae = model.head_vae
+    poses = np.concatenate([s.motion[:, FACE_DIM:] for s in data.samples])
+    vae.scale.copy_(torch.from_numpy(np.maximum(poses.std(0), 1e-3)))
+    opt = torch.optim.Adam(vae.parameters(), lr=2e-3)
+    for _ in range(steps):
+        batch = data.batch(32, 160, rng)
+        pose = batch.motion[..., FACE_DIM:].to(device)
+        loss = vae.loss(pose)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
