@@ -136,6 +136,7 @@ class Session:
         self.virtual = not engine.clock.realtime
         self.barge_in_s = turn_taking.barge_in_min_speech_ms / 1000.0
         self.state: AgentState = "idle"
+        self.muted = False  # the microphone is muted: user audio is heard (and recorded) as silence
         self._audio_pool = ThreadPoolExecutor(1, thread_name_prefix="dyad-vad")
         self._video_pool = ThreadPoolExecutor(1, thread_name_prefix="dyad-video")
         self._video_busy = False
@@ -260,6 +261,8 @@ class Session:
 
     async def push_audio(self, samples: npt.NDArray[np.float32], t: float) -> None:
         """User audio, 16 kHz mono float32, whose first sample is at engine time ``t``."""
+        if self.muted:
+            samples = np.zeros_like(samples)  # a turn in progress ends as if the user had stopped
         loop = asyncio.get_running_loop()
         events = await loop.run_in_executor(self._audio_pool, self._analyse, samples, t)
         end = t + samples.size / SAMPLE_RATE

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,9 +21,11 @@ import numpy.typing as npt
 
 from agent.events import AgentTranscript, SessionEvent, TurnMetrics, UserTranscript, to_dict
 from agent.persona import Persona
+from agent.session import Session
 from avatar_core.config import AppSettings
 from avatar_core.frames import AUDIO_RATE, AudioFrame, VideoFrame
 from avatar_core.media import Mp4Writer, read_audio, video_frames
+from integrations.llm.local_server import LocalLLMServer
 from integrations.stack import open_stack
 
 log = logging.getLogger(__name__)
@@ -103,8 +105,13 @@ async def converse(
     *,
     seed: int = 0,
     settings: AppSettings | None = None,
+    server: LocalLLMServer | None = None,
+    on_session: Callable[[Session], None] | None = None,
 ) -> ConverseResult:
-    """Run the conversation and write ``out`` (MP4) and ``transcript`` (JSON)."""
+    """Run the conversation and write ``out`` (MP4) and ``transcript`` (JSON).
+
+    ``server``: an embedded LLM server to share; ``on_session`` sees the Session before it starts (the
+    kiosk bridge attaches there)."""
     audio_16k = await asyncio.to_thread(read_audio, user_audio, SESSION_RATE)
     audio_24k = await asyncio.to_thread(read_audio, user_audio, AUDIO_RATE)
     user_end = audio_16k.size / SESSION_RATE
@@ -114,9 +121,11 @@ async def converse(
     writer = Mp4Writer(out, fps)
     t = 0.0
     try:
-        async with open_stack(persona, settings, virtual=True, seed=seed) as stack:
+        async with open_stack(persona, settings, virtual=True, seed=seed, server=server) as stack:
             session, engine = stack.session, stack.engine
             session.on(events.append)
+            if on_session is not None:
+                on_session(session)
             await session.start()
             quiet_since: float | None = None
             async for frame in engine.frames():
