@@ -21,7 +21,7 @@ from functools import cache
 from string import Formatter
 from typing import Literal
 
-CORPUS_VERSION = "1"
+CORPUS_VERSION = "2"
 HELDOUT_PER_MILLE = 50  # about 5% of sentences are held out
 
 Split = Literal["train", "heldout"]
@@ -302,19 +302,17 @@ class Family:
         while len(seen) < self.count and attempts < self.count * 20:
             attempts += 1
             pattern = rng.choice(self.patterns)
-            values = {}
-            for field in _fields(pattern):
-                slot = SLOTS[field]
-                values[field] = slot(rng) if callable(slot) else rng.choice(slot)
-            text = pattern.format(**values)
+            pieces = []
+            for literal, field, _, _ in Formatter().parse(pattern):
+                pieces.append(literal)
+                if field:  # every occurrence gets its own draw: "{first} and {first}" names two people
+                    slot = SLOTS[field]
+                    pieces.append(slot(rng) if callable(slot) else rng.choice(slot))
+            text = "".join(pieces)
             text = text[0].upper() + text[1:]
             if text not in seen:
                 seen.add(text)
                 yield text
-
-
-def _fields(pattern: str) -> list[str]:
-    return [field for _, field, _, _ in Formatter().parse(pattern) if field]
 
 
 # ---------------------------------------------------------------------------------------------------
