@@ -353,7 +353,8 @@ class AVFlow(nn.Module):
             latent, _ = self.head_vae.encode(motion[..., FACE_DIM:])
         return torch.cat([motion[..., :FACE_DIM], latent], dim=-1)
 
+    @torch.inference_mode()
     def motion_frames(self, channels: Tensor) -> Tensor:
-        """Tower channels (B, T, M) -> motion frames (B, T, D)."""
+        """Tower channels (B, T, M) -> motion frames (B, T, D) (inference only)."""
         head = self.head_vae.decode(channels[..., FACE_DIM:])
         return torch.cat([channels[..., :FACE_DIM], head], dim=-1)

@@ -10,6 +10,7 @@ P partner features, D motion fields.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -63,15 +64,15 @@ def losses(model: AVFlow, batch: Batch) -> dict[str, Tensor]:
     x0m = mu_m.detach() + cfg.noise_scale * torch.randn_like(x1m)
     # Audio-driven rows see clean speech at time 1 and learn only the motion.
     ts = torch.where(audio_driven, torch.ones_like(t), t)
-    xts = (1 - ts[:, None, None]) * x0s + ts[:, None, None] * x1s
-    xtm = (1 - t[:, None, None]) * x0m + t[:, None, None] * x1m
+    xts, us = ot_path(x0s, x1s, ts)
+    xtm, um = ot_path(x0m, x1m, t)
     vs, vm = model.velocity(xts, xtm, ts, t, cond, mu_s, mu_m, batch.partner, batch.valid)
 
     speech_rows = (~audio_driven).float()[:, None, None] * mask
     frames_s = speech_rows.sum().clamp(min=1.0) * x1s.shape[2]
     frames_m = mask.sum().clamp(min=1.0) * x1m.shape[2]
-    flow_s = ((vs - (x1s - x0s)).abs() * speech_rows).sum() / frames_s
-    flow_m = ((vm - (x1m - x0m)).abs() * mask).sum() / frames_m
+    flow_s = ((vs - us).abs() * speech_rows).sum() / frames_s
+    flow_m = ((vm - um).abs() * mask).sum() / frames_m
     prior = ((mu_s - x1s).abs() * speech_rows).sum() / frames_s + ((mu_m - x1m).abs() * speech_rows).sum() / (
         speech_rows.sum().clamp(min=1.0) * x1m.shape[2]
     )
@@ -86,6 +87,27 @@ def losses(model: AVFlow, batch: Batch) -> dict[str, Tensor]:
         "prior": prior,
         "duration": duration,
     }
+
+
+def ot_path(x0: Tensor, x1: Tensor, t: Tensor) -> tuple[Tensor, Tensor]:
+    """The optimal-transport path at times t (B,): x_t and its velocity u = x_1 - x_0."""
+    tt = t.view(-1, *([1] * (x0.dim() - 1)))
+    return (1 - tt) * x0 + tt * x1, x1 - x0
+
+
+def integrate(
+    velocity: Callable[[Tensor, tuple[Tensor, ...]], tuple[Tensor, ...]], x0: tuple[Tensor, ...], steps: int
+) -> tuple[Tensor, ...]:
+    """Euler solver of dx/dt = velocity(t, x) from t = 0 to 1 in ``steps`` equal steps."""
+    if steps < 1:
+        raise ValueError(f"steps must be >= 1, got {steps}")
+    x = x0
+    b = x0[0].shape[0]
+    for i in range(steps):
+        t = torch.full((b,), i / steps, device=x0[0].device)
+        v = velocity(t, x)
+        x = tuple(xi + vi / steps for xi, vi in zip(x, v, strict=True))
+    return x
 
 
 @torch.inference_mode()
@@ -104,21 +126,18 @@ def euler(
     With ``speech`` (normalised, (B, T, F)) the speech tower reads it at t = 1 and only motion is
     generated (audio-driven mode).
     """
-    if steps < 1:
-        raise ValueError(f"steps must be >= 1, got {steps}")
     b, t = cond.shape[:2]
     valid = torch.ones(b, t, dtype=torch.bool, device=cond.device)
     noise = model.config.noise_scale
-    xs = speech if speech is not None else mu_s + noise * _randn(mu_s, generator)
-    xm = mu_m + noise * _randn(mu_m, generator)
-    ones = torch.ones(b, device=cond.device)
-    for i in range(steps):
-        tau = ones * (i / steps)
-        ts = ones if speech is not None else tau
-        vs, vm = model.velocity(xs, xm, ts, tau, cond, mu_s, mu_m, partner, valid)
-        if speech is None:
-            xs = xs + vs / steps
-        xm = xm + vm / steps
+    xs0 = speech if speech is not None else mu_s + noise * _randn(mu_s, generator)
+    xm0 = mu_m + noise * _randn(mu_m, generator)
+
+    def velocity(tau: Tensor, x: tuple[Tensor, ...]) -> tuple[Tensor, ...]:
+        ts = torch.ones_like(tau) if speech is not None else tau
+        vs, vm = model.velocity(x[0], x[1], ts, tau, cond, mu_s, mu_m, partner, valid)
+        return (torch.zeros_like(vs) if speech is not None else vs), vm
+
+    xs, xm = integrate(velocity, (xs0, xm0), steps)
     return xs, xm
 
 
