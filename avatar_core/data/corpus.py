@@ -21,7 +21,7 @@ from functools import cache
 from string import Formatter
 from typing import Literal
 
-CORPUS_VERSION = "2"
+CORPUS_VERSION = "3"
 HELDOUT_PER_MILLE = 50  # about 5% of sentences are held out
 
 Split = Literal["train", "heldout"]
@@ -683,6 +683,25 @@ FAMILIES = (
             "In conclusion, {first}, the {item} are a genuine bargain at {price}.",
         ),
     ),
+    # Semicolons, colons, dashes and ellipses: rare in service text, but the model reads them as pauses.
+    Family(
+        "prosody_marks",
+        160,
+        (
+            "The {place} is closed today; the one on {street} Street is open until {time}.",
+            "Please bring two things: your ID and your {dept} letter.",
+            "{titled} — the one who works in {dept} — will call you back at {time}.",
+            "Hmm… I think the {item} are in aisle {n}.",
+            "Here's what I found: {book} is due back on {date}.",
+            "The {bus} bus is late again; it should be here in {duration}.",
+            "Your total comes to {price} — would you like a receipt?",
+            "Well… the next train to {city} leaves at {time}.",
+            "One thing to remember: the {place} closes early on {weekday}s.",
+            "{first} booked the table; {first} will bring the {dish}.",
+            "Good news: your parcel arrives on {date}!",
+            "The room — Room {room}, on the {floor} floor — is ready for you.",
+        ),
+    ),
     Family(
         "short",
         160,
@@ -910,6 +929,37 @@ HANDWRITTEN = (
     "We had about 3,000,000 visitors in 2023.",
     "Prices start at $5 and go up to $500.",
     "The 1st prize is $1,000 and a trip to Paris.",
+    # Semicolons, colons, dashes and trailing off: prosody marks the model reads as tokens
+    "The pharmacy is closed today; the one on Market Street is open until nine.",
+    "I'd love to help; let me just find the right form.",
+    "We tried the bus; it was packed, so we walked.",
+    "The museum is free for members; everyone else pays at the door.",
+    "Bring two things: your passport and your booking number.",
+    "Here's the plan: lunch at the pub, then a boat trip on the bay.",
+    "One more thing: please switch off your phone during the performance.",
+    "The choice is simple: the blue plan or the premium plan.",
+    "Remember: the last bus leaves before midnight.",
+    "Two options remain: wait for the plumber, or call the emergency number.",
+    "The bakery — the one by the bridge — makes the best bagels in town.",
+    "Your appointment — sorry, let me check — is on Monday morning.",
+    "I booked the big room — the one with the piano — for the party.",
+    "It's a beautiful building — built by a famous Boston architect.",
+    "Well, I'm not sure… maybe next week?",
+    "I thought I'd left my umbrella on the bus, but… here it is!",
+    "So the printer is broken again…",
+    "Hmm… let me think about that for a moment.",
+    "Maybe… just maybe, we'll make it on time.",
+    "The lift is broken; please use the stairs by the main entrance.",
+    "Please note: the library will be closed on public holidays.",
+    "My favorites are simple: bread, butter and a pot of mint tea.",
+    "He paused — then smiled — and opened the big brown box.",
+    "Members may borrow books; visitors may only browse.",
+    "Be careful: the floor by the pool is slippery.",
+    "Oh, and one more thing… the parking ticket machine only takes coins.",
+    "I can book the room for you; would two o'clock suit you?",
+    "Everything's ready: the maps, the tickets and the picnic basket.",
+    "She said yes — after a very long pause — and we all cheered!",
+    "We'll miss you, Pam; come back and visit us soon.",
     # Longer lines
     "If you have any questions about your bill, the billing team is available by phone during the week, "
     "and you can also send them a message through the patient portal at any time.",

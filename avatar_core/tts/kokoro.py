@@ -22,28 +22,13 @@ import numpy.typing as npt
 from avatar_core import bundled
 from avatar_core.config import KOKORO_VOICES
 from avatar_core.teacher.speaking import Phone
-from avatar_core.text.espeak import phonemize
+from avatar_core.text.frontend import kokoro_phonemes as kokoro_phonemes  # re-exported
+from avatar_core.text.frontend import phonemes
 
 SAMPLE_RATE = 24_000
 MAX_TOKENS = 510  # the style table has one row per input length up to this
 SAMPLES_PER_DURATION_FRAME = 600  # one predicted-duration unit = 25 ms at 24 kHz
 DURATIONS_OUTPUT = "/encoder/Round_output_0"
-
-
-# espeak-ng IPA -> the phoneme set Kokoro was trained on (misaki's American English): diphthongs and
-# affricates are single symbols there. Order matters: longer sequences first.
-_ESPEAK_TO_KOKORO = (
-    ("ɜːɹ", "ɜɹ"), ("ɜː", "ɜɹ"), ("aɪ", "I"), ("aʊ", "W"), ("eɪ", "A"), ("oʊ", "O"), ("əʊ", "Q"),
-    ("ɔɪ", "Y"), ("dʒ", "ʤ"), ("tʃ", "ʧ"), ("ɪə", "iə"), ("ɚ", "əɹ"), ("ɐ", "ə"), ("r", "ɹ"), ("x", "k"),
-    ("ç", "k"), ("ʔ", "t"), ("ɬ", "l"), ("ʲ", ""), ("ː", ""), ("e", "A"),
-)  # fmt: skip
-
-
-def kokoro_phonemes(ipa: str) -> str:
-    """Map espeak-ng's IPA onto Kokoro's phoneme symbols."""
-    for espeak, kokoro in _ESPEAK_TO_KOKORO:
-        ipa = ipa.replace(espeak, kokoro)
-    return ipa
 
 
 @dataclass(frozen=True)
@@ -120,7 +105,7 @@ class KokoroTTS:
         """
         if voice not in self.voices:
             raise ValueError(f"unknown Kokoro voice {voice!r}; choose one of {KOKORO_VOICES}")
-        ipa = kokoro_phonemes(phonemize(text, "en-us"))
+        ipa = phonemes(text)  # normalised text, prosody punctuation kept
         ipa = "".join(ch for ch in ipa if ch in self.vocab)[:MAX_TOKENS]
         if not ipa.strip():
             return TimedSpeech(np.zeros(0, np.float32), [], ipa)
