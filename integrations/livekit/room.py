@@ -1,0 +1,373 @@
+"""The room transport: one avatar (an :class:`AvatarStack`) as a participant in one connected LiveKit room.
+
+It publishes the Engine's frames as a microphone and a camera track (:class:`AvatarTracks`), listens to
+the participant it attends to (:class:`AttendeeSelector`) by feeding their microphone (16 kHz) and camera
+(up to 10 fps) to the Session, publishes the agent conventions (:class:`ConventionPublisher`) and takes
+typed messages from the ``lk.chat`` topic. It follows the room: people joining, leaving and coming back,
+mute and unmute (a muted or vanished microphone is followed by a second of silence so a turn in
+progress ends), active speakers, reconnection (the state attribute is set again), and the room going
+away. ``run`` returns when the room disconnects or ``stop`` is called, with every task it started ended.
+
+The room-facing surface is small on purpose: the events it subscribes to, ``remote_participants``,
+``local_participant`` (publish tracks, attributes, text streams, data) and the two stream readers in
+:class:`TrackReader`, which tests replace to play recorded media through a room double.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator, Coroutine
+from typing import Any, Protocol
+
+import numpy as np
+import numpy.typing as npt
+from livekit import rtc
+
+from agent.session import Session
+from integrations.livekit.attendee import AttendeeSelector, AttendPolicy
+from integrations.livekit.conventions import TOPIC_CHAT, ConventionPublisher, Speaker
+from integrations.livekit.media import USER_RATE, AvatarTracks, user_image, user_samples
+from integrations.stack import AvatarStack
+
+log = logging.getLogger(__name__)
+
+USER_VIDEO_EVERY_S = 0.1  # face analysis at up to 10 fps
+SILENCE_AFTER_S = 1.2  # silence fed after the attendee's microphone stops, so their turn can end
+SILENCE_CHUNK = 320  # 20 ms at 16 kHz
+CLOSE_TIMEOUT_S = 30.0
+UNKNOWN_REASON = rtc.DisconnectReason.UNKNOWN_REASON
+GREET_WAIT_S = 5.0  # the greeting waits this long for someone to subscribe to the avatar's voice
+
+
+class TrackReader(Protocol):
+    """Opens the media of a subscribed remote track."""
+
+    def audio(self, track: rtc.Track) -> AsyncIterator[rtc.AudioFrame]:
+        """16 kHz mono frames of an audio track until it ends."""
+        ...
+
+    def video(self, track: rtc.Track) -> AsyncIterator[rtc.VideoFrame]:
+        """The newest frames of a video track (older ones dropped) until it ends."""
+        ...
+
+
+class LiveKitReader:
+    """Reads tracks with ``rtc.AudioStream`` (resampled natively to 16 kHz mono) and ``rtc.VideoStream``."""
+
+    async def audio(self, track: rtc.Track) -> AsyncIterator[rtc.AudioFrame]:
+        stream = rtc.AudioStream(track, sample_rate=USER_RATE, num_channels=1, frame_size_ms=20)
+        try:
+            async for event in stream:
+                yield event.frame
+        finally:
+            await stream.aclose()
+
+    async def video(self, track: rtc.Track) -> AsyncIterator[rtc.VideoFrame]:
+        stream = rtc.VideoStream(track, capacity=1, format=rtc.VideoBufferType.RGB24)
+        try:
+            async for event in stream:
+                yield event.frame
+        finally:
+            await stream.aclose()
+
+
+class RoomAvatar:
+    """The avatar in a connected room. ``await RoomAvatar(room, stack).run()``."""
+
+    def __init__(
+        self,
+        room: rtc.Room,
+        stack: AvatarStack,
+        *,
+        policy: AttendPolicy | None = None,
+        reader: TrackReader | None = None,
+        greet_alone: bool = False,
+    ) -> None:
+        self.room = room
+        self.stack = stack
+        self.session: Session = stack.session
+        self.selector = AttendeeSelector(policy)
+        self.reader: TrackReader = reader or LiveKitReader()
+        self.greet_alone = greet_alone
+        video = stack.persona.appearance.video
+        self.tracks = AvatarTracks(video.width, video.height, video.fps)
+        self.conventions = ConventionPublisher(
+            room.local_participant, agent_track=lambda: self.tracks.audio_sid, user=self._speaker
+        )
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._readers: dict[str, asyncio.Task[None]] = {}  # remote track sid -> its reader
+        self._push_lock = asyncio.Lock()
+        self._last_audio = 0.0  # time.monotonic() of the attendee's last audio frame
+        self._filler: asyncio.Task[None] | None = None
+        self._media_started = asyncio.Event()
+        self._greeted = False
+        self._stop = asyncio.Event()
+        self._handlers: list[tuple[str, Any]] = []
+
+    # -- lifecycle ----------------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Serve the room until it disconnects or :meth:`stop` is called; then leave nothing running."""
+        try:
+            await self.tracks.publish(self.room.local_participant)
+            self.session.on(self.conventions.handle)
+            self.conventions.start(self.session.state)
+            self._connect_events()
+            self._spawn(self._pump(), "engine")
+            for participant in list(self.room.remote_participants.values()):
+                self._participant_connected(participant)
+            if self.greet_alone:
+                self._greet()
+            await self._stop.wait()
+        finally:
+            await self._shutdown()
+
+    def stop(self) -> None:
+        """End :meth:`run` (from any callback)."""
+        self._stop.set()
+
+    async def _shutdown(self) -> None:
+        self._stop.set()
+        self._disconnect_events()
+        tasks = [t for t in self._tasks if t is not asyncio.current_task()]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await self._close_session()
+        await self.conventions.aclose()
+        await self.tracks.aclose()
+        log.info("left room %s", self.room.name)
+
+    async def _close_session(self) -> None:
+        """Close the Session, interrupting speech meanwhile; give up after ``CLOSE_TIMEOUT_S`` (some
+        libraries swallow cancellation)."""
+        closing = asyncio.ensure_future(self.session.aclose())
+        deadline = time.monotonic() + CLOSE_TIMEOUT_S
+        while not closing.done() and time.monotonic() < deadline:
+            self.stack.engine.interrupt()
+            await asyncio.wait({closing}, timeout=0.05)
+        if not closing.done():
+            log.warning("the session did not close in %.0f s", CLOSE_TIMEOUT_S)
+            closing.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await closing
+
+    def _spawn(self, coro: Coroutine[Any, Any, None], name: str) -> asyncio.Task[None]:
+        task = asyncio.get_running_loop().create_task(coro, name=f"dyad-livekit-{name}")
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+        return task
+
+    def _task_done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("%s failed", task.get_name(), exc_info=task.exception())
+
+    # -- room events --------------------------------------------------------------------------------
+
+    def _connect_events(self) -> None:
+        handlers: list[tuple[str, Any]] = [
+            ("participant_connected", self._participant_connected),
+            ("participant_disconnected", self._participant_disconnected),
+            ("track_subscribed", self._track_subscribed),
+            ("track_unsubscribed", self._track_unsubscribed),
+            ("track_muted", self._track_muted),
+            ("track_unmuted", self._track_unmuted),
+            ("active_speakers_changed", self._active_speakers),
+            ("reconnecting", self._reconnecting),
+            ("reconnected", self._reconnected),
+            ("disconnected", self._disconnected),
+        ]
+        for event, handler in handlers:
+            self.room.on(event, handler)  # type: ignore[arg-type]
+        self._handlers = handlers
+        try:
+            self.room.register_text_stream_handler(TOPIC_CHAT, self._chat)
+        except ValueError:
+            log.warning("another handler already reads %s; typed messages are ignored", TOPIC_CHAT)
+
+    def _disconnect_events(self) -> None:
+        for event, handler in self._handlers:
+            self.room.off(event, handler)  # type: ignore[arg-type]
+        self._handlers = []
+        with contextlib.suppress(ValueError, KeyError):
+            self.room.unregister_text_stream_handler(TOPIC_CHAT)
+
+    def _participant_connected(self, participant: rtc.RemoteParticipant) -> None:
+        log.info("%s joined (%s)", participant.identity, rtc.ParticipantKind.Name(participant.kind))
+        if self.selector.joined(participant.identity, participant.kind):
+            self._attend()
+
+    def _participant_disconnected(self, participant: rtc.RemoteParticipant) -> None:
+        log.info("%s left", participant.identity)
+        if self.selector.left(participant.identity):
+            self._attend()
+
+    def _active_speakers(self, speakers: list[rtc.Participant]) -> None:
+        if self.selector.speaking([p.identity for p in speakers]):
+            self._attend()
+
+    def _track_subscribed(
+        self, track: rtc.Track, publication: rtc.RemoteTrackPublication, participant: rtc.RemoteParticipant
+    ) -> None:
+        if participant.identity == self.selector.current:
+            self._read(track, publication)
+
+    def _track_unsubscribed(
+        self, track: rtc.Track, publication: rtc.RemoteTrackPublication, participant: rtc.RemoteParticipant
+    ) -> None:
+        self._stop_reader(publication.sid)
+
+    def _track_muted(self, participant: rtc.Participant, publication: rtc.TrackPublication) -> None:
+        if participant.identity == self.selector.current and publication.kind == rtc.TrackKind.KIND_AUDIO:
+            log.info("%s muted their microphone", participant.identity)
+            self._fill_silence()
+
+    def _track_unmuted(self, participant: rtc.Participant, publication: rtc.TrackPublication) -> None:
+        if participant.identity == self.selector.current and publication.kind == rtc.TrackKind.KIND_AUDIO:
+            log.info("%s unmuted their microphone", participant.identity)
+
+    def _reconnecting(self) -> None:
+        log.warning("connection to the room lost; reconnecting")
+
+    def _reconnected(self) -> None:
+        log.info("reconnected to the room")
+        self.conventions.republish_state()
+
+    def _disconnected(self, reason: rtc.DisconnectReason.ValueType = UNKNOWN_REASON) -> None:
+        log.info("disconnected from the room (%s)", rtc.DisconnectReason.Name(reason))
+        self.stop()
+
+    def _chat(self, reader: rtc.TextStreamReader, identity: str) -> None:
+        if identity not in self.selector.present:
+            return  # only people; another agent's chatter is not a question
+        self._spawn(self._typed(reader), "chat")
+
+    async def _typed(self, reader: rtc.TextStreamReader) -> None:
+        text = await reader.read_all()
+        if text.strip():
+            await self.session.submit_text(text)
+
+    # -- attending ----------------------------------------------------------------------------------
+
+    def _speaker(self) -> Speaker:
+        identity = self.selector.current
+        participant = self._participant(identity)
+        track = None
+        if participant is not None:
+            for publication in participant.track_publications.values():
+                if publication.source == rtc.TrackSource.SOURCE_MICROPHONE:
+                    track = publication.sid
+        return Speaker(identity, track)
+
+    def _participant(self, identity: str | None) -> rtc.RemoteParticipant | None:
+        if identity is None:
+            return None
+        for participant in self.room.remote_participants.values():
+            if participant.identity == identity:
+                return participant
+        return None
+
+    def _attend(self) -> None:
+        """The attendee changed: read their tracks only, and greet the first person to arrive."""
+        identity = self.selector.current
+        log.info("attending to %s", identity or "nobody")
+        for sid in list(self._readers):
+            self._stop_reader(sid)
+        self._fill_silence()
+        participant = self._participant(identity)
+        if participant is None:
+            return
+        for publication in participant.track_publications.values():
+            if publication.subscribed and publication.track is not None:
+                self._read(publication.track, publication)
+        self._greet()
+
+    def _greet(self) -> None:
+        if not self._greeted:
+            self._greeted = True
+            self._spawn(self._start_session(), "greeting")
+
+    async def _start_session(self) -> None:
+        await self._media_started.wait()
+        publication = self.tracks.audio_publication
+        if publication is not None:  # greet once someone can hear it (or after a few seconds anyway)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(publication.wait_for_subscription(), GREET_WAIT_S)
+        await self.session.start()
+
+    def _read(self, track: rtc.Track, publication: rtc.RemoteTrackPublication) -> None:
+        if publication.sid in self._readers:
+            return
+        if publication.source == rtc.TrackSource.SOURCE_MICROPHONE:
+            task = self._spawn(self._read_audio(track), f"mic-{publication.sid}")
+        elif publication.source == rtc.TrackSource.SOURCE_CAMERA:
+            task = self._spawn(self._read_video(track), f"camera-{publication.sid}")
+        else:
+            return
+        self._readers[publication.sid] = task
+        task.add_done_callback(lambda _: self._readers.pop(publication.sid, None))
+
+    def _stop_reader(self, sid: str) -> None:
+        task = self._readers.pop(sid, None)
+        if task is not None:
+            task.cancel()
+
+    # -- media --------------------------------------------------------------------------------------
+
+    async def _pump(self) -> None:
+        """The one consumer of ``engine.frames()``: every frame into the synchronizer."""
+        async for frame in self.stack.engine.frames():
+            await self.tracks.push(frame)
+            if not self._media_started.is_set():
+                self._media_started.set()
+
+    async def _push_audio(self, samples: npt.NDArray[np.float32]) -> None:
+        clock = self.stack.engine.clock
+        async with self._push_lock:
+            await self.session.push_audio(samples, max(0.0, clock.now() - samples.size / USER_RATE))
+
+    async def _read_audio(self, track: rtc.Track) -> None:
+        await self._media_started.wait()
+        try:
+            async for frame in self.reader.audio(track):
+                samples = user_samples(frame)
+                if samples.size:
+                    self._last_audio = time.monotonic()
+                    await self._push_audio(samples)
+        finally:
+            self._fill_silence()  # the microphone went away: let a turn in progress end
+
+    async def _read_video(self, track: rtc.Track) -> None:
+        await self._media_started.wait()
+        clock = self.stack.engine.clock
+        last = -USER_VIDEO_EVERY_S
+        async for frame in self.reader.video(track):
+            now = time.monotonic()
+            if now - last < USER_VIDEO_EVERY_S:
+                continue
+            last = now
+            await self.session.push_video(user_image(frame), clock.now())
+
+    def _fill_silence(self) -> None:
+        """After the attendee's microphone stops (mute, unpublish, leaving, another attendee), feed
+        silence in real time for a moment so the VAD sees the end of a turn in progress."""
+        if self._stop.is_set():
+            return
+        if self._filler is None or self._filler.done():
+            self._filler = self._spawn(self._silence(), "silence")
+
+    async def _silence(self) -> None:
+        await self._media_started.wait()
+        zeros = np.zeros(SILENCE_CHUNK, np.float32)
+        step = SILENCE_CHUNK / USER_RATE
+        fed = 0.0
+        while fed < SILENCE_AFTER_S:
+            await asyncio.sleep(step)
+            if time.monotonic() - self._last_audio < 2 * step:
+                return  # audio flows again
+            await self._push_audio(zeros)
+            fed += step
