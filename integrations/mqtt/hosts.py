@@ -1,0 +1,253 @@
+"""The transports a kiosk runs its sessions on (``dyad kiosk --transport``).
+
+- :class:`BrowserHost` (``browser``): ``dyad serve``'s local WebRTC page, one session at a time; a
+  session begins when someone presses Start on the page and the kiosk bridges it from then on.
+- :class:`FilesHost` (``files``): every session is a conversation with a recorded visitor
+  (``integrations/files``), run faster than real time on a virtual clock and written to
+  ``OUT_DIR/session-NNN.mp4`` and ``.json``. For trying a kiosk integration without a camera or a person.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from aiohttp import web
+
+from agent.persona import EMBEDDED, Persona
+from agent.session import Session
+from avatar_core.config import AppSettings
+from integrations.files.converse import ConverseResult, converse
+from integrations.llm.local_server import LocalLLMServer
+from integrations.mqtt.kiosk import HostError, KioskSession
+from integrations.webrtc.server import DyadServer, WebSession
+
+if TYPE_CHECKING:
+    from integrations.mqtt.kiosk import Kiosk
+
+log = logging.getLogger(__name__)
+
+
+class _SharedLLM:
+    """The embedded LLM server, started the first time a persona needs it and shared by every session."""
+
+    def __init__(self) -> None:
+        self.server: LocalLLMServer | None = None
+
+    async def for_persona(self, persona: Persona) -> LocalLLMServer | None:
+        if persona.llm.base_url != EMBEDDED:
+            return None
+        if self.server is None:
+            server = LocalLLMServer()
+            await server.start()
+            self.server = server
+        return self.server
+
+    async def stop(self) -> None:
+        if self.server is not None:
+            await self.server.stop()
+            self.server = None
+
+
+# ---------------------------------------------------------------------------------------------------
+# browser
+# ---------------------------------------------------------------------------------------------------
+
+
+class _KioskPage(DyadServer):
+    """``dyad serve`` with each tab's session reported to the kiosk."""
+
+    def __init__(
+        self, host: BrowserHost, persona: Persona, settings: AppSettings, llm: LocalLLMServer | None
+    ) -> None:
+        super().__init__(persona, max_sessions=1, settings=settings, llm_server=llm)
+        self.host = host
+
+    async def _offer(self, request: web.Request) -> web.Response:
+        before = set(self.sessions)
+        response = await super()._offer(request)
+        for key in set(self.sessions) - before:
+            self.host.opened(self.sessions[key])
+        return response
+
+    async def end_now(self, session: WebSession) -> None:
+        await super().end_now(session)
+        self.host.ended(session)
+
+
+class BrowserHost:
+    """The local browser page (``integrations/webrtc``), one session at a time."""
+
+    def __init__(
+        self, host: str = "127.0.0.1", port: int = 8080, settings: AppSettings | None = None
+    ) -> None:
+        self.address = (host, port)
+        self.settings = settings or AppSettings()
+        self.persona: Persona | None = None
+        self.page: _KioskPage | None = None
+        self.url = ""
+        self._kiosk: Kiosk | None = None
+        self._llm = _SharedLLM()
+        self._runner: web.AppRunner | None = None
+        self._closing: set[WebSession] = set()
+
+    def bind(self, kiosk: Kiosk) -> None:
+        self._kiosk = kiosk
+
+    def use_persona(self, persona: Persona) -> None:
+        """The persona of the next tab's session."""
+        self.persona = persona
+        if self.page is not None:
+            self.page.persona = persona
+
+    async def start(self) -> None:
+        """Serve the page (and start the embedded LLM if the persona uses it)."""
+        assert self.persona is not None, "bind the host to a kiosk first"
+        llm = await self._llm.for_persona(self.persona)
+        self.page = _KioskPage(self, self.persona, self.settings, llm)
+        self._runner = web.AppRunner(self.page.app, access_log=None)
+        await self._runner.setup()
+        host, port = self.address
+        await web.TCPSite(self._runner, host, port).start()
+        shown = "127.0.0.1" if host in ("0.0.0.0", "") else host
+        self.url = f"http://{shown}:{port}/"
+        print(f"dyad kiosk: open the kiosk page at {self.url}", flush=True)
+
+    async def aclose(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+        await self._llm.stop()
+
+    async def open_session(self, persona: Persona, attach: Callable[[KioskSession], None]) -> KioskSession:
+        raise HostError(
+            f"with --transport browser a session begins when someone presses Start on the kiosk page "
+            f"({self.url or 'not served yet'}); it cannot be opened over MQTT"
+        )
+
+    async def close_session(self, session: KioskSession) -> None:
+        """End the tab's session (the page shows that it ended)."""
+        if self.page is None:
+            return
+        for page in list(self.page.sessions.values()):
+            if page.stack is not None and page.stack.session is session:
+                self._closing.add(page)
+                try:
+                    await self.page.end_now(page)
+                finally:
+                    self._closing.discard(page)
+
+    def opened(self, page: WebSession) -> None:
+        if self._kiosk is not None and page.stack is not None:
+            self._kiosk.attach(page.stack.session, "page")
+
+    def ended(self, page: WebSession) -> None:
+        if self._kiosk is not None and page.stack is not None and page not in self._closing:
+            self._kiosk.detach(page.stack.session, "page_closed")
+
+
+# ---------------------------------------------------------------------------------------------------
+# files
+# ---------------------------------------------------------------------------------------------------
+
+
+class FilesHost:
+    """Sessions with a recorded visitor (``integrations/files``), one MP4 and JSON per session."""
+
+    def __init__(
+        self,
+        user_audio: Path,
+        out_dir: Path,
+        user_video: Path | None = None,
+        *,
+        seed: int = 0,
+        settings: AppSettings | None = None,
+    ) -> None:
+        self.user_audio = user_audio
+        self.user_video = user_video
+        self.out_dir = out_dir
+        self.seed = seed
+        self.settings = settings or AppSettings()
+        self.count = 0
+        self._kiosk: Kiosk | None = None
+        self._llm = _SharedLLM()
+        self._runs: dict[int, asyncio.Task[ConverseResult]] = {}  # id(session) -> its conversation
+
+    def bind(self, kiosk: Kiosk) -> None:
+        self._kiosk = kiosk
+
+    def use_persona(self, persona: Persona) -> None:
+        """Nothing to do: each session is opened with the kiosk's current persona."""
+
+    async def start(self) -> None:
+        await asyncio.to_thread(self.out_dir.mkdir, parents=True, exist_ok=True)
+
+    async def aclose(self) -> None:
+        for task in list(self._runs.values()):
+            task.cancel()
+        await asyncio.gather(*self._runs.values(), return_exceptions=True)
+        await self._llm.stop()
+
+    async def open_session(self, persona: Persona, attach: Callable[[KioskSession], None]) -> KioskSession:
+        """Start a conversation with the recording; returns once its Session exists."""
+        llm = await self._llm.for_persona(persona)
+        self.count += 1
+        out = self.out_dir / f"session-{self.count:03d}.mp4"
+        ready: asyncio.Future[Session] = asyncio.get_running_loop().create_future()
+
+        def on_session(session: Session) -> None:
+            attach(session)
+            ready.set_result(session)
+
+        run = asyncio.create_task(
+            converse(
+                persona,
+                self.user_audio,
+                out,
+                out.with_suffix(".json"),
+                self.user_video,
+                seed=self.seed,
+                settings=self.settings,
+                server=llm,
+                on_session=on_session,
+            ),
+            name=f"dyad-kiosk-files-{self.count}",
+        )
+        waiters: set[asyncio.Future[Any]] = {ready, run}
+        try:
+            await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+        except asyncio.CancelledError:
+            run.cancel()
+            raise
+        if not ready.done():
+            run.result()  # raises why it could not start
+            raise HostError("the conversation ended before it began")
+        session = ready.result()
+        self._runs[id(session)] = run
+        run.add_done_callback(lambda task: self._finished(session, out, task))
+        return session
+
+    def _finished(self, session: Session, out: Path, task: asyncio.Task[ConverseResult]) -> None:
+        self._runs.pop(id(session), None)
+        if task.cancelled():
+            return  # close_session did it, and the kiosk reports why
+        if task.exception() is not None:
+            log.error("the conversation failed", exc_info=task.exception())
+            reason = f"failed: {task.exception()}"
+        else:
+            log.info("wrote %s and %s", out, out.with_suffix(".json"))
+            reason = "input_ended"
+        if self._kiosk is not None:
+            self._kiosk.detach(session, reason)
+
+    async def close_session(self, session: KioskSession) -> None:
+        """Stop the conversation (what was recorded so far is kept)."""
+        run = self._runs.get(id(session))
+        if run is not None:
+            run.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await run
