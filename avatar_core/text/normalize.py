@@ -198,7 +198,9 @@ def _phone(match: re.Match[str]) -> str:
 
 _CURRENCIES = {"$": ("dollar", "dollars", "cent", "cents"), "£": ("pound", "pounds", "penny", "pence"),
                "€": ("euro", "euros", "cent", "cents")}  # fmt: skip
-_MONEY = re.compile(r"([$£€])\s?(\d{1,3}(?:,\d{3})+|\d+)(?:\.(\d{1,2}))?(?:\s?(thousand|million|billion)\b)?")
+_MONEY = re.compile(
+    r"([$£€])\s?(\d{1,3}(?:,\d{3})+(?!\d)|\d+)(?:\.(\d{1,2}))?(?:\s?(thousand|million|billion)\b)?"
+)
 _CENTS_SIGN = re.compile(r"\b(\d+)\s?¢")
 
 
@@ -220,7 +222,7 @@ def _money(match: re.Match[str]) -> str:
 
 # ---- percentages and units -----------------------------------------------------------------------------
 
-_NUM = r"[-−]?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?"
+_NUM = r"[-−]?(?:\d{1,3}(?:,\d{3})+(?!\d)|\d+)(?:\.\d+)?"
 _PERCENT = re.compile(rf"(?<![\w.])({_NUM})\s?%")
 _UNITS = {
     "km/h": ("kilometer per hour", "kilometers per hour"), "mph": ("mile per hour", "miles per hour"),
@@ -291,7 +293,7 @@ _ABBREVIATIONS: list[_Rule] = [
 
 # ---- numbers in context --------------------------------------------------------------------------------
 
-_ORDINAL = re.compile(r"\b(\d{1,3}(?:,\d{3})*|\d+)(st|nd|rd|th)\b", re.IGNORECASE)
+_ORDINAL = re.compile(r"\b(\d{1,3}(?:,\d{3})+(?!\d)|\d+)(st|nd|rd|th)\b", re.IGNORECASE)
 _MONTH_DAY = re.compile(rf"\b({_MONTHS})\s+(\d{{1,2}})\b(?![:.,]?\d)")
 _WEEKDAY_RANGE = re.compile(rf"\b({_WEEKDAYS})\s?[-–]\s?({_WEEKDAYS})\b")
 _RANGE = re.compile(r"(?<![\w.,-])(\d+(?:\.\d+)?)\s?[-–]\s?(\d+(?:\.\d+)?)(?![\w.]\d|\d)")
@@ -310,13 +312,13 @@ _DIGIT_CUE = re.compile(
     r"((?:\s+(?:number|no|code|is|was|are|in|of|#))*\s*#?\s*)(\d{4,})\b(?![.,]\d)",
     re.IGNORECASE,
 )
-_LONG_DIGITS = re.compile(r"(?<![\w.,])(0\d{3,}|\d{7,})(?![\w]|[.,]\d)")
+_LONG_DIGITS = re.compile(r"(?<![\w.,])(0\d+|\d{7,})(?![\w]|[.,]\d)")
 _HASH = re.compile(r"#\s?(?=\d)")
 _VERSION = re.compile(r"(?<![\w.])(\d+(?:\.\d+){2,})(?![\w.]\d)")
 _FRACTIONS = {"1/2": "one half", "1/3": "one third", "2/3": "two thirds", "1/4": "one quarter",
               "3/4": "three quarters", "24/7": "twenty-four seven"}  # fmt: skip
 _FRACTION = re.compile(r"(?<![\w/])(\d+)/(\d+)(?![\w/])")
-_NUMBER = re.compile(r"(?<![\w])([-−]?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?|[-−]?\.\d+)")
+_NUMBER = re.compile(r"(?<![\w])([-−]?(?:\d{1,3}(?:,\d{3})+(?!\d)|\d+)(?:\.\d+)?|[-−]?\.\d+)")
 _NUMBER_LETTERS = re.compile(r"(?<=\d)(?=[A-Za-z])|(?<=[A-Za-z])(?=\d)")
 _DECADE = re.compile(r"(?<![\w.])'?(\d{1,3}0)'?s\b")
 _WEEKDAY_NAMES = {day[:3]: day for day in _WEEKDAYS.split("|") if len(day) > 4}
@@ -369,6 +371,7 @@ _CONTEXT: list[_Rule] = [
     (_RANGE, lambda m: f"{m.group(1)} to {m.group(2)}"),
     (_NUMBER_LETTERS, " "),
     (_NUMBER, _number_token),
+    (re.compile(r"\d+"), lambda m: f" {digits(m.group(0))} "),  # whatever is left, e.g. glued to letters
 ]
 
 # ---- symbols and final tidying -------------------------------------------------------------------------

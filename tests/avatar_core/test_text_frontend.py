@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 import re
 
 import pytest
@@ -154,3 +155,13 @@ def test_encode_and_decode_reject_what_is_not_in_the_vocabulary() -> None:
 def test_empty_and_punctuation_only_text() -> None:
     assert phonemes("") == ""
     assert phonemes("...") == ""
+
+
+def test_any_typed_junk_normalizes_without_digits_or_errors() -> None:
+    rng = random.Random(7)
+    alphabet = "0123456789 $£€%:.,-/#&@+()abcAPMkmgh'\"!?;—…¢°x"
+    for _ in range(2000):
+        text = "".join(rng.choice(alphabet) for _ in range(rng.randint(1, 25)))
+        assert not any(ch.isdigit() for ch in normalize(text)), text
+    spoken = "Agent zero zero seven, eight, eight thousand three hundred thirty-two"
+    assert normalize("Agent 007, 8,8332") == spoken
