@@ -9,13 +9,15 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 import numpy.typing as npt
 
 from avatar_core.config import BehaviourConfig, VoiceConfig
 from avatar_core.frames import AUDIO_RATE
-from avatar_core.motion import FloatArray
+from avatar_core.motion import FloatArray, resample
+from avatar_core.speech.features import MODEL_FPS
 from avatar_core.speech.prosody import prosody_from_audio
 from avatar_core.speech.world import shift_pitch
 from avatar_core.teacher.speaking import Phone, speech_layer
@@ -32,6 +34,7 @@ class Utterance:
     fps: float
     phones: list[Phone]
     phrase_ends: list[float]  # seconds into the audio
+    complete: bool = False  # motion already holds blinks and idle motion (joint model, audio-driven)
 
     @property
     def duration_s(self) -> float:
@@ -57,16 +60,34 @@ def to_int16(audio: npt.NDArray[np.float32]) -> npt.NDArray[np.int16]:
     return (np.clip(audio, -1.0, 1.0) * 32767.0).astype(np.int16)
 
 
-class CascadeVoice:
-    """Kokoro-82M + procedural teacher. ``utterance`` is blocking: run it in a worker thread."""
+class AudioDriver(Protocol):
+    """Audio-driven motion: 24 kHz speech (S,) -> complete motion at 40 fps (the joint model's mode)."""
 
-    def __init__(self, voice: VoiceConfig, behaviour: BehaviourConfig, fps: float, cache_dir: Path) -> None:
+    def drive(self, audio: npt.NDArray[np.float32]) -> FloatArray: ...
+
+
+class CascadeVoice:
+    """Kokoro-82M speech; face motion from the audio by ``driver`` (the joint model's audio-driven mode)
+    or, without one, from Kokoro's exact phoneme timing by the procedural teacher.
+
+    ``utterance`` is blocking: run it in a worker thread.
+    """
+
+    def __init__(
+        self,
+        voice: VoiceConfig,
+        behaviour: BehaviourConfig,
+        fps: float,
+        cache_dir: Path,
+        driver: AudioDriver | None = None,
+    ) -> None:
         from avatar_core.tts.kokoro import KokoroTTS
 
         self.voice = voice
         self.behaviour = behaviour
         self.fps = fps
         self.tts = KokoroTTS(cache_dir)
+        self.driver = driver
         self._count = 0
         self._lock = threading.Lock()
 
@@ -75,6 +96,9 @@ class CascadeVoice:
         speech = self.tts.synthesize_timed(text, self.voice.speaker, self.voice.rate).trim_lead()
         audio = shift_pitch(speech.audio, AUDIO_RATE, self.voice.pitch_semitones)
         frames = max(1, int(np.ceil(speech.duration_s * self.fps)))
+        if self.driver is not None:
+            motion = resample(self.driver.drive(audio), MODEL_FPS, self.fps, frames)
+            return Utterance(text, to_int16(audio), motion, self.fps, speech.phones, [], complete=True)
         prosody = prosody_from_audio(audio, AUDIO_RATE, self.fps)
         with self._lock:  # a distinct, reproducible random stream per utterance
             self._count += 1

@@ -25,7 +25,7 @@ from typing import Literal, Protocol
 import numpy as np
 import numpy.typing as npt
 
-from avatar_core.cascade import Utterance
+from avatar_core.cascade import AudioDriver, Utterance
 from avatar_core.config import BehaviourConfig
 from avatar_core.frames import (
     AUDIO_FRAME_S,
@@ -169,6 +169,59 @@ class SpeechHandle:
             self._done.set_result(None)
 
 
+class AudioDriven:
+    """Segments of external speech -> Utterances with motion from an :class:`AudioDriver`.
+
+    Each segment is driven together with up to ``CONTEXT_S`` of the audio before it, and its first
+    frames blend from the previous segment's last frame, so the face moves on without a jump.
+    """
+
+    FIRST_S = 0.3  # the first segment: short, so the face starts moving with the first audio
+    NEXT_S = 1.0
+    CONTEXT_S = 0.5
+    BLEND_FRAMES = 3
+
+    def __init__(self, driver: AudioDriver, fps: float) -> None:
+        self.driver = driver
+        self.fps = fps
+        self._history = np.zeros(0, np.int16)
+        self._last: FloatArray | None = None
+        self._segments = 0
+
+    @property
+    def next_segment_samples(self) -> int:
+        """Audio to collect before driving the next segment."""
+        return int((self.FIRST_S if self._segments == 0 else self.NEXT_S) * AUDIO_RATE)
+
+    def segment(self, audio: npt.NDArray[np.int16], text: str) -> Utterance:
+        """Motion for ``audio`` (blocking: runs in the synthesis thread)."""
+        from avatar_core.motion import resample
+        from avatar_core.speech.features import HOP, MODEL_FPS
+
+        self._segments += 1
+        context = (
+            self._history[-int(self.CONTEXT_S * AUDIO_RATE) // HOP * HOP :]
+            if self._history.size
+            else self._history
+        )
+        wave = np.concatenate([context, audio]).astype(np.float32) / 32768.0
+        motion40 = self.driver.drive(wave)  # (ceil(S / 600), D)
+        skip = context.size / AUDIO_RATE
+        duration = audio.size / AUDIO_RATE
+        frames = max(1, int(np.ceil(duration * self.fps)))
+        times = skip + np.arange(frames) / self.fps  # seconds into ``wave``
+        full = resample(motion40, MODEL_FPS, self.fps)  # (T', D) frame k at k / fps
+        idx = np.clip(np.round(times * self.fps).astype(int), 0, len(full) - 1)
+        motion = full[idx].copy()
+        if self._last is not None:
+            for k in range(min(self.BLEND_FRAMES, frames)):
+                w = (k + 1) / (self.BLEND_FRAMES + 1)
+                motion[k] = w * motion[k] + (1 - w) * self._last
+        self._last = motion[-1].copy()
+        self._history = np.concatenate([self._history, audio])[-AUDIO_RATE:]
+        return Utterance(text, audio, motion, self.fps, [], [], complete=True)
+
+
 # ---------------------------------------------------------------------------------------------------
 # Engine
 # ---------------------------------------------------------------------------------------------------
@@ -186,8 +239,10 @@ class Engine:
         fps: float = 25.0,
         clock: RealClock | VirtualClock | None = None,
         seed: int = 0,
+        driver: AudioDriver | None = None,
     ) -> None:
         self.voice = voice
+        self.driver = driver  # audio-driven mode (say_audio); the joint model
         self.renderer = renderer
         self.fps = fps
         self.clock = clock or RealClock()
@@ -222,6 +277,25 @@ class Engine:
         """Queue speech; the first chunk is kept short so audio starts early."""
         handle = SpeechHandle(text if isinstance(text, str) else None)
         handle._task = asyncio.get_running_loop().create_task(self._synthesize(handle, text))
+        self._tasks.add(handle._task)
+        handle._task.add_done_callback(self._tasks.discard)
+        self._queue.append(handle)
+        return handle
+
+    def say_audio(
+        self, source: AsyncIterable[npt.NDArray[np.int16]], text: str | None = None
+    ) -> SpeechHandle:
+        """Audio-driven mode: play external speech (mono int16 chunks at 24 kHz, any sizes) with face
+        motion driven by the audio. The first segment is short so the face starts early; each later
+        segment is driven with the audio before it as context, so motion continues across segments.
+        """
+        if self.driver is None:
+            raise RuntimeError(
+                "audio-driven speech needs the joint model (a checkpoint); "
+                "this Engine was made without one (voice.mode: cascade without assets/avflow)"
+            )
+        handle = SpeechHandle(text)
+        handle._task = asyncio.get_running_loop().create_task(self._drive(handle, source, text))
         self._tasks.add(handle._task)
         handle._task.add_done_callback(self._tasks.discard)
         self._queue.append(handle)
@@ -317,6 +391,45 @@ class Engine:
         finally:
             handle._chunks.put_nowait(None)  # the end marker
 
+    async def _drive(
+        self, handle: SpeechHandle, source: AsyncIterable[npt.NDArray[np.int16]], text: str | None
+    ) -> None:
+        loop = asyncio.get_running_loop()
+        driven = AudioDriven(self.driver, self.fps) if self.driver is not None else None
+        assert driven is not None
+        pending: list[npt.NDArray[np.int16]] = []
+        size = 0
+
+        async def emit(final: bool) -> None:
+            nonlocal pending, size
+            audio = np.concatenate(pending) if pending else np.zeros(0, np.int16)
+            pending, size = [], 0
+            if audio.size == 0:
+                return
+            start = time.perf_counter()
+            utterance = await loop.run_in_executor(
+                self._synth_pool, driven.segment, audio, (text or "") if final else ""
+            )
+            if handle.first_synthesis_s is None:
+                handle.first_ready_wall = time.perf_counter()
+                handle.first_synthesis_s = handle.first_ready_wall - start
+            await handle._chunks.put(utterance)
+
+        try:
+            async for chunk in source:
+                samples = np.asarray(chunk, np.int16).reshape(-1)
+                pending.append(samples)
+                size += samples.size
+                if size >= driven.next_segment_samples:
+                    await emit(final=False)
+            await emit(final=True)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("audio-driven speech failed; the avatar skips the rest of it")
+        finally:
+            handle._chunks.put_nowait(None)  # the end marker
+
     def _utter(self, text: str) -> Utterance:
         start = time.perf_counter()
         utterance = self.voice.utterance(text)
@@ -391,7 +504,8 @@ class Engine:
 
     # -- motion -------------------------------------------------------------------------------------
 
-    def _speech_layer_at(self, vt: float) -> FloatArray | None:
+    def _speech_layer_at(self, vt: float) -> tuple[FloatArray, bool] | None:
+        """The playing utterance's motion at ``vt`` and whether it is complete (has its own idle motion)."""
         if self._paused or not self._queue or self._queue[0]._current is None:
             return None
         playing = self._queue[0]._current
@@ -402,16 +516,19 @@ class Engine:
         motion = playing.utterance.motion
         index = int(np.clip(round(local * playing.utterance.fps), 0, len(motion) - 1))
         frame: FloatArray = motion[index]
-        return frame
+        return frame, playing.utterance.complete
 
     def _motion_at(self, vt: float) -> FloatArray:
         partner = self._partner
         if partner is not None and vt - partner.t > PARTNER_STALE_S:
             partner = None
-        listening = self._listening.step(partner)
+        idle = self._idle.step()
+        listening = compose(idle, self._listening.step(partner))
         speech = self._speech_layer_at(vt)
         source = "speak" if speech is not None else "listen"
-        layer = speech if speech is not None else listening
+        layer = listening
+        if speech is not None:  # a complete utterance brings its own blinks and idle motion
+            layer = speech[0] if speech[1] else compose(idle, speech[0])
         if source != self._layer_source and self._last_layer is not None:
             self._fade_from, self._fade_left = self._last_layer, CROSSFADE_S
             self._layer_source = source
@@ -420,4 +537,4 @@ class Engine:
             layer = alpha * layer + (1.0 - alpha) * self._fade_from
             self._fade_left -= 1.0 / self.fps
         self._last_layer = layer
-        return clip(compose(self._idle.step(), layer))
+        return clip(layer)

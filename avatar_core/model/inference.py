@@ -1,0 +1,205 @@
+"""Running a trained joint model: text -> audio + motion, audio -> motion, partner -> listening motion.
+
+All methods are blocking (torch and pyworld): call them from a worker thread. Results are deterministic
+for a given text and seed, so a streamed utterance equals the one-shot one.
+
+Letters in shape comments: S samples at 24 kHz, T model frames (40 fps), F speech features, D motion
+fields, P partner features.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+import torch
+
+from avatar_core.model.avflow import AVFlow
+from avatar_core.model.flow import euler
+from avatar_core.motion import MOTION_DIM, FloatArray, clip
+from avatar_core.partner import PARTNER_DIM, PartnerFrame, partner_vector
+from avatar_core.speech import features
+from avatar_core.speech.features import HOP, MODEL_FPS
+from avatar_core.teacher.speaking import Phone
+
+ASSETS = Path(__file__).resolve().parents[2] / "assets" / "avflow"
+DEFAULT_CHECKPOINT = ASSETS / "avflow.pt"
+LEAD_FRAMES = 2  # silence kept before the first phoneme (50 ms): more is pure latency
+TAIL_FRAMES = (3, 10)  # the closing pad's duration is kept in this range
+
+
+class ModelMissingError(FileNotFoundError):
+    """No checkpoint where one was expected; the message says how to get one."""
+
+
+@dataclass(frozen=True)
+class JointOutput:
+    """One utterance from the joint model."""
+
+    audio: npt.NDArray[np.float32]  # (S,) 24 kHz, S = T * 600
+    motion: FloatArray  # (T, D) at 40 fps, complete (speech, blinks, idle motion)
+    speech: FloatArray  # (T, F) WORLD features
+    phones: list[Phone]  # the phoneme timeline (pads have the symbol "")
+    model_s: float  # seconds spent in the network
+    vocoder_s: float  # seconds spent in WORLD synthesis
+
+    @property
+    def duration_s(self) -> float:
+        """Audio length in seconds."""
+        return self.audio.size / features.SAMPLE_RATE
+
+
+def silent_partner(frames: int) -> FloatArray:
+    """(T, P) conditioning for 'nobody is speaking and no face is seen'."""
+    return np.tile(np.array(partner_vector(PartnerFrame(t=0.0)), np.float32), (frames, 1))
+
+
+class JointModel:
+    """A loaded checkpoint. ``steps``: Euler steps (8 by default, as AV-Flow)."""
+
+    def __init__(
+        self, checkpoint: Path | None = None, steps: int = 8, threads: int | None = None, seed: int = 0
+    ) -> None:
+        from avatar_core.model.train import load_model
+
+        path = checkpoint or DEFAULT_CHECKPOINT
+        if not path.exists():
+            raise ModelMissingError(
+                f"no joint-model checkpoint at {path}; "
+                "train one with `dyad train fit` or use voice.mode: cascade"
+            )
+        if threads:
+            torch.set_num_threads(threads)
+        self.path = path
+        self.model: AVFlow
+        self.model, self.info = load_model(path)
+        self.steps = steps
+        self.seed = seed
+        self._lock = threading.Lock()  # one inference at a time per model
+
+    @property
+    def voices(self) -> tuple[str, ...]:
+        """The speakers this checkpoint learned."""
+        return self.model.config.voices
+
+    def _generator(self, key: str) -> torch.Generator:
+        digest = hashlib.sha256(f"{self.seed}:{key}".encode()).digest()
+        return torch.Generator().manual_seed(int.from_bytes(digest[:8], "little"))
+
+    def tokens(self, text: str) -> list[int]:
+        """Phoneme ids with the two pads, as in training."""
+        from avatar_core.text.frontend import encode, phonemes
+
+        return [0, *encode(phonemes(text)), 0]
+
+    @torch.inference_mode()
+    def generate(
+        self,
+        text: str,
+        voice: str | None = None,
+        partner: FloatArray | None = None,
+        steps: int | None = None,
+        pitch_semitones: float = 0.0,
+    ) -> JointOutput:
+        """Speech and motion for ``text`` (empty text -> empty output); F0 shifted by ``pitch_semitones``."""
+        from avatar_core.text.frontend import VOCAB
+
+        voice = voice or self.voices[0]
+        if voice not in self.voices:
+            raise ValueError(f"this checkpoint speaks {self.voices}, not {voice!r}")
+        ids = self.tokens(text)
+        if len(ids) <= 2:
+            empty = np.zeros((0, features.FEATURE_DIM), np.float32)
+            return JointOutput(
+                np.zeros(0, np.float32), np.zeros((0, MOTION_DIM), np.float32), empty, [], 0.0, 0.0
+            )
+        start = time.perf_counter()
+        with self._lock:
+            m = self.model
+            tokens = torch.tensor([ids])
+            speaker = torch.tensor([self.voices.index(voice)])
+            h, log_dur = m.encode_text(tokens, torch.ones_like(tokens, dtype=torch.bool), speaker)
+            durations = torch.clamp(torch.round(torch.expm1(log_dur)), min=0).long()  # (1, N)
+            durations[0, 1:-1] = torch.where(tokens[0, 1:-1] > 0, durations[0, 1:-1], 0)
+            durations[0, 0] = LEAD_FRAMES
+            durations[0, -1] = durations[0, -1].clamp(*TAIL_FRAMES)
+            frames = int(durations.sum())
+            cond, mu_s, mu_m = m.condition(h, durations, frames, speaker, torch.ones(1, dtype=torch.bool))
+            p = partner if partner is not None else silent_partner(frames)
+            p_t = torch.from_numpy(_fit(p, frames))[None]
+            xs, xm = euler(m, cond, mu_s, mu_m, p_t, steps or self.steps, generator=self._generator(text))
+            speech, channels = m.denormalize(xs, xm)
+            motion = clip(m.motion_frames(channels)[0].numpy())
+            speech_np = speech[0].numpy().copy()
+            speech_np[:, features.LF0] += pitch_semitones * np.log(2.0) / 12.0
+        model_s = time.perf_counter() - start
+        start = time.perf_counter()
+        audio = features.synthesize(speech_np)
+        vocoder_s = time.perf_counter() - start
+        edges = np.concatenate([[0], np.cumsum(durations[0].numpy())]) / MODEL_FPS
+        symbols = ["" if i == 0 else VOCAB[i] for i in ids]
+        phones = [Phone(s, float(edges[k]), float(edges[k + 1])) for k, s in enumerate(symbols)]
+        return JointOutput(audio, motion, speech_np, phones, model_s, vocoder_s)
+
+    @torch.inference_mode()
+    def drive(self, audio: npt.NDArray[np.float32], partner: FloatArray | None = None) -> FloatArray:
+        """Audio-driven mode: any 24 kHz speech (S,) -> complete motion (ceil(S / 600), D) at 40 fps."""
+        speech = features.analyze(audio)  # (T, F)
+        return self.drive_features(speech, partner, key=f"drive:{audio.size}")
+
+    @torch.inference_mode()
+    def drive_features(
+        self, speech: FloatArray, partner: FloatArray | None = None, key: str = ""
+    ) -> FloatArray:
+        """Audio-driven mode from WORLD features (T, F) -> motion (T, D)."""
+        frames = speech.shape[0]
+        with self._lock:
+            m = self.model
+            speaker = torch.zeros(1, dtype=torch.long)
+            h = torch.zeros(1, 1, m.config.d_model)
+            cond, mu_s, mu_m = m.condition(
+                h, torch.tensor([[frames]]), frames, speaker, torch.zeros(1, dtype=torch.bool)
+            )
+            xs, _ = m.normalize(torch.from_numpy(speech)[None], torch.zeros(1, frames, m.motion_channels))
+            p = partner if partner is not None else silent_partner(frames)
+            p_t = torch.from_numpy(_fit(p, frames))[None]
+            _, xm = euler(m, cond, mu_s, mu_m, p_t, self.steps, speech=xs, generator=self._generator(key))
+            _, channels = m.denormalize(xs, xm)
+            return clip(m.motion_frames(channels)[0].numpy())
+
+    @torch.inference_mode()
+    def listen(self, partner: FloatArray) -> FloatArray:
+        """Listening mode: the partner's conditioning (T, P) -> the actor's motion (T, D) while silent."""
+        frames = partner.shape[0]
+        with self._lock:
+            m = self.model
+            speaker = torch.zeros(1, dtype=torch.long)
+            h, _ = m.encode_text(
+                torch.zeros(1, 1, dtype=torch.long), torch.ones(1, 1, dtype=torch.bool), speaker
+            )
+            cond, mu_s, mu_m = m.condition(
+                h, torch.tensor([[frames]]), frames, speaker, torch.ones(1, dtype=torch.bool)
+            )
+            p_t = torch.from_numpy(_fit(partner, frames))[None]
+            _, xm = euler(m, cond, mu_s, mu_m, p_t, self.steps, generator=self._generator(f"listen:{frames}"))
+            _, channels = m.denormalize(mu_s, xm)
+            return clip(m.motion_frames(channels)[0].numpy())
+
+
+def _fit(partner: FloatArray, frames: int) -> FloatArray:
+    """Partner conditioning padded (with its last row) or cut to ``frames`` rows."""
+    p = np.asarray(partner, np.float32).reshape(-1, PARTNER_DIM)
+    if p.shape[0] >= frames:
+        return np.ascontiguousarray(p[:frames])
+    pad = np.tile(p[-1:] if p.shape[0] else silent_partner(1), (frames - p.shape[0], 1))
+    return np.concatenate([p, pad])
+
+
+def frames_for_audio(samples: int) -> int:
+    """Model frames covering ``samples`` samples."""
+    return -(-samples // HOP)
