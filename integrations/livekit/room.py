@@ -85,6 +85,7 @@ class RoomAvatar:
         policy: AttendPolicy | None = None,
         reader: TrackReader | None = None,
         greet_alone: bool = False,
+        leave_alone_after_s: float | None = None,
     ) -> None:
         self.room = room
         self.stack = stack
@@ -92,6 +93,8 @@ class RoomAvatar:
         self.selector = AttendeeSelector(policy)
         self.reader: TrackReader = reader or LiveKitReader()
         self.greet_alone = greet_alone
+        self.leave_alone_after_s = leave_alone_after_s
+        self._alone: asyncio.Task[None] | None = None
         video = stack.persona.appearance.video
         self.tracks = AvatarTracks(video.width, video.height, video.fps)
         self.conventions = ConventionPublisher(
@@ -200,11 +203,21 @@ class RoomAvatar:
         log.info("%s joined (%s)", participant.identity, rtc.ParticipantKind.Name(participant.kind))
         if self.selector.joined(participant.identity, participant.kind):
             self._attend()
+        if self.selector.present and self._alone is not None:
+            self._alone.cancel()
+            self._alone = None
 
     def _participant_disconnected(self, participant: rtc.RemoteParticipant) -> None:
         log.info("%s left", participant.identity)
         if self.selector.left(participant.identity):
             self._attend()
+        if not self.selector.present and self.leave_alone_after_s is not None and self._alone is None:
+            self._alone = self._spawn(self._leave_when_alone(self.leave_alone_after_s), "alone")
+
+    async def _leave_when_alone(self, seconds: float) -> None:
+        await asyncio.sleep(seconds)
+        log.info("nobody came back in %.0f s: leaving", seconds)
+        self.stop()
 
     def _active_speakers(self, speakers: list[rtc.Participant]) -> None:
         if self.selector.speaking([p.identity for p in speakers]):

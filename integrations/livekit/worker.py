@@ -1,0 +1,258 @@
+"""``dyad livekit worker``: a livekit-agents worker that a LiveKit server dispatches rooms to.
+
+Start as many as you like, on as many machines: each registers with the server, which sends every new
+room (or, with ``--agent-name``, every explicit dispatch) to the least-loaded worker. A worker runs each
+room in its own process (livekit-agents' process pool), keeps ``idle_processes`` processes prewarmed with
+the models loaded, reports its load as ``sessions / max_sessions`` (each live session needs about one
+core) and stops taking rooms when full. One embedded LLM server, when the default persona uses it, is
+shared by all its rooms.
+
+The persona of a room comes from the dispatch metadata, else the room metadata, else the worker's
+default: either a bare persona name (``library_receptionist``) or JSON ``{"persona": "NAME"}``. Only
+names of installed personas are accepted, never paths or inline configs: metadata is set by whoever
+creates rooms, and a persona names endpoints and environment variables.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import json
+import logging
+import re
+import signal
+import time
+from dataclasses import dataclass, replace
+
+from livekit.agents import AgentServer, AutoSubscribe, JobContext, JobProcess, JobRequest, WorkerPermissions
+from livekit.protocol import agent as agent_proto
+from livekit.protocol import models
+
+from agent.persona import EMBEDDED, Persona, PersonaError, available_personas, load_persona
+from avatar_core.config import AppSettings
+from integrations.livekit.attendee import AttendPolicy
+from integrations.livekit.room import RoomAvatar
+from integrations.llm.local_server import LocalLLMServer
+from integrations.stack import open_stack
+
+log = logging.getLogger(__name__)
+
+LOAD_FULL = 0.999  # load = sessions / max_sessions: available while below max_sessions
+PREWARM_TIMEOUT_S = 180.0  # loading every model on a busy 2-core machine takes a while
+SHUTDOWN_TIMEOUT_S = 40.0  # a room's process: close the session, publish the last transcripts
+MEMORY_WARN_MB = 1500  # DESIGN §6: one live session <= 1.5 GB
+DRAIN_TIMEOUT_S = 1800
+_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+
+
+@dataclass(frozen=True)
+class WorkerConfig:
+    """What a worker needs; pickled into every room process, so plain values only."""
+
+    persona: str = "default"  # the default persona (name or path, chosen by the operator)
+    max_sessions: int = 1
+    idle_processes: int = 1
+    attend: str = "first"
+    agent_name: str = ""  # set: explicit dispatch only
+    llm_port: int | None = None  # the shared embedded LLM server on 127.0.0.1
+    leave_alone_after_s: float = 20.0  # the room process ends once no human is left for this long
+
+
+# ---------------------------------------------------------------------------------------------------
+# Personas from metadata
+# ---------------------------------------------------------------------------------------------------
+
+
+def persona_from_metadata(metadata: str) -> str | None:
+    """The persona name a dispatch or room metadata string asks for, or None."""
+    text = metadata.strip()
+    if not text:
+        return None
+    if text.startswith("{"):
+        try:
+            data = json.loads(text)
+        except ValueError:
+            return None
+        name = data.get("persona") if isinstance(data, dict) else None
+        return name.strip() if isinstance(name, str) and _NAME.match(name.strip()) else None
+    return text if _NAME.match(text) else None
+
+
+def choose_persona(job: agent_proto.Job, default: str, settings: AppSettings | None = None) -> str:
+    """Dispatch metadata, else room metadata, else ``default``; unknown names fall back with a warning."""
+    known = available_personas(settings or AppSettings())
+    for source, metadata in (("dispatch", job.metadata), ("room", job.room.metadata)):
+        name = persona_from_metadata(metadata)
+        if name is None:
+            continue
+        if name in known:
+            log.info("room %s: persona %r from the %s metadata", job.room.name, name, source)
+            return name
+        log.warning("room %s: the %s metadata asks for unknown persona %r", job.room.name, source, name)
+    return default
+
+
+# ---------------------------------------------------------------------------------------------------
+# Load
+# ---------------------------------------------------------------------------------------------------
+
+
+def session_load(max_sessions: int, server: AgentServer) -> float:
+    """The load LiveKit balances on: the share of this worker's session slots in use."""
+    return min(1.0, len(server.active_jobs) / max(1, max_sessions))
+
+
+# ---------------------------------------------------------------------------------------------------
+# The room process
+# ---------------------------------------------------------------------------------------------------
+
+
+def prewarm(config: WorkerConfig, proc: JobProcess) -> None:
+    """Load every model once in a fresh room process, before any room arrives: the heavy imports,
+    Kokoro (assembled into the cache on first use) with one synthesis, the renderer with one frame,
+    Whisper, Silero and the face-landmark model (kept by ``agent.features`` for the process)."""
+    from agent.features import ListeningFeatures
+    from agent.stt import make_stt
+    from agent.vad import StreamingVAD
+    from avatar_core.cascade import CascadeVoice
+    from avatar_core.motion import NEUTRAL
+    from avatar_core.render.base import make_renderer
+
+    started = time.perf_counter()
+    settings = AppSettings()
+    persona = load_persona(config.persona, settings=settings)
+    voice = CascadeVoice(persona.voice, persona.behaviour, persona.appearance.video.fps, settings.cache_dir)
+    voice.utterance("Hello.")
+    make_renderer(persona.appearance).render(NEUTRAL)
+    turn_taking = persona.turn_taking
+    StreamingVAD(turn_taking.vad_threshold, turn_taking.min_speech_ms, turn_taking.end_of_turn_silence_ms)
+    ListeningFeatures()
+    stt = make_stt(persona.stt)
+
+    async def load_stt() -> None:
+        warmup = getattr(stt, "warmup", None)
+        if warmup is not None:
+            await warmup()
+        await stt.aclose()
+
+    asyncio.run(load_stt())  # no event loop runs in the process yet
+    proc.userdata["dyad_prewarmed"] = config.persona
+    log.info("room process prewarmed in %.1f s", time.perf_counter() - started)
+
+
+async def accept(config: WorkerConfig, request: JobRequest) -> None:
+    """Take the room as the persona it asks for: the participant's identity, name, metadata and
+    attributes come from that persona."""
+    try:
+        name = await asyncio.to_thread(choose_persona, request.job, config.persona)
+        persona = await asyncio.to_thread(load_persona, name)
+    except PersonaError as error:
+        log.error("room %s: cannot load its persona: %s", request.room.name, error)
+        await request.reject(terminate=False)
+        return
+    identity = persona.identity
+    await request.accept(
+        identity=identity.livekit_identity,
+        name=identity.livekit_name or identity.display_name,
+        metadata=identity.livekit_metadata,
+        attributes=dict(identity.livekit_attributes),
+    )
+
+
+async def entrypoint(config: WorkerConfig, ctx: JobContext) -> None:
+    """One room: build the avatar, connect, serve until the room ends or is left empty."""
+    name = await asyncio.to_thread(choose_persona, ctx.job, config.persona)
+    persona: Persona = await asyncio.to_thread(load_persona, name)
+    shared = None
+    if config.llm_port is not None and persona.llm.base_url == EMBEDDED:
+        shared = LocalLLMServer(port=config.llm_port)  # started by the worker; only its URL is used
+    async with open_stack(persona, AppSettings(), server=shared) as stack:
+        await ctx.connect(auto_subscribe=AutoSubscribe.SUBSCRIBE_ALL)
+        policy = AttendPolicy.parse(config.attend)
+        avatar = RoomAvatar(ctx.room, stack, policy=policy, leave_alone_after_s=config.leave_alone_after_s)
+
+        async def stop(reason: str) -> None:
+            avatar.stop()
+
+        ctx.add_shutdown_callback(stop)
+        await avatar.run()
+    ctx.shutdown("the avatar left the room")
+
+
+# ---------------------------------------------------------------------------------------------------
+# The worker
+# ---------------------------------------------------------------------------------------------------
+
+
+def build_server(config: WorkerConfig) -> AgentServer:
+    """The livekit-agents server: prewarmed room processes, session-slot load, least-privilege
+    permissions. URL, key and secret come from ``LIVEKIT_URL``, ``LIVEKIT_API_KEY`` and
+    ``LIVEKIT_API_SECRET``."""
+    if config.max_sessions < 1:
+        raise ValueError(f"max_sessions must be at least 1, got {config.max_sessions}")
+    AttendPolicy.parse(config.attend)
+    server = AgentServer(
+        setup_fnc=functools.partial(prewarm, config),
+        load_fnc=functools.partial(session_load, config.max_sessions),
+        load_threshold=LOAD_FULL,
+        num_idle_processes=config.idle_processes,
+        initialize_process_timeout=PREWARM_TIMEOUT_S,
+        shutdown_process_timeout=SHUTDOWN_TIMEOUT_S,
+        job_memory_warn_mb=MEMORY_WARN_MB,
+        drain_timeout=DRAIN_TIMEOUT_S,
+        permissions=WorkerPermissions(
+            can_publish=True,
+            can_subscribe=True,
+            can_publish_data=True,
+            can_update_metadata=True,  # lk.agent.state
+            can_publish_sources=[models.TrackSource.MICROPHONE, models.TrackSource.CAMERA],
+        ),
+    )
+    server.rtc_session(
+        functools.partial(entrypoint, config),
+        agent_name=config.agent_name,
+        on_request=functools.partial(accept, config),
+    )
+    return server
+
+
+async def run_worker(config: WorkerConfig, *, dev: bool = False) -> None:
+    """Run a worker until SIGINT/SIGTERM; then stop taking rooms, let the live ones finish (not in
+    ``dev`` mode) and shut down. Starts the shared embedded LLM server when the default persona uses it."""
+    persona = await asyncio.to_thread(load_persona, config.persona)
+    llm: LocalLLMServer | None = None
+    try:
+        if persona.llm.base_url == EMBEDDED:
+            llm = LocalLLMServer()
+            await llm.start()
+            config = replace(config, llm_port=llm.port)
+        server = build_server(config)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+                loop.add_signal_handler(signum, stop.set)
+        running = asyncio.ensure_future(server.run(devmode=dev))
+        stopping = asyncio.ensure_future(stop.wait())
+        await asyncio.wait({running, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        stopping.cancel()
+        if running.done():
+            running.result()  # raises why the worker could not run (e.g. it cannot reach the server)
+        else:
+            print("dyad: stopping the worker; live rooms finish first (Ctrl+C again to force)", flush=True)
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+                    loop.add_signal_handler(signum, running.cancel)
+            if not dev:
+                with contextlib.suppress(TimeoutError):
+                    await server.drain()
+            await server.aclose()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await running
+    finally:
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+                asyncio.get_running_loop().remove_signal_handler(signum)
+        if llm is not None:
+            await llm.stop()

@@ -1,0 +1,112 @@
+"""The agent worker: persona from dispatch/room metadata, accepting a room as that persona, load
+reporting, a picklable setup for livekit-agents' process pool, and a real prewarm of a room process."""
+
+from __future__ import annotations
+
+import functools
+import pickle
+from typing import cast
+
+import pytest
+from livekit.agents import AgentServer, JobProcess, JobRequest
+from livekit.agents.job import JobAcceptArguments, JobExecutorType
+from livekit.protocol import agent as agent_proto
+from livekit.protocol import models
+
+from integrations.livekit.worker import (
+    LOAD_FULL,
+    WorkerConfig,
+    accept,
+    build_server,
+    choose_persona,
+    persona_from_metadata,
+    prewarm,
+    session_load,
+)
+
+
+def job(dispatch: str = "", room: str = "") -> agent_proto.Job:
+    return agent_proto.Job(
+        id="AJ_test", metadata=dispatch, room=models.Room(sid="RM_test", name="lobby", metadata=room)
+    )
+
+
+def test_persona_names_from_metadata() -> None:
+    assert persona_from_metadata("") is None
+    assert persona_from_metadata("library_receptionist") == "library_receptionist"
+    assert persona_from_metadata('{"persona": "clinic_checkin", "other": 1}') == "clinic_checkin"
+    assert persona_from_metadata('{"topic": "books"}') is None
+    assert persona_from_metadata("{not json") is None
+    # never a path or anything that is not a plain name
+    assert persona_from_metadata("/etc/passwd") is None
+    assert persona_from_metadata('{"persona": "../../secret.yaml"}') is None
+    assert persona_from_metadata("hello there") is None
+
+
+def test_dispatch_metadata_wins_then_room_then_default() -> None:
+    assert choose_persona(job("library_receptionist", "clinic_checkin"), "default") == "library_receptionist"
+    assert choose_persona(job("", '{"persona": "clinic_checkin"}'), "default") == "clinic_checkin"
+    assert choose_persona(job("nobody_by_that_name", "clinic_checkin"), "default") == "clinic_checkin"
+    assert choose_persona(job("", "free text about the room"), "default") == "default"
+
+
+async def test_a_room_is_accepted_as_its_persona() -> None:
+    accepted: list[JobAcceptArguments] = []
+    rejected: list[bool] = []
+
+    async def on_accept(args: JobAcceptArguments) -> None:
+        accepted.append(args)
+
+    async def on_reject(terminate: bool) -> None:
+        rejected.append(terminate)
+
+    request = JobRequest(job=job("library_receptionist"), on_reject=on_reject, on_accept=on_accept)
+    await accept(WorkerConfig(), request)
+    (args,) = accepted
+    assert args.identity == "library-desk-robin" and args.name == "Robin"
+    assert args.metadata == '{"site": "central-library", "desk": "ground-floor"}'
+    assert args.attributes == {"role": "receptionist", "site": "central-library"}
+
+    broken = JobRequest(job=job(), on_reject=on_reject, on_accept=on_accept)
+    await accept(WorkerConfig(persona="tests/data/personas/broken/unknown_llm_field.yaml"), broken)
+    assert rejected == [False] and len(accepted) == 1  # another worker may take it
+
+
+class Busy:
+    """What session_load reads of an AgentServer."""
+
+    def __init__(self, jobs: int) -> None:
+        self.active_jobs = [object()] * jobs
+
+
+def test_load_is_the_share_of_session_slots_in_use() -> None:
+    load = functools.partial(session_load, 3)
+    assert [load(cast(AgentServer, Busy(n))) for n in range(5)] == pytest.approx([0, 1 / 3, 2 / 3, 1, 1])
+    assert [load(cast(AgentServer, Busy(n))) < LOAD_FULL for n in range(4)] == [True, True, True, False]
+
+
+def test_server_setup_survives_the_process_pool() -> None:
+    config = WorkerConfig(persona="library_receptionist", max_sessions=2, agent_name="dyad")
+    server = build_server(config)
+    # livekit-agents pickles these into each room process (forkserver on Linux)
+    for fn in (server.setup_fnc, server._entrypoint_fnc):
+        restored = pickle.loads(pickle.dumps(fn))
+        assert isinstance(restored, functools.partial) and restored.args == (config,)
+    assert server.load_fnc is not None and server._agent_name == "dyad"
+    permissions = server._permissions
+    assert permissions.can_publish_sources == [models.TrackSource.MICROPHONE, models.TrackSource.CAMERA]
+    assert permissions.can_update_metadata and not permissions.hidden
+    with pytest.raises(ValueError, match="max_sessions"):
+        build_server(WorkerConfig(max_sessions=0))
+    with pytest.raises(ValueError, match="identity:NAME"):
+        build_server(WorkerConfig(attend="loudest"))
+
+
+def test_prewarm_loads_the_models_in_the_process() -> None:
+    from agent.features import _shape_predictor
+
+    proc = JobProcess(executor_type=JobExecutorType.PROCESS, user_arguments=None, http_proxy=None)
+    _shape_predictor.cache_clear()
+    prewarm(WorkerConfig(), proc)
+    assert proc.userdata["dyad_prewarmed"] == "default"
+    assert _shape_predictor.cache_info().currsize == 1  # the landmark model stays loaded for the job
