@@ -150,7 +150,7 @@ class SpeechHandle:
 
     def played_text(self) -> str:
         """The words actually heard so far (what belongs in the conversation history)."""
-        parts = list(self._spoken)
+        parts = [text for text in self._spoken if text]
         if self._current is not None:
             partial = self._current.utterance.text_spoken_by(self._current.offset / AUDIO_RATE)
             if partial:
