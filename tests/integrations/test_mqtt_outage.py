@@ -13,7 +13,7 @@ import logging
 import signal
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -81,7 +81,7 @@ async def rig(tmp_path: Path) -> AsyncIterator[Rig]:
         broker.kill()
 
 
-def expected(events: list[SessionEvent]) -> list[dict[str, Any]]:
+def expected(events: Sequence[SessionEvent]) -> list[dict[str, Any]]:
     return [to_dict(e) for e in events]
 
 
@@ -115,7 +115,7 @@ async def test_broker_killed_and_restarted_mid_session(rig: Rig) -> None:
 
     rig.broker.start()
     await until(lambda: rig.bridge.connections == 2, "the bridge to reconnect")
-    produced_after = [session.user_says("And after?")]
+    produced_after: list[SessionEvent] = [session.user_says("And after?")]
     total = 3 + len(outage) + 1
     await until(lambda: len(rig.transcripts()) >= total, "every transcript")
     await rig.watcher.sync()
