@@ -106,7 +106,7 @@ async def test_streamed_joint_speech_equals_one_shot_and_has_no_gaps(model: Join
     speaking = [v for v in video if v.state == "speaking" and v.pts_s >= begin]
     assert speaking, f"no speaking frame after the crossfade ({one_shot.duration_s:.2f} s of speech)"
     for v in speaking:
-        k = int(round((v.pts_s - start / AUDIO_RATE) * FPS))
+        k = round((v.pts_s - start / AUDIO_RATE) * FPS)
         assert np.allclose(v.motion, one_shot.motion[k], atol=1e-5)
 
 
