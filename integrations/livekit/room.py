@@ -1,16 +1,17 @@
 """The room transport: one avatar (an :class:`AvatarStack`) as a participant in one connected LiveKit room.
 
-It publishes the Engine's frames as a microphone and a camera track (:class:`AvatarTracks`), listens to
-the participant it attends to (:class:`AttendeeSelector`) by feeding their microphone (16 kHz) and camera
-(up to 10 fps) to the Session, publishes the agent conventions (:class:`ConventionPublisher`) and takes
-typed messages from the ``lk.chat`` topic. It follows the room: people joining, leaving and coming back,
-mute and unmute (a muted or vanished microphone is followed by a second of silence so a turn in
-progress ends), active speakers, reconnection (the state attribute is set again), and the room going
-away. ``run`` returns when the room disconnects or ``stop`` is called, with every task it started ended.
+It publishes the Engine's frames as a microphone and a camera track (:class:`AvatarTracks`), feeds the
+Session with the attended participant's microphone (16 kHz) and camera (up to 10 fps) through an
+:class:`AttendeeFeed`, publishes the agent conventions (:class:`ConventionPublisher`) and takes typed
+messages from the ``lk.chat`` topic. It follows the room: people joining, leaving and coming back, mute
+and unmute (a muted or vanished microphone is followed by a second of silence so a turn in progress
+ends), active speakers, reconnection (the state attribute is set again), and the room going away.
+``run`` returns when the room disconnects, when it was left empty for ``leave_alone_after_s``, or when
+``stop`` is called, with every task it started ended.
 
 The room-facing surface is small on purpose: the events it subscribes to, ``remote_participants``,
-``local_participant`` (publish tracks, attributes, text streams, data) and the two stream readers in
-:class:`TrackReader`, which tests replace to play recorded media through a room double.
+``local_participant`` (publish tracks, attributes, text streams, data) and the two stream readers of
+a :class:`TrackReader`, which tests replace to play recorded media through a room double.
 """
 
 from __future__ import annotations
@@ -19,8 +20,8 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Coroutine
-from typing import Any, Protocol
+from collections.abc import Coroutine
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -28,50 +29,18 @@ from livekit import rtc
 
 from agent.session import Session
 from integrations.livekit.attendee import AttendeeSelector, AttendPolicy
-from integrations.livekit.conventions import TOPIC_CHAT, ConventionPublisher, Speaker
-from integrations.livekit.media import USER_RATE, AvatarTracks, user_image, user_samples
+from integrations.livekit.conventions import TOPIC_CHAT, ConventionPublisher
+from integrations.livekit.listen import AttendeeFeed, TrackReader
+from integrations.livekit.media import USER_RATE, AvatarTracks
 from integrations.stack import AvatarStack
 
 log = logging.getLogger(__name__)
 
-USER_VIDEO_EVERY_S = 0.1  # face analysis at up to 10 fps
 SILENCE_AFTER_S = 1.2  # silence fed after the attendee's microphone stops, so their turn can end
 SILENCE_CHUNK = 320  # 20 ms at 16 kHz
 CLOSE_TIMEOUT_S = 30.0
-UNKNOWN_REASON = rtc.DisconnectReason.UNKNOWN_REASON
 GREET_WAIT_S = 5.0  # the greeting waits this long for someone to subscribe to the avatar's voice
-
-
-class TrackReader(Protocol):
-    """Opens the media of a subscribed remote track."""
-
-    def audio(self, track: rtc.Track) -> AsyncIterator[rtc.AudioFrame]:
-        """16 kHz mono frames of an audio track until it ends."""
-        ...
-
-    def video(self, track: rtc.Track) -> AsyncIterator[rtc.VideoFrame]:
-        """The newest frames of a video track (older ones dropped) until it ends."""
-        ...
-
-
-class LiveKitReader:
-    """Reads tracks with ``rtc.AudioStream`` (resampled natively to 16 kHz mono) and ``rtc.VideoStream``."""
-
-    async def audio(self, track: rtc.Track) -> AsyncIterator[rtc.AudioFrame]:
-        stream = rtc.AudioStream(track, sample_rate=USER_RATE, num_channels=1, frame_size_ms=20)
-        try:
-            async for event in stream:
-                yield event.frame
-        finally:
-            await stream.aclose()
-
-    async def video(self, track: rtc.Track) -> AsyncIterator[rtc.VideoFrame]:
-        stream = rtc.VideoStream(track, capacity=1, format=rtc.VideoBufferType.RGB24)
-        try:
-            async for event in stream:
-                yield event.frame
-        finally:
-            await stream.aclose()
+UNKNOWN_REASON = rtc.DisconnectReason.UNKNOWN_REASON
 
 
 class RoomAvatar:
@@ -90,25 +59,36 @@ class RoomAvatar:
         self.room = room
         self.stack = stack
         self.session: Session = stack.session
-        self.selector = AttendeeSelector(policy)
-        self.reader: TrackReader = reader or LiveKitReader()
         self.greet_alone = greet_alone
         self.leave_alone_after_s = leave_alone_after_s
-        self._alone: asyncio.Task[None] | None = None
+        self._media_started = asyncio.Event()
+        self.feed = AttendeeFeed(
+            room,
+            on_audio=self._push_audio,
+            on_video=self._push_video,
+            policy=policy,
+            reader=reader,
+            ready=self._media_started,
+            on_attendee=self._attendee_changed,
+            on_microphone_stopped=self._fill_silence,
+        )
         video = stack.persona.appearance.video
         self.tracks = AvatarTracks(video.width, video.height, video.fps)
         self.conventions = ConventionPublisher(
-            room.local_participant, agent_track=lambda: self.tracks.audio_sid, user=self._speaker
+            room.local_participant, agent_track=lambda: self.tracks.audio_sid, user=self.feed.speaker
         )
         self._tasks: set[asyncio.Task[None]] = set()
-        self._readers: dict[str, asyncio.Task[None]] = {}  # remote track sid -> its reader
         self._push_lock = asyncio.Lock()
-        self._last_audio = 0.0  # time.monotonic() of the attendee's last audio frame
         self._filler: asyncio.Task[None] | None = None
-        self._media_started = asyncio.Event()
+        self._alone: asyncio.Task[None] | None = None
         self._greeted = False
         self._stop = asyncio.Event()
         self._handlers: list[tuple[str, Any]] = []
+
+    @property
+    def selector(self) -> AttendeeSelector:
+        """Whom the avatar attends to."""
+        return self.feed.selector
 
     # -- lifecycle ----------------------------------------------------------------------------------
 
@@ -118,10 +98,9 @@ class RoomAvatar:
             await self.tracks.publish(self.room.local_participant)
             self.session.on(self.conventions.handle)
             self.conventions.start(self.session.state)
-            self._connect_events()
             self._spawn(self._pump(), "engine")
-            for participant in list(self.room.remote_participants.values()):
-                self._participant_connected(participant)
+            self.feed.start()
+            self._connect_events()
             if self.greet_alone:
                 self._greet()
             await self._stop.wait()
@@ -135,6 +114,7 @@ class RoomAvatar:
     async def _shutdown(self) -> None:
         self._stop.set()
         self._disconnect_events()
+        await self.feed.aclose()
         tasks = [t for t in self._tasks if t is not asyncio.current_task()]
         for task in tasks:
             task.cancel()
@@ -172,21 +152,15 @@ class RoomAvatar:
     # -- room events --------------------------------------------------------------------------------
 
     def _connect_events(self) -> None:
-        handlers: list[tuple[str, Any]] = [
-            ("participant_connected", self._participant_connected),
-            ("participant_disconnected", self._participant_disconnected),
-            ("track_subscribed", self._track_subscribed),
-            ("track_unsubscribed", self._track_unsubscribed),
-            ("track_muted", self._track_muted),
-            ("track_unmuted", self._track_unmuted),
-            ("active_speakers_changed", self._active_speakers),
+        self._handlers = [
+            ("participant_connected", self._presence_changed),
+            ("participant_disconnected", self._presence_changed),
             ("reconnecting", self._reconnecting),
             ("reconnected", self._reconnected),
             ("disconnected", self._disconnected),
         ]
-        for event, handler in handlers:
+        for event, handler in self._handlers:
             self.room.on(event, handler)  # type: ignore[arg-type]
-        self._handlers = handlers
         try:
             self.room.register_text_stream_handler(TOPIC_CHAT, self._chat)
         except ValueError:
@@ -195,53 +169,24 @@ class RoomAvatar:
     def _disconnect_events(self) -> None:
         for event, handler in self._handlers:
             self.room.off(event, handler)  # type: ignore[arg-type]
+        if self._handlers:
+            with contextlib.suppress(ValueError, KeyError):
+                self.room.unregister_text_stream_handler(TOPIC_CHAT)
         self._handlers = []
-        with contextlib.suppress(ValueError, KeyError):
-            self.room.unregister_text_stream_handler(TOPIC_CHAT)
 
-    def _participant_connected(self, participant: rtc.RemoteParticipant) -> None:
-        log.info("%s joined (%s)", participant.identity, rtc.ParticipantKind.Name(participant.kind))
-        if self.selector.joined(participant.identity, participant.kind):
-            self._attend()
-        if self.selector.present and self._alone is not None:
-            self._alone.cancel()
-            self._alone = None
-
-    def _participant_disconnected(self, participant: rtc.RemoteParticipant) -> None:
-        log.info("%s left", participant.identity)
-        if self.selector.left(participant.identity):
-            self._attend()
-        if not self.selector.present and self.leave_alone_after_s is not None and self._alone is None:
+    def _presence_changed(self, participant: rtc.RemoteParticipant) -> None:
+        """Leave a room nobody is in any more (if asked to), unless someone comes back in time."""
+        if self.feed.selector.present:
+            if self._alone is not None:
+                self._alone.cancel()
+                self._alone = None
+        elif self.leave_alone_after_s is not None and self._alone is None:
             self._alone = self._spawn(self._leave_when_alone(self.leave_alone_after_s), "alone")
 
     async def _leave_when_alone(self, seconds: float) -> None:
         await asyncio.sleep(seconds)
         log.info("nobody came back in %.0f s: leaving", seconds)
         self.stop()
-
-    def _active_speakers(self, speakers: list[rtc.Participant]) -> None:
-        if self.selector.speaking([p.identity for p in speakers]):
-            self._attend()
-
-    def _track_subscribed(
-        self, track: rtc.Track, publication: rtc.RemoteTrackPublication, participant: rtc.RemoteParticipant
-    ) -> None:
-        if participant.identity == self.selector.current:
-            self._read(track, publication)
-
-    def _track_unsubscribed(
-        self, track: rtc.Track, publication: rtc.RemoteTrackPublication, participant: rtc.RemoteParticipant
-    ) -> None:
-        self._stop_reader(publication.sid)
-
-    def _track_muted(self, participant: rtc.Participant, publication: rtc.TrackPublication) -> None:
-        if participant.identity == self.selector.current and publication.kind == rtc.TrackKind.KIND_AUDIO:
-            log.info("%s muted their microphone", participant.identity)
-            self._fill_silence()
-
-    def _track_unmuted(self, participant: rtc.Participant, publication: rtc.TrackPublication) -> None:
-        if participant.identity == self.selector.current and publication.kind == rtc.TrackKind.KIND_AUDIO:
-            log.info("%s unmuted their microphone", participant.identity)
 
     def _reconnecting(self) -> None:
         log.warning("connection to the room lost; reconnecting")
@@ -255,7 +200,7 @@ class RoomAvatar:
         self.stop()
 
     def _chat(self, reader: rtc.TextStreamReader, identity: str) -> None:
-        if identity not in self.selector.present:
+        if identity not in self.feed.selector.present:
             return  # only people; another agent's chatter is not a question
         self._spawn(self._typed(reader), "chat")
 
@@ -266,38 +211,9 @@ class RoomAvatar:
 
     # -- attending ----------------------------------------------------------------------------------
 
-    def _speaker(self) -> Speaker:
-        identity = self.selector.current
-        participant = self._participant(identity)
-        track = None
-        if participant is not None:
-            for publication in participant.track_publications.values():
-                if publication.source == rtc.TrackSource.SOURCE_MICROPHONE:
-                    track = publication.sid
-        return Speaker(identity, track)
-
-    def _participant(self, identity: str | None) -> rtc.RemoteParticipant | None:
-        if identity is None:
-            return None
-        for participant in self.room.remote_participants.values():
-            if participant.identity == identity:
-                return participant
-        return None
-
-    def _attend(self) -> None:
-        """The attendee changed: read their tracks only, and greet the first person to arrive."""
-        identity = self.selector.current
-        log.info("attending to %s", identity or "nobody")
-        for sid in list(self._readers):
-            self._stop_reader(sid)
-        self._fill_silence()
-        participant = self._participant(identity)
-        if participant is None:
-            return
-        for publication in participant.track_publications.values():
-            if publication.subscribed and publication.track is not None:
-                self._read(publication.track, publication)
-        self._greet()
+    def _attendee_changed(self, identity: str | None) -> None:
+        if identity is not None:
+            self._greet()  # the first person to arrive is greeted
 
     def _greet(self) -> None:
         if not self._greeted:
@@ -311,23 +227,6 @@ class RoomAvatar:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(publication.wait_for_subscription(), GREET_WAIT_S)
         await self.session.start()
-
-    def _read(self, track: rtc.Track, publication: rtc.RemoteTrackPublication) -> None:
-        if publication.sid in self._readers:
-            return
-        if publication.source == rtc.TrackSource.SOURCE_MICROPHONE:
-            task = self._spawn(self._read_audio(track), f"mic-{publication.sid}")
-        elif publication.source == rtc.TrackSource.SOURCE_CAMERA:
-            task = self._spawn(self._read_video(track), f"camera-{publication.sid}")
-        else:
-            return
-        self._readers[publication.sid] = task
-        task.add_done_callback(lambda _: self._readers.pop(publication.sid, None))
-
-    def _stop_reader(self, sid: str) -> None:
-        task = self._readers.pop(sid, None)
-        if task is not None:
-            task.cancel()
 
     # -- media --------------------------------------------------------------------------------------
 
@@ -343,27 +242,8 @@ class RoomAvatar:
         async with self._push_lock:
             await self.session.push_audio(samples, max(0.0, clock.now() - samples.size / USER_RATE))
 
-    async def _read_audio(self, track: rtc.Track) -> None:
-        await self._media_started.wait()
-        try:
-            async for frame in self.reader.audio(track):
-                samples = user_samples(frame)
-                if samples.size:
-                    self._last_audio = time.monotonic()
-                    await self._push_audio(samples)
-        finally:
-            self._fill_silence()  # the microphone went away: let a turn in progress end
-
-    async def _read_video(self, track: rtc.Track) -> None:
-        await self._media_started.wait()
-        clock = self.stack.engine.clock
-        last = -USER_VIDEO_EVERY_S
-        async for frame in self.reader.video(track):
-            now = time.monotonic()
-            if now - last < USER_VIDEO_EVERY_S:
-                continue
-            last = now
-            await self.session.push_video(user_image(frame), clock.now())
+    async def _push_video(self, image: npt.NDArray[np.uint8]) -> None:
+        await self.session.push_video(image, self.stack.engine.clock.now())
 
     def _fill_silence(self) -> None:
         """After the attendee's microphone stops (mute, unpublish, leaving, another attendee), feed
@@ -380,7 +260,7 @@ class RoomAvatar:
         fed = 0.0
         while fed < SILENCE_AFTER_S:
             await asyncio.sleep(step)
-            if time.monotonic() - self._last_audio < 2 * step:
+            if time.monotonic() - self.feed.last_audio < 2 * step:
                 return  # audio flows again
             await self._push_audio(zeros)
             fed += step
