@@ -170,6 +170,9 @@ class AppSettings(BaseSettings):
     )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_json: bool = False
+    model: Path | None = Field(
+        None, description="joint-model checkpoint (default: the bundled assets/avflow)"
+    )
 
     def configs(self) -> Path:
         """The configs folder: ``DYAD_CONFIG_DIR``, else the source checkout's, else the installed copy."""

@@ -8,6 +8,7 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from typing import Literal
 
 from agent.llm import ChatLLM
 from agent.persona import EMBEDDED, Persona
@@ -15,7 +16,9 @@ from agent.session import Session
 from agent.stt import STT, make_stt
 from avatar_core.cascade import CascadeVoice
 from avatar_core.config import AppSettings
-from avatar_core.engine import Engine, RealClock, VirtualClock
+from avatar_core.engine import Engine, RealClock, VirtualClock, Voice
+from avatar_core.joint import JointVoice
+from avatar_core.model.inference import JointModel, ModelMissingError
 from avatar_core.render.base import make_renderer
 from integrations.llm.local_server import LOCAL_API_KEY, LocalLLMServer
 
@@ -38,6 +41,34 @@ class AvatarStack:
     server: LocalLLMServer | None
 
 
+def build_voice(
+    persona: Persona, settings: AppSettings, mode: Literal["joint", "cascade"] | None = None
+) -> tuple[Voice, JointModel | None]:
+    """The persona's voice and the audio-driven motion model (blocking: loads models).
+
+    joint: the AV-Flow checkpoint speaks and moves the face. cascade: Kokoro speaks; the face follows the
+    audio through the checkpoint's audio-driven mode. Without a checkpoint both fall back to Kokoro with
+    the procedural teacher, and say so.
+    """
+    mode = mode or persona.voice.mode
+    fps = persona.appearance.video.fps
+    try:
+        model: JointModel | None = JointModel(settings.model)
+    except ModelMissingError as exc:
+        log.warning("%s; speaking with Kokoro and the procedural teacher instead", exc)
+        model = None
+    if mode == "joint" and model is not None:
+        if persona.voice.speaker not in model.voices:
+            log.warning(
+                "the joint model speaks %s, not %s; using %s",
+                model.voices,
+                persona.voice.speaker,
+                model.voices[0],
+            )
+        return JointVoice(persona.voice, fps, model), model
+    return CascadeVoice(persona.voice, persona.behaviour, fps, settings.cache_dir, driver=model), model
+
+
 @contextlib.asynccontextmanager
 async def open_stack(
     persona: Persona,
@@ -55,10 +86,6 @@ async def open_stack(
     settings = settings or AppSettings()
     if persona.voice.mode == "cascade" and persona.voice.cascade_tts == "openai":
         raise StackError("voice.cascade_tts 'openai' is not available yet; use 'kokoro'")
-    if persona.voice.mode == "joint":
-        log.warning(
-            "voice.mode 'joint' needs the joint model (issue #4); speaking in cascade mode with Kokoro"
-        )
     own_server = None
     api_key = None
     base_url = persona.llm.base_url
@@ -70,12 +97,12 @@ async def open_stack(
     stt = make_stt(persona.stt)
     llm = ChatLLM(persona.llm, base_url, api_key, seed=seed)
     fps = persona.appearance.video.fps
-    voice, renderer = await asyncio.gather(
-        asyncio.to_thread(CascadeVoice, persona.voice, persona.behaviour, fps, settings.cache_dir),
+    (voice, driver), renderer = await asyncio.gather(
+        asyncio.to_thread(build_voice, persona, settings),
         asyncio.to_thread(make_renderer, persona.appearance),
     )
     clock = VirtualClock() if virtual else RealClock()
-    engine = Engine(voice, renderer, persona.behaviour, fps=fps, clock=clock, seed=seed)
+    engine = Engine(voice, renderer, persona.behaviour, fps=fps, clock=clock, seed=seed, driver=driver)
     session = Session(persona, engine, stt, llm)
     try:
         yield AvatarStack(persona, engine, session, stt, llm, server)
