@@ -185,7 +185,7 @@ async def entrypoint(config: WorkerConfig, ctx: JobContext) -> None:
 # ---------------------------------------------------------------------------------------------------
 
 
-def build_server(config: WorkerConfig) -> AgentServer:
+def build_server(config: WorkerConfig, *, url: str | None = None, health_port: int = 8081) -> AgentServer:
     """The livekit-agents server: prewarmed room processes, session-slot load, least-privilege
     permissions. URL, key and secret come from ``LIVEKIT_URL``, ``LIVEKIT_API_KEY`` and
     ``LIVEKIT_API_SECRET``."""
@@ -193,6 +193,8 @@ def build_server(config: WorkerConfig) -> AgentServer:
         raise ValueError(f"max_sessions must be at least 1, got {config.max_sessions}")
     AttendPolicy.parse(config.attend)
     server = AgentServer(
+        ws_url=url,
+        port=health_port,
         setup_fnc=functools.partial(prewarm, config),
         load_fnc=functools.partial(session_load, config.max_sessions),
         load_threshold=LOAD_FULL,
@@ -217,7 +219,9 @@ def build_server(config: WorkerConfig) -> AgentServer:
     return server
 
 
-async def run_worker(config: WorkerConfig, *, dev: bool = False) -> None:
+async def run_worker(
+    config: WorkerConfig, *, url: str | None = None, health_port: int = 8081, dev: bool = False
+) -> None:
     """Run a worker until SIGINT/SIGTERM; then stop taking rooms, let the live ones finish (not in
     ``dev`` mode) and shut down. Starts the shared embedded LLM server when the default persona uses it."""
     persona = await asyncio.to_thread(load_persona, config.persona)
@@ -227,7 +231,7 @@ async def run_worker(config: WorkerConfig, *, dev: bool = False) -> None:
             llm = LocalLLMServer()
             await llm.start()
             config = replace(config, llm_port=llm.port)
-        server = build_server(config)
+        server = build_server(config, url=url, health_port=health_port)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGINT, signal.SIGTERM):

@@ -23,7 +23,7 @@ SUBCOMMANDS = [
 ]  # fmt: skip
 PENDING = [
     (["render", "--text", "hi"], 4), (["kiosk"], 7),
-    (["livekit", "worker"], 6), (["livekit", "join", "--url", "ws://x"], 6), (["train", "data"], 4),
+    (["train", "data"], 4),
     (["train", "fit"], 4),
 ]  # fmt: skip
 
