@@ -131,3 +131,40 @@ def fit(
         except (DatasetError, RuntimeError) as exc:
             raise _fail(str(exc)) from None
     Console().print(f"checkpoint: {last}")
+
+
+@app.command("eval")
+def evaluate(
+    out: Path = typer.Option(Path("runs/eval"), "--out", help="folder for report.json, report.md and plots"),
+    checkpoint: Path | None = typer.Option(None, "--checkpoint", help="default: the bundled assets/avflow"),
+    limit: int = typer.Option(40, "--limit", help="held-out sentences to use (0 = all)"),
+    steps: int = typer.Option(8, "--steps", help="Euler steps of the joint model"),
+) -> None:
+    """Evaluate teacher, dyad joint and dyad cascade side by side on the held-out split."""
+    from avatar_core.data import corpus
+    from avatar_core.eval.run import evaluate as run_eval
+    from avatar_core.model.inference import ModelMissingError
+
+    sentences = corpus.split("heldout")
+    if limit > 0:
+        sentences = sentences[:limit]
+    with _progress() as bar:
+        task = bar.add_task("evaluating", total=len(sentences), status="")
+
+        def report(done: int, total: int) -> None:
+            bar.update(task, completed=done, status=f"{done}/{total} sentences")
+
+        try:
+            table = run_eval(
+                sentences,
+                out,
+                checkpoint,
+                AppSettings().cache_dir,
+                steps,
+                progress=report,
+                details={"command": f"dyad train eval --limit {limit} --steps {steps}"},
+            )
+        except (ModelMissingError, ValueError) as exc:
+            raise _fail(str(exc)) from None
+    Console().print((out / "report.md").read_text(encoding="utf-8"))
+    log.info("evaluation: %s", table)
