@@ -55,6 +55,8 @@ class LocalPublication:
         self.track = track
         self.options = options
         self.source = options.source
+        audio = options.source == rtc.TrackSource.SOURCE_MICROPHONE
+        self.kind = rtc.TrackKind.KIND_AUDIO if audio else rtc.TrackKind.KIND_VIDEO
         self.subscribed = asyncio.Event()
 
     async def wait_for_subscription(self) -> None:
@@ -64,8 +66,12 @@ class LocalPublication:
 class RecordingParticipant:
     """The local participant: records attributes, streams, data and publications."""
 
-    def __init__(self, identity: str) -> None:
+    def __init__(self, identity: str, room: rtc.EventEmitter[str] | None = None) -> None:
         self.identity = identity
+        self.room = room
+        self.kind = rtc.ParticipantKind.PARTICIPANT_KIND_AGENT
+        self.track_publications: dict[str, LocalPublication] = {}
+        self.unpublished: list[str] = []
         self.attributes: dict[str, str] = {}
         self.attribute_updates: list[dict[str, str]] = []
         self.streams: list[Stream] = []
@@ -96,7 +102,14 @@ class RecordingParticipant:
     ) -> LocalPublication:
         publication = LocalPublication(track, options)
         self.publications.append(publication)
+        self.track_publications[publication.sid] = publication
+        if self.room is not None:
+            self.room.emit("local_track_published", publication, track)
         return publication
+
+    async def unpublish_track(self, sid: str) -> None:
+        self.track_publications.pop(sid)
+        self.unpublished.append(sid)
 
     def states(self) -> list[str]:
         return [u["lk.agent.state"] for u in self.attribute_updates if "lk.agent.state" in u]
@@ -121,6 +134,8 @@ class RemoteParticipant:
     kind: rtc.ParticipantKind.ValueType = rtc.ParticipantKind.PARTICIPANT_KIND_STANDARD
     track_publications: dict[str, RemotePublication] = field(default_factory=dict)
     sid: str = field(default_factory=lambda: f"PA_{next(_sids)}")
+    state: rtc.ParticipantState.ValueType = rtc.ParticipantState.PARTICIPANT_STATE_ACTIVE
+    attributes: dict[str, str] = field(default_factory=dict)
 
     def microphone(self, media: Any) -> RemotePublication:
         pub = RemotePublication(
@@ -143,7 +158,7 @@ class RecordingRoom(rtc.EventEmitter[str]):
     def __init__(self, identity: str = "dyad-ada", name: str = "test-room") -> None:
         super().__init__()
         self.name = name
-        self.local_participant = RecordingParticipant(identity)
+        self.local_participant = RecordingParticipant(identity, self)
         self.remote_participants: dict[str, RemoteParticipant] = {}
         self.text_handlers: dict[str, Any] = {}
         self.connected = True
@@ -160,13 +175,13 @@ class RecordingRoom(rtc.EventEmitter[str]):
         self.text_handlers.pop(topic, None)
 
     def join(self, participant: RemoteParticipant) -> None:
-        self.remote_participants[participant.sid] = participant
+        self.remote_participants[participant.identity] = participant  # rtc.Room keys them by identity
         self.emit("participant_connected", participant)
         for pub in participant.track_publications.values():
             self.emit("track_subscribed", pub.track, pub, participant)
 
     def leave(self, participant: RemoteParticipant) -> None:
-        del self.remote_participants[participant.sid]
+        del self.remote_participants[participant.identity]
         for pub in participant.track_publications.values():
             self.emit("track_unsubscribed", pub.track, pub, participant)
         self.emit("participant_disconnected", participant)
