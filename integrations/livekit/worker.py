@@ -22,7 +22,6 @@ import json
 import logging
 import re
 import signal
-import time
 from dataclasses import dataclass, replace
 
 from livekit.agents import AgentServer, AutoSubscribe, JobContext, JobProcess, JobRequest, WorkerPermissions
@@ -32,6 +31,7 @@ from livekit.protocol import models
 from agent.persona import EMBEDDED, Persona, PersonaError, available_personas, load_persona
 from avatar_core.config import AppSettings
 from integrations.livekit.attendee import AttendPolicy
+from integrations.livekit.prewarm import Prewarmed, prewarm_parts, stack_from
 from integrations.livekit.room import RoomAvatar
 from integrations.llm.local_server import LocalLLMServer
 from integrations.stack import open_stack
@@ -43,6 +43,7 @@ PREWARM_TIMEOUT_S = 180.0  # loading every model on a busy 2-core machine takes 
 SHUTDOWN_TIMEOUT_S = 40.0  # a room's process: close the session, publish the last transcripts
 MEMORY_WARN_MB = 1500  # DESIGN §6: one live session <= 1.5 GB
 DRAIN_TIMEOUT_S = 1800
+PREWARMED = "dyad_prewarmed"  # JobProcess.userdata key of the loaded parts
 _NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 
 
@@ -109,36 +110,13 @@ def session_load(max_sessions: int, server: AgentServer) -> float:
 
 
 def prewarm(config: WorkerConfig, proc: JobProcess) -> None:
-    """Load every model once in a fresh room process, before any room arrives: the heavy imports,
-    Kokoro (assembled into the cache on first use) with one synthesis, the renderer with one frame,
-    Whisper, Silero and the face-landmark model (kept by ``agent.features`` for the process)."""
-    from agent.features import ListeningFeatures
-    from agent.stt import make_stt
-    from agent.vad import StreamingVAD
-    from avatar_core.cascade import CascadeVoice
-    from avatar_core.motion import NEUTRAL
-    from avatar_core.render.base import make_renderer
-
-    started = time.perf_counter()
+    """Load the default persona's models in a fresh room process before its room arrives; the room
+    uses them if it asks for that persona (see :mod:`integrations.livekit.prewarm`)."""
     settings = AppSettings()
     persona = load_persona(config.persona, settings=settings)
-    voice = CascadeVoice(persona.voice, persona.behaviour, persona.appearance.video.fps, settings.cache_dir)
-    voice.utterance("Hello.")
-    make_renderer(persona.appearance).render(NEUTRAL)
-    turn_taking = persona.turn_taking
-    StreamingVAD(turn_taking.vad_threshold, turn_taking.min_speech_ms, turn_taking.end_of_turn_silence_ms)
-    ListeningFeatures()
-    stt = make_stt(persona.stt)
-
-    async def load_stt() -> None:
-        warmup = getattr(stt, "warmup", None)
-        if warmup is not None:
-            await warmup()
-        await stt.aclose()
-
-    asyncio.run(load_stt())  # no event loop runs in the process yet
-    proc.userdata["dyad_prewarmed"] = config.persona
-    log.info("room process prewarmed in %.1f s", time.perf_counter() - started)
+    parts = prewarm_parts(persona, settings)
+    proc.userdata[PREWARMED] = parts
+    log.info("room process prewarmed with %s in %.1f s", config.persona, parts.seconds)
 
 
 async def accept(config: WorkerConfig, request: JobRequest) -> None:
@@ -167,7 +145,18 @@ async def entrypoint(config: WorkerConfig, ctx: JobContext) -> None:
     shared = None
     if config.llm_port is not None and persona.llm.base_url == EMBEDDED:
         shared = LocalLLMServer(port=config.llm_port)  # started by the worker; only its URL is used
-    async with open_stack(persona, AppSettings(), server=shared) as stack:
+    parts: Prewarmed | None = ctx.proc.userdata.pop(PREWARMED, None)
+    if parts is not None and parts.persona != persona:
+        log.info("room %s asks for %s: its models load now", ctx.room.name, name)
+        if parts.stt is not None:
+            await parts.stt.aclose()
+        parts = None
+    building = (
+        stack_from(parts, server=shared)
+        if parts is not None
+        else open_stack(persona, AppSettings(), server=shared)
+    )
+    async with building as stack:
         await ctx.connect(auto_subscribe=AutoSubscribe.SUBSCRIBE_ALL)
         policy = AttendPolicy.parse(config.attend)
         avatar = RoomAvatar(ctx.room, stack, policy=policy, leave_alone_after_s=config.leave_alone_after_s)

@@ -3,6 +3,7 @@ reporting, a picklable setup for livekit-agents' process pool, and a real prewar
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import pickle
 from typing import cast
@@ -13,8 +14,11 @@ from livekit.agents.job import JobAcceptArguments, JobExecutorType
 from livekit.protocol import agent as agent_proto
 from livekit.protocol import models
 
+from agent.persona import load_persona
+from integrations.livekit.prewarm import Prewarmed, stack_from
 from integrations.livekit.worker import (
     LOAD_FULL,
+    PREWARMED,
     WorkerConfig,
     accept,
     build_server,
@@ -23,6 +27,7 @@ from integrations.livekit.worker import (
     prewarm,
     session_load,
 )
+from integrations.llm.local_server import LocalLLMServer
 
 
 def job(dispatch: str = "", room: str = "") -> agent_proto.Job:
@@ -102,11 +107,24 @@ def test_server_setup_survives_the_process_pool() -> None:
         build_server(WorkerConfig(attend="loudest"))
 
 
-def test_prewarm_loads_the_models_in_the_process() -> None:
+async def test_a_prewarmed_process_builds_its_room_from_what_it_loaded() -> None:
     from agent.features import _shape_predictor
 
     proc = JobProcess(executor_type=JobExecutorType.PROCESS, user_arguments=None, http_proxy=None)
     _shape_predictor.cache_clear()
-    prewarm(WorkerConfig(), proc)
-    assert proc.userdata["dyad_prewarmed"] == "default"
-    assert _shape_predictor.cache_info().currsize == 1  # the landmark model stays loaded for the job
+    await asyncio.to_thread(prewarm, WorkerConfig(), proc)  # livekit-agents runs it before any loop
+    parts = proc.userdata[PREWARMED]
+    assert isinstance(parts, Prewarmed) and parts.persona == load_persona("default")
+    assert parts.stt is not None and parts.stt._model.done()  # Whisper is loaded
+    assert _shape_predictor.cache_info().currsize == 1  # the landmark model stays loaded for the room
+
+    server = LocalLLMServer(port=9)  # the worker's shared server: only its URL is used here
+    async with stack_from(parts, server=server) as stack:
+        assert stack.engine.voice is parts.voice and stack.engine.renderer is parts.renderer
+        assert stack.stt is parts.stt and stack.server is server
+        assert stack.llm.base_url == "http://127.0.0.1:9/v1"
+        handle = stack.engine.say("Hello.")
+        async for _ in stack.engine.frames():
+            if handle.done:
+                break
+        assert handle.played_text() == "Hello."

@@ -1,0 +1,109 @@
+"""Room processes that are ready before their room arrives.
+
+livekit-agents starts each room's process ahead of time and runs a setup function in it. Loading the
+models there is only worth it if the room then uses what was loaded: building the parts again costs
+as much as the first time (about 8 s on a 2-core machine: the ONNX and CTranslate2 sessions and the
+first synthesis, not the imports). So :func:`prewarm_parts` loads the default persona's voice (with one
+synthesis), the joint model, the renderer (with one frame) and Whisper, and :func:`stack_from` assembles
+a room's :class:`AvatarStack` from them, exactly as ``integrations.stack.open_stack`` does from scratch.
+A room asking for another persona gets a fresh ``open_stack``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+from agent.features import ListeningFeatures
+from agent.llm import ChatLLM
+from agent.persona import EMBEDDED, Persona
+from agent.session import Session
+from agent.stt import STT, WhisperSTT, make_stt
+from agent.vad import StreamingVAD
+from avatar_core.config import AppSettings
+from avatar_core.engine import Engine, RealClock, Voice
+from avatar_core.model.inference import JointModel
+from avatar_core.motion import NEUTRAL
+from avatar_core.render.base import Renderer, make_renderer
+from integrations.llm.local_server import LOCAL_API_KEY, LocalLLMServer
+from integrations.stack import AvatarStack, StackError, build_voice
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Prewarmed:
+    """One persona's loaded parts, waiting for a room (used by one room at most)."""
+
+    persona: Persona
+    voice: Voice
+    model: JointModel | None
+    renderer: Renderer
+    stt: WhisperSTT | None  # the bundled Whisper, loaded; a remote STT is cheap to make per room
+    seconds: float = 0.0  # how long loading took
+
+
+def prewarm_parts(persona: Persona, settings: AppSettings) -> Prewarmed:
+    """Load ``persona``'s models and run each once (blocking; no event loop may be running)."""
+    started = time.perf_counter()
+    voice, model = build_voice(persona, settings)
+    voice.utterance("Hello.")  # the first synthesis pays for ONNX / torch setup
+    renderer = make_renderer(persona.appearance)
+    renderer.render(NEUTRAL)
+    turn_taking = persona.turn_taking
+    StreamingVAD(turn_taking.vad_threshold, turn_taking.min_speech_ms, turn_taking.end_of_turn_silence_ms)
+    ListeningFeatures()  # loads the face-landmark model, which agent.features keeps for the process
+    stt = None
+    if persona.stt.backend == "whisper":
+        made = make_stt(persona.stt)
+        assert isinstance(made, WhisperSTT)
+        asyncio.run(made.warmup())
+        stt = made
+    return Prewarmed(persona, voice, model, renderer, stt, time.perf_counter() - started)
+
+
+@contextlib.asynccontextmanager
+async def stack_from(
+    parts: Prewarmed,
+    *,
+    server: LocalLLMServer | None = None,
+    seed: int = 0,
+) -> AsyncIterator[AvatarStack]:
+    """The room's avatar from prewarmed parts; what ``open_stack(parts.persona, server=server)`` builds."""
+    persona = parts.persona
+    if persona.voice.mode == "cascade" and persona.voice.cascade_tts == "openai":
+        raise StackError("voice.cascade_tts 'openai' is not available yet; use 'kokoro'")
+    own_server = None
+    api_key = None
+    base_url = persona.llm.base_url
+    if base_url == EMBEDDED:
+        if server is None:
+            server = own_server = LocalLLMServer()
+            await server.start()
+        base_url, api_key = server.base_url, LOCAL_API_KEY
+    stt: STT = parts.stt if parts.stt is not None else make_stt(persona.stt)
+    llm = ChatLLM(persona.llm, base_url, api_key, seed=seed)
+    fps = persona.appearance.video.fps
+    engine = Engine(
+        parts.voice,
+        parts.renderer,
+        persona.behaviour,
+        fps=fps,
+        clock=RealClock(),
+        seed=seed,
+        driver=parts.model,
+    )
+    session = Session(persona, engine, stt, llm)
+    try:
+        yield AvatarStack(persona, engine, session, stt, llm, server)
+    finally:
+        await session.aclose()
+        await engine.aclose()
+        await llm.aclose()
+        await stt.aclose()
+        if own_server is not None:
+            await own_server.stop()
