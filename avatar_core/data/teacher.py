@@ -40,7 +40,7 @@ from avatar_core.speech.features import HOP, MODEL_FPS, SAMPLE_RATE
 log = logging.getLogger(__name__)
 
 FloatArray = npt.NDArray[np.float32]
-LISTEN_EVERY = 5  # one job in five is a listening sample
+LISTEN_EVERY = 5  # one job in five is a listening sample: numbers 1, 6, 11, ...
 DEFAULT_VOICES = ("jf_alpha",)
 DEFAULT_PARTNER_VOICES = ("jm_kumo", "jf_nezumi", "jf_gongitsune")
 
@@ -70,11 +70,11 @@ def plan(
     n = len(sentences)
     order = np.random.default_rng(seed).permutation(n)
     job_seed = seed * 1_000_003 + index
-    if index % LISTEN_EVERY == LISTEN_EVERY - 1:
+    if index % LISTEN_EVERY == 1:
         first, second = sentences[order[(index * 7 + 1) % n]], sentences[order[(index * 13 + 3) % n]]
         voice = partner_voices[(index // LISTEN_EVERY) % len(partner_voices)]
         return Job(index, "listen", (first, second), voice, job_seed)
-    speaking = index - index // LISTEN_EVERY  # the number of speak jobs before this one
+    speaking = index - (index + LISTEN_EVERY - 2) // LISTEN_EVERY  # speak jobs before this one
     return Job(index, "speak", (sentences[order[speaking % n]],), voices[speaking % len(voices)], job_seed)
 
 

@@ -173,7 +173,7 @@ def evaluate(
             "beat_align_head": float(np.nanmean([b["head"] for b in beats])),
             "beat_align_face": float(np.nanmean([b["face"] for b in beats])),
             "frechet_expression": frechet_distance(teacher_expr, expr),
-            "diversity": diversity([c.motion for c in r.clips]),
+            "diversity": diversity([c.motion for c in r.clips]) if len(r.clips) > 1 else float("nan"),
             "rtf": sum(c.seconds for c in r.clips) / speech_s,
         }
         per_clip["lip_closure_f1"][name] = [c["f1"] for c in closures]
