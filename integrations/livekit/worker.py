@@ -151,11 +151,11 @@ async def entrypoint(config: WorkerConfig, ctx: JobContext) -> None:
         if parts.stt is not None:
             await parts.stt.aclose()
         parts = None
-    building = (
-        stack_from(parts, server=shared)
-        if parts is not None
-        else open_stack(persona, AppSettings(), server=shared)
-    )
+    if parts is not None:
+        log.info("room %s: %s, with the models this process prewarmed", ctx.room.name, name)
+        building = stack_from(parts, server=shared)
+    else:
+        building = open_stack(persona, AppSettings(), server=shared)
     async with building as stack:
         await ctx.connect(auto_subscribe=AutoSubscribe.SUBSCRIBE_ALL)
         policy = AttendPolicy.parse(config.attend)
