@@ -326,7 +326,12 @@ class Watcher:
                 await asyncio.wait_for(self._new.wait(), left)
 
     async def json_on(
-        self, topic: str, match: Callable[[dict[str, Any]], bool] = lambda d: True, *, after: int = 0
+        self,
+        topic: str,
+        match: Callable[[dict[str, Any]], bool] = lambda d: True,
+        *,
+        after: int = 0,
+        timeout: float = WAIT_S,
     ) -> dict[str, Any]:
         """The first JSON payload on ``topic`` (from index ``after``) that ``match`` es."""
 
@@ -339,7 +344,7 @@ class Watcher:
                 return False
             return isinstance(data, dict) and match(data)
 
-        found: dict[str, Any] = (await self.wait_for(ok, after=after)).json()
+        found: dict[str, Any] = (await self.wait_for(ok, after=after, timeout=timeout)).json()
         return found
 
 

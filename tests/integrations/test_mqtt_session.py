@@ -9,17 +9,22 @@ import contextlib
 import wave
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
+from typing import Any
 
+import aiohttp
 import numpy as np
 import pytest
+from aiortc import MediaStreamTrack, RTCPeerConnection, RTCSessionDescription
+from aiortc.contrib.media import MediaBlackhole
 from mosquitto import Broker, Watcher
 from scipy.signal import resample_poly
 
 from agent.persona import Persona, load_persona
 from avatar_core.frames import AudioFrame
 from avatar_core.tts.kokoro import KokoroTTS
+from integrations.llm.local_server import free_port
 from integrations.mqtt.bridge import MqttBridge, MqttSettings
-from integrations.mqtt.hosts import FilesHost
+from integrations.mqtt.hosts import BrowserHost, FilesHost
 from integrations.mqtt.kiosk import Kiosk, KioskSession, SessionHost
 from integrations.stack import AvatarStack, open_stack
 
@@ -87,6 +92,11 @@ class SpeakerHost:
         self._done.set()
         if self._task is not None:
             await self._task
+
+
+async def event(watcher: Watcher, prefix: str, kind: str, *, after: int = 0) -> dict[str, Any]:
+    """The first ``events`` message of type ``kind``."""
+    return await watcher.json_on(prefix + "events", lambda d: d["type"] == kind, after=after, timeout=SLOW_S)
 
 
 @contextlib.asynccontextmanager
@@ -171,9 +181,7 @@ async def test_files_transport_a_visitor_approaches(
             await watcher.publish(prefix + "cmd/presence", b'{"event": "approached"}')
             started = await watcher.json_on(prefix + "events", lambda d: d["type"] == "session_started")
             assert started["reason"] == "presence" and started["persona"] == "library_receptionist"
-            ended = await asyncio.wait_for(
-                watcher.json_on(prefix + "events", lambda d: d["type"] == "session_ended"), SLOW_S
-            )
+            ended = await event(watcher, prefix, "session_ended")
             assert ended["reason"] == "input_ended" and ended["session"] == started["session"]
             said = [m.json() for m in watcher.on(prefix + "transcript")]
             assert said[0]["type"] == "agent_transcript" and said[0]["text"].startswith(
@@ -190,4 +198,82 @@ async def test_files_transport_a_visitor_approaches(
         assert (tmp_path / "sessions" / "session-001.mp4").stat().st_size > 0
         assert (tmp_path / "sessions" / "session-001.json").is_file()
     finally:
+        await host.aclose()
+
+
+async def connect_page(url: str) -> tuple[RTCPeerConnection, MediaBlackhole, str]:
+    """A browser tab, played by aiortc: receive the avatar, open the events channel, send the offer."""
+    pc = RTCPeerConnection()
+    sink = MediaBlackhole()
+    pc.addTransceiver("audio", direction="recvonly")
+    pc.addTransceiver("video", direction="recvonly")
+    pc.createDataChannel("events")
+
+    @pc.on("track")
+    def on_track(track: MediaStreamTrack) -> None:
+        sink.addTrack(track)
+
+    await pc.setLocalDescription(await pc.createOffer())
+    async with aiohttp.ClientSession() as http:
+        offer = {"sdp": pc.localDescription.sdp, "type": pc.localDescription.type}
+        async with http.post(url + "offer", json=offer) as response:
+            assert response.status == 200, await response.text()
+            answer = await response.json()
+    await pc.setRemoteDescription(RTCSessionDescription(answer["sdp"], answer["type"]))
+    await sink.start()
+    return pc, sink, answer["session_id"]
+
+
+async def test_browser_transport_bridges_the_page_session(
+    broker: Broker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DYAD_LLM__BASE_URL", "http://127.0.0.1:9/v1")  # typed and spoken turns not used
+    monkeypatch.setenv("DYAD_APPEARANCE__VIDEO__WIDTH", "128")
+    monkeypatch.setenv("DYAD_APPEARANCE__VIDEO__HEIGHT", "128")
+    prefix = "dyad/page-1/"
+    host = BrowserHost("127.0.0.1", free_port())
+    bridge = MqttBridge(MqttSettings(broker=broker.url, kiosk_id="page-1"))
+    kiosk = Kiosk(bridge, host, load_persona("default"), "default")
+    await host.start()
+    pages: list[tuple[RTCPeerConnection, MediaBlackhole, str]] = []
+    try:
+        async with Watcher(broker.port, prefix + "#") as watcher, running(kiosk):
+            # no page, no session: the sensor cannot open one and says why
+            await watcher.publish(prefix + "cmd/presence", b'{"event": "approached", "id": "p"}')
+            error = await watcher.json_on(prefix + "error", lambda d: d.get("id") == "p")
+            assert "presses Start on the kiosk page" in error["reason"] and host.url in error["reason"]
+
+            pages.append(await connect_page(host.url))
+            started = await event(watcher, prefix, "session_started")
+            assert started["reason"] == "page"
+            greeting = await watcher.json_on(prefix + "transcript", timeout=SLOW_S)
+            assert greeting["text"].startswith("Hi, I'm Ada") and greeting["session"] == started["session"]
+
+            mark = len(watcher.messages)
+            await watcher.publish(prefix + "cmd/persona", b'{"name": "library_receptionist"}')
+            assert (await event(watcher, prefix, "persona_changed"))["applies"] == "next_session"
+            await watcher.publish(prefix + "cmd/say", b'{"text": "Please take a ticket.", "id": "s"}')
+            said = await watcher.json_on(
+                prefix + "transcript", lambda d: d["turn"] > greeting["turn"], after=mark, timeout=SLOW_S
+            )
+            assert said["text"] == "Please take a ticket."
+
+            await watcher.publish(prefix + "cmd/session/end", b'{"id": "e"}')
+            ended = await event(watcher, prefix, "session_ended")
+            assert ended["reason"] == "command" and host.page is not None and not host.page.sessions
+
+            mark = len(watcher.messages)
+            pages.append(await connect_page(host.url))  # the next visitor presses Start
+            again = await event(watcher, prefix, "session_started", after=mark)
+            assert again["persona"] == "library_receptionist" and again["session"] != started["session"]
+            hello = await watcher.json_on(prefix + "transcript", after=mark, timeout=SLOW_S)
+            assert hello["text"].startswith("Welcome to the Central Library")
+            async with aiohttp.ClientSession() as http:  # the visitor presses End, as app.js does
+                await http.post(host.url + "end", json={"session_id": pages[-1][2]})
+            gone = await event(watcher, prefix, "session_ended", after=mark)
+            assert gone["reason"] == "page_closed"
+    finally:
+        for pc, sink, _ in pages:
+            await sink.stop()
+            await pc.close()
         await host.aclose()
