@@ -6,9 +6,13 @@ import asyncio
 import contextlib
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 from rich.console import Console
+
+if TYPE_CHECKING:
+    from integrations.mqtt.kiosk import SessionHost
 
 TRANSPORTS = ("browser", "livekit", "files")
 PASSWORD_ENV = "DYAD_MQTT_PASSWORD"
@@ -32,6 +36,25 @@ def _password(password_file: Path | None) -> str | None:
     return lines[0]
 
 
+def _livekit_host(room: str | None, url: str | None, attend: str) -> SessionHost:
+    """The LiveKit transport, with its room, server and credentials checked up front."""
+    from integrations.livekit.attendee import AttendPolicy
+    from integrations.mqtt.hosts import LiveKitHost
+
+    if not room:
+        raise _fail("--transport livekit needs --room (the room the kiosk's own LiveKit client joins)")
+    missing = [v for v in ("LIVEKIT_API_KEY", "LIVEKIT_API_SECRET") if not os.environ.get(v)]
+    if not (url or os.environ.get("LIVEKIT_URL")):
+        missing.insert(0, "LIVEKIT_URL (or --livekit-url)")
+    if missing:
+        raise _fail(f"--transport livekit needs {', '.join(missing)}")
+    try:
+        policy = AttendPolicy.parse(attend)
+    except ValueError as exc:
+        raise _fail(f"--attend: {exc}") from None
+    return LiveKitHost(room, url=url, policy=policy)
+
+
 def kiosk(
     broker: str = typer.Option(..., "--broker", help="mqtt://HOST:PORT, or mqtts://HOST:PORT for TLS"),
     kiosk_id: str = typer.Option(..., "--kiosk-id", help="this kiosk's name: letters, digits, _ . -"),
@@ -53,6 +76,11 @@ def kiosk(
     user_video: Path | None = typer.Option(None, "--user-video", help="files: the visitor's camera"),
     out_dir: Path = typer.Option(Path("kiosk-sessions"), "--out-dir", help="files: MP4 + JSON per session"),
     seed: int = typer.Option(0, "--seed", help="files: same seed + same input = same conversation"),
+    room: str | None = typer.Option(None, "--room", help="livekit: the room the kiosk's client is in"),
+    livekit_url: str | None = typer.Option(
+        None, "--livekit-url", help="livekit: server URL (env LIVEKIT_URL)"
+    ),
+    attend: str = typer.Option("first", "--attend", help="livekit: first | speaker | identity:NAME"),
 ) -> None:
     """Run the avatar for one kiosk and bridge it to MQTT.
 
@@ -65,15 +93,10 @@ def kiosk(
     from avatar_core.config import AppSettings
     from integrations.cli.persona import load_or_exit
     from integrations.mqtt.bridge import MqttSettings
-    from integrations.mqtt.kiosk import SessionHost, run_kiosk
+    from integrations.mqtt.kiosk import run_kiosk
 
     if transport not in TRANSPORTS:
         raise _fail(f"--transport {transport!r}: use one of {', '.join(TRANSPORTS)}")
-    if transport == "livekit":
-        raise _fail(
-            "--transport livekit needs LiveKit rooms from issue #6 (`dyad livekit`), which this build does "
-            "not have yet; use --transport browser or files"
-        )
     password = _password(password_file)
     try:
         settings = MqttSettings(
@@ -106,6 +129,8 @@ def kiosk(
             if path is not None and not path.is_file():
                 raise _fail(f"no such file: {path}")
         session_host = FilesHost(user_audio, out_dir, user_video, seed=seed)
+    elif transport == "livekit":
+        session_host = _livekit_host(room, livekit_url, attend)
     else:
         from integrations.mqtt.hosts import BrowserHost
 

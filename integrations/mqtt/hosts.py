@@ -5,6 +5,9 @@
 - :class:`FilesHost` (``files``): every session is a conversation with a recorded visitor
   (``integrations/files``), run faster than real time on a virtual clock and written to
   ``OUT_DIR/session-NNN.mp4`` and ``.json``. For trying a kiosk integration without a camera or a person.
+- :class:`LiveKitHost` (``livekit``): every session is the avatar joining one LiveKit room
+  (``integrations/livekit``, as ``dyad livekit join`` does), where the kiosk's own client is; it greets
+  whoever is there and leaves when the session ends.
 """
 
 from __future__ import annotations
@@ -12,18 +15,23 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
+from livekit import rtc
 
 from agent.persona import EMBEDDED, Persona
 from agent.session import Session
 from avatar_core.config import AppSettings
 from integrations.files.converse import ConverseResult, converse
+from integrations.livekit.attendee import AttendPolicy
+from integrations.livekit.listen import TrackReader
+from integrations.livekit.room import RoomAvatar
 from integrations.llm.local_server import LocalLLMServer
 from integrations.mqtt.kiosk import HostError, KioskSession
+from integrations.stack import open_stack
 from integrations.webrtc.server import DyadServer, WebSession
 
 if TYPE_CHECKING:
@@ -251,3 +259,133 @@ class FilesHost:
             run.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await run
+
+
+# ---------------------------------------------------------------------------------------------------
+# livekit
+# ---------------------------------------------------------------------------------------------------
+
+RoomOpener = Callable[[str, Persona], contextlib.AbstractAsyncContextManager["rtc.Room"]]
+
+
+@contextlib.asynccontextmanager
+async def livekit_room(room_name: str, persona: Persona, url: str | None = None) -> AsyncIterator[rtc.Room]:
+    """Connect to ``room_name`` as the persona's identity (token minted from LIVEKIT_API_KEY/SECRET)."""
+    from integrations.livekit.join import CONNECT_TIMEOUT_S
+    from integrations.livekit.tokens import TokenError, resolve_credentials
+
+    try:
+        credentials = resolve_credentials(room_name, persona.identity, url=url)
+    except TokenError as exc:
+        raise HostError(f"cannot join LiveKit room {room_name!r}: {exc}") from None
+    room = rtc.Room()
+    options = rtc.RoomOptions(auto_subscribe=True, connect_timeout=CONNECT_TIMEOUT_S)
+    try:
+        await room.connect(credentials.url, credentials.token, options)
+    except rtc.ConnectError as exc:
+        raise HostError(f"cannot join LiveKit room {room_name!r} at {credentials.url}: {exc}") from None
+    try:
+        yield room
+    finally:
+        await room.disconnect()
+
+
+class LiveKitHost:
+    """Each session: the avatar joins one LiveKit room and leaves it when the session ends."""
+
+    def __init__(
+        self,
+        room: str,
+        *,
+        url: str | None = None,
+        policy: AttendPolicy | None = None,
+        settings: AppSettings | None = None,
+        opener: RoomOpener | None = None,
+        reader: TrackReader | None = None,
+    ) -> None:
+        self.room = room
+        self.policy = policy
+        self.settings = settings or AppSettings()
+        self.reader = reader  # tests play recorded media through a room double
+        self._open: RoomOpener = opener or (lambda name, persona: livekit_room(name, persona, url))
+        self._kiosk: Kiosk | None = None
+        self._llm = _SharedLLM()
+        self._runs: dict[int, tuple[asyncio.Task[None], RoomAvatar]] = {}
+        self._closing: set[int] = set()  # sessions close_session is ending (the kiosk says why)
+
+    def bind(self, kiosk: Kiosk) -> None:
+        self._kiosk = kiosk
+
+    def use_persona(self, persona: Persona) -> None:
+        """Nothing to do: each session is opened with the kiosk's current persona."""
+
+    async def start(self) -> None:
+        pass
+
+    async def aclose(self) -> None:
+        for task, avatar in list(self._runs.values()):
+            avatar.stop()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        await self._llm.stop()
+
+    async def open_session(self, persona: Persona, attach: Callable[[KioskSession], None]) -> KioskSession:
+        """Build the avatar, join the room, and start serving it; returns once it is in the room."""
+        llm = await self._llm.for_persona(persona)
+        ready: asyncio.Future[tuple[Session, RoomAvatar]] = asyncio.get_running_loop().create_future()
+        run = asyncio.create_task(self._serve(persona, llm, attach, ready), name=f"dyad-kiosk-{self.room}")
+        waiters: set[asyncio.Future[Any]] = {ready, run}
+        try:
+            await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+        except asyncio.CancelledError:
+            run.cancel()
+            raise
+        if not ready.done():
+            run.result()  # raises why it could not join
+            raise HostError(f"the avatar left room {self.room!r} at once")
+        session, avatar = ready.result()
+        self._runs[id(session)] = (run, avatar)
+        run.add_done_callback(lambda task: self._finished(session, task))
+        return session
+
+    async def _serve(
+        self,
+        persona: Persona,
+        llm: LocalLLMServer | None,
+        attach: Callable[[KioskSession], None],
+        ready: asyncio.Future[tuple[Session, RoomAvatar]],
+    ) -> None:
+        async with (
+            open_stack(persona, self.settings, server=llm) as stack,
+            self._open(self.room, persona) as room,
+        ):
+            avatar = RoomAvatar(room, stack, policy=self.policy, reader=self.reader)
+            attach(stack.session)  # before run(): it starts the session (the greeting) when someone is there
+            ready.set_result((stack.session, avatar))
+            log.info("joined LiveKit room %s as %s", self.room, persona.identity.livekit_identity)
+            await avatar.run()
+
+    def _finished(self, session: Session, task: asyncio.Task[None]) -> None:
+        self._runs.pop(id(session), None)
+        if task.cancelled() or id(session) in self._closing:
+            return
+        if task.exception() is not None:
+            log.error("the room session failed", exc_info=task.exception())
+            reason = f"failed: {task.exception()}"
+        else:
+            reason = "room_closed"
+        if self._kiosk is not None:
+            self._kiosk.detach(session, reason)
+
+    async def close_session(self, session: KioskSession) -> None:
+        """Leave the room."""
+        entry = self._runs.get(id(session))
+        if entry is not None:
+            run, avatar = entry
+            self._closing.add(id(session))
+            try:
+                avatar.stop()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await run
+            finally:
+                self._closing.discard(id(session))

@@ -173,9 +173,19 @@ def kiosk(*args: str) -> tuple[int, str]:
 BASE = ("--broker", "mqtt://127.0.0.1:1883", "--kiosk-id", "k1")
 
 
-def test_livekit_transport_says_it_needs_issue_6() -> None:
+def test_livekit_transport_checks_its_room_and_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
+    for var in ("LIVEKIT_URL", "LIVEKIT_API_KEY", "LIVEKIT_API_SECRET"):
+        monkeypatch.delenv(var, raising=False)
     code, output = kiosk(*BASE, "--transport", "livekit")
-    assert code == 2 and "issue #6" in output and "dyad livekit" in output
+    assert code == 2 and "needs --room" in output
+    code, output = kiosk(*BASE, "--transport", "livekit", "--room", "lobby")
+    assert code == 2 and "needs LIVEKIT_URL (or --livekit-url), LIVEKIT_API_KEY, LIVEKIT_API_SECRET" in output
+    monkeypatch.setenv("LIVEKIT_API_KEY", "devkey")
+    monkeypatch.setenv("LIVEKIT_API_SECRET", "secret")
+    code, output = kiosk(
+        *BASE, "--transport", "livekit", "--room", "r", "--livekit-url", "ws://h", "--attend", "x"
+    )
+    assert code == 2 and "--attend" in output
 
 
 @pytest.mark.parametrize(

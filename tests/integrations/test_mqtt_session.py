@@ -9,22 +9,24 @@ import contextlib
 import wave
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import aiohttp
 import numpy as np
 import pytest
 from aiortc import MediaStreamTrack, RTCPeerConnection, RTCSessionDescription
 from aiortc.contrib.media import MediaBlackhole
+from livekit import rtc
 from mosquitto import Broker, Watcher
 from scipy.signal import resample_poly
+from test_livekit_doubles import RecordingRoom, RemoteParticipant, ScriptedReader
 
 from agent.persona import Persona, load_persona
 from avatar_core.frames import AudioFrame
 from avatar_core.tts.kokoro import KokoroTTS
 from integrations.llm.local_server import free_port
 from integrations.mqtt.bridge import MqttBridge, MqttSettings
-from integrations.mqtt.hosts import BrowserHost, FilesHost
+from integrations.mqtt.hosts import BrowserHost, FilesHost, LiveKitHost
 from integrations.mqtt.kiosk import Kiosk, KioskSession, SessionHost
 from integrations.stack import AvatarStack, open_stack
 
@@ -276,4 +278,64 @@ async def test_browser_transport_bridges_the_page_session(
         for pc, sink, _ in pages:
             await sink.stop()
             await pc.close()
+        await host.aclose()
+
+
+async def test_livekit_transport_joins_the_room_for_each_session(
+    broker: Broker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Against the LiveKit room double (no LiveKit server runs here): each session joins the room, greets
+    the person there, takes MQTT commands, and leaves; the room closing ends the session."""
+    monkeypatch.setenv("DYAD_LLM__BASE_URL", "http://127.0.0.1:9/v1")
+    monkeypatch.setenv("DYAD_APPEARANCE__VIDEO__WIDTH", "128")
+    monkeypatch.setenv("DYAD_APPEARANCE__VIDEO__HEIGHT", "128")
+    rooms: list[RecordingRoom] = []
+    left: list[str] = []
+
+    @contextlib.asynccontextmanager
+    async def opener(name: str, persona: Persona) -> AsyncIterator[rtc.Room]:
+        room = RecordingRoom(persona.identity.livekit_identity, name)
+        room.remote_participants["kiosk-screen"] = RemoteParticipant("kiosk-screen")  # the kiosk's client
+        rooms.append(room)
+        try:
+            yield cast(rtc.Room, room)
+        finally:
+            left.append(name)
+
+    prefix = "dyad/room-1/"
+    host = LiveKitHost("lobby", opener=opener, reader=ScriptedReader())
+    kiosk = Kiosk(
+        MqttBridge(MqttSettings(broker=broker.url, kiosk_id="room-1")), host, load_persona(), "default"
+    )
+    try:
+        async with Watcher(broker.port, prefix + "#") as watcher, running(kiosk):
+            await watcher.publish(prefix + "cmd/presence", b'{"event": "approached"}')
+            started = await event(watcher, prefix, "session_started")
+            greeting = await watcher.json_on(prefix + "transcript", timeout=SLOW_S)
+            assert greeting["text"].startswith("Hi, I'm Ada") and greeting["session"] == started["session"]
+            room = rooms[0]
+            assert room.name == "lobby" and len(room.local_participant.publications) == 2
+            assert "speaking" in room.local_participant.states()  # the room saw it too
+
+            mark = len(watcher.messages)
+            await watcher.publish(prefix + "cmd/say", b'{"text": "Your number is 42."}')
+            said = await watcher.json_on(prefix + "transcript", after=mark, timeout=SLOW_S)
+            assert said["text"] == "Your number is 42."
+            await watcher.publish(prefix + "cmd/mute", b'{"muted": true, "id": "m"}')
+            await watcher.json_on(prefix + "events", lambda d: d.get("id") == "m")
+            assert kiosk.session is not None and kiosk.session.muted
+
+            mark = len(watcher.messages)
+            room.emit("disconnected")  # the room went away
+            ended = await event(watcher, prefix, "session_ended", after=mark)
+            assert ended["reason"] == "room_closed" and left == ["lobby"]
+
+            mark = len(watcher.messages)
+            await watcher.publish(prefix + "cmd/presence", b'{"event": "approached"}')
+            again = await event(watcher, prefix, "session_started", after=mark)
+            assert again["session"] != started["session"] and len(rooms) == 2
+            await watcher.publish(prefix + "cmd/presence", b'{"event": "left"}')
+            gone = await event(watcher, prefix, "session_ended", after=mark)
+            assert gone["reason"] == "presence" and left == ["lobby", "lobby"]
+    finally:
         await host.aclose()
