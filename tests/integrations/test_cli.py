@@ -22,7 +22,7 @@ SUBCOMMANDS = [
     ["persona", "validate"], ["persona", "show"], ["persona", "list"], ["persona", "preview"],
 ]  # fmt: skip
 PENDING = [
-    (["render", "--text", "hi"], 4), (["kiosk"], 7),
+    (["render", "--text", "hi"], 4),
     (["train", "data"], 4),
     (["train", "fit"], 4),
 ]  # fmt: skip
