@@ -232,17 +232,25 @@ async def run_worker(
         stopping.cancel()
         if running.done():
             running.result()  # raises why the worker could not run (e.g. it cannot reach the server)
-        else:
-            print("dyad: stopping the worker; live rooms finish first (Ctrl+C again to force)", flush=True)
-            for signum in (signal.SIGINT, signal.SIGTERM):
-                with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
-                    loop.add_signal_handler(signum, running.cancel)
-            if not dev:
-                with contextlib.suppress(TimeoutError):
-                    await server.drain()
-            await server.aclose()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await running
+            return
+        print("dyad: stopping the worker; live rooms finish first (Ctrl+C again to force)", flush=True)
+        forced = asyncio.Event()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+                loop.add_signal_handler(signum, forced.set)
+        if not dev:
+            draining = asyncio.ensure_future(server.drain())
+            waiting = asyncio.ensure_future(forced.wait())
+            await asyncio.wait({draining, waiting}, return_when=asyncio.FIRST_COMPLETED)
+            waiting.cancel()
+            if not draining.done():
+                print("dyad: forced: closing the live rooms now", flush=True)
+                draining.cancel()
+            with contextlib.suppress(asyncio.CancelledError, TimeoutError):
+                await draining
+        await server.aclose()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await running
     finally:
         for signum in (signal.SIGINT, signal.SIGTERM):
             with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
