@@ -321,9 +321,8 @@ class AvatarSession(LiveKitAvatarSession[Literal["metrics_collected"]]):
             reader=self.reader,
             ready=self.generator.started,
         )
-        self.feed.start()
         room.on("connection_state_changed", self._room_state)
-        self._room_state()
+        self._room_state()  # the feed starts once the room is connected (its people are known then)
         log.info("dyad avatar started as %s (%s)", self.avatar_identity, persona.identity.display_name)
 
     async def aclose(self) -> None:
@@ -358,8 +357,11 @@ class AvatarSession(LiveKitAvatarSession[Literal["metrics_collected"]]):
     # -- listening ----------------------------------------------------------------------------------
 
     def _room_state(self, *_: object) -> None:
-        if self._room is not None and self._room.isconnected():
-            self._connected.set()
+        if self._room is None or not self._room.isconnected() or self._connected.is_set():
+            return
+        self._connected.set()
+        if self.feed is not None and not self._closed:
+            self.feed.start()
 
     def _user_speaking(self) -> bool:
         session = self._agent_session

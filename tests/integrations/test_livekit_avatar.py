@@ -320,3 +320,21 @@ async def test_an_agent_session_speaks_through_the_dyad_avatar(
     assert session.output.audio is None
     leftover = [t for t in asyncio.all_tasks() if t is not asyncio.current_task() and not t.done()]
     assert not [t for t in leftover if "dyad" in t.get_name()], leftover
+
+
+async def test_started_before_the_room_connects(tiny_checkpoint: Path) -> None:
+    room = RecordingRoom(identity="agent-AJ_2")
+    room.connected = False
+    room.remote_participants["visitor"] = RemoteParticipant("visitor")  # there before we connect: no event
+    session = AgentSession[None]()
+    avatar = AvatarSession(persona(), settings=AppSettings(model=tiny_checkpoint), reader=ScriptedReader())
+    await avatar.start(session, room=cast(rtc.Room, room))
+    await asyncio.sleep(0.3)
+    assert not room.local_participant.publications  # nothing is published before the room is connected
+    assert avatar.feed is not None and avatar.feed.selector.current is None
+    room.connected = True
+    room.emit("connection_state_changed", rtc.ConnectionState.CONN_CONNECTED)
+    await until(lambda: len(room.local_participant.publications) == 2, "the tracks, once connected")
+    assert avatar.feed.selector.current == "visitor"
+    await asyncio.wait_for(avatar.wait_for_join(), WAIT_S)
+    await avatar.aclose()
