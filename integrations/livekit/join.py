@@ -14,6 +14,7 @@ import logging
 import signal
 
 from livekit import rtc
+from livekit.rtc.participant import PublishTrackError
 
 from agent.persona import Persona
 from avatar_core.config import AppSettings
@@ -67,6 +68,8 @@ async def join(
         )
         try:
             await avatar.run()
+        except PublishTrackError as exc:
+            raise JoinError(f"cannot publish the avatar's tracks in {room_name!r}: {exc}") from None
         finally:
             for signum in (signal.SIGINT, signal.SIGTERM):
                 with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
