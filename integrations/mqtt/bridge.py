@@ -20,6 +20,7 @@ import contextlib
 import json
 import logging
 import random
+import socket
 from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
@@ -298,6 +299,8 @@ class MqttBridge:
             keepalive=s.keepalive_s,
             timeout=CONNECT_TIMEOUT_S,
             tls_params=tls,
+            # Nagle's algorithm holds small packets for the peer's delayed ack (~40 ms a hop)
+            socket_options=((socket.IPPROTO_TCP, socket.TCP_NODELAY, 1),),
         )
 
     async def _connection(self) -> None:

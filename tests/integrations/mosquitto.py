@@ -278,6 +278,7 @@ class Watcher:
                     tls_params=tls,
                     username=self.username,
                     password=self.password,
+                    socket_options=((socket.IPPROTO_TCP, socket.TCP_NODELAY, 1),),
                 ) as client:
                     self._client = client
                     if not (self.persistent and subscribed):
