@@ -1,43 +1,46 @@
-"""Face landmarks of a video -> motion frames: the inverse of the renderers, for real recordings.
+"""Face landmarks of a video -> motion frames: the renderers' mapping run backwards, for real recordings.
 
-**Landmarks.** dlib's HOG face detector (on the frame scaled to at most ``DETECT_WIDTH`` px; upsampled
-once when nothing is found) and its 68-point predictor on the full-resolution frame; the largest face
-is the person. The iris is found in the image: the darkness-weighted centroid inside each eye's
-landmark polygon.
+**Landmarks.** dlib's HOG face detector (on the frame scaled to at most ``DETECT_WIDTH`` px, upsampled
+once when nothing is found) and its 68-point predictor on the full-resolution frame; the largest face is
+the person. The iris is found in the image: the darkness-weighted centroid inside each eye's landmarks.
 
-**Face frame.** Every measure is read in the face's own frame: origin between the eyes (the mean of
-the four eye corners, which blinks do not move), x along the eye line, y down, in units of the
-inter-ocular distance (IOD, between the eyes' corner midpoints). Vertical distances are measured in
-units of the eye-line-to-nose-base distance and converted to IODs with the video's median ratio, so a
-turned head (which narrows the IOD but not the face's height) does not read as a dropped jaw. Both
-units are smoothed over ``UNIT_SMOOTH_S``: they change with the head's pose and distance, never with
-speech.
+**Head pose and the frontal face.** ``cv2.solvePnP`` fits the landmarks that expressions do not move (eye
+corners and nose, ``RIGID``) to a generic 3D face (``FACE_3D``, millimetres, written here from average
+adult proportions) seen by a pinhole camera of focal length max(width, height) px. The pose is lightly
+smoothed over time (``POSE_SMOOTH_S``; the distance more, ``DISTANCE_SMOOTH_S``). Every landmark is then
+*frontalised*: its camera ray meets the plane at its generic depth in the head's frame, which places it
+in the generic face's frontal coordinates, the head's rotation, distance and position undone. Expression
+measures are distances there, each against a nearby rigid reference (chin and lips against the nose
+base, brows and lids against the eye corners), so that what noise the pose leaves scales short
+distances only.
 
 **Neutral baseline.** A measure is read against the person's neutral value over the whole video: a low
-quantile where expressions only move it one way from rest (the jaw, the lip gap, the smile's corner
-lift), the median where rest is the typical value (brows, mouth width, eye opening, head pose).
+quantile where expressions move it one way only from rest (the chin's drop, the lip gap, the corners'
+lift), the median where rest is the typical value (brows, lips, mouth width, lids, gaze, head pose).
 
-**Scales.** The motion fields are defined by what the renderers draw (:mod:`avatar_core.motion`,
-:mod:`avatar_core.render.portrait`): ``jaw_open`` = 1 drops the chin by 0.13 face heights (about 25 mm),
-a smile lifts its corner by 0.04 face heights, a raised brow rises 0.05 face heights, and so on; the
-face height ``S`` is 1.6 x the rest distance from the eye line to the chin, as in the renderer. Each
-measure's excursion from neutral is divided by the excursion that reads 1 and clipped into the
-field's range. Fields that share landmarks are separated: the corners' drop with the jaw is removed
-before reading the smile, the lower lip is read relative to the chin, the width a smile adds is removed
-before reading ``mouth_wide``/``mouth_round``.
+**Scales.** A field's value is what the portrait renderer draws (:mod:`avatar_core.render.portrait`):
+``jaw_open`` 1 drops the chin by 0.13 face heights (about 25 mm), a smile lifts its corner by 0.04, a
+brow rises 0.045, and so on, the face height ``S`` being 1.6 x the rest distance from the eye line to the
+chin, as in the renderer. A measure's excursion from neutral is divided by the excursion that reads 1 and
+clipped into the field's range; the fields that landmark jitter reaches most get a small dead zone
+(``DEAD_ZONE``). Fields that share landmarks are separated: the corners' drop with the jaw is removed
+before the smile is read, the lower lip is read against the chin, the width a smile adds is removed
+before ``mouth_wide``/``mouth_round``. ``lips_pressed`` is lip contact: the inner lips' gap near its
+closed level reads 1 (lips that touch at rest read 1 too: they are sealed; the teacher's 0.3 at rest is
+its own convention).
 
-**Eyes.** ``blink_l``/``blink_r``: the eye aspect ratio (EAR, lid-to-lid over corner-to-corner) against
-its median; an EAR at ``1 - BLINK_FULL`` of the open eye's reads 1 (dlib's lids never quite meet).
-``squint``: the lower lids' rise. ``gaze_x``: the iris' horizontal offset in the eye (0.2 eye widths =
-30 degrees = 1); ``gaze_y`` stays 0: the lids cover the top and bottom of the iris and follow vertical
-gaze, so the dark centroid's height says more about the lids than about the eye.
+**Eyes.** ``blink_l``/``blink_r``: the upper half of the eye aspect ratio, the upper lid's drop towards
+the eye-corner line over the open eye's height, so that a squint's rising lower lid is not a blink;
+dlib's lids never quite meet, so a drop of ``BLINK_FULL`` reads 1. ``squint``: the lower lids' rise.
+``gaze_x``: the iris' horizontal offset in the eye (0.2 eye widths, about 30 degrees, reads 1), where
+the eye is at least ``MIN_IRIS_EYE_PX`` wide; ``gaze_y`` stays 0: the lids cover the iris' top and bottom
+and follow vertical gaze, so the dark centroid's height tells more about the lids than about the eye.
 
-**Head.** Rotation from ``cv2.solvePnP`` of the rigid landmarks (eye corners and nose) against a
-generic 3D face (millimetres, written here from average adult proportions) with a pinhole camera of
-focal length max(width, height) px; yaw/pitch are read off the face's forward axis, roll off its
-x axis, all relative to their medians (the camera need not face the person squarely). Translation: the
-projected face origin's shift in face heights, and ``head_z`` from the PnP distance (the renderer's
-scale is ``1 + 0.5 head_z``).
+**Head fields.** Yaw and pitch are read off the face's forward axis, roll off its x axis, all against
+their medians (the camera need not face the person squarely); ``head_x``/``head_y``: the projected face
+origin's shift in face heights; ``head_z`` from the PnP distance (the renderer's scale is
+``1 + 0.5 head_z``). The portrait renderer turns a head with less parallax than a real one: on its own
+landmarks, a rendered yaw or pitch reads back at about a quarter of its value.
 
 Letters in shape comments: F video frames, D = MOTION_DIM.
 """
@@ -67,10 +70,10 @@ POSE_SMOOTH_S = 0.03  # Gaussian sigma of the head's rotation and position
 DISTANCE_SMOOTH_S = 0.15  # and of its distance from the camera
 MIN_IRIS_EYE_PX = 14.0  # narrower eyes give no gaze
 
-# Scales: the excursion (in IODs, or face heights S where noted) that reads 1.0, after the renderer.
-JAW_S = 0.13  # chin drop, face heights
-SMILE_S = 0.04  # corner lift, face heights
-SMILE_WIDEN_S = 0.03  # how far a full smile pulls its corner sideways, face heights
+# Scales: the excursion that reads 1.0, in face heights S (``*_S``) or as noted, after the renderer.
+JAW_S = 0.13  # chin drop
+SMILE_S = 0.04  # corner lift
+SMILE_WIDEN_S = 0.03  # how far a full smile pulls its corner sideways
 JAW_CORNER_DROP = 0.45  # a mouth corner drops this fraction of the chin's drop
 JAW_NARROW = 0.08  # the mouth narrows by this fraction of its width at jaw_open 1
 WIDE_RATIO = 0.2  # mouth_wide 1 widens the mouth by 20 %
@@ -79,12 +82,11 @@ UPPER_LIP_S = 0.04
 LOWER_LIP_S = 0.045
 BROW_UP_S = 0.045
 BROW_DOWN_S = 0.03
-CONTACT_S = 0.02  # inner-lip gap above rest at which the lips no longer touch
+CONTACT_S = 0.02  # inner-lip gap above its closed level at which the lips no longer touch
 DEAD_ZONE = 0.12  # excursions below this read 0 on the fields that landmark jitter reaches most
-BLINK_FULL = 0.75  # EAR loss that reads as a closed eye
+BLINK_FULL = 0.75  # upper-lid drop, in open-eye heights, that reads as a closed eye
 SQUINT_RATIO = 0.25  # lower lid rise, in eye heights, of squint 1
 GAZE_RATIO = 0.2  # iris offset, in eye widths, of gaze 1
-TRANSLATION_FIELDS_SCALE = 1.0
 FACE_HEIGHT_PER_CHIN = 1.6  # face height (hairline to chin) over the eye-line-to-chin distance
 
 # A generic adult face in millimetres, written here from average adult proportions (inter-ocular
@@ -131,7 +133,7 @@ BROWS = ((17, 18, 19, 20, 21), (22, 23, 24, 25, 26))
 CHIN = (7, 8, 9)
 NOSE_BASE = 33
 INNER_UPPER, INNER_LOWER = (61, 62, 63), (67, 66, 65)
-OUTER_UPPER, OUTER_LOWER = (50, 51, 52), (58, 57, 56)
+OUTER_UPPER = (50, 51, 52)
 MOUTH_CORNERS = (48, 54)  # viewer's left, right
 
 
@@ -374,6 +376,7 @@ def frontalise(points: F64, rvecs: F64, tvecs: F64, camera: F64) -> F64:
         v1 = a * base[:, 2] - base[:, 0]
         v2 = b * base[:, 2] - base[:, 1]
         det = m11 * m22 - m12 * m21
+        det = np.where(np.abs(det) > 1e-9, det, np.nan)  # a ray along the plane: no point
         out[f, :, 0] = (v1 * m22 - m12 * v2) / det
         out[f, :, 1] = (m11 * v2 - m21 * v1) / det
     return out
@@ -424,8 +427,6 @@ def measure(track: FaceTrack) -> FaceMeasures:
     values: dict[str, F64] = {
         "chin": chin - nose,
         "gap": np.maximum(0.0, (y[:, list(INNER_LOWER)] - y[:, list(INNER_UPPER)]).mean(axis=1)),
-        "lip_red": (y[:, list(INNER_UPPER)] - y[:, list(OUTER_UPPER)]).mean(axis=1)
-        + (y[:, list(OUTER_LOWER)] - y[:, list(INNER_LOWER)]).mean(axis=1),
         "lower_lip": y[:, list(INNER_LOWER)].mean(axis=1) - chin,
         "upper_lip": y[:, list(OUTER_UPPER)].mean(axis=1) - nose,
         "width": x[:, MOUTH_CORNERS[1]] - x[:, MOUTH_CORNERS[0]],
@@ -436,8 +437,6 @@ def measure(track: FaceTrack) -> FaceMeasures:
     }
     for e, name in ((1, "l"), (0, "r")):
         lids = (y[:, list(LOWER_LID[e])] - y[:, list(UPPER_LID[e])]).mean(axis=1)
-        corners = x[:, CORNERS[e][1]] - x[:, CORNERS[e][0]]
-        values[f"ear_{name}"] = lids / np.maximum(corners, 1e-6)
         values[f"lower_lid_{name}"] = y[:, list(LOWER_LID[e])].mean(axis=1) - eye_y[e]
         values[f"upper_lid_{name}"] = eye_y[e] - y[:, list(UPPER_LID[e])].mean(axis=1)
         values[f"eye_height_{name}"] = lids
@@ -545,7 +544,7 @@ def motion_from_track(track: FaceTrack) -> tuple[F32, npt.NDArray[np.bool_]]:
     put("head_x", (v["origin_x"] - _q(v["origin_x"], 0.5)) / m.face_height_px)
     put("head_y", (v["origin_y"] - _q(v["origin_y"], 0.5)) / m.face_height_px)
     put("head_z", 2.0 * (_q(v["distance"], 0.5) / np.maximum(v["distance"], 1e-6) - 1.0))
-    return mo.clip(out.astype(np.float32)), track.found
+    return mo.clip(np.nan_to_num(out, nan=0.0).astype(np.float32)), track.found
 
 
 def _dead(value: F64, zone: float) -> F64:

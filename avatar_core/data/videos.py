@@ -8,7 +8,8 @@ joint model on real behaviour. Per video file (``.mp4 .mov .mkv .webm``):
    times) and the frames. A file without an audio stream, with silent audio or without a face is
    skipped and reported; a folder where no file is usable is an error.
 2. **Face.** dlib's 68 landmarks per frame -> the 22 motion fields (:mod:`avatar_core.data.landmarks`:
-   measured against the person's neutral face over the whole video, head pose by PnP), interpolated from
+   head pose by PnP against a generic 3D face, expressions on the frontalised landmarks, each against
+   the person's neutral face over the whole video), interpolated from
    the video frames' own timestamps (variable frame rate is common in phone recordings) to the 40 fps
    model frames and smoothed lightly (sharper for blinks and lips than for the head).
 3. **Transcript.** Whisper tiny.en (faster-whisper, int8, the bundled model) with word timestamps; its
@@ -24,21 +25,25 @@ joint model on real behaviour. Per video file (``.mp4 .mov .mkv .webm``):
    exact frames (as for the teacher). Kokoro's frames are aligned to the recording's by dynamic time
    warping on the spectral part of the WORLD features (columns 2:42, mean and variance normalised per
    utterance and per side, so the two voices' timbres matter less than what is said), with the
-   symmetric step pattern (a diagonal step costs twice a horizontal or vertical one, so neither side is
-   favoured). A token's boundary is the first recorded frame that the warping path pairs with the
-   token's first Kokoro frame; durations are the differences of consecutive boundaries, so they are
-   whole model frames, never negative, and sum exactly to the utterance's frames. Kokoro's leading and
-   trailing pad tokens pair with (and absorb) the recording's silence before and after the speech.
+   symmetric step pattern (a diagonal step counts its cell twice, so neither side is favoured) and a
+   fixed price on every horizontal or vertical step (``STEP_PENALTY``), which keeps the path from
+   drifting along silences and held vowels. A token's boundary is the first recorded frame that the
+   warping path pairs with the token's first Kokoro frame; durations are the differences of consecutive
+   boundaries, so they are whole model frames, never negative, and sum exactly to the utterance's frames.
+   Kokoro's leading and trailing pad tokens pair with (and absorb) the recording's silence before and
+   after the speech.
    Forced alignment with an acoustic model would be more exact but needs a model we do not ship;
    Kokoro's own timing turns "what phonemes, in what order, how long relative to each other" into a
    known template, and DTW only has to stretch it. The reference voice follows the speaker's pitch
    (``jm_kumo`` below ``MALE_F0_HZ`` median F0, else ``jf_alpha``).
 
-The sample's ``voice`` is that reference voice: the trainer only knows Kokoro voices. Its ``source`` is
+The sample's ``voice`` is that reference voice, since the trainer only knows Kokoro voices (mixed with
+teacher data of the same voice, the two speakers share one speaker embedding). Its ``source`` is
 ``video:<file name>``, its role ``speak``, and its partner vectors are zero (nobody listens).
 
 Resumable: an utterance already in ``OUT`` is not written again, and a finished video is recorded in
-``OUT/.videos/`` (as are its landmarks and transcript, so an interrupted video is not analysed twice).
+``OUT/.videos/``, with its landmarks, transcript and utterances (name, start in seconds, frames, text),
+so an interrupted video is not analysed twice.
 With ``workers > 1`` videos are converted in parallel processes.
 """
 
@@ -93,9 +98,9 @@ SILENT_PEAK = 1e-3  # audio quieter than this (-60 dBFS) has nothing to transcri
 MALE_F0_HZ = 165.0
 # DTW's price of a horizontal or vertical step, in units of the normalised spectral distance (about 1
 # between unrelated frames): without it, cheap runs along silence or a held vowel let the path drift by
-# a second and snap back. Measured on 16 Kokoro utterances spoken by other voices at 0.85-1.15x speed
-# with 0.2-0.6 s of silence in front: the error of /p b m/ onsets has median 1 frame, 90th percentile 1
-# frame (4.5 frames without the penalty: 13).
+# up to a second and snap back. Measured on 16 utterances by four other Kokoro voices at 0.85-1.15x
+# speed with 0.2-0.6 s of silence in front, the /p b m/ onsets are off by a median 1 frame, 90th
+# percentile 1, worst 9 (without the penalty: median 2, 90th percentile 13, worst 32).
 STEP_PENALTY = 0.6
 FEMALE_VOICE, MALE_VOICE = "jf_alpha", "jm_kumo"
 # Smoothing (Gaussian sigma, seconds) of the motion at 40 fps: landmark jitter is about one video frame.
@@ -392,7 +397,8 @@ def align_durations(template: F32, template_durations: I64, recording: F32) -> I
     if int(template_durations.sum()) != n:
         raise ValueError(f"template durations sum to {int(template_durations.sum())}, not {n} frames")
     a, b = _normalised(template), _normalised(recording)
-    cost = np.sqrt(np.maximum(((a[:, None, :] - b[None, :, :]) ** 2).sum(axis=2), 0.0)) / a.shape[1] ** 0.5
+    squared = (a**2).sum(axis=1)[:, None] + (b**2).sum(axis=1)[None, :] - 2.0 * a @ b.T  # (N, T)
+    cost = np.sqrt(np.maximum(squared, 0.0) / a.shape[1])
     rows, cols = dtw_path(cost, STEP_PENALTY)
     first = np.full(n + 1, t, np.int64)  # first recorded frame paired with each template frame
     np.minimum.at(first, rows, cols)
@@ -636,7 +642,6 @@ def convert_folder(folder: Path, out: Path, cache_dir: Path, workers: int = 1) -
     out.mkdir(parents=True, exist_ok=True)
     (out / STATE_DIR).mkdir(exist_ok=True)
     todo = [v for v in videos if not _is_done(out, v)]
-    skipped: dict[str, str] = {}
     pool = None
     if todo and workers > 1 and len(todo) > 1:
         ctx = get_context("spawn")
@@ -654,7 +659,6 @@ def convert_folder(folder: Path, out: Path, cache_dir: Path, workers: int = 1) -
                     f.write(json.dumps(meta, ensure_ascii=False) + "\n")
             if reason is not None:
                 log.warning("skipped %s: %s", path.name, reason)
-                skipped[path.name] = reason
             else:
                 log.info("%s: %d new samples", path.name, len(metas))
             _mark_done(out, path, reason)
@@ -663,11 +667,10 @@ def convert_folder(folder: Path, out: Path, cache_dir: Path, workers: int = 1) -
             pool.shutdown(cancel_futures=True)
     total = sum(len(list(out.glob(f"{video_id(v)}-*.npz"))) for v in videos)
     if total == 0:
-        reasons = skipped or {
-            v.name: str(json.loads(_done_file(out, v).read_text()).get("skipped") or "no utterance")
-            for v in videos
-        }
-        listed = "; ".join(f"{name}: {why}" for name, why in reasons.items())
+        reasons = [json.loads(_done_file(out, v).read_text(encoding="utf-8")).get("skipped") for v in videos]
+        listed = "; ".join(
+            f"{v.name}: {why or 'no usable utterance'}" for v, why in zip(videos, reasons, strict=True)
+        )
         raise DatasetError(
             f"no usable video in {folder} ({listed}); use videos of one person talking to the camera"
         )
