@@ -135,8 +135,14 @@ def kiosk(
         from integrations.mqtt.hosts import BrowserHost
 
         session_host = BrowserHost(host, port)
-    with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(run_kiosk(settings, session_host, persona, name))
+    from avatar_core.bundled import MissingModelError
+    from integrations.llm.local_server import LocalServerError
+
+    try:
+        with contextlib.suppress(KeyboardInterrupt):
+            asyncio.run(run_kiosk(settings, session_host, persona, name))
+    except (OSError, LocalServerError, MissingModelError) as exc:  # e.g. the page's port is taken
+        raise _fail(f"the kiosk stopped: {exc}") from None
 
 
 def register(app: typer.Typer) -> None:
