@@ -275,7 +275,7 @@ def fit(
         opt.step()
         step += 1
         for key in LOSS_KEYS:
-            running[key] += float(parts[key])
+            running[key] += parts[key].item()
         count += 1
         if step % train.log_every == 0 or step == train.steps:
             means = {k: v / count for k, v in running.items()}

@@ -89,7 +89,8 @@ def _upsample(values: npt.NDArray[np.floating]) -> npt.NDArray[np.float64]:
     w = np.clip(grid - np.floor(grid), 0.0, 1.0)[:, None]
     w[grid < 0] = 0.0  # before the first centre: hold the first frame
     v = np.asarray(values, np.float64)
-    return (1.0 - w) * v[left] + w * v[right]
+    out: npt.NDArray[np.float64] = (1.0 - w) * v[left] + w * v[right]
+    return out
 
 
 def synthesize(features: npt.NDArray[np.floating]) -> FloatArray:
