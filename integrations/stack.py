@@ -19,7 +19,7 @@ from avatar_core.config import AppSettings
 from avatar_core.engine import Engine, RealClock, VirtualClock, Voice
 from avatar_core.joint import JointVoice
 from avatar_core.model.inference import JointModel, ModelMissingError
-from avatar_core.render.base import make_renderer
+from avatar_core.render.base import Renderer, make_renderer
 from integrations.llm.local_server import LOCAL_API_KEY, LocalLLMServer
 
 log = logging.getLogger(__name__)
@@ -69,6 +69,16 @@ def build_voice(
     return CascadeVoice(persona.voice, persona.behaviour, fps, settings.cache_dir, driver=model), model
 
 
+@dataclass
+class LoadedParts:
+    """Models already loaded for a persona (a prewarmed process), used instead of loading them again."""
+
+    voice: Voice
+    model: JointModel | None
+    renderer: Renderer
+    stt: STT | None = None
+
+
 @contextlib.asynccontextmanager
 async def open_stack(
     persona: Persona,
@@ -77,11 +87,13 @@ async def open_stack(
     virtual: bool = False,
     seed: int = 0,
     server: LocalLLMServer | None = None,
+    loaded: LoadedParts | None = None,
 ) -> AsyncIterator[AvatarStack]:
     """Build the avatar; ``virtual`` runs it on a virtual clock (offline files).
 
     With ``llm.base_url: embedded`` the bundled SmolLM2 server is started here (or ``server`` is reused,
-    so several sessions in one process share it) and stopped on exit.
+    so several sessions in one process share it) and stopped on exit. ``loaded`` parts (the persona's,
+    loaded ahead of time) are used instead of loading the voice, model, renderer and STT again.
     """
     settings = settings or AppSettings()
     if persona.voice.mode == "cascade" and persona.voice.cascade_tts == "openai":
@@ -94,13 +106,16 @@ async def open_stack(
             server = own_server = LocalLLMServer()
             await server.start()
         base_url, api_key = server.base_url, LOCAL_API_KEY
-    stt = make_stt(persona.stt)
+    stt = loaded.stt if loaded is not None and loaded.stt is not None else make_stt(persona.stt)
     llm = ChatLLM(persona.llm, base_url, api_key, seed=seed)
     fps = persona.appearance.video.fps
-    (voice, driver), renderer = await asyncio.gather(
-        asyncio.to_thread(build_voice, persona, settings),
-        asyncio.to_thread(make_renderer, persona.appearance),
-    )
+    if loaded is not None:
+        voice, driver, renderer = loaded.voice, loaded.model, loaded.renderer
+    else:
+        (voice, driver), renderer = await asyncio.gather(
+            asyncio.to_thread(build_voice, persona, settings),
+            asyncio.to_thread(make_renderer, persona.appearance),
+        )
     clock = VirtualClock() if virtual else RealClock()
     engine = Engine(voice, renderer, persona.behaviour, fps=fps, clock=clock, seed=seed, driver=driver)
     session = Session(persona, engine, stt, llm)

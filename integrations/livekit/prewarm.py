@@ -19,18 +19,16 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 from agent.features import ListeningFeatures
-from agent.llm import ChatLLM
-from agent.persona import EMBEDDED, Persona
-from agent.session import Session
-from agent.stt import STT, WhisperSTT, make_stt
+from agent.persona import Persona
+from agent.stt import WhisperSTT, make_stt
 from agent.vad import StreamingVAD
 from avatar_core.config import AppSettings
-from avatar_core.engine import Engine, RealClock, Voice
+from avatar_core.engine import Voice
 from avatar_core.model.inference import JointModel
 from avatar_core.motion import NEUTRAL
 from avatar_core.render.base import Renderer, make_renderer
-from integrations.llm.local_server import LOCAL_API_KEY, LocalLLMServer
-from integrations.stack import AvatarStack, StackError, build_voice
+from integrations.llm.local_server import LocalLLMServer
+from integrations.stack import AvatarStack, LoadedParts, build_voice, open_stack
 
 log = logging.getLogger(__name__)
 
@@ -74,36 +72,6 @@ async def stack_from(
     seed: int = 0,
 ) -> AsyncIterator[AvatarStack]:
     """The room's avatar from prewarmed parts; what ``open_stack(parts.persona, server=server)`` builds."""
-    persona = parts.persona
-    if persona.voice.mode == "cascade" and persona.voice.cascade_tts == "openai":
-        raise StackError("voice.cascade_tts 'openai' is not available yet; use 'kokoro'")
-    own_server = None
-    api_key = None
-    base_url = persona.llm.base_url
-    if base_url == EMBEDDED:
-        if server is None:
-            server = own_server = LocalLLMServer()
-            await server.start()
-        base_url, api_key = server.base_url, LOCAL_API_KEY
-    stt: STT = parts.stt if parts.stt is not None else make_stt(persona.stt)
-    llm = ChatLLM(persona.llm, base_url, api_key, seed=seed)
-    fps = persona.appearance.video.fps
-    engine = Engine(
-        parts.voice,
-        parts.renderer,
-        persona.behaviour,
-        fps=fps,
-        clock=RealClock(),
-        seed=seed,
-        driver=parts.model,
-    )
-    session = Session(persona, engine, stt, llm)
-    try:
-        yield AvatarStack(persona, engine, session, stt, llm, server)
-    finally:
-        await session.aclose()
-        await engine.aclose()
-        await llm.aclose()
-        await stt.aclose()
-        if own_server is not None:
-            await own_server.stop()
+    loaded = LoadedParts(parts.voice, parts.model, parts.renderer, parts.stt)
+    async with open_stack(parts.persona, server=server, seed=seed, loaded=loaded) as stack:
+        yield stack
