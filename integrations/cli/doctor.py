@@ -144,6 +144,24 @@ class Checks:
         assert len(faces) == 0 and predictor is not None
         return "68-point predictor loaded"
 
+    def joint_model(self) -> str:
+        from avatar_core.model.inference import JointModel
+
+        model = JointModel(self.settings.model)
+        model.generate("Hello.")  # warm-up
+        start = time.perf_counter()
+        out = model.generate("Hello, how are you today?")
+        elapsed = time.perf_counter() - start
+        assert out.audio.size and np.isfinite(out.motion).all()
+        rtf = elapsed / out.duration_s
+        return f"{out.duration_s:.2f} s of speech + motion in {elapsed * 1000:.0f} ms (RTF {rtf:.3f})"
+
+    def joint_model_path(self) -> Path | None:
+        from avatar_core.model.inference import DEFAULT_CHECKPOINT
+
+        path = self.settings.model or DEFAULT_CHECKPOINT
+        return path if path.exists() else None
+
     def av(self) -> str:
         import av
 
@@ -181,6 +199,7 @@ def components(checks: Checks) -> list[Component]:
         Component("pyworld vocoder", "pyworld", True, module_path("pyworld"), checks.pyworld),
         Component("dlib face landmarks", "dlib-bin", True, bundled.face_landmarks_model, checks.dlib),
         Component("PyAV video files", "av", True, module_path("av"), checks.av),
+        Component("AV-Flow joint model", "dyad", False, checks.joint_model_path, checks.joint_model),
         Component("LiveKit", "livekit-agents", False, module_path("livekit.agents"), imported("livekit.rtc")),
         Component("MQTT (aiomqtt)", "aiomqtt", False, module_path("aiomqtt"), imported("aiomqtt")),
         Component("WebRTC (aiortc)", "aiortc", False, module_path("aiortc"), imported("aiortc")),
@@ -197,6 +216,8 @@ def run_checks(settings: AppSettings, smoke: bool = True) -> list[Result]:
             path = component.locate()
             found = path is not None and version is not None
             detail = "" if found else f"not installed: pip install {component.distribution}"
+            if path is None and component.distribution == "dyad":
+                detail = "no checkpoint: set DYAD_MODEL or train one (dyad train fit); cascade mode is used"
         except Exception as exc:
             path, found, detail = None, False, str(exc)
         result = Result(component.name, component.required, found, version, str(path) if path else None,
