@@ -145,6 +145,11 @@ class BehaviourConfig(StrictModel):
     blinks_per_minute: float = Field(17.0, ge=4.0, le=40.0)
     gaze_aversion: float = Field(0.2, ge=0.0, le=1.0, description="share of time gaze leaves the user")
     smile_mirroring: float = Field(0.7, ge=0.0, le=1.0, description="how strongly it mirrors a smile")
+    listening: Literal["teacher", "model"] = Field(
+        "teacher",
+        description="live listening motion: the procedural teacher (follows the knobs above) or the joint "
+        "model's listening mode (learned from the teacher at default settings; needs a checkpoint)",
+    )
 
 
 # ---------------------------------------------------------------------------------------------------

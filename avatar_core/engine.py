@@ -37,7 +37,7 @@ from avatar_core.frames import (
     VideoFrame,
 )
 from avatar_core.motion import NEUTRAL, FloatArray, clip
-from avatar_core.partner import PartnerFrame
+from avatar_core.partner import PartnerFrame, partner_vector
 from avatar_core.render.base import Renderer
 from avatar_core.teacher.idle import IdleLayer, compose
 from avatar_core.teacher.listening import ListeningLayer
@@ -169,6 +169,103 @@ class SpeechHandle:
             self._done.set_result(None)
 
 
+class ListeningModel(Protocol):
+    """The joint model's listening mode: partner conditioning (T, P) at 40 fps -> motion (T, D) at 40 fps."""
+
+    def listen(self, partner: FloatArray, key: str = "") -> FloatArray: ...
+
+
+class ModelListening:
+    """Live listening motion from the joint model, generated one block ahead.
+
+    While the avatar is in block ``k`` (``BLOCK_S`` of video time), block ``k + 1`` is generated from the
+    partner's last ``HISTORY_S`` (what follows now is assumed to stay as it is now), so reactions lag the
+    partner by at most one block, about the delay of a human backchannel. A block's first frames blend
+    from the last frame shown, so the face never jumps between blocks.
+    """
+
+    BLOCK_S = 0.5
+    HISTORY_S = 3.0
+    BLEND_FRAMES = 3
+
+    def __init__(self, model: ListeningModel, fps: float) -> None:
+        self.model = model
+        self.fps = fps
+        self._history: deque[tuple[float, list[float]]] = deque()
+        self._blocks: dict[int, FloatArray] = {}
+        self._scheduled: set[int] = set()
+        self._shown: FloatArray | None = None
+        self._block = -1
+        self._blend_from: FloatArray | None = None
+        self._into = 0  # frames shown from the current block
+
+    def observe(self, vt: float, partner: PartnerFrame | None) -> None:
+        """Record the partner's conditioning at video time ``vt``."""
+        self._history.append((vt, partner_vector(partner)))
+        while self._history and self._history[0][0] < vt - self.HISTORY_S - self.BLOCK_S:
+            self._history.popleft()
+
+    def next_block(self, vt: float) -> int | None:
+        """The block to generate now, if it is not under way already."""
+        k = int(vt // self.BLOCK_S) + 1
+        return None if k in self._scheduled else k
+
+    def schedule(self, k: int) -> list[tuple[float, list[float]]]:
+        """Mark block ``k`` as under way; the partner history it is made from (on the event loop)."""
+        self._scheduled.add(k)
+        return list(self._history)
+
+    def make(self, k: int, history: list[tuple[float, list[float]]]) -> tuple[int, FloatArray]:
+        """Generate block ``k`` from ``history`` (blocking: runs in a worker thread)."""
+        from avatar_core.motion import resample
+        from avatar_core.speech.features import MODEL_FPS
+
+        start, end = k * self.BLOCK_S - self.HISTORY_S, (k + 1) * self.BLOCK_S
+        times = start + np.arange(round((end - start) * MODEL_FPS)) / MODEL_FPS  # (T,) at 40 fps
+        stamps = np.array([t for t, _ in history]) if history else np.zeros(0)
+        rows = np.array([v for _, v in history], np.float32).reshape(len(history), -1)
+        if rows.size:
+            pick = np.clip(np.searchsorted(stamps, times, side="right") - 1, 0, len(rows) - 1)
+            partner = rows[pick]
+        else:
+            partner = np.tile(np.array(partner_vector(None), np.float32), (times.size, 1))
+        motion40 = self.model.listen(partner, key=str(k))  # (T, D)
+        block = resample(motion40, MODEL_FPS, self.fps)[-round(self.BLOCK_S * self.fps) :]
+        return k, block
+
+    def install(self, k: int, block: FloatArray) -> None:
+        """Keep a finished block (called on the event loop)."""
+        self._blocks[k] = block
+        for old in [b for b in self._blocks if b < k - 1]:
+            del self._blocks[old]
+        self._scheduled = {b for b in self._scheduled if b >= k - 1}
+
+    def frame(self, vt: float, fallback: FloatArray) -> FloatArray:
+        """The model's listening frame at ``vt``, or ``fallback`` while its block is not ready."""
+        k = int(vt // self.BLOCK_S)
+        block = self._blocks.get(k)
+        if block is None:
+            if self._block >= 0 and self._shown is not None:
+                return self._shown  # a late block: hold the last learned frame rather than jump
+            self._shown = fallback
+            return fallback
+        i = min(len(block) - 1, round((vt - k * self.BLOCK_S) * self.fps))
+        if k != self._block:  # first frame shown from this block (it may arrive late)
+            self._block, self._blend_from, self._into = k, self._shown, 0
+        frame: FloatArray = block[i]
+        if self._blend_from is not None and self._into < self.BLEND_FRAMES:
+            w = (self._into + 1) / (self.BLEND_FRAMES + 1)
+            frame = w * frame + (1 - w) * self._blend_from
+        self._into += 1
+        self._shown = frame
+        return frame
+
+    def forget_shown(self) -> None:
+        """The avatar spoke in between: the next block blends from wherever the crossfade takes it."""
+        self._shown = None
+        self._block = -1
+
+
 class AudioDriven:
     """Segments of external speech -> Utterances with motion from an :class:`AudioDriver`.
 
@@ -240,9 +337,15 @@ class Engine:
         clock: RealClock | VirtualClock | None = None,
         seed: int = 0,
         driver: AudioDriver | None = None,
+        listener: ListeningModel | None = None,
     ) -> None:
         self.voice = voice
         self.driver = driver  # audio-driven mode (say_audio); the joint model
+        # Listening from the joint model only when the persona asks for it (behaviour.listening: model).
+        self._model_listening = (
+            ModelListening(listener, fps) if listener is not None and behaviour.listening == "model" else None
+        )
+        self._listen_pool = ThreadPoolExecutor(1, thread_name_prefix="dyad-listen")
         self.renderer = renderer
         self.fps = fps
         self.clock = clock or RealClock()
@@ -339,6 +442,7 @@ class Engine:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._synth_pool.shutdown(wait=False, cancel_futures=True)
         self._render_pool.shutdown(wait=False, cancel_futures=True)
+        self._listen_pool.shutdown(wait=False, cancel_futures=True)
 
     async def frames(self) -> AsyncIterator[OutputFrame]:
         """Audio frames every 20 ms and video frames at ``fps``, timestamped, until closed.
@@ -355,9 +459,35 @@ class Engine:
             while self._video_index / self.fps < t + AUDIO_FRAME_S - 1e-9:
                 vt = self._video_index / self.fps
                 motion = self._motion_at(vt)
+                self._schedule_listening(vt)
                 self._video_index += 1
                 image = await loop.run_in_executor(self._render_pool, self.renderer.render, motion)
                 yield VideoFrame(vt, image, motion, self.state)
+
+    def _schedule_listening(self, vt: float) -> None:
+        """Start generating the next listening block in its own thread (never waits for it)."""
+        listening = self._model_listening
+        if listening is None or self._closed:
+            return
+        k = listening.next_block(vt)
+        if k is None:
+            return
+        history = listening.schedule(k)
+
+        async def run() -> None:
+            try:
+                loop = asyncio.get_running_loop()
+                done = await loop.run_in_executor(self._listen_pool, listening.make, k, history)
+            except RuntimeError:  # the pool shut down with the engine
+                return
+            except Exception:
+                log.exception("listening motion failed; the teacher's listening layer fills in")
+                return
+            listening.install(*done)
+
+        task = asyncio.get_running_loop().create_task(run())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     # -- synthesis ----------------------------------------------------------------------------------
 
@@ -525,6 +655,12 @@ class Engine:
         idle = self._idle.step()
         listening = compose(idle, self._listening.step(partner))
         speech = self._speech_layer_at(vt)
+        if self._model_listening is not None:
+            self._model_listening.observe(vt, partner)
+            if speech is None:  # complete motion: the model's own blinks and idle motion
+                listening = self._model_listening.frame(vt, listening)
+            else:
+                self._model_listening.forget_shown()
         source = "speak" if speech is not None else "listen"
         layer = listening
         if speech is not None:  # a complete utterance brings its own blinks and idle motion

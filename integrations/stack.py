@@ -117,7 +117,9 @@ async def open_stack(
             asyncio.to_thread(make_renderer, persona.appearance),
         )
     clock = VirtualClock() if virtual else RealClock()
-    engine = Engine(voice, renderer, persona.behaviour, fps=fps, clock=clock, seed=seed, driver=driver)
+    engine = Engine(
+        voice, renderer, persona.behaviour, fps=fps, clock=clock, seed=seed, driver=driver, listener=driver
+    )
     session = Session(persona, engine, stt, llm)
     try:
         yield AvatarStack(persona, engine, session, stt, llm, server)

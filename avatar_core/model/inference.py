@@ -173,8 +173,10 @@ class JointModel:
             return clip(m.motion_frames(channels)[0].numpy())
 
     @torch.inference_mode()
-    def listen(self, partner: FloatArray) -> FloatArray:
-        """Listening mode: the partner's conditioning (T, P) -> the actor's motion (T, D) while silent."""
+    def listen(self, partner: FloatArray, key: str = "") -> FloatArray:
+        """Listening mode: the partner's conditioning (T, P) -> the actor's motion (T, D) while silent.
+
+        ``key`` varies the sampling noise (the live Engine passes the block number)."""
         frames = partner.shape[0]
         with self._lock:
             m = self.model
@@ -186,7 +188,9 @@ class JointModel:
                 h, torch.tensor([[frames]]), frames, speaker, torch.ones(1, dtype=torch.bool)
             )
             p_t = torch.from_numpy(_fit(partner, frames))[None]
-            _, xm = euler(m, cond, mu_s, mu_m, p_t, self.steps, generator=self._generator(f"listen:{frames}"))
+            _, xm = euler(
+                m, cond, mu_s, mu_m, p_t, self.steps, generator=self._generator(f"listen:{key}:{frames}")
+            )
             _, channels = m.denormalize(mu_s, xm)
             return clip(m.motion_frames(channels)[0].numpy())
 

@@ -194,3 +194,50 @@ async def test_say_audio_without_a_model_is_a_clear_error(model: JointModel) -> 
     with pytest.raises(RuntimeError, match="joint model"):
         eng.say_audio(chunks(np.zeros(480, np.int16), 480))
     await eng.aclose()
+
+
+class ConstantListener:
+    """A listening model that records its input and answers with a recognisable pose."""
+
+    def __init__(self) -> None:
+        self.calls: list[np.ndarray] = []
+
+    def listen(self, partner: np.ndarray, key: str = "") -> np.ndarray:
+        self.calls.append(partner.copy())
+        out = np.zeros((partner.shape[0], MOTION_DIM), np.float32)
+        out[:, 14] = 0.77  # gaze_x
+        return out
+
+
+async def test_model_listening_follows_the_partner_a_block_ahead() -> None:
+    from avatar_core.partner import PartnerFrame
+
+    listener = ConstantListener()
+    voice = JointVoice.__new__(JointVoice)
+    behaviour = BehaviourConfig(listening="model")
+    eng = Engine(voice, BlankRenderer(), behaviour, fps=FPS, clock=VirtualClock(), listener=listener)
+    video: list[VideoFrame] = []
+    async for frame in eng.frames():
+        if isinstance(frame, VideoFrame):
+            eng.observe_user(PartnerFrame(t=frame.pts_s, speaking=True, f0_hz=180.0, energy=0.1))
+            video.append(frame)
+            await asyncio.sleep(0.005)  # let the listening thread keep up with the virtual clock
+            if frame.pts_s >= 3.0:
+                break
+    await eng.aclose()
+    gaze = np.array([v.motion[14] for v in video])
+    assert listener.calls, "the model was never asked for listening motion"
+    assert np.allclose(gaze[-10:], 0.77, atol=1e-6)  # the learned motion is shown as is
+    assert abs(gaze[0] - 0.77) > 0.1  # before the first block, the teacher's layer
+    assert np.all(np.abs(np.diff(gaze)) < 0.3)  # blocks blend in
+    last = listener.calls[-1]
+    assert last.shape[1] == 9 and last[-1, 0] == 1.0  # the partner is speaking in what it was given
+
+
+async def test_teacher_listening_is_the_default() -> None:
+    listener = ConstantListener()
+    voice = JointVoice.__new__(JointVoice)
+    eng = Engine(voice, BlankRenderer(), BehaviourConfig(), fps=FPS, clock=VirtualClock(), listener=listener)
+    await collect(eng, 1.5)
+    await eng.aclose()
+    assert not listener.calls
