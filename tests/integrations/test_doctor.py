@@ -24,6 +24,7 @@ def test_doctor_finds_every_component_and_smoke_checks_pass() -> None:
     by_name = {c["name"]: c for c in report["components"]}
     assert "hello" in by_name["Whisper tiny.en STT"]["detail"].lower()
     assert by_name["SmolLM2-135M LLM"]["smoke_ok"] is True
+    assert by_name["AV-Flow joint model"]["smoke_ok"] is True  # the committed checkpoint speaks
 
 
 def test_doctor_table_output() -> None:
