@@ -36,9 +36,10 @@ from avatar_core.frames import (
     OutputFrame,
     VideoFrame,
 )
-from avatar_core.motion import NEUTRAL, FloatArray, clip
+from avatar_core.motion import NEUTRAL, FloatArray, clip, resample
 from avatar_core.partner import PartnerFrame, partner_vector
 from avatar_core.render.base import Renderer
+from avatar_core.speech.features import HOP, MODEL_FPS
 from avatar_core.teacher.idle import IdleLayer, compose
 from avatar_core.teacher.listening import ListeningLayer
 from avatar_core.text.chunking import SentenceChunker
@@ -217,9 +218,6 @@ class ModelListening:
 
     def make(self, k: int, history: list[tuple[float, list[float]]]) -> tuple[int, FloatArray]:
         """Generate block ``k`` from ``history`` (blocking: runs in a worker thread)."""
-        from avatar_core.motion import resample
-        from avatar_core.speech.features import MODEL_FPS
-
         start, end = k * self.BLOCK_S - self.HISTORY_S, (k + 1) * self.BLOCK_S
         times = start + np.arange(round((end - start) * MODEL_FPS)) / MODEL_FPS  # (T,) at 40 fps
         stamps = np.array([t for t, _ in history]) if history else np.zeros(0)
@@ -292,9 +290,6 @@ class AudioDriven:
 
     def segment(self, audio: npt.NDArray[np.int16], text: str) -> Utterance:
         """Motion for ``audio`` (blocking: runs in the synthesis thread)."""
-        from avatar_core.motion import resample
-        from avatar_core.speech.features import HOP, MODEL_FPS
-
         self._segments += 1
         context = (
             self._history[-int(self.CONTEXT_S * AUDIO_RATE) // HOP * HOP :]

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -146,7 +146,8 @@ def iter_samples(folder: Path) -> Iterator[Sample]:
         yield load_sample(path)
 
 
-def append_manifest(folder: Path, sample: Sample) -> None:
-    """Add the sample's line to ``manifest.jsonl`` (a readable index; the ``.npz`` files are the truth)."""
+def append_manifest(folder: Path, meta: Mapping[str, object]) -> None:
+    """Add a sample's line (:meth:`Sample.meta`) to ``manifest.jsonl`` (a readable index; the ``.npz``
+    files are the truth)."""
     with open(folder / MANIFEST, "a", encoding="utf-8") as f:
-        f.write(json.dumps(sample.meta(), ensure_ascii=False) + "\n")
+        f.write(json.dumps(meta, ensure_ascii=False) + "\n")

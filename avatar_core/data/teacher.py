@@ -272,7 +272,7 @@ def _read_progress(out: Path) -> tuple[set[str], int]:
                 continue  # a line cut short by a crash; the npz is the truth
     for name in done - frames.keys():
         sample = load_sample(out / f"{name}.npz")
-        append_manifest(out, sample)
+        append_manifest(out, sample.meta())
         frames[name] = sample.frames
     return done, sum(frames[n] for n in done)
 
@@ -332,8 +332,7 @@ def generate(
             else:
                 metas = list(pool.map(_run, batch, [out] * len(batch)))
             for meta in metas:
-                with open(out / MANIFEST, "a", encoding="utf-8") as f:
-                    f.write(json.dumps(meta, ensure_ascii=False) + "\n")
+                append_manifest(out, meta)
                 done.add(str(meta["name"]))
                 frames += int(str(meta["frames"]))
                 if progress:

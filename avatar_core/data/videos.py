@@ -69,7 +69,7 @@ import numpy.typing as npt
 
 from avatar_core import motion as mo
 from avatar_core.data.landmarks import FaceError, FaceTrack, motion_from_track, track_faces
-from avatar_core.data.samples import MANIFEST, DatasetError, Sample
+from avatar_core.data.samples import DatasetError, Sample, append_manifest
 from avatar_core.partner import PARTNER_DIM
 from avatar_core.speech import features
 from avatar_core.speech.features import HOP, MODEL_FPS, SAMPLE_RATE, SPECTRAL
@@ -655,8 +655,7 @@ def convert_folder(folder: Path, out: Path, cache_dir: Path, workers: int = 1) -
         )
         for path, (metas, reason) in zip(todo, results, strict=True):
             for meta in metas:
-                with open(out / MANIFEST, "a", encoding="utf-8") as f:
-                    f.write(json.dumps(meta, ensure_ascii=False) + "\n")
+                append_manifest(out, meta)
             if reason is not None:
                 log.warning("skipped %s: %s", path.name, reason)
             else:

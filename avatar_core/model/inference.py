@@ -24,13 +24,18 @@ from avatar_core.model.flow import euler
 from avatar_core.motion import MOTION_DIM, FloatArray, clip
 from avatar_core.partner import PARTNER_DIM, PartnerFrame, partner_vector
 from avatar_core.speech import features
-from avatar_core.speech.features import HOP, MODEL_FPS
+from avatar_core.speech.features import MODEL_FPS
 from avatar_core.teacher.speaking import Phone
 
 ASSETS = Path(__file__).resolve().parents[2] / "assets" / "avflow"
 DEFAULT_CHECKPOINT = ASSETS / "avflow.pt"
 LEAD_FRAMES = 2  # silence kept before the first phoneme (50 ms): more is pure latency
 TAIL_FRAMES = (3, 10)  # the closing pad's duration is kept in this range
+
+
+def checkpoint_path(checkpoint: Path | None = None) -> Path:
+    """The checkpoint to load: ``checkpoint`` (e.g. ``DYAD_MODEL``) or the bundled one."""
+    return checkpoint or DEFAULT_CHECKPOINT
 
 
 class ModelMissingError(FileNotFoundError):
@@ -67,7 +72,7 @@ class JointModel:
     ) -> None:
         from avatar_core.model.train import load_model
 
-        path = checkpoint or DEFAULT_CHECKPOINT
+        path = checkpoint_path(checkpoint)
         if not path.exists():
             raise ModelMissingError(
                 f"no joint-model checkpoint at {path}; "
@@ -202,8 +207,3 @@ def _fit(partner: FloatArray, frames: int) -> FloatArray:
         return np.ascontiguousarray(p[:frames])
     pad = np.tile(p[-1:] if p.shape[0] else silent_partner(1), (frames - p.shape[0], 1))
     return np.concatenate([p, pad])
-
-
-def frames_for_audio(samples: int) -> int:
-    """Model frames covering ``samples`` samples."""
-    return -(-samples // HOP)

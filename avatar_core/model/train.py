@@ -86,9 +86,11 @@ class TrainingSet:
         motion = np.zeros((size, t, self.samples[0].motion.shape[1]), np.float32)
         partner = np.zeros((size, t, self.samples[0].partner.shape[1]), np.float32)
         valid = np.zeros((size, t), bool)
+        token_valid = np.zeros((size, n), bool)
         for row, i in enumerate(chosen):
             s = self.samples[i]
             tokens[row, : s.tokens.size] = s.tokens
+            token_valid[row, : s.tokens.size] = True
             durations[row, : s.tokens.size] = s.durations
             start = int(rng.integers(0, max(1, s.frames - t + 1)))
             length = min(t, s.frames - start)
@@ -97,9 +99,6 @@ class TrainingSet:
             motion[row, :length] = s.motion[start : start + length]
             partner[row, :length] = s.partner[start : start + length]
             valid[row, :length] = True
-        token_valid = np.zeros((size, n), bool)
-        for row, i in enumerate(chosen):
-            token_valid[row, : self.samples[i].tokens.size] = True
         return Batch(
             tokens=torch.from_numpy(tokens),
             token_valid=torch.from_numpy(token_valid),

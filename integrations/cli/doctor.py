@@ -157,9 +157,9 @@ class Checks:
         return f"{out.duration_s:.2f} s of speech + motion in {elapsed * 1000:.0f} ms (RTF {rtf:.3f})"
 
     def joint_model_path(self) -> Path | None:
-        from avatar_core.model.inference import DEFAULT_CHECKPOINT
+        from avatar_core.model.inference import checkpoint_path
 
-        path = self.settings.model or DEFAULT_CHECKPOINT
+        path = checkpoint_path(self.settings.model)
         return path if path.exists() else None
 
     def av(self) -> str:

@@ -81,10 +81,8 @@ def data(
 
 
 def _from_videos(folder: Path, out: Path, workers: int) -> None:
-    try:
-        from avatar_core.data.videos import convert_folder
-    except ImportError:
-        raise _fail("--from-videos is not available in this build") from None
+    from avatar_core.data.videos import convert_folder
+
     try:
         count = convert_folder(folder, out, AppSettings().cache_dir, workers)
     except (ValueError, OSError) as exc:

@@ -17,6 +17,7 @@ from avatar_core.cascade import Utterance
 from avatar_core.config import AppSettings
 from avatar_core.engine import Engine, VirtualClock, Voice
 from avatar_core.frames import AudioFrame
+from avatar_core.joint import JointVoice
 from avatar_core.media import Mp4Writer
 from avatar_core.render.base import make_renderer
 from integrations.stack import build_voice
@@ -78,7 +79,7 @@ async def render(
         asyncio.to_thread(build_voice, persona, settings, mode),
         asyncio.to_thread(make_renderer, persona.appearance),
     )
-    actual = "joint" if type(voice).__name__ == "JointVoice" else "cascade"
+    actual = "joint" if isinstance(voice, JointVoice) else "cascade"
     timed = TimedVoice(voice)
     engine = Engine(timed, renderer, persona.behaviour, fps=fps, clock=VirtualClock(), driver=driver)
     await engine.warm_up()

@@ -17,7 +17,7 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from aiohttp import web
 from livekit import rtc
@@ -38,6 +38,20 @@ if TYPE_CHECKING:
     from integrations.mqtt.kiosk import Kiosk
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+async def _started(ready: asyncio.Future[T], run: asyncio.Task[Any], ended: str) -> T:
+    """Wait until ``run`` reports ``ready`` or ends first: its error, or :class:`HostError` (``ended``)."""
+    try:
+        await asyncio.wait({ready, run}, return_when=asyncio.FIRST_COMPLETED)
+    except asyncio.CancelledError:
+        run.cancel()
+        raise
+    if not ready.done():
+        run.result()  # raises why it could not start
+        raise HostError(ended)
+    return ready.result()
 
 
 class _SharedLLM:
@@ -225,16 +239,7 @@ class FilesHost:
             ),
             name=f"dyad-kiosk-files-{self.count}",
         )
-        waiters: set[asyncio.Future[Any]] = {ready, run}
-        try:
-            await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
-        except asyncio.CancelledError:
-            run.cancel()
-            raise
-        if not ready.done():
-            run.result()  # raises why it could not start
-            raise HostError("the conversation ended before it began")
-        session = ready.result()
+        session = await _started(ready, run, "the conversation ended before it began")
         self._runs[id(session)] = run
         run.add_done_callback(lambda task: self._finished(session, out, task))
         return session
@@ -334,16 +339,7 @@ class LiveKitHost:
         llm = await self._llm.for_persona(persona)
         ready: asyncio.Future[tuple[Session, RoomAvatar]] = asyncio.get_running_loop().create_future()
         run = asyncio.create_task(self._serve(persona, llm, attach, ready), name=f"dyad-kiosk-{self.room}")
-        waiters: set[asyncio.Future[Any]] = {ready, run}
-        try:
-            await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
-        except asyncio.CancelledError:
-            run.cancel()
-            raise
-        if not ready.done():
-            run.result()  # raises why it could not join
-            raise HostError(f"the avatar left room {self.room!r} at once")
-        session, avatar = ready.result()
+        session, avatar = await _started(ready, run, f"the avatar left room {self.room!r} at once")
         self._runs[id(session)] = (run, avatar)
         run.add_done_callback(lambda task: self._finished(session, task))
         return session
