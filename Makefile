@@ -23,6 +23,7 @@ demo: install
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports  # the layer and no-cycle contracts in pyproject.toml
 
 typecheck: install
 	$(BIN)/mypy agent avatar_core integrations

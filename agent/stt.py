@@ -21,6 +21,7 @@ import openai
 from numpy.typing import NDArray
 
 from agent.persona import STTConfig
+from avatar_core.speech.whisper import doubtful
 
 if TYPE_CHECKING:
     from faster_whisper import WhisperModel
@@ -32,10 +33,6 @@ BUNDLED_MODEL = "tiny.en"
 DEFAULT_API_KEY_ENV = "OPENAI_API_KEY"
 PLACEHOLDER_API_KEY = "sk-dyad-no-key"  # local servers check no key, but the client insists on one
 
-# Whisper invents words for silence and noise ("Thank you.", "you"); its own confidence drops them.
-NO_SPEECH_PROB_MAX = 0.6
-AVG_LOGPROB_MIN = -1.0
-COMPRESSION_RATIO_MAX = 2.4  # higher means looping, repeated text: a hallucination
 SILENCE_PEAK = 1e-3  # below this (-60 dBFS) there is nothing to transcribe; skip the model
 
 
@@ -172,11 +169,7 @@ class WhisperSTT:
         )
         kept = []
         for segment in segments:  # a generator: decoding happens here, on this thread
-            if (
-                segment.no_speech_prob > NO_SPEECH_PROB_MAX
-                or segment.avg_logprob < AVG_LOGPROB_MIN
-                or segment.compression_ratio > COMPRESSION_RATIO_MAX
-            ):
+            if doubtful(segment):
                 log.debug(
                     "dropped segment %r (no_speech %.2f, logprob %.2f, compression %.2f)",
                     segment.text,

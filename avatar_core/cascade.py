@@ -15,7 +15,7 @@ import numpy as np
 import numpy.typing as npt
 
 from avatar_core.config import BehaviourConfig, VoiceConfig
-from avatar_core.frames import AUDIO_RATE
+from avatar_core.frames import AUDIO_RATE, to_int16
 from avatar_core.motion import FloatArray, resample
 from avatar_core.speech.features import MODEL_FPS
 from avatar_core.speech.prosody import prosody_from_audio
@@ -53,11 +53,6 @@ class Utterance:
         # Only whole words: back up to the last space before the cut.
         space = self.text.rfind(" ", 0, cut + 1)
         return self.text[:space].rstrip() if space > 0 else ""
-
-
-def to_int16(audio: npt.NDArray[np.float32]) -> npt.NDArray[np.int16]:
-    """Float audio in [-1, 1] -> int16 PCM."""
-    return (np.clip(audio, -1.0, 1.0) * 32767.0).astype(np.int16)
 
 
 class AudioDriver(Protocol):

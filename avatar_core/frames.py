@@ -35,3 +35,8 @@ class VideoFrame:
 
 
 OutputFrame = AudioFrame | VideoFrame
+
+
+def to_int16(audio: npt.NDArray[np.float32]) -> npt.NDArray[np.int16]:
+    """Float audio in [-1, 1] -> int16 PCM."""
+    return (np.clip(audio, -1.0, 1.0) * 32767.0).astype(np.int16)

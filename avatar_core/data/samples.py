@@ -16,14 +16,14 @@ import os
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import numpy.typing as npt
 
 from avatar_core.motion import MOTION_DIM
 from avatar_core.partner import PARTNER_DIM
-from avatar_core.speech.features import FEATURE_DIM
+from avatar_core.speech.features import FEATURE_DIM, HOP
 
 Role = Literal["speak", "listen"]
 MANIFEST = "manifest.jsonl"
@@ -49,6 +49,10 @@ class Sample:
     speech: FloatArray  # (T, F) WORLD features, avatar_core.speech.features
     motion: FloatArray  # (T, D) motion frames at 40 fps
     partner: FloatArray  # (T, P) avatar_core.partner.partner_vector per frame
+    # (T * HOP,) int16 24 kHz speech the features were analysed from: the actor's (speak) or the
+    # partner's (listen). Kept so a new speech representation or vocoder is trained from the same data
+    # without running the teacher again; None in samples written before it was stored.
+    audio: npt.NDArray[np.int16] | None = None
 
     @property
     def frames(self) -> int:
@@ -73,6 +77,10 @@ class Sample:
             raise DatasetError(
                 f"sample {self.name}: durations sum to {int(self.durations.sum())}, not {t} frames"
             )
+        if self.audio is not None and self.audio.shape != (t * HOP,):
+            raise DatasetError(
+                f"sample {self.name}: audio has {self.audio.size} samples, expected {t * HOP} ({t} frames)"
+            )
         for key in ("speech", "motion", "partner"):
             if not np.isfinite(getattr(self, key)).all():
                 raise DatasetError(f"sample {self.name}: {key} holds NaN or infinite values")
@@ -93,15 +101,17 @@ class Sample:
         self.check()
         path = folder / f"{self.name}.npz"
         tmp = folder / f".{self.name}.tmp.npz"
-        np.savez(
-            tmp,
-            meta=np.array(json.dumps(self.meta())),
-            tokens=self.tokens.astype(np.int64),
-            durations=self.durations.astype(np.int64),
-            speech=self.speech.astype(np.float32),
-            motion=self.motion.astype(np.float32),
-            partner=self.partner.astype(np.float32),
-        )
+        arrays: dict[str, npt.NDArray[Any]] = {
+            "meta": np.array(json.dumps(self.meta())),
+            "tokens": self.tokens.astype(np.int64),
+            "durations": self.durations.astype(np.int64),
+            "speech": self.speech.astype(np.float32),
+            "motion": self.motion.astype(np.float32),
+            "partner": self.partner.astype(np.float32),
+        }
+        if self.audio is not None:
+            arrays["audio"] = self.audio.astype(np.int16)
+        np.savez(tmp, **arrays)  # type: ignore[arg-type]  # numpy stubs type savez **kwds as its flags
         os.replace(tmp, path)
         return path
 
@@ -122,6 +132,7 @@ def load_sample(path: Path) -> Sample:
                 speech=data["speech"].astype(np.float32),
                 motion=data["motion"].astype(np.float32),
                 partner=data["partner"].astype(np.float32),
+                audio=data["audio"].astype(np.int16) if "audio" in data.files else None,
             )
     except (OSError, KeyError, ValueError) as exc:
         raise DatasetError(

@@ -10,7 +10,7 @@ Each job is one sample (see :mod:`avatar_core.data.samples`):
 * **listen** (dyadic): a partner (another voice) says two sentences with a pause between them; the actor
   is silent and moves with the teacher's listening behaviour (backchannel nods after low-pitch pauses,
   smile mirroring, gaze). The partner's conditioning comes from the very feature extractor the live agent
-  runs on a user's audio (:class:`agent.features.ListeningFeatures`), plus a simulated face.
+  runs on a user's audio (:class:`avatar_core.listening_features.ListeningFeatures`), plus a simulated face.
 
 Jobs are numbered and deterministic (the sentence, voice and seed follow from the number), so a run
 that stops can resume: finished ``.npz`` files are skipped.
@@ -33,6 +33,7 @@ import numpy.typing as npt
 
 from avatar_core.config import BehaviourConfig
 from avatar_core.data.samples import MANIFEST, Role, Sample, append_manifest, load_sample, sample_paths
+from avatar_core.frames import to_int16
 from avatar_core.partner import PartnerFrame, partner_vector
 from avatar_core.speech import features
 from avatar_core.speech.features import HOP, MODEL_FPS, SAMPLE_RATE
@@ -122,7 +123,7 @@ def partner_frames(
 ) -> list[PartnerFrame]:
     """PartnerFrame per model frame for the partner's 24 kHz ``audio`` (``None``: the partner is silent).
 
-    ``extractor`` is a fresh :class:`agent.features.ListeningFeatures`; a frame is read at the end of its
+    ``extractor`` is a fresh :class:`avatar_core.listening_features.ListeningFeatures`; a frame is read at the end of its
     25 ms, as the live agent would see it.
     """
     from scipy.signal import resample_poly
@@ -177,7 +178,7 @@ class TeacherWorker:
     """Kokoro + WORLD + teacher in one process (one ONNX thread: run one worker per core)."""
 
     def __init__(self, cache_dir: Path) -> None:
-        from agent.features import ListeningFeatures
+        from avatar_core.listening_features import ListeningFeatures
         from avatar_core.tts.kokoro import KokoroTTS
 
         self.tts = KokoroTTS(cache_dir, threads=1)
@@ -206,7 +207,7 @@ class TeacherWorker:
             partner = partner_frames(None, frames, rng, None)
             return Sample(
                 job.name, job.texts[0], job.voice, "speak", "teacher", tokens, durations,
-                features.analyze(audio), motion, partner_matrix(partner),
+                features.analyze(audio), motion, partner_matrix(partner), to_int16(audio),
             )  # fmt: skip
         # listen: the partner speaks two sentences, the actor listens
         first = self.tts.synthesize_timed(job.texts[0], job.voice).audio
@@ -216,12 +217,13 @@ class TeacherWorker:
         tail = np.zeros(int(rng.uniform(0.8, 1.6) * SAMPLE_RATE), np.float32)
         audio = np.concatenate([lead, first, pause, second, tail])
         frames = audio.size // HOP
-        partner = partner_frames(audio[: frames * HOP], frames, rng, self._features())
+        audio = audio[: frames * HOP]
+        partner = partner_frames(audio, frames, rng, self._features())
         motion = listen(partner, MODEL_FPS, self.behaviour, seed=job.seed)
         return Sample(
             job.name, " ".join(job.texts), job.voice, "listen", "teacher",
             np.zeros(1, np.int64), np.array([frames], np.int64),
-            features.silence(frames), motion, partner_matrix(partner),
+            features.silence(frames), motion, partner_matrix(partner), to_int16(audio),
         )  # fmt: skip
 
 

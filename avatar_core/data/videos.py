@@ -70,6 +70,7 @@ import numpy.typing as npt
 from avatar_core import motion as mo
 from avatar_core.data.landmarks import FaceError, FaceTrack, motion_from_track, track_faces
 from avatar_core.data.samples import DatasetError, Sample, append_manifest
+from avatar_core.frames import to_int16
 from avatar_core.partner import PARTNER_DIM
 from avatar_core.speech import features
 from avatar_core.speech.features import HOP, MODEL_FPS, SAMPLE_RATE, SPECTRAL
@@ -220,7 +221,7 @@ def transcribe(model: Any, audio24: F32) -> list[Word]:
     """Whisper's words with their times; segments Whisper itself doubts are dropped."""
     from scipy.signal import resample_poly
 
-    from agent.stt import AVG_LOGPROB_MIN, COMPRESSION_RATIO_MAX, NO_SPEECH_PROB_MAX
+    from avatar_core.speech.whisper import doubtful
 
     audio16 = resample_poly(audio24, 2, 3).astype(np.float32)
     segments, _info = model.transcribe(
@@ -235,11 +236,7 @@ def transcribe(model: Any, audio24: F32) -> list[Word]:
     )
     words: list[Word] = []
     for segment in segments:
-        if (
-            segment.no_speech_prob > NO_SPEECH_PROB_MAX
-            or segment.avg_logprob < AVG_LOGPROB_MIN
-            or segment.compression_ratio > COMPRESSION_RATIO_MAX
-        ):
+        if doubtful(segment):
             log.info("dropped doubtful segment %r", segment.text)
             continue
         for word in segment.words or ():
@@ -561,7 +558,7 @@ class VideoConverter:
         moving = mo.smooth(_motion_at(track, motion, times), MODEL_FPS, SMOOTH_S)
         return Sample(
             name, span.text, voice, "speak", f"video:{path.name}", tokens, durations, speech,
-            mo.clip(moving), np.zeros((span.frames, PARTNER_DIM), np.float32),
+            mo.clip(moving), np.zeros((span.frames, PARTNER_DIM), np.float32), to_int16(clip),
         )  # fmt: skip
 
 

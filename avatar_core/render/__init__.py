@@ -1,1 +1,24 @@
-"""Renderers: motion frames -> RGB video frames."""
+"""Renderers: motion frames -> RGB video frames; :func:`make_renderer` picks one for a persona."""
+
+from __future__ import annotations
+
+from avatar_core.config import AppearanceConfig
+from avatar_core.render.base import Renderer
+
+
+def make_renderer(
+    appearance: AppearanceConfig, width: int | None = None, height: int | None = None
+) -> Renderer:
+    """The renderer a persona's appearance asks for, at its video size unless given."""
+    w = width or appearance.video.width
+    h = height or appearance.video.height
+    if appearance.renderer == "portrait":
+        from avatar_core.render.portrait import PortraitRenderer
+
+        assert appearance.portrait is not None  # the config validator guarantees it
+        portrait: Renderer = PortraitRenderer(appearance.portrait, w, h)
+        return portrait
+    from avatar_core.render.stylized import StylizedRenderer
+
+    stylized: Renderer = StylizedRenderer(appearance.stylized, w, h)
+    return stylized

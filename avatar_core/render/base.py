@@ -12,8 +12,6 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 import numpy.typing as npt
 
-from avatar_core.config import AppearanceConfig
-
 Image = npt.NDArray[np.uint8]  # (H, W, 3) RGB
 Points = npt.NDArray[np.float32]  # (68, 2) x, y in pixels
 
@@ -47,21 +45,3 @@ def hex_to_rgb(color: str) -> tuple[int, int, int]:
     """'#rrggbb' -> (r, g, b)."""
     value = color.lstrip("#")
     return int(value[0:2], 16), int(value[2:4], 16), int(value[4:6], 16)
-
-
-def make_renderer(
-    appearance: AppearanceConfig, width: int | None = None, height: int | None = None
-) -> Renderer:
-    """The renderer a persona's appearance asks for, at its video size unless given."""
-    w = width or appearance.video.width
-    h = height or appearance.video.height
-    if appearance.renderer == "portrait":
-        from avatar_core.render.portrait import PortraitRenderer
-
-        assert appearance.portrait is not None  # the config validator guarantees it
-        portrait: Renderer = PortraitRenderer(appearance.portrait, w, h)
-        return portrait
-    from avatar_core.render.stylized import StylizedRenderer
-
-    stylized: Renderer = StylizedRenderer(appearance.stylized, w, h)
-    return stylized

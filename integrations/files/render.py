@@ -19,7 +19,7 @@ from avatar_core.engine import Engine, VirtualClock, Voice
 from avatar_core.frames import AudioFrame
 from avatar_core.joint import JointVoice
 from avatar_core.media import Mp4Writer
-from avatar_core.render.base import make_renderer
+from avatar_core.render import make_renderer
 from integrations.stack import build_voice
 
 TAIL_S = 0.3  # listening after the last word, so the clip does not end mid-breath

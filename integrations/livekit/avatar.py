@@ -47,7 +47,7 @@ from livekit.agents.voice.avatar import (
 )
 from livekit.agents.voice.avatar import AvatarSession as LiveKitAvatarSession
 
-from agent.features import ListeningFeatures
+from avatar_core.listening_features import ListeningFeatures
 from agent.persona import Persona, load_persona
 from avatar_core.config import AppSettings
 from avatar_core.engine import Engine, RealClock, SpeechHandle
@@ -400,7 +400,7 @@ def _build_engine(persona: Persona, settings: AppSettings) -> Engine:
     from avatar_core.joint import JointVoice
     from avatar_core.model.inference import JointModel, ModelMissingError
     from avatar_core.motion import NEUTRAL
-    from avatar_core.render.base import make_renderer
+    from avatar_core.render import make_renderer
 
     try:
         model = JointModel(settings.model)

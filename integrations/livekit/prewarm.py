@@ -18,7 +18,7 @@ import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
-from agent.features import ListeningFeatures
+from avatar_core.listening_features import ListeningFeatures
 from agent.persona import Persona
 from agent.stt import WhisperSTT, make_stt
 from agent.vad import StreamingVAD
@@ -26,7 +26,8 @@ from avatar_core.config import AppSettings
 from avatar_core.engine import Voice
 from avatar_core.model.inference import JointModel
 from avatar_core.motion import NEUTRAL
-from avatar_core.render.base import Renderer, make_renderer
+from avatar_core.render import make_renderer
+from avatar_core.render.base import Renderer
 from integrations.llm.local_server import LocalLLMServer
 from integrations.stack import AvatarStack, LoadedParts, build_voice, open_stack
 
@@ -54,7 +55,7 @@ def prewarm_parts(persona: Persona, settings: AppSettings) -> Prewarmed:
     renderer.render(NEUTRAL)
     turn_taking = persona.turn_taking
     StreamingVAD(turn_taking.vad_threshold, turn_taking.min_speech_ms, turn_taking.end_of_turn_silence_ms)
-    ListeningFeatures()  # loads the face-landmark model, which agent.features keeps for the process
+    ListeningFeatures()  # loads the face-landmark model, which avatar_core.listening_features keeps for the process
     stt = None
     if persona.stt.backend == "whisper":
         made = make_stt(persona.stt)

@@ -18,6 +18,7 @@ from scipy.signal import resample_poly
 
 from agent.persona import STTConfig
 from agent.stt import STT, OpenAISTT, STTError, WhisperSTT, make_stt, wav_bytes
+from avatar_core.config import AppSettings
 from avatar_core.tts.kokoro import KokoroTTS
 from integrations.llm.local_server import free_port
 
@@ -27,7 +28,7 @@ SR = 16_000
 @pytest.fixture(scope="module")
 def speech() -> NDArray[np.float32]:
     """Kokoro saying "Where is the library?", resampled from 24 kHz to 16 kHz."""
-    audio = KokoroTTS(Path.home() / ".cache" / "dyad").synthesize("Where is the library?", "jf_alpha")
+    audio = KokoroTTS(AppSettings().cache_dir).synthesize("Where is the library?", "jf_alpha")
     resampled: NDArray[np.float32] = resample_poly(audio, 2, 3).astype(np.float32)
     return resampled
 

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import numpy.typing as npt
 import pytest
 from scipy.signal import resample_poly
 
 from agent.vad import StreamingVAD, VADEvent
+from avatar_core.config import AppSettings
 
 F32 = npt.NDArray[np.float32]
 SR = StreamingVAD.SAMPLE_RATE
@@ -58,7 +57,7 @@ class Dialogue:
 def dialogue() -> Dialogue:
     from avatar_core.tts.kokoro import KokoroTTS
 
-    tts = KokoroTTS(Path.home() / ".cache" / "dyad")
+    tts = KokoroTTS(AppSettings().cache_dir)
     first = to_16k(tts.synthesize("The library opens at nine in the morning.", "jf_alpha"))
     second = to_16k(tts.synthesize("Could you tell me where the history books are?", "jf_alpha"))
     return Dialogue(first, second)

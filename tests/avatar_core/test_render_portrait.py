@@ -15,7 +15,8 @@ from skimage import data as skimage_data
 
 from avatar_core import motion
 from avatar_core.config import AppearanceConfig, VideoConfig
-from avatar_core.render.base import Renderer, inner_lip_gap, make_renderer
+from avatar_core.render import make_renderer
+from avatar_core.render.base import Renderer, inner_lip_gap
 from avatar_core.render.portrait import PortraitError, PortraitRenderer
 
 Photo = npt.NDArray[np.uint8]

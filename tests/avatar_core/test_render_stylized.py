@@ -9,7 +9,8 @@ import pytest
 
 from avatar_core.config import AppearanceConfig, StylizedFace
 from avatar_core.motion import HIGH, LOW, MOTION_DIM, NEUTRAL, frame
-from avatar_core.render.base import Renderer, inner_lip_gap, make_renderer
+from avatar_core.render import make_renderer
+from avatar_core.render.base import Renderer, inner_lip_gap
 from avatar_core.render.stylized import FACE_H, StylizedRenderer
 
 Image = npt.NDArray[np.uint8]

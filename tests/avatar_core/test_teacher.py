@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 
-from avatar_core.config import BehaviourConfig
+from avatar_core.config import AppSettings, BehaviourConfig
 from avatar_core.motion import INDEX, check, get
 from avatar_core.partner import PartnerFrame
 from avatar_core.teacher import Phone, Prosody, listen, speak
@@ -206,7 +204,7 @@ def test_teacher_on_real_kokoro_timing(tmp_path_factory: pytest.TempPathFactory)
     from avatar_core.speech.prosody import prosody_from_audio
     from avatar_core.tts.kokoro import SAMPLE_RATE, KokoroTTS
 
-    cache = Path.home() / ".cache" / "dyad"
+    cache = AppSettings().cache_dir
     tts = KokoroTTS(cache)
     speech = tts.synthesize_timed("Maybe Bob bought a map.", "jf_alpha")
     assert abs(speech.phones[-1].end - speech.duration_s) < 1e-6  # durations add up to the audio

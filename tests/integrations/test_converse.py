@@ -11,6 +11,7 @@ import pytest
 from scipy.signal import resample_poly
 from typer.testing import CliRunner
 
+from avatar_core.config import AppSettings
 from avatar_core.frames import AUDIO_RATE
 from avatar_core.media import write_mp4
 from avatar_core.motion import frame
@@ -32,7 +33,7 @@ def recording(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     from avatar_core.render.portrait import PortraitRenderer
 
     folder = tmp_path_factory.mktemp("user")
-    tts = KokoroTTS(Path.home() / ".cache" / "dyad")
+    tts = KokoroTTS(AppSettings().cache_dir)
     audio = np.zeros(int(SECONDS * 16_000), np.float32)
     for start, text in zip(STARTS, QUESTIONS, strict=True):
         clip = resample_poly(tts.synthesize(text, "jm_kumo"), 2, 3)

@@ -49,7 +49,7 @@ def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def kokoro() -> KokoroTTS:
-    return KokoroTTS(Path.home() / ".cache" / "dyad")
+    return KokoroTTS(AppSettings().cache_dir)
 
 
 def persona() -> Persona:

@@ -4,7 +4,6 @@ through rtc.AudioSource / rtc.VideoSource / rtc.AVSynchronizer with the right si
 from __future__ import annotations
 
 import asyncio
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,6 +11,7 @@ from livekit import rtc
 
 from agent.persona import load_persona
 from avatar_core.cascade import CascadeVoice
+from avatar_core.config import AppSettings
 from avatar_core.engine import Engine
 from avatar_core.frames import AUDIO_FRAME_SAMPLES, AUDIO_RATE, AudioFrame, VideoFrame
 from avatar_core.render.stylized import StylizedRenderer
@@ -24,7 +24,7 @@ from integrations.livekit.media import (
     video_encoding,
 )
 
-CACHE = Path.home() / ".cache" / "dyad"
+CACHE = AppSettings().cache_dir
 
 
 def test_engine_frames_become_rtc_frames() -> None:

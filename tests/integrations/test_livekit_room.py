@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator, Callable
-from pathlib import Path
 from typing import cast
 
 import numpy as np
@@ -26,6 +25,7 @@ from test_livekit_doubles import (
 )
 
 from agent.persona import Persona, load_persona
+from avatar_core.config import AppSettings
 from avatar_core.tts.kokoro import KokoroTTS
 from integrations.livekit.attendee import AttendPolicy
 from integrations.livekit.room import RoomAvatar
@@ -50,7 +50,7 @@ def persona() -> Persona:
 
 
 def question() -> np.ndarray:
-    tts = KokoroTTS(Path.home() / ".cache" / "dyad")
+    tts = KokoroTTS(AppSettings().cache_dir)
     speech = resample_poly(tts.synthesize("What time does the library open?", "jm_kumo"), 2, 3)
     return np.concatenate([np.zeros(48_000), speech, np.zeros(16_000)]).astype(np.float32)  # 3 s lead
 

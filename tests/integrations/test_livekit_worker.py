@@ -108,7 +108,7 @@ def test_server_setup_survives_the_process_pool() -> None:
 
 
 async def test_a_prewarmed_process_builds_its_room_from_what_it_loaded() -> None:
-    from agent.features import _shape_predictor
+    from avatar_core.listening_features import _shape_predictor
 
     proc = JobProcess(executor_type=JobExecutorType.PROCESS, user_arguments=None, http_proxy=None)
     _shape_predictor.cache_clear()

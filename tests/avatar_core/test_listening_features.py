@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
 import pytest
 from scipy.signal import resample_poly
 
-from agent.features import ListeningFeatures, yin_f0
 from avatar_core import motion as mo
+from avatar_core.config import AppSettings
+from avatar_core.listening_features import ListeningFeatures, yin_f0
 from avatar_core.partner import PartnerFrame
 from avatar_core.render.portrait import PortraitRenderer
 
@@ -33,7 +33,7 @@ def speech() -> F32:
     """A Kokoro sentence at 16 kHz, (S,)."""
     from avatar_core.tts.kokoro import KokoroTTS
 
-    tts = KokoroTTS(Path.home() / ".cache" / "dyad")
+    tts = KokoroTTS(AppSettings().cache_dir)
     audio = tts.synthesize("The library opens at nine in the morning, and closes at six.", "jf_alpha")
     return np.asarray(resample_poly(audio.astype(np.float64), 2, 3), np.float32)
 
