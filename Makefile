@@ -7,12 +7,15 @@ STAMP  := $(VENV)/.dyad-installed
 
 .PHONY: install demo test lint typecheck unit clean
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	# torch first and exactly 2.13.0: the machines carry its CPU wheel; anything else pulls CUDA.
 	$(BIN)/python -m pip install --quiet torch==2.13.0
 	$(BIN)/python -m pip install --quiet -e '.[all,dev]'
+	# Smart Turn v3.2 (the end-of-turn model) ships inside pipecat-ai; only its ONNX file is used, and
+	# pipecat-ai's own pins (protobuf<7) clash with livekit's, so it comes without its dependencies.
+	$(BIN)/python -m pip install --quiet --no-deps pipecat-ai==1.14.0
 	touch $(STAMP)
 
 install: $(STAMP)
