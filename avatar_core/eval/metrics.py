@@ -1,8 +1,10 @@
-"""Evaluation metrics for generated speech and face motion (issue #4, DESIGN §4), in plain numpy.
+"""Evaluation metrics for generated speech and face motion, on numpy arrays.
 
 Every metric here takes arrays and returns numbers; producing the inputs (running Whisper, the model,
 the teacher) is the caller's job. Each function's docstring states the exact definition and where it
-comes from, so figures in the model card can be checked by hand.
+comes from, so figures in the model card can be checked by hand. The numerical building blocks come from
+libraries: word alignment from jiwer; the mel spectrogram, onset strength, peak picking and DTW from
+librosa.
 
 - Speech intelligibility: ``word_error_rate`` (corpus-level WER on normalised text).
 - Lip sync: ``lip_closure_f1`` (event-level F1 of closures vs /p b m/ intervals, as reported by AV-Flow).
@@ -23,8 +25,11 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
+import jiwer
+import librosa
 import numpy as np
 import numpy.typing as npt
+from scipy.spatial.distance import cdist
 
 from avatar_core.motion import HEAD_ROTATION, HEAD_TRANSLATION, HIGH, INDEX, LOW, MOTION_DIM, MOUTH_FIELDS
 from avatar_core.teacher.speaking import Phone
@@ -109,32 +114,10 @@ class WordErrors:
 
 
 def word_errors(reference: str, hypothesis: str) -> WordErrors:
-    """Levenshtein alignment of the normalised words (unit costs), with the S/D/I counts of one
-    minimum-cost alignment (the total is unique; the split between kinds may have ties)."""
-    ref = normalize_text(reference).split()
-    hyp = normalize_text(hypothesis).split()
-    n, m = len(ref), len(hyp)
-    # cost[i][j] = edit distance between ref[:i] and hyp[:j]
-    cost = np.zeros((n + 1, m + 1), np.int64)
-    cost[:, 0] = np.arange(n + 1)
-    cost[0, :] = np.arange(m + 1)
-    for i in range(1, n + 1):
-        for j in range(1, m + 1):
-            diagonal = cost[i - 1, j - 1] + (ref[i - 1] != hyp[j - 1])
-            cost[i, j] = min(diagonal, cost[i - 1, j] + 1, cost[i, j - 1] + 1)
-    subs = dels = ins = 0
-    i, j = n, m
-    while i > 0 or j > 0:
-        if i > 0 and j > 0 and cost[i, j] == cost[i - 1, j - 1] + (ref[i - 1] != hyp[j - 1]):
-            subs += int(ref[i - 1] != hyp[j - 1])
-            i, j = i - 1, j - 1
-        elif i > 0 and cost[i, j] == cost[i - 1, j] + 1:
-            dels += 1
-            i -= 1
-        else:
-            ins += 1
-            j -= 1
-    return WordErrors(subs, dels, ins, n)
+    """Levenshtein alignment of the normalised words (unit costs, jiwer's alignment), with the S/D/I
+    counts of one minimum-cost alignment (the total is unique; the split between kinds may have ties)."""
+    out = jiwer.process_words(normalize_text(reference), normalize_text(hypothesis))
+    return WordErrors(out.substitutions, out.deletions, out.insertions, len(out.references[0]))
 
 
 def word_error_rate(references: Sequence[str], hypotheses: Sequence[str]) -> float:
@@ -143,11 +126,12 @@ def word_error_rate(references: Sequence[str], hypotheses: Sequence[str]) -> flo
     ``normalize_text``. Can exceed 1 when the hypotheses insert many words."""
     if len(references) != len(hypotheses):
         raise ValueError(f"{len(references)} references but {len(hypotheses)} hypotheses; pair them 1:1")
-    counts = [word_errors(r, h) for r, h in zip(references, hypotheses, strict=True)]
-    words = sum(c.reference_words for c in counts)
-    if words == 0:
+    refs = [normalize_text(r) for r in references]
+    if not any(refs):
         raise ValueError("the references contain no words, so WER is undefined")
-    return sum(c.errors for c in counts) / words
+    out = jiwer.process_words(refs, [normalize_text(h) for h in hypotheses])
+    words = sum(len(words) for words in out.references)
+    return (out.substitutions + out.deletions + out.insertions) / words
 
 
 # --------------------------------------------------------------------------------------------------
@@ -274,33 +258,18 @@ def pooled_closure_f1(per_clip: Iterable[Mapping[str, float]]) -> dict[str, floa
 # --------------------------------------------------------------------------------------------------
 
 
-def _hz_to_mel(hz: FloatArray) -> FloatArray:
-    return 2595.0 * np.log10(1.0 + hz / 700.0)  # HTK mel scale
-
-
-def _mel_filterbank(sample_rate: int, n_fft: int, bands: int) -> FloatArray:
-    """Triangular filters on the HTK mel scale, shape (B, n_fft // 2 + 1)."""
-    bins = np.fft.rfftfreq(n_fft, 1.0 / sample_rate)  # (F,)
-    edges_mel = np.linspace(_hz_to_mel(np.array(30.0)), _hz_to_mel(np.array(sample_rate / 2.0)), bands + 2)
-    edges = 700.0 * (10.0 ** (edges_mel / 2595.0) - 1.0)  # (B + 2,)
-    lower, centre, upper = edges[:-2, None], edges[1:-1, None], edges[2:, None]
-    rising = (bins[None, :] - lower) / (centre - lower)
-    falling = (upper - bins[None, :]) / (upper - centre)
-    return np.maximum(0.0, np.minimum(rising, falling))
-
-
 def onset_strength(
     audio: ArrayLike, sample_rate: int, fps: float, frames: int | None = None, bands: int = 40
 ) -> FloatArray:
     """Spectral-flux onset strength of speech at the motion frame rate, shape (T,).
 
-    As librosa's ``onset.onset_strength`` (Böck & Widmer 2013 without the max filter): a Hann-windowed
-    STFT (window the power of two nearest 25 ms, hop min(10 ms, half a motion frame), centred frames,
-    zero padding), a ``bands``-band HTK mel power spectrogram in dB (floor 1e-10, clipped 80 dB below
-    its maximum), and per STFT frame the mean over bands of the half-wave rectified increase from the
-    previous frame. Motion frame ``k`` takes the maximum flux of the STFT frames whose centres lie within
-    half a motion frame of ``k / fps``. ``frames`` fixes T (to match a motion track); default
-    ``round(S * fps / sample_rate)``.
+    librosa's ``onset.onset_strength`` (Böck & Widmer 2013 without the max filter) on a
+    ``bands``-band HTK mel power spectrogram in dB (floor 1e-10, clipped 80 dB below its maximum) of a
+    Hann-windowed STFT (symmetric window the power of two nearest 25 ms, hop min(10 ms, half a motion
+    frame), centred frames, zero padding): per STFT frame the mean over bands of the half-wave
+    rectified increase from the previous frame, 0 for the first. Motion frame ``k`` takes the maximum
+    flux of the STFT frames whose centres lie within half a motion frame of ``k / fps``. ``frames``
+    fixes T (to match a motion track); default ``round(S * fps / sample_rate)``.
     """
     wave = np.asarray(audio, dtype=np.float64)
     if wave.ndim != 1 or wave.size == 0:
@@ -311,15 +280,28 @@ def onset_strength(
         frames = max(1, round(wave.size * fps / sample_rate))
     n_fft = 2 ** round(math.log2(0.025 * sample_rate))
     hop = max(1, min(sample_rate // 100, int(sample_rate / (2.0 * fps))))
-    padded = np.pad(wave, n_fft // 2)
-    count = 1 + (padded.size - n_fft) // hop
-    index = np.arange(n_fft)[None, :] + hop * np.arange(count)[:, None]  # (N, n_fft)
-    spectrum = np.abs(np.fft.rfft(padded[index] * np.hanning(n_fft)[None, :], axis=1)) ** 2  # (N, F)
-    mel = spectrum @ _mel_filterbank(sample_rate, n_fft, bands).T  # (N, B)
-    db = 10.0 * np.log10(np.maximum(mel, 1e-10))
-    db = np.maximum(db, db.max() - 80.0)
-    flux = np.zeros(count)
-    flux[1:] = np.maximum(0.0, np.diff(db, axis=0)).mean(axis=1)  # (N,)
+    mel = librosa.feature.melspectrogram(
+        y=wave,
+        sr=sample_rate,
+        n_fft=n_fft,
+        hop_length=hop,
+        window=np.hanning(n_fft),
+        center=True,
+        pad_mode="constant",
+        power=2.0,
+        n_mels=bands,
+        fmin=30.0,
+        fmax=sample_rate / 2.0,
+        htk=True,
+        norm=None,
+        dtype=np.float64,
+    )  # (B, N)
+    db = librosa.power_to_db(mel, ref=1.0, amin=1e-10, top_db=80.0)  # (B, N)
+    # center=False: the frames are already centred, so librosa must not shift the envelope again.
+    flux = librosa.onset.onset_strength(
+        S=db, sr=sample_rate, lag=1, max_size=1, center=False, aggregate=np.mean
+    )  # (N,)
+    count = flux.shape[0]
     # Pool onto motion frames: STFT frame n is centred at n * hop / sample_rate seconds.
     nearest = np.rint(np.arange(count) * hop / sample_rate * fps).astype(np.int64)  # (N,)
     out = np.zeros(frames)
@@ -330,9 +312,11 @@ def onset_strength(
 
 def peaks(x: ArrayLike, delta: float = 0.5, min_distance: int = 1) -> IntArray:
     """Indices of the peaks of ``x``: frames that are the maximum of ``x`` within ``min_distance`` frames
-    on either side (the first frame of a flat top) and exceed ``mean(x) + delta * std(x)``.
+    on either side (the first frame of a flat top) and reach ``mean(x) + delta * std(x)``.
 
-    ``delta = 0`` gives a plain mean threshold; the default 0.5 keeps noise ripples out.
+    librosa's ``util.peak_pick`` (Böck et al. 2012) with the average taken over the whole signal and a
+    wait of ``min_distance`` frames after each peak. ``delta = 0`` gives a plain mean threshold; the
+    default 0.5 keeps noise ripples out.
     """
     values = np.asarray(x, dtype=np.float64)
     if values.ndim != 1:
@@ -341,19 +325,28 @@ def peaks(x: ArrayLike, delta: float = 0.5, min_distance: int = 1) -> IntArray:
         return np.zeros(0, np.int64)
     if min_distance < 1:
         raise ValueError(f"min_distance must be >= 1 frame, got {min_distance}")
-    threshold = values.mean() + delta * values.std()
-    padded = np.pad(values, min_distance, constant_values=-np.inf)
-    out: list[int] = []
-    for i in np.flatnonzero(values > threshold):
-        window = padded[i : i + 2 * min_distance + 1]  # frames i - d .. i + d
-        before, after = window[:min_distance], window[min_distance + 1 :]
-        if values[i] > before.max() and values[i] >= after.max():
-            out.append(int(i))
-    return np.array(out, np.int64)
+    whole = values.size  # averaging windows that always cover the whole signal: a global threshold
+    found = librosa.util.peak_pick(
+        values,
+        pre_max=min_distance,
+        post_max=min_distance + 1,
+        pre_avg=whole,
+        post_avg=whole,
+        delta=float(delta * values.std()),  # librosa rounds it to float32
+        wait=min_distance,
+    )
+    return np.asarray(found, np.int64)
 
 
 def _gaussian_filter(x: FloatArray, sigma: float) -> FloatArray:
-    """1-D Gaussian smoothing, mirror padding, kernel truncated at 4 sigma (scipy's gaussian_filter1d)."""
+    """1-D Gaussian smoothing, mirror padding, kernel truncated at 4 sigma (scipy's gaussian_filter1d).
+
+    Written out rather than calling scipy on purpose: ``kinematic_beats`` takes strict minima, and motion
+    often has two-frame valleys whose smoothed values are equal in exact arithmetic, so the order in
+    which the taps are summed decides whether they count. scipy sums symmetric taps pairwise, which
+    moves the face beat-align of the teacher data from 0.105 to 0.073; this keeps published figures
+    reproducible.
+    """
     if sigma <= 0:
         return x
     radius = int(4.0 * sigma + 0.5)
@@ -361,8 +354,6 @@ def _gaussian_filter(x: FloatArray, sigma: float) -> FloatArray:
     kernel = np.exp(-0.5 * (taps / sigma) ** 2)
     kernel /= kernel.sum()
     padded = np.pad(x, radius, mode="symmetric")
-    if padded.size < x.size + 2 * radius:  # numpy cannot mirror more than the signal length
-        padded = np.pad(x, radius, mode="edge")
     smoothed: FloatArray = np.convolve(padded, kernel, mode="valid")
     return smoothed
 
@@ -503,16 +494,20 @@ def diversity(tracks: Sequence[npt.NDArray[np.floating]], fields: Sequence[str] 
 # --------------------------------------------------------------------------------------------------
 
 _MCD_SCALE = 10.0 / math.log(10.0) * math.sqrt(2.0)
+# DTW steps (rows, columns) in the order that wins ties: diagonal, from the row above, from the left.
+_DTW_STEPS = np.array([[1, 1], [1, 0], [0, 1]], np.uint32)
 
 
 def dtw_path(x: npt.NDArray[np.floating], y: npt.NDArray[np.floating], band: int | None = None) -> IntArray:
     """Dynamic time warping of (T1, K) and (T2, K) sequences under Euclidean frame distance, steps
-    (1, 0), (0, 1), (1, 1) with unit weights, both ends pinned; returns the path as (L, 2) index pairs.
+    (1, 1), (1, 0), (0, 1) with unit weights (ties go to the diagonal, then to the step from the row
+    above), both ends pinned; returns the path as (L, 2) index pairs. librosa's ``sequence.dtw`` solves
+    it on a cost matrix that is infinite outside the band.
 
     ``band`` limits the search to ``|j - i * (T2 - 1) / (T1 - 1)| <= band`` (a Sakoe-Chiba band around
-    the slanted diagonal); None searches everything when T1 * T2 <= 4e6 and otherwise uses 10% of the
-    longer length. Each row is solved in vectorised form: with ``a_j = min(D[i-1, j], D[i-1, j-1])`` and
-    ``S`` the running sum of row i's costs, ``D[i, j] = S_j + min_{k <= j} (a_k - S_{k-1})``.
+    the slanted diagonal, widened where needed so consecutive rows connect; the last row reaches the
+    end); None searches everything when T1 * T2 <= 4e6 and otherwise uses 10% of the longer length.
+    Memory is O(T1 * T2) either way.
     """
     xs = np.asarray(x, dtype=np.float64)
     ys = np.asarray(y, dtype=np.float64)
@@ -521,46 +516,22 @@ def dtw_path(x: npt.NDArray[np.floating], y: npt.NDArray[np.floating], band: int
         raise ValueError("cannot align an empty sequence")
     if band is None and n * m > 4_000_000:
         band = max(1, int(0.1 * max(n, m)))
-    slope = (m - 1) / (n - 1) if n > 1 else 0.0
-    step = math.ceil(slope) if n > 1 else m
-    radius = m if band is None else max(band, step)  # wide enough that consecutive rows connect
-    lows = np.zeros(n, np.int64)
-    rows: list[FloatArray] = []
-    for i in range(n):
-        centre = i * slope
-        lo = max(0, math.floor(centre - radius))
-        hi = m - 1 if i == n - 1 else min(m - 1, math.ceil(centre + radius))
-        lows[i] = lo
-        cost = np.linalg.norm(ys[lo : hi + 1] - xs[i], axis=1)  # (W,)
-        if i == 0:
-            rows.append(np.cumsum(cost))
-            continue
-        prev, prev_lo = rows[-1], int(lows[i - 1])
-        j = np.arange(lo, hi + 1)
-
-        def previous(cols: IntArray, prev: FloatArray = prev, prev_lo: int = prev_lo) -> FloatArray:
-            k = cols - prev_lo
-            ok = (k >= 0) & (k < prev.size)
-            return np.where(ok, prev[np.clip(k, 0, prev.size - 1)], np.inf)
-
-        arrive = np.minimum(previous(j), previous(j - 1))  # (W,) from the row above
-        running = np.cumsum(cost)
-        before = np.concatenate([[0.0], running[:-1]])
-        rows.append(running + np.minimum.accumulate(arrive - before))
-    if not np.isfinite(rows[-1][-1]):
-        raise ValueError("the DTW band is too narrow to connect the sequences; pass a wider band")
-
-    def value(i: int, j: int) -> float:
-        k = j - int(lows[i])
-        return float(rows[i][k]) if 0 <= k < rows[i].size else math.inf
-
-    path = [(n - 1, m - 1)]
-    i, j = n - 1, m - 1
-    while i > 0 or j > 0:
-        steps = [(i - 1, j - 1), (i - 1, j), (i, j - 1)]  # diagonal first: it wins ties
-        i, j = min((s for s in steps if s[0] >= 0 and s[1] >= 0), key=lambda s: value(*s))
-        path.append((i, j))
-    return np.array(path[::-1], np.int64)
+    cost = cdist(xs, ys)  # (T1, T2)
+    if band is not None:
+        slope = (m - 1) / (n - 1) if n > 1 else 0.0
+        radius = max(band, math.ceil(slope) if n > 1 else m)
+        centre = np.arange(n) * slope  # (T1,)
+        lo = np.maximum(0, np.floor(centre - radius))
+        hi = np.minimum(m - 1, np.ceil(centre + radius))
+        hi[-1] = m - 1
+        j = np.arange(m)[None, :]
+        cost[(j < lo[:, None]) | (j > hi[:, None])] = np.inf
+    try:
+        _, path = librosa.sequence.dtw(C=cost, step_sizes_sigma=_DTW_STEPS)
+    except librosa.util.exceptions.ParameterError as error:
+        raise ValueError("the DTW band is too narrow to connect the sequences; pass a wider band") from error
+    pairs: IntArray = np.asarray(path[::-1], np.int64)  # librosa returns it end first
+    return pairs
 
 
 def mel_cepstral_distortion(
