@@ -1,17 +1,19 @@
 """The conversation: turn-taking, barge-in, STT, the LLM and the Engine, transport-independent.
 
 A transport pushes the user's audio (16 kHz mono float32, any chunk size, timestamped on the engine
-clock) and video frames, and consumes the Engine's frames and the Session's events. States:
-``idle`` (not started) -> ``listening`` -> ``thinking`` (end of turn until the reply is audible) ->
-``speaking`` -> ``listening``.
+clock) and video frames, and consumes the Engine's frames and the Session's events. Who holds the floor
+is a :class:`~agent.states.Phase` (``idle`` -> ``listening`` -> ``user_speaking`` -> ``thinking`` (end
+of turn until the reply is audible) -> ``speaking`` -> ``listening``), moved only through the table in
+``agent/states.py``; transports see it as ``idle | listening | thinking | speaking``.
 
 Barge-in: when the user starts talking over the avatar, playback pauses after ``PAUSE_AFTER_S`` of
 speech (so the avatar goes quiet within about 150 ms); if the speech reaches
 ``turn_taking.barge_in_min_speech_ms`` the reply is interrupted and only the words already played stay
 in the history; if it stops sooner it was a backchannel ("mm-hm") and playback resumes.
 
-On a virtual clock (offline files) ``push_audio`` waits for the work a chunk starts (recognition, the
-start of the reply) so the output is deterministic; on a real clock that work runs in the background.
+The clock is injected (:mod:`agent.clock`): on a virtual clock (offline files) ``push_audio`` waits for
+the work a chunk starts (recognition, the start of the reply) so the output is deterministic; on a real
+clock that work runs in the background.
 """
 
 from __future__ import annotations
@@ -24,11 +26,12 @@ from collections import deque
 from collections.abc import AsyncIterator, Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import numpy.typing as npt
 
+from agent.clock import Moment, SessionClock, session_clock
 from agent.events import (
     AgentState,
     AgentTranscript,
@@ -39,12 +42,13 @@ from agent.events import (
     TurnMetrics,
     UserTranscript,
 )
-from agent.features import ListeningFeatures
-from agent.llm import ChatHistory, ChatLLM, LLMError
+from agent.llm import ChatHistory, LLMError
 from agent.persona import Persona
+from agent.states import OVERLAP_MOVES, PHASE_MOVES, PUBLIC, Overlap, Phase, StateMachine
 from agent.stt import STT, STTError
 from agent.vad import StreamingVAD, VADEvent
 from avatar_core.engine import Engine, SpeechHandle
+from avatar_core.listening_features import ListeningFeatures
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +58,21 @@ RESUME_AFTER_S = 0.3  # silence after a short burst that resumes it
 PREROLL_S = 0.3  # audio kept from before the VAD onset, so the first syllable reaches STT
 PARTIAL_EVERY_S = 0.6  # interim transcripts while the user talks
 SPECULATE_AFTER_S = 0.15  # silence after which recognition and the LLM start before the turn is over
+
+
+class VoiceActivity(Protocol):
+    """What the Session needs of a voice activity detector; :class:`agent.vad.StreamingVAD` is one."""
+
+    speaking: bool  # inside confirmed speech
+    run_s: float  # length of the current voiced run (0 in silence)
+
+    def push(self, samples: npt.NDArray[np.float32], t: float) -> list[VADEvent]: ...
+
+
+class ChatModel(Protocol):
+    """What the Session needs of an LLM; :class:`agent.llm.ChatLLM` is one."""
+
+    def stream(self, messages: list[dict[str, str]]) -> AsyncIterator[str]: ...
 
 
 async def _await_child(task: asyncio.Task[None]) -> None:
@@ -111,31 +130,38 @@ class _Turn:
 
 
 class Session:
-    """One conversation between a user and the avatar."""
+    """One conversation between a user and the avatar.
+
+    ``clock``: the session's time and what it means for background work (:mod:`agent.clock`); by
+    default the one matching ``engine.clock``.
+    """
 
     def __init__(
         self,
         persona: Persona,
         engine: Engine,
         stt: STT,
-        llm: ChatLLM,
+        llm: ChatModel,
         *,
-        vad: StreamingVAD | None = None,
+        vad: VoiceActivity | None = None,
         features: ListeningFeatures | None = None,
+        clock: SessionClock | None = None,
     ) -> None:
         self.persona = persona
         self.engine = engine
         self.stt = stt
         self.llm = llm
         turn_taking = persona.turn_taking
-        self.vad = vad or StreamingVAD(
+        self.vad: VoiceActivity = vad or StreamingVAD(
             turn_taking.vad_threshold, turn_taking.min_speech_ms, turn_taking.end_of_turn_silence_ms
         )
         self.features = features or ListeningFeatures()
         self.history = ChatHistory(persona.llm.system_prompt, persona.llm.history_turns)
-        self.virtual = not engine.clock.realtime
+        self.clock = clock if clock is not None else session_clock(engine.clock)
         self.barge_in_s = turn_taking.barge_in_min_speech_ms / 1000.0
-        self.state: AgentState = "idle"
+        self.state: AgentState = "idle"  # what transports show: PUBLIC[self.phase]
+        self._phase = StateMachine("session", Phase.IDLE, PHASE_MOVES, self._phase_moved)
+        self._overlap = StateMachine("barge-in", Overlap.NONE, OVERLAP_MOVES)
         self.muted = False  # the microphone is muted: user audio is heard (and recorded) as silence
         self._audio_pool = ThreadPoolExecutor(1, thread_name_prefix="dyad-vad")
         self._video_pool = ThreadPoolExecutor(1, thread_name_prefix="dyad-video")
@@ -152,7 +178,6 @@ class Session:
         self._answering: _Turn | None = None  # the turn whose answer is being prepared
         self._reply_queued = asyncio.Event()
         self._spoken_shown = ""
-        self._over_avatar = False  # the current user speech began while the avatar was speaking
         self._silence_since: float | None = None
         self._last_partial = 0.0
         self._partial_task: asyncio.Task[None] | None = None
@@ -184,12 +209,40 @@ class Session:
             queue.put_nowait(event)
 
     def _now(self) -> float:
-        return self.engine.clock.now()
+        return self.clock.now()
 
-    def _set_state(self, state: AgentState) -> None:
+    # -- states -------------------------------------------------------------------------------------
+
+    @property
+    def phase(self) -> Phase:
+        """Who holds the floor."""
+        return self._phase.state
+
+    @property
+    def overlap(self) -> Overlap:
+        """The user's voice over the avatar's reply (barge-in or backchannel)."""
+        return self._overlap.state
+
+    def _phase_moved(self, previous: Phase, phase: Phase) -> None:
+        state = PUBLIC[phase]
         if state != self.state:
-            previous, self.state = self.state, state
-            self._emit(StateChanged(self._now(), state, previous))
+            shown, self.state = self.state, state
+            self._emit(StateChanged(self._now(), state, shown))
+
+    def _move(self, phase: Phase) -> None:
+        """Move the floor; late work finishing after the session closed moves nothing."""
+        if self._closed and self._phase.state is Phase.IDLE:
+            return
+        self._phase.move(phase)
+
+    def _wake(self) -> None:
+        """Input before ``start``: the session is listening from now on."""
+        if self._phase.state is Phase.IDLE and not self._closed:
+            self._phase.move(Phase.LISTENING)
+
+    def _floor_free(self) -> None:
+        """The avatar has nothing audible: the user's turn, if one is open, or listening."""
+        self._move(Phase.USER_SPEAKING if self._turn is not None else Phase.LISTENING)
 
     def _error(self, source: ErrorSource, message: str, **details: object) -> None:
         log.warning("%s error: %s", source, message)
@@ -205,12 +258,15 @@ class Session:
 
     async def start(self) -> None:
         """Begin listening, and greet with the persona's greeting (if any)."""
-        self._set_state("listening")
+        self._wake()
         if self.persona.llm.greeting.strip():
             await self.say(self.persona.llm.greeting)
 
     async def say(self, text: str) -> SpeechHandle:
         """Speak ``text`` now as the avatar's own turn (the greeting, a kiosk announcement)."""
+        if self._closed:
+            raise RuntimeError("Session.say after aclose(): the session is closed; open a new one")
+        self._wake()
         self._cancel_reply()
         self._turn_count += 1
         self._reply_queued.clear()
@@ -224,6 +280,7 @@ class Session:
         text = text.strip()
         if not text or self._closed:
             return
+        self._wake()
         self._cancel_reply()
         self._reply = None  # the interrupted reply must not set "listening" as it winds down
         if self._turn is not None:  # the user was speaking too: the typed question wins
@@ -239,7 +296,7 @@ class Session:
         turn.stt_ms, turn.transcript_at, turn.transcript_wall = 0.0, now, wall
         self._emit(UserTranscript(now, turn.number, text, True, now, now))
         self.history.add_user(text)
-        self._set_state("thinking")
+        self._move(Phase.THINKING)
         self._reply_queued.clear()
         self._reply_task = self._spawn(self._speak(turn.number, turn, None))
         await self._reply_queued.wait()
@@ -253,14 +310,17 @@ class Session:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._audio_pool.shutdown(wait=False, cancel_futures=True)
         self._video_pool.shutdown(wait=False, cancel_futures=True)
-        self._set_state("idle")
+        self._phase.move(Phase.IDLE)
         for queue in self._queues:
             queue.put_nowait(None)
 
     # -- input --------------------------------------------------------------------------------------
 
     async def push_audio(self, samples: npt.NDArray[np.float32], t: float) -> None:
-        """User audio, 16 kHz mono float32, whose first sample is at engine time ``t``."""
+        """User audio, 16 kHz mono float32, whose first sample is at engine time ``t`` (ignored once the
+        session is closed)."""
+        if self._closed:
+            return
         if self.muted:
             samples = np.zeros_like(samples)  # a turn in progress ends as if the user had stopped
         loop = asyncio.get_running_loop()
@@ -280,9 +340,9 @@ class Session:
         self._sync_agent_transcript()
 
     async def push_video(self, image: npt.NDArray[np.uint8], t: float) -> None:
-        """A user video frame (RGB) at engine time ``t``; frames arriving while one is analysed are
-        dropped on a real clock."""
-        if self._video_busy and not self.virtual:
+        """A user video frame (RGB) at engine time ``t``; frames arriving while one is analysed (from a
+        caller that does not wait, i.e. a real-time transport) are dropped."""
+        if self._video_busy or self._closed:
             return
         self._video_busy = True
         try:
@@ -316,35 +376,46 @@ class Session:
         return self._reply is not None and not self._reply.done
 
     def _barge_in(self, now: float) -> None:
+        """The overlap machine: user voice over a reply is heard, pauses playback, then interrupts the
+        reply (a barge-in) or, if silence follows first, resumes it (a backchannel)."""
         if not self._avatar_talking():
-            if self.engine.paused:
-                self.engine.resume()
-            if self._over_avatar and self._turn is None and self.vad.speaking:
+            self._release_playback()
+            if self._overlap.state is not Overlap.NONE and self._turn is None and self.vad.speaking:
                 self._open_turn(now - self.vad.run_s)  # the avatar finished; the user is still talking
-            self._over_avatar = False
+            self._overlap.move(Overlap.NONE)
             return
         run = self.vad.run_s
         if run > 0:
             self._silence_since = None
-            self._over_avatar = True
+            if self._overlap.state is Overlap.NONE:
+                self._overlap.move(Overlap.HEARD)
         if run >= PAUSE_AFTER_S and not self.engine.paused:
             self.engine.pause()
+            self._overlap.move(Overlap.PAUSED)
         if run >= self.barge_in_s or (self.vad.speaking and self._speech_len(now) >= self.barge_in_s):
             log.info("barge-in: the user talks over the avatar")
             self._interrupt_reply()
-            self._over_avatar = False
+            self._overlap.move(Overlap.NONE)
             return
         if self.engine.paused and run == 0:
             self._silence_since = self._silence_since if self._silence_since is not None else now
             if now - self._silence_since >= RESUME_AFTER_S:
                 self.engine.resume()  # it was a backchannel
+                self._overlap.move(Overlap.NONE)
                 self._silence_since = None
+
+    def _release_playback(self) -> None:
+        """Resume playback held by a pause (the reply it held ended or was replaced)."""
+        if self.engine.paused:
+            self.engine.resume()
+        if self._overlap.state is Overlap.PAUSED:
+            self._overlap.move(Overlap.HEARD)  # the user's voice is still over the avatar
 
     def _speech_len(self, now: float) -> float:
         return now - self._turn.start if self._turn is not None else 0.0
 
     def _speech_started(self, event: VADEvent) -> None:
-        if self._avatar_talking() and self._over_avatar:
+        if self._avatar_talking() and self._overlap.state is not Overlap.NONE:
             return  # a backchannel candidate: it becomes a turn only if it interrupts
         self._open_turn(event.t)
 
@@ -361,9 +432,8 @@ class Session:
             spec.cancel()  # the user said more since: start again
         audio = np.concatenate(turn.audio)
         turn.speculation = spec = _Speculation(turn.last_voice)
-        spec.task = self._spawn(self._speculate(spec, audio))
-        if self.virtual:
-            await _await_child(spec.task)
+        task = spec.task = self._spawn(self._speculate(spec, audio))
+        await self.clock.settle(lambda: _await_child(task))
 
     async def _speculate(self, spec: _Speculation, audio: npt.NDArray[np.float32]) -> None:
         started = time.perf_counter()
@@ -394,6 +464,7 @@ class Session:
             spec.tokens.put_nowait(None)
 
     def _open_turn(self, start: float) -> None:
+        self._wake()
         pending = self._answering
         if pending is not None and pending.transcript_at is None and self._reply is None:
             # The user went on talking while their last words were being recognised: one turn, not two.
@@ -407,22 +478,23 @@ class Session:
         self._answering = None
         self._preroll.clear()
         self._last_partial = start
-        self._set_state("listening")
+        self._move(Phase.USER_SPEAKING)
 
     async def _speech_ended(self, event: VADEvent, now: float) -> None:
         turn, self._turn = self._turn, None
         if turn is None:
-            self._over_avatar = False
-            return  # a backchannel while the avatar spoke
+            if self._overlap.state is Overlap.HEARD:
+                self._overlap.move(Overlap.NONE)  # a backchannel while the avatar spoke
+            return
         turn.end = event.t
         turn.end_detected = now
         turn.eot_wall = time.perf_counter()
         await self._cancel_partial()
         self._reply_queued.clear()
         self._answering = turn
+        self._move(Phase.THINKING)
         self._reply_task = self._spawn(self._answer(turn))
-        if self.virtual:
-            await self._reply_queued.wait()
+        await self.clock.settle(self._reply_queued.wait)
 
     def _interrupt_reply(self) -> None:
         handle = self._reply
@@ -437,8 +509,7 @@ class Session:
             self._reply_task.cancel()
         if self._reply is not None:
             self._reply.interrupt()
-        if self.engine.paused:
-            self.engine.resume()
+        self._release_playback()
 
     async def _maybe_partial(self, now: float) -> None:
         turn = self._turn
@@ -448,9 +519,8 @@ class Session:
             return
         self._last_partial = now
         audio = np.concatenate(turn.audio)
-        self._partial_task = self._spawn(self._partial(turn, audio))
-        if self.virtual:
-            await _await_child(self._partial_task)
+        task = self._partial_task = self._spawn(self._partial(turn, audio))
+        await self.clock.settle(lambda: _await_child(task))
 
     async def _partial(self, turn: _Turn, audio: npt.NDArray[np.float32]) -> None:
         try:
@@ -468,7 +538,6 @@ class Session:
     # -- replies ------------------------------------------------------------------------------------
 
     async def _answer(self, turn: _Turn) -> None:
-        self._set_state("thinking")
         spec = turn.speculation
         if spec is not None and spec.last_voice == turn.last_voice and spec.task is not None:
             await _await_child(spec.task)
@@ -492,7 +561,7 @@ class Session:
         self._emit(UserTranscript(self._now(), turn.number, turn.text, True, turn.start, turn.end))
         if not turn.text:
             self._reply_queued.set()
-            self._set_state("listening")
+            self._floor_free()
             return
         self.history.add_user(turn.text)
         await self._speak(turn.number, turn, None)
@@ -551,7 +620,7 @@ class Session:
                 for waiter in waiters:
                     waiter.cancel()
             if handle.started.is_set():
-                self._set_state("speaking")
+                self._move(Phase.SPEAKING)
             await handle
         finally:
             spoken = handle.played_text()
@@ -562,10 +631,8 @@ class Session:
                 self._emit(self._metrics(turn, handle))
             if self._reply is handle:
                 self._reply = None
-                if self.engine.paused:
-                    self.engine.resume()
-                if self._turn is None:
-                    self._set_state("listening")
+                self._release_playback()
+                self._floor_free()
 
     def _sync_agent_transcript(self) -> None:
         handle = self._reply
@@ -577,41 +644,24 @@ class Session:
             self._emit(AgentTranscript(self._now(), self._reply_turn, spoken, False, handle.id))
 
     def _metrics(self, turn: _Turn, handle: SpeechHandle) -> TurnMetrics:
-        """Latency from the end of the user's speech. On a virtual clock no time passes while models
-        compute, so each stage adds its measured compute time instead."""
-        base = turn.end
+        """Latency of each stage from the end of the user's speech, as the session clock counts it."""
+        end_detected = Moment(turn.end_detected, turn.eot_wall)
 
-        def ms(at: float | None) -> float | None:
-            return None if at is None else round(1000 * (at - base), 1)
+        def latency(moment: Moment) -> float | None:
+            ms = self.clock.latency_ms(moment, turn.end, end_detected)
+            return None if ms is None else round(ms, 1)
 
-        eot = ms(turn.end_detected)
-        transcript: float | None
-        if self.virtual and eot is not None:
-            # No virtual time passes while models compute: add the wall time each stage took after the
-            # end of the turn (work finished during the silence, by speculation, adds nothing).
-            def after_eot(wall: float | None) -> float | None:
-                return None if wall is None else eot + max(0.0, 1000 * (wall - turn.eot_wall))
-
-            transcript = after_eot(turn.transcript_wall)
-            first_token = after_eot(turn.first_token_wall)
-            first_audio = after_eot(handle.first_ready_wall) if handle.started_at is not None else None
-        else:
-            transcript, first_token = ms(turn.transcript_at), ms(turn.first_token_at)
-            first_audio = ms(handle.started_at)
-
-        def r(v: float | None) -> float | None:
-            return None if v is None else round(v, 1)
-
+        first_audio = Moment(handle.started_at, handle.first_ready_wall)
         synthesis = handle.first_synthesis_s
         return TurnMetrics(
             t=self._now(),
             turn=turn.number,
-            end_of_turn=eot,
-            transcript=r(transcript),
-            first_token=r(first_token),
-            first_audio=r(first_audio),
-            stt_ms=r(turn.stt_ms),
-            llm_ttft_ms=r(turn.llm_ttft_ms),
+            end_of_turn=round(1000 * (turn.end_detected - turn.end), 1),
+            transcript=latency(Moment(turn.transcript_at, turn.transcript_wall)),
+            first_token=latency(Moment(turn.first_token_at, turn.first_token_wall)),
+            first_audio=latency(first_audio) if handle.started_at is not None else None,
+            stt_ms=None if turn.stt_ms is None else round(turn.stt_ms, 1),
+            llm_ttft_ms=None if turn.llm_ttft_ms is None else round(turn.llm_ttft_ms, 1),
             tts_first_chunk_ms=None if synthesis is None else round(1000 * synthesis, 1),
             interrupted=handle.interrupted,
         )
