@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
+from scipy.ndimage import gaussian_filter1d
 
 FloatArray = npt.NDArray[np.float32]
 
@@ -132,17 +133,19 @@ def resample(track: FloatArray, src_fps: float, dst_fps: float, frames: int | No
     return out
 
 
-def gaussian_kernel(sigma_frames: float) -> FloatArray:
-    """A normalised Gaussian kernel, radius 3 sigma."""
+def gaussian_smooth(values: npt.NDArray[np.floating], sigma_frames: float) -> npt.NDArray[np.float64]:
+    """Zero-phase Gaussian smoothing of a (T,) series: kernel radius ceil(3 sigma) (at least 1 frame),
+    the ends held (scipy's ``gaussian_filter1d`` in ``nearest`` mode)."""
+    series = np.asarray(values, dtype=np.float64)
+    if sigma_frames <= 0 or series.size < 2:
+        return series
     radius = max(1, int(np.ceil(3.0 * sigma_frames)))
-    x = np.arange(-radius, radius + 1, dtype=np.float32)
-    kernel = np.exp(-0.5 * (x / max(sigma_frames, 1e-6)) ** 2)
-    normalised: FloatArray = (kernel / kernel.sum()).astype(np.float32)
-    return normalised
+    smoothed: npt.NDArray[np.float64] = gaussian_filter1d(series, sigma_frames, mode="nearest", radius=radius)
+    return smoothed
 
 
 def smooth(track: FloatArray, fps: float, sigma_s: float | Mapping[str, float] = 0.03) -> FloatArray:
-    """Zero-phase Gaussian smoothing of a (T, D) track (offline use).
+    """Zero-phase Gaussian smoothing of a (T, D) track (offline use), as :func:`gaussian_smooth`.
 
     ``sigma_s`` is one value in seconds, or a mapping field -> seconds (unlisted fields untouched), so
     blinks can stay sharp while the head moves smoothly.
@@ -150,13 +153,7 @@ def smooth(track: FloatArray, fps: float, sigma_s: float | Mapping[str, float] =
     sigmas = sigma_s if isinstance(sigma_s, Mapping) else dict.fromkeys(MOTION_FIELDS, sigma_s)
     out = track.astype(np.float32, copy=True)
     for name, sigma in sigmas.items():
-        if sigma <= 0 or track.shape[0] < 2:
-            continue
-        kernel = gaussian_kernel(sigma * fps)
-        column = track[:, INDEX[name]]
-        pad = len(kernel) // 2
-        padded = np.pad(column, pad, mode="edge")
-        out[:, INDEX[name]] = np.convolve(padded, kernel, mode="valid")
+        out[:, INDEX[name]] = gaussian_smooth(track[:, INDEX[name]], sigma * fps)
     return out
 
 

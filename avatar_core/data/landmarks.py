@@ -288,12 +288,7 @@ def track_faces(
 
 def _smooth_1d(values: F64, sigma_frames: float) -> F64:
     """Gaussian smoothing of a (F,) series whose NaNs are filled by interpolation first."""
-    filled = _interpolate_nans(values)
-    if sigma_frames <= 0 or filled.size < 2:
-        return filled
-    kernel = mo.gaussian_kernel(sigma_frames).astype(np.float64)
-    pad = len(kernel) // 2
-    return np.convolve(np.pad(filled, pad, mode="edge"), kernel, mode="valid")
+    return mo.gaussian_smooth(_interpolate_nans(values), sigma_frames)
 
 
 def _interpolate_nans(values: F64) -> F64:

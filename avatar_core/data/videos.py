@@ -64,6 +64,7 @@ from multiprocessing import get_context
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import librosa
 import numpy as np
 import numpy.typing as npt
 
@@ -352,36 +353,16 @@ def _normalised(feats: F32) -> F64:
 def dtw_path(cost: F64, step_penalty: float = 0.0) -> tuple[I64, I64]:
     """The minimal-cost monotonic path through ``cost`` (N, M) from (0, 0) to (N-1, M-1): symmetric
     step pattern (a diagonal step counts its cell twice), plus ``step_penalty`` for every horizontal or
-    vertical step; returns the row and column of every cell on the path."""
-    n, m = cost.shape
-    total = np.full((n, m), np.inf)
-    move = np.zeros((n, m), np.int8)  # 0 diagonal, 1 from the row above, 2 from the left
-    total[0, 0] = cost[0, 0]
-    # Anti-diagonals depend only on the two before them: each is one vectorised step.
-    for d in range(1, n + m - 1):
-        i = np.arange(max(0, d - m + 1), min(n, d + 1))
-        j = d - i
-        c = cost[i, j]
-        diag = np.where((i > 0) & (j > 0), total[np.maximum(i - 1, 0), np.maximum(j - 1, 0)] + 2 * c, np.inf)
-        up = np.where(i > 0, total[np.maximum(i - 1, 0), j] + c + step_penalty, np.inf)
-        left = np.where(j > 0, total[i, np.maximum(j - 1, 0)] + c + step_penalty, np.inf)
-        options = np.stack([diag, up, left])  # (3, K)
-        choice = np.argmin(options, axis=0)
-        total[i, j] = options[choice, np.arange(len(i))]
-        move[i, j] = choice
-    rows, cols = [n - 1], [m - 1]
-    i, j = n - 1, m - 1
-    while i > 0 or j > 0:
-        step = move[i, j]
-        if step == 0:
-            i, j = i - 1, j - 1
-        elif step == 1:
-            i -= 1
-        else:
-            j -= 1
-        rows.append(i)
-        cols.append(j)
-    return np.array(rows[::-1], np.int64), np.array(cols[::-1], np.int64)
+    vertical step; ties go to the diagonal, then to the step from the row above. Returns the row and
+    column of every cell on the path (librosa's ``sequence.dtw``)."""
+    _, path = librosa.sequence.dtw(
+        C=cost,
+        step_sizes_sigma=np.array([[1, 1], [1, 0], [0, 1]], np.uint32),  # diagonal, down, right
+        weights_mul=np.array([2.0, 1.0, 1.0]),
+        weights_add=np.array([0.0, step_penalty, step_penalty]),
+    )
+    forward = np.asarray(path[::-1], np.int64)  # (L, 2); librosa returns it end first
+    return forward[:, 0], forward[:, 1]
 
 
 def align_durations(template: F32, template_durations: I64, recording: F32) -> I64:
