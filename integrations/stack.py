@@ -1,5 +1,10 @@
 """Assemble the whole avatar for one conversation: LLM endpoint (embedded or configured), STT, voice,
-renderer, Engine and Session, and take it all down again. Every transport starts here."""
+renderer, Engine and Session, and take it all down again. Every transport starts here.
+
+The models that several conversations in one process can share (the embedded LLM server, the bundled
+Whisper, the joint model) are owned by one :class:`SharedModels`, loaded the first time a conversation
+needs them and closed with it; a conversation opened without one loads and closes its own.
+"""
 
 from __future__ import annotations
 
@@ -13,13 +18,14 @@ from typing import Literal
 from agent.llm import ChatLLM
 from agent.persona import EMBEDDED, Persona
 from agent.session import Session
-from agent.stt import STT, make_stt
+from agent.stt import STT, WhisperSTT, make_stt
 from avatar_core.cascade import CascadeVoice
 from avatar_core.config import AppSettings
 from avatar_core.engine import Engine, RealClock, VirtualClock, Voice
 from avatar_core.joint import JointVoice
 from avatar_core.model.inference import JointModel, ModelMissingError
-from avatar_core.render.base import Renderer, make_renderer
+from avatar_core.render import make_renderer
+from avatar_core.render.base import Renderer
 from integrations.llm.local_server import LOCAL_API_KEY, LocalLLMServer
 
 log = logging.getLogger(__name__)
@@ -41,32 +47,95 @@ class AvatarStack:
     server: LocalLLMServer | None
 
 
+def load_joint_model(settings: AppSettings) -> JointModel | None:
+    """The joint model, or None without a checkpoint (blocking: loads it)."""
+    try:
+        return JointModel(settings.model)
+    except ModelMissingError as exc:
+        log.warning("%s; speaking with Kokoro and the procedural teacher instead", exc)
+        return None
+
+
+_LOAD = object()  # build_voice: load the joint model
+
+
 def build_voice(
-    persona: Persona, settings: AppSettings, mode: Literal["joint", "cascade"] | None = None
+    persona: Persona,
+    settings: AppSettings,
+    mode: Literal["joint", "cascade"] | None = None,
+    model: JointModel | object | None = _LOAD,
 ) -> tuple[Voice, JointModel | None]:
     """The persona's voice and the audio-driven motion model (blocking: loads models).
 
     joint: the AV-Flow checkpoint speaks and moves the face. cascade: Kokoro speaks; the face follows the
     audio through the checkpoint's audio-driven mode. Without a checkpoint both fall back to Kokoro with
-    the procedural teacher, and say so.
+    the procedural teacher, and say so. ``model``: a joint model already loaded (or None: there is none).
     """
     mode = mode or persona.voice.mode
     fps = persona.appearance.video.fps
-    try:
-        model: JointModel | None = JointModel(settings.model)
-    except ModelMissingError as exc:
-        log.warning("%s; speaking with Kokoro and the procedural teacher instead", exc)
-        model = None
+    if model is _LOAD:
+        model = load_joint_model(settings)
+    assert model is None or isinstance(model, JointModel)
     if mode == "joint" and model is not None:
-        if persona.voice.speaker not in model.voices:
-            log.warning(
-                "the joint model speaks %s, not %s; using %s",
-                model.voices,
-                persona.voice.speaker,
-                model.voices[0],
-            )
-        return JointVoice(persona.voice, fps, model), model
+        # joint even when the mode is overridden: an unknown speaker is then an error, not a silent swap
+        return JointVoice(persona.voice.model_copy(update={"mode": "joint"}), fps, model), model
     return CascadeVoice(persona.voice, persona.behaviour, fps, settings.cache_dir, driver=model), model
+
+
+class SharedModels:
+    """The models several conversations in one process share, each loaded once, on first need: the
+    embedded LLM server (or one given, which stays the caller's), the bundled Whisper (one per STT
+    configuration; it serialises its calls) and the joint model (it serialises its inferences)."""
+
+    def __init__(
+        self, settings: AppSettings | None = None, *, llm_server: LocalLLMServer | None = None
+    ) -> None:
+        self.settings = settings or AppSettings()
+        self._server = llm_server
+        self._own_server = False
+        self._stt: dict[str, WhisperSTT] = {}
+        self._model: JointModel | object | None = _LOAD
+        self._lock = asyncio.Lock()
+
+    async def llm_server(self, persona: Persona) -> LocalLLMServer | None:
+        """The embedded LLM server if ``persona`` uses it (started now the first time)."""
+        if persona.llm.base_url != EMBEDDED:
+            return None
+        async with self._lock:
+            if self._server is None:
+                server = LocalLLMServer()
+                await server.start()
+                self._server, self._own_server = server, True
+        return self._server
+
+    async def whisper(self, persona: Persona) -> WhisperSTT | None:
+        """The bundled Whisper for ``persona``'s STT settings (None for a remote STT)."""
+        config = persona.stt
+        if config.backend != "whisper":
+            return None
+        key = config.model_dump_json(include={"model", "language", "beam_size"})
+        if key not in self._stt:
+            stt = make_stt(config)
+            assert isinstance(stt, WhisperSTT)
+            self._stt[key] = stt
+        return self._stt[key]
+
+    async def joint_model(self) -> JointModel | None:
+        """The joint model (None without a checkpoint); loaded off the event loop the first time."""
+        async with self._lock:
+            if self._model is _LOAD:
+                self._model = await asyncio.to_thread(load_joint_model, self.settings)
+        assert self._model is None or isinstance(self._model, JointModel)
+        return self._model
+
+    async def aclose(self) -> None:
+        """Stop what this object started: the LLM server, the Whisper models."""
+        stts, self._stt = list(self._stt.values()), {}
+        for stt in stts:
+            await stt.aclose()
+        server, self._server = self._server, None
+        if server is not None and self._own_server:
+            await server.stop()
 
 
 @dataclass
@@ -88,12 +157,14 @@ async def open_stack(
     seed: int = 0,
     server: LocalLLMServer | None = None,
     loaded: LoadedParts | None = None,
+    models: SharedModels | None = None,
 ) -> AsyncIterator[AvatarStack]:
     """Build the avatar; ``virtual`` runs it on a virtual clock (offline files).
 
     With ``llm.base_url: embedded`` the bundled SmolLM2 server is started here (or ``server`` is reused,
-    so several sessions in one process share it) and stopped on exit. ``loaded`` parts (the persona's,
-    loaded ahead of time) are used instead of loading the voice, model, renderer and STT again.
+    or the one of ``models``, so several sessions in one process share it) and stopped on exit.
+    ``models``: the shared Whisper and joint model are used and left open. ``loaded`` parts (the
+    persona's, loaded ahead of time) are used instead of loading the voice, model, renderer and STT.
     """
     settings = settings or AppSettings()
     if persona.voice.mode == "cascade" and persona.voice.cascade_tts == "openai":
@@ -102,18 +173,26 @@ async def open_stack(
     api_key = None
     base_url = persona.llm.base_url
     if base_url == EMBEDDED:
+        if server is None and models is not None:
+            server = await models.llm_server(persona)
         if server is None:
             server = own_server = LocalLLMServer()
             await server.start()
         base_url, api_key = server.base_url, LOCAL_API_KEY
-    stt = loaded.stt if loaded is not None and loaded.stt is not None else make_stt(persona.stt)
+    shared_stt = loaded.stt if loaded is not None else None
+    if shared_stt is None and models is not None:
+        shared_stt = await models.whisper(persona)
+    stt = shared_stt if shared_stt is not None else make_stt(persona.stt)
+    own_stt = loaded is None or loaded.stt is None
+    own_stt = own_stt and not (models is not None and stt is shared_stt)
     llm = ChatLLM(persona.llm, base_url, api_key, seed=seed)
     fps = persona.appearance.video.fps
     if loaded is not None:
         voice, driver, renderer = loaded.voice, loaded.model, loaded.renderer
     else:
+        model: JointModel | object | None = _LOAD if models is None else await models.joint_model()
         (voice, driver), renderer = await asyncio.gather(
-            asyncio.to_thread(build_voice, persona, settings),
+            asyncio.to_thread(build_voice, persona, settings, None, model),
             asyncio.to_thread(make_renderer, persona.appearance),
         )
     clock = VirtualClock() if virtual else RealClock()
@@ -127,6 +206,7 @@ async def open_stack(
         await session.aclose()
         await engine.aclose()
         await llm.aclose()
-        await stt.aclose()
+        if own_stt:
+            await stt.aclose()
         if own_server is not None:
             await own_server.stop()

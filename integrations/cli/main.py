@@ -88,20 +88,37 @@ def converse(
 
 @app.command()
 def serve(
-    host: str = typer.Option("127.0.0.1", "--host", help="address to listen on"),
+    host: str = typer.Option(
+        "127.0.0.1",
+        "--host",
+        help="address to listen on; the default serves only this machine. --host 0.0.0.0 lets anyone who "
+        "can reach it talk to the avatar (no login, no TLS): put a TLS proxy with authentication in front",
+    ),
     port: int = typer.Option(8080, "--port", help="port to listen on"),
     persona_name: str | None = typer.Option(None, "--persona", help="persona name or YAML path"),
     max_sessions: int = typer.Option(2, "--max-sessions", min=1, help="browser tabs served at once"),
+    ice_server: list[str] = typer.Option(
+        [],
+        "--ice-server",
+        envvar="DYAD_ICE_SERVERS",
+        help="STUN/TURN URL for pages on other networks (repeat for more; TURN credentials from "
+        "DYAD_TURN_USERNAME/DYAD_TURN_PASSWORD). Default none: nothing leaves the machine",
+    ),
 ) -> None:
     """Talk to the avatar in a local browser page over WebRTC (open the URL it prints)."""
     from avatar_core.bundled import MissingModelError
     from integrations.cli.persona import load_or_exit
     from integrations.llm.local_server import LocalServerError
+    from integrations.webrtc.ice import IceConfigError, ice_servers
     from integrations.webrtc.server import main as serve_main
 
     persona = load_or_exit(persona_name or AppSettings().persona)
     try:
-        serve_main(host, port, persona, max_sessions)
+        servers = ice_servers(ice_server)
+    except IceConfigError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--ice-server") from None
+    try:
+        serve_main(host, port, persona, max_sessions, servers)
     except (LocalServerError, MissingModelError, OSError) as exc:
         Console(stderr=True, soft_wrap=True).print(f"[bold red]cannot serve[/]: {exc}", highlight=False)
         raise typer.Exit(2) from None

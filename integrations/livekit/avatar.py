@@ -47,22 +47,16 @@ from livekit.agents.voice.avatar import (
 )
 from livekit.agents.voice.avatar import AvatarSession as LiveKitAvatarSession
 
-from avatar_core.listening_features import ListeningFeatures
 from agent.persona import Persona, load_persona
 from avatar_core.config import AppSettings
 from avatar_core.engine import Engine, RealClock, SpeechHandle
 from avatar_core.frames import AUDIO_RATE, AudioFrame
+from avatar_core.listening_features import ListeningFeatures
 from avatar_core.partner import PartnerFrame
 from integrations.livekit.attendee import AttendPolicy
 from integrations.livekit.listen import AttendeeFeed, TrackReader
-from integrations.livekit.media import (
-    AUDIO_TRACK,
-    USER_RATE,
-    VIDEO_TRACK,
-    to_rtc_audio,
-    to_rtc_video,
-    video_encoding,
-)
+from integrations.livekit.media import publish_tracks, to_rtc_audio, to_rtc_video, video_encoding
+from integrations.transport import USER_RATE
 
 if TYPE_CHECKING:
     from livekit.agents import AgentSession
@@ -211,15 +205,8 @@ class DyadAvatarRunner(AvatarRunner):
             if self._video_publication is not None:
                 return
             await self._room_connected_fut
-            participant = self._room.local_participant
-            audio = rtc.LocalAudioTrack.create_audio_track(AUDIO_TRACK, self._audio_source)
-            self._audio_publication = await participant.publish_track(
-                audio, rtc.TrackPublishOptions(source=rtc.TrackSource.SOURCE_MICROPHONE)
-            )
-            video = rtc.LocalVideoTrack.create_video_track(VIDEO_TRACK, self._video_source)
-            self._video_publication = await participant.publish_track(
-                video,
-                rtc.TrackPublishOptions(source=rtc.TrackSource.SOURCE_CAMERA, video_encoding=self._encoding),
+            self._audio_publication, self._video_publication = await publish_tracks(
+                self._room.local_participant, self._audio_source, self._video_source, self._encoding
             )
 
     async def aclose(self) -> None:

@@ -8,19 +8,19 @@ trouble; if it gives up, ``join`` returns.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
-import signal
+from collections.abc import AsyncIterator
 
 from livekit import rtc
 from livekit.rtc.participant import PublishTrackError
 
 from agent.persona import Persona
 from avatar_core.config import AppSettings
+from integrations.lifecycle import on_stop_signals
 from integrations.livekit.attendee import AttendPolicy
 from integrations.livekit.room import RoomAvatar
-from integrations.livekit.tokens import TokenError, resolve_credentials
+from integrations.livekit.tokens import Credentials, TokenError, resolve_credentials
 from integrations.stack import open_stack
 
 log = logging.getLogger(__name__)
@@ -30,6 +30,21 @@ CONNECT_TIMEOUT_S = 20.0
 
 class JoinError(RuntimeError):
     """The avatar could not join the room."""
+
+
+@contextlib.asynccontextmanager
+async def connected_room(room_name: str, credentials: Credentials) -> AsyncIterator[rtc.Room]:
+    """A room connected with ``credentials`` (:class:`JoinError` if it cannot be), left on exit."""
+    room = rtc.Room()
+    options = rtc.RoomOptions(auto_subscribe=True, connect_timeout=CONNECT_TIMEOUT_S)
+    try:
+        await room.connect(credentials.url, credentials.token, options)
+    except rtc.ConnectError as exc:
+        raise JoinError(f"cannot join room {room_name!r} at {credentials.url}: {exc}") from None
+    try:
+        yield room
+    finally:
+        await room.disconnect()
 
 
 async def join(
@@ -48,31 +63,20 @@ async def join(
     )
     if token and identity and credentials.identity != identity:
         raise TokenError(f"the token is for identity {credentials.identity!r}, not {identity!r}")
-    async with open_stack(persona, settings or AppSettings()) as stack:
-        room = rtc.Room()
-        options = rtc.RoomOptions(auto_subscribe=True, connect_timeout=CONNECT_TIMEOUT_S)
-        try:
-            await room.connect(credentials.url, credentials.token, options)
-        except rtc.ConnectError as exc:
-            raise JoinError(f"cannot join room {room_name!r} at {credentials.url}: {exc}") from None
+    name = persona.identity.display_name
+    async with (
+        open_stack(persona, settings or AppSettings()) as stack,
+        connected_room(room_name, credentials) as room,
+    ):
         avatar = RoomAvatar(room, stack, policy=policy)
-        loop = asyncio.get_running_loop()
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
-                loop.add_signal_handler(signum, avatar.stop)
-        name = persona.identity.display_name
         print(
             f"dyad: {name} joined room {room_name!r} at {credentials.url} as {credentials.identity!r}"
             "  (Ctrl+C to leave)",
             flush=True,
         )
         try:
-            await avatar.run()
+            with on_stop_signals(avatar.stop):
+                await avatar.run()
         except PublishTrackError as exc:
             raise JoinError(f"cannot publish the avatar's tracks in {room_name!r}: {exc}") from None
-        finally:
-            for signum in (signal.SIGINT, signal.SIGTERM):
-                with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
-                    loop.remove_signal_handler(signum)
-            await room.disconnect()
-            print(f"dyad: {name} left room {room_name!r}", flush=True)
+    print(f"dyad: {name} left room {room_name!r}", flush=True)

@@ -1,5 +1,6 @@
-"""The attended participant's media, followed through a room: their microphone as 16 kHz mono float32 and
-their camera as RGB frames (at most every ``video_every_s``), handed to callbacks.
+"""The attended participant's media, followed through a room: their microphone as 16 kHz mono float32
+(whatever rate and channels the track delivers) and their camera as RGB frames (at most every
+``video_every_s``), handed to callbacks.
 
 :class:`AttendeeFeed` keeps an :class:`AttendeeSelector` up to date from the room's events (joins,
 leaves, active speakers), reads only the attendee's microphone and camera tracks, switches when the
@@ -22,11 +23,10 @@ from livekit import rtc
 
 from integrations.livekit.attendee import AttendeeSelector, AttendPolicy
 from integrations.livekit.conventions import Speaker
-from integrations.livekit.media import USER_RATE, user_image, user_samples
+from integrations.livekit.media import user_image
+from integrations.transport import USER_RATE, TransportParams, UserAudio
 
 log = logging.getLogger(__name__)
-
-USER_VIDEO_EVERY_S = 0.1  # face analysis at up to 10 fps
 
 
 class TrackReader(Protocol):
@@ -79,7 +79,7 @@ class AttendeeFeed:
         ready: asyncio.Event | None = None,
         on_attendee: Callable[[str | None], None] | None = None,
         on_microphone_stopped: Callable[[], None] | None = None,
-        video_every_s: float = USER_VIDEO_EVERY_S,
+        video_every_s: float = TransportParams.video_every_s,
     ) -> None:
         self.room = room
         self.selector = AttendeeSelector(policy)
@@ -221,8 +221,10 @@ class AttendeeFeed:
         if self.ready is not None:
             await self.ready.wait()
         try:
+            user_audio = UserAudio()
             async for frame in self.reader.audio(track):
-                samples = user_samples(frame)
+                pcm = np.frombuffer(frame.data, dtype=np.int16)
+                samples = user_audio.push_pcm(pcm, frame.sample_rate, frame.num_channels)
                 if samples.size:
                     self.last_audio = time.monotonic()
                     await self.on_audio(samples)

@@ -5,8 +5,8 @@ Out: the Engine's 20 ms 24 kHz int16 audio frames and RGB video frames go throug
 paces video at the persona's fps against the audio. The camera track is published with an explicit
 ``VideoEncoding`` (frame rate and bitrate): without it LiveKit caps small videos at 15 fps.
 
-In: a participant's audio track as 16 kHz mono float32 (LiveKit resamples natively) and their video
-track as RGB frames, for ``Session.push_audio`` / ``push_video``.
+In: a participant's video track as RGB frames (their audio goes through
+:class:`integrations.transport.UserAudio`).
 """
 
 from __future__ import annotations
@@ -23,7 +23,6 @@ from avatar_core.frames import AUDIO_RATE, AudioFrame, OutputFrame
 
 log = logging.getLogger(__name__)
 
-USER_RATE = 16_000  # what the Session takes
 AUDIO_QUEUE_MS = 100  # the AudioSource's buffer: short, so an interruption is heard at once
 VIDEO_QUEUE_MS = 100
 BITS_PER_PIXEL = 0.1  # VP8 at 512x512 25 fps -> about 650 kbit/s, plenty for a drawn face
@@ -52,14 +51,6 @@ def to_rtc_video(image: npt.NDArray[np.uint8]) -> rtc.VideoFrame:
     return rtc.VideoFrame(width, height, rtc.VideoBufferType.RGB24, data.tobytes())
 
 
-def user_samples(frame: rtc.AudioFrame) -> npt.NDArray[np.float32]:
-    """A received audio frame -> mono float32 in [-1, 1] (channels averaged)."""
-    pcm = np.frombuffer(frame.data, dtype=np.int16).astype(np.float32) / 32768.0
-    if frame.num_channels > 1:
-        pcm = pcm.reshape(-1, frame.num_channels).mean(axis=1)
-    return pcm
-
-
 def user_image(frame: rtc.VideoFrame) -> npt.NDArray[np.uint8]:
     """A received video frame (any buffer type) -> an RGB image (H, W, 3)."""
     rgb = frame if frame.type == rtc.VideoBufferType.RGB24 else frame.convert(rtc.VideoBufferType.RGB24)
@@ -71,6 +62,25 @@ def video_encoding(width: int, height: int, fps: float) -> rtc.VideoEncoding:
     """The camera track's encoding: the persona's frame rate and a bitrate for its size."""
     bitrate = max(MIN_BITRATE, round(width * height * fps * BITS_PER_PIXEL))
     return rtc.VideoEncoding(max_framerate=float(fps), max_bitrate=bitrate)
+
+
+async def publish_tracks(
+    participant: rtc.LocalParticipant,
+    audio_source: rtc.AudioSource,
+    video_source: rtc.VideoSource,
+    encoding: rtc.VideoEncoding,
+) -> tuple[rtc.LocalTrackPublication, rtc.LocalTrackPublication]:
+    """Publish the avatar's microphone and camera (with its explicit encoding); returns both
+    publications."""
+    audio = rtc.LocalAudioTrack.create_audio_track(AUDIO_TRACK, audio_source)
+    audio_publication = await participant.publish_track(
+        audio, rtc.TrackPublishOptions(source=rtc.TrackSource.SOURCE_MICROPHONE)
+    )
+    video = rtc.LocalVideoTrack.create_video_track(VIDEO_TRACK, video_source)
+    options = rtc.TrackPublishOptions(source=rtc.TrackSource.SOURCE_CAMERA, video_encoding=encoding)
+    video_publication = await participant.publish_track(video, options)
+    log.info("published %s and %s", audio_publication.sid, video_publication.sid)
+    return audio_publication, video_publication
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -103,17 +113,10 @@ class AvatarTracks:
 
     async def publish(self, participant: rtc.LocalParticipant) -> None:
         """Publish the microphone and camera tracks."""
-        audio = rtc.LocalAudioTrack.create_audio_track(AUDIO_TRACK, self.audio_source)
-        self.audio_publication = await participant.publish_track(
-            audio, rtc.TrackPublishOptions(source=rtc.TrackSource.SOURCE_MICROPHONE)
+        encoding = video_encoding(self.width, self.height, self.fps)
+        self.audio_publication, self.video_publication = await publish_tracks(
+            participant, self.audio_source, self.video_source, encoding
         )
-        video = rtc.LocalVideoTrack.create_video_track(VIDEO_TRACK, self.video_source)
-        options = rtc.TrackPublishOptions(
-            source=rtc.TrackSource.SOURCE_CAMERA,
-            video_encoding=video_encoding(self.width, self.height, self.fps),
-        )
-        self.video_publication = await participant.publish_track(video, options)
-        log.info("published %s and %s", self.audio_publication.sid, self.video_publication.sid)
 
     async def push(self, frame: OutputFrame) -> None:
         """One Engine frame. Audio waits while the source's 100 ms buffer is full, so this paces the

@@ -18,12 +18,12 @@ import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
-from avatar_core.listening_features import ListeningFeatures
 from agent.persona import Persona
 from agent.stt import WhisperSTT, make_stt
 from agent.vad import StreamingVAD
 from avatar_core.config import AppSettings
 from avatar_core.engine import Voice
+from avatar_core.listening_features import ListeningFeatures
 from avatar_core.model.inference import JointModel
 from avatar_core.motion import NEUTRAL
 from avatar_core.render import make_renderer
@@ -55,7 +55,7 @@ def prewarm_parts(persona: Persona, settings: AppSettings) -> Prewarmed:
     renderer.render(NEUTRAL)
     turn_taking = persona.turn_taking
     StreamingVAD(turn_taking.vad_threshold, turn_taking.min_speech_ms, turn_taking.end_of_turn_silence_ms)
-    ListeningFeatures()  # loads the face-landmark model, which avatar_core.listening_features keeps for the process
+    ListeningFeatures()  # loads the face-landmark model, which the module keeps for the process
     stt = None
     if persona.stt.backend == "whisper":
         made = make_stt(persona.stt)

@@ -20,30 +20,30 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Coroutine
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 from livekit import rtc
 
-from agent.session import Session
+from agent.events import SessionEvent
+from avatar_core.frames import OutputFrame
 from integrations.livekit.attendee import AttendeeSelector, AttendPolicy
 from integrations.livekit.conventions import TOPIC_CHAT, ConventionPublisher
 from integrations.livekit.listen import AttendeeFeed, TrackReader
-from integrations.livekit.media import USER_RATE, AvatarTracks
+from integrations.livekit.media import AvatarTracks
 from integrations.stack import AvatarStack
+from integrations.transport import USER_RATE, AvatarTransport, TransportParams
 
 log = logging.getLogger(__name__)
 
 SILENCE_AFTER_S = 1.2  # silence fed after the attendee's microphone stops, so their turn can end
 SILENCE_CHUNK = 320  # 20 ms at 16 kHz
-CLOSE_TIMEOUT_S = 30.0
 GREET_WAIT_S = 5.0  # the greeting waits this long for someone to subscribe to the avatar's voice
 UNKNOWN_REASON = rtc.DisconnectReason.UNKNOWN_REASON
 
 
-class RoomAvatar:
+class RoomAvatar(AvatarTransport):
     """The avatar in a connected room. ``await RoomAvatar(room, stack).run()``."""
 
     def __init__(
@@ -55,20 +55,20 @@ class RoomAvatar:
         reader: TrackReader | None = None,
         greet_alone: bool = False,
         leave_alone_after_s: float | None = None,
+        params: TransportParams | None = None,
     ) -> None:
+        super().__init__(params=params, name="livekit")
         self.room = room
-        self.stack = stack
-        self.session: Session = stack.session
         self.greet_alone = greet_alone
         self.leave_alone_after_s = leave_alone_after_s
-        self._media_started = asyncio.Event()
         self.feed = AttendeeFeed(
             room,
-            on_audio=self._push_audio,
-            on_video=self._push_video,
+            on_audio=self.push_user_audio,
+            on_video=self._see,
             policy=policy,
             reader=reader,
-            ready=self._media_started,
+            ready=self.media_started,
+            video_every_s=self.params.video_every_s,
             on_attendee=self._attendee_changed,
             on_microphone_stopped=self._fill_silence,
         )
@@ -77,13 +77,12 @@ class RoomAvatar:
         self.conventions = ConventionPublisher(
             room.local_participant, agent_track=lambda: self.tracks.audio_sid, user=self.feed.speaker
         )
-        self._tasks: set[asyncio.Task[None]] = set()
-        self._push_lock = asyncio.Lock()
         self._filler: asyncio.Task[None] | None = None
         self._alone: asyncio.Task[None] | None = None
         self._greeted = False
         self._stop = asyncio.Event()
         self._handlers: list[tuple[str, Any]] = []
+        self.attach(stack)
 
     @property
     def selector(self) -> AttendeeSelector:
@@ -96,9 +95,8 @@ class RoomAvatar:
         """Serve the room until it disconnects or :meth:`stop` is called; then leave nothing running."""
         try:
             await self.tracks.publish(self.room.local_participant)
-            self.session.on(self.conventions.handle)
             self.conventions.start(self.session.state)
-            self._spawn(self._pump(), "engine")
+            self.start_output()
             self.feed.start()
             self._connect_events()
             if self.greet_alone:
@@ -115,39 +113,15 @@ class RoomAvatar:
         self._stop.set()
         self._disconnect_events()
         await self.feed.aclose()
-        tasks = [t for t in self._tasks if t is not asyncio.current_task()]
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        await self._close_session()
-        await self.conventions.aclose()
-        await self.tracks.aclose()
+        await self.aclose()
         log.info("left room %s", self.room.name)
 
-    async def _close_session(self) -> None:
-        """Close the Session, interrupting speech meanwhile; give up after ``CLOSE_TIMEOUT_S`` (some
-        libraries swallow cancellation)."""
-        closing = asyncio.ensure_future(self.session.aclose())
-        deadline = time.monotonic() + CLOSE_TIMEOUT_S
-        while not closing.done() and time.monotonic() < deadline:
-            self.stack.engine.interrupt()
-            await asyncio.wait({closing}, timeout=0.05)
-        if not closing.done():
-            log.warning("the session did not close in %.0f s", CLOSE_TIMEOUT_S)
-            closing.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await closing
+    async def close_media(self) -> None:
+        await self.conventions.aclose()
+        await self.tracks.aclose()
 
-    def _spawn(self, coro: Coroutine[Any, Any, None], name: str) -> asyncio.Task[None]:
-        task = asyncio.get_running_loop().create_task(coro, name=f"dyad-livekit-{name}")
-        self._tasks.add(task)
-        task.add_done_callback(self._task_done)
-        return task
-
-    def _task_done(self, task: asyncio.Task[None]) -> None:
-        self._tasks.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            log.error("%s failed", task.get_name(), exc_info=task.exception())
+    def publish(self, event: SessionEvent) -> None:
+        self.conventions.handle(event)
 
     # -- room events --------------------------------------------------------------------------------
 
@@ -181,7 +155,7 @@ class RoomAvatar:
                 self._alone.cancel()
                 self._alone = None
         elif self.leave_alone_after_s is not None and self._alone is None:
-            self._alone = self._spawn(self._leave_when_alone(self.leave_alone_after_s), "alone")
+            self._alone = self.tasks.spawn(self._leave_when_alone(self.leave_alone_after_s), "alone")
 
     async def _leave_when_alone(self, seconds: float) -> None:
         await asyncio.sleep(seconds)
@@ -202,7 +176,7 @@ class RoomAvatar:
     def _chat(self, reader: rtc.TextStreamReader, identity: str) -> None:
         if identity not in self.feed.selector.present:
             return  # only people; another agent's chatter is not a question
-        self._spawn(self._typed(reader), "chat")
+        self.tasks.spawn(self._typed(reader), "chat")
 
     async def _typed(self, reader: rtc.TextStreamReader) -> None:
         text = await reader.read_all()
@@ -218,10 +192,10 @@ class RoomAvatar:
     def _greet(self) -> None:
         if not self._greeted:
             self._greeted = True
-            self._spawn(self._start_session(), "greeting")
+            self.tasks.spawn(self._start_session(), "greeting")
 
     async def _start_session(self) -> None:
-        await self._media_started.wait()
+        await self.media_started.wait()
         publication = self.tracks.audio_publication
         if publication is not None:  # greet once someone can hear it (or after a few seconds anyway)
             with contextlib.suppress(TimeoutError):
@@ -230,20 +204,12 @@ class RoomAvatar:
 
     # -- media --------------------------------------------------------------------------------------
 
-    async def _pump(self) -> None:
-        """The one consumer of ``engine.frames()``: every frame into the synchronizer."""
-        async for frame in self.stack.engine.frames():
-            await self.tracks.push(frame)
-            if not self._media_started.is_set():
-                self._media_started.set()
+    async def send_frame(self, frame: OutputFrame) -> None:
+        """Every frame into the synchronizer (audio paces the pump at real time)."""
+        await self.tracks.push(frame)
 
-    async def _push_audio(self, samples: npt.NDArray[np.float32]) -> None:
-        clock = self.stack.engine.clock
-        async with self._push_lock:
-            await self.session.push_audio(samples, max(0.0, clock.now() - samples.size / USER_RATE))
-
-    async def _push_video(self, image: npt.NDArray[np.uint8]) -> None:
-        await self.session.push_video(image, self.stack.engine.clock.now())
+    async def _see(self, image: npt.NDArray[np.uint8]) -> None:
+        self.push_user_video(image)  # the feed already keeps to video_every_s
 
     def _fill_silence(self) -> None:
         """After the attendee's microphone stops (mute, unpublish, leaving, another attendee), feed
@@ -251,10 +217,10 @@ class RoomAvatar:
         if self._stop.is_set():
             return
         if self._filler is None or self._filler.done():
-            self._filler = self._spawn(self._silence(), "silence")
+            self._filler = self.tasks.spawn(self._silence(), "silence")
 
     async def _silence(self) -> None:
-        await self._media_started.wait()
+        await self.media_started.wait()
         zeros = np.zeros(SILENCE_CHUNK, np.float32)
         step = SILENCE_CHUNK / USER_RATE
         fed = 0.0
@@ -262,5 +228,5 @@ class RoomAvatar:
             await asyncio.sleep(step)
             if time.monotonic() - self.feed.last_audio < 2 * step:
                 return  # audio flows again
-            await self._push_audio(zeros)
+            await self.push_user_audio(zeros)
             fed += step

@@ -21,7 +21,6 @@ import functools
 import json
 import logging
 import re
-import signal
 from dataclasses import dataclass, replace
 
 from livekit.agents import AgentServer, AutoSubscribe, JobContext, JobProcess, JobRequest, WorkerPermissions
@@ -30,18 +29,19 @@ from livekit.protocol import models
 
 from agent.persona import EMBEDDED, Persona, PersonaError, available_personas, load_persona
 from avatar_core.config import AppSettings
+from integrations.lifecycle import on_stop_signals
 from integrations.livekit.attendee import AttendPolicy
 from integrations.livekit.prewarm import Prewarmed, prewarm_parts, stack_from
 from integrations.livekit.room import RoomAvatar
 from integrations.llm.local_server import LocalLLMServer
-from integrations.stack import open_stack
+from integrations.stack import SharedModels, open_stack
 
 log = logging.getLogger(__name__)
 
 LOAD_FULL = 0.999  # load = sessions / max_sessions: available while below max_sessions
 PREWARM_TIMEOUT_S = 180.0  # loading every model on a busy 2-core machine takes a while
 SHUTDOWN_TIMEOUT_S = 40.0  # a room's process: close the session, publish the last transcripts
-MEMORY_WARN_MB = 1500  # DESIGN §6: one live session <= 1.5 GB
+MEMORY_WARN_MB = 1500  # the budget of one live session (docs/design.md)
 DRAIN_TIMEOUT_S = 1800
 PREWARMED = "dyad_prewarmed"  # JobProcess.userdata key of the loaded parts
 _NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
@@ -214,46 +214,41 @@ async def run_worker(
     """Run a worker until SIGINT/SIGTERM; then stop taking rooms, let the live ones finish (not in
     ``dev`` mode) and shut down. Starts the shared embedded LLM server when the default persona uses it."""
     persona = await asyncio.to_thread(load_persona, config.persona)
-    llm: LocalLLMServer | None = None
+    models = SharedModels()  # this process keeps only the LLM server; rooms load their models
     try:
-        if persona.llm.base_url == EMBEDDED:
-            llm = LocalLLMServer()
-            await llm.start()
+        llm = await models.llm_server(persona)
+        if llm is not None:
             config = replace(config, llm_port=llm.port)
         server = build_server(config, url=url, health_port=health_port)
         stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
-                loop.add_signal_handler(signum, stop.set)
-        running = asyncio.ensure_future(server.run(devmode=dev))
-        stopping = asyncio.ensure_future(stop.wait())
-        await asyncio.wait({running, stopping}, return_when=asyncio.FIRST_COMPLETED)
-        stopping.cancel()
-        if running.done():
-            running.result()  # raises why the worker could not run (e.g. it cannot reach the server)
-            return
-        print("dyad: stopping the worker; live rooms finish first (Ctrl+C again to force)", flush=True)
-        forced = asyncio.Event()
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
-                loop.add_signal_handler(signum, forced.set)
-        if not dev:
-            draining = asyncio.ensure_future(server.drain())
-            waiting = asyncio.ensure_future(forced.wait())
-            await asyncio.wait({draining, waiting}, return_when=asyncio.FIRST_COMPLETED)
-            waiting.cancel()
-            if not draining.done():
-                print("dyad: forced: closing the live rooms now", flush=True)
-                draining.cancel()
-            with contextlib.suppress(asyncio.CancelledError, TimeoutError):
-                await draining
-        await server.aclose()
-        with contextlib.suppress(asyncio.CancelledError, Exception):
-            await running
+        with on_stop_signals(stop.set):
+            running = asyncio.ensure_future(server.run(devmode=dev))
+            stopping = asyncio.ensure_future(stop.wait())
+            await asyncio.wait({running, stopping}, return_when=asyncio.FIRST_COMPLETED)
+            stopping.cancel()
+            if running.done():
+                running.result()  # raises why the worker could not run (e.g. it cannot reach the server)
+                return
+            print("dyad: stopping the worker; live rooms finish first (Ctrl+C again to force)", flush=True)
+            forced = asyncio.Event()
+            with on_stop_signals(forced.set):
+                if not dev:
+                    await _drain(server, forced)
+                await server.aclose()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await running
     finally:
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
-                asyncio.get_running_loop().remove_signal_handler(signum)
-        if llm is not None:
-            await llm.stop()
+        await models.aclose()
+
+
+async def _drain(server: AgentServer, forced: asyncio.Event) -> None:
+    """Let the live rooms finish, unless ``forced`` is set first."""
+    draining = asyncio.ensure_future(server.drain())
+    waiting = asyncio.ensure_future(forced.wait())
+    await asyncio.wait({draining, waiting}, return_when=asyncio.FIRST_COMPLETED)
+    waiting.cancel()
+    if not draining.done():
+        print("dyad: forced: closing the live rooms now", flush=True)
+        draining.cancel()
+    with contextlib.suppress(asyncio.CancelledError, TimeoutError):
+        await draining

@@ -22,16 +22,15 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from aiohttp import web
 from livekit import rtc
 
-from agent.persona import EMBEDDED, Persona
+from agent.persona import Persona
 from agent.session import Session
 from avatar_core.config import AppSettings
 from integrations.files.converse import ConverseResult, converse
 from integrations.livekit.attendee import AttendPolicy
 from integrations.livekit.listen import TrackReader
 from integrations.livekit.room import RoomAvatar
-from integrations.llm.local_server import LocalLLMServer
 from integrations.mqtt.kiosk import HostError, KioskSession
-from integrations.stack import open_stack
+from integrations.stack import SharedModels, open_stack
 from integrations.webrtc.server import DyadServer, WebSession
 
 if TYPE_CHECKING:
@@ -54,27 +53,6 @@ async def _started(ready: asyncio.Future[T], run: asyncio.Task[Any], ended: str)
     return ready.result()
 
 
-class _SharedLLM:
-    """The embedded LLM server, started the first time a persona needs it and shared by every session."""
-
-    def __init__(self) -> None:
-        self.server: LocalLLMServer | None = None
-
-    async def for_persona(self, persona: Persona) -> LocalLLMServer | None:
-        if persona.llm.base_url != EMBEDDED:
-            return None
-        if self.server is None:
-            server = LocalLLMServer()
-            await server.start()
-            self.server = server
-        return self.server
-
-    async def stop(self) -> None:
-        if self.server is not None:
-            await self.server.stop()
-            self.server = None
-
-
 # ---------------------------------------------------------------------------------------------------
 # browser
 # ---------------------------------------------------------------------------------------------------
@@ -84,9 +62,9 @@ class _KioskPage(DyadServer):
     """``dyad serve`` with each tab's session reported to the kiosk."""
 
     def __init__(
-        self, host: BrowserHost, persona: Persona, settings: AppSettings, llm: LocalLLMServer | None
+        self, host: BrowserHost, persona: Persona, settings: AppSettings, models: SharedModels
     ) -> None:
-        super().__init__(persona, max_sessions=1, settings=settings, llm_server=llm)
+        super().__init__(persona, max_sessions=1, settings=settings, models=models)
         self.host = host
 
     async def _offer(self, request: web.Request) -> web.Response:
@@ -113,8 +91,7 @@ class BrowserHost:
         self.page: _KioskPage | None = None
         self.url = ""
         self._kiosk: Kiosk | None = None
-        self._llm = _SharedLLM()
-        self._runner: web.AppRunner | None = None
+        self._models = SharedModels(self.settings)
         self._closing: set[WebSession] = set()
 
     def bind(self, kiosk: Kiosk) -> None:
@@ -129,21 +106,15 @@ class BrowserHost:
     async def start(self) -> None:
         """Serve the page (and start the embedded LLM if the persona uses it)."""
         assert self.persona is not None, "bind the host to a kiosk first"
-        llm = await self._llm.for_persona(self.persona)
-        self.page = _KioskPage(self, self.persona, self.settings, llm)
-        self._runner = web.AppRunner(self.page.app, access_log=None)
-        await self._runner.setup()
-        host, port = self.address
-        await web.TCPSite(self._runner, host, port).start()
-        shown = "127.0.0.1" if host in ("0.0.0.0", "") else host
-        self.url = f"http://{shown}:{port}/"
+        await self._models.llm_server(self.persona)
+        self.page = _KioskPage(self, self.persona, self.settings, self._models)
+        self.url = await self.page.start(*self.address)
         print(f"dyad kiosk: open the kiosk page at {self.url}", flush=True)
 
     async def aclose(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
-        await self._llm.stop()
+        if self.page is not None:
+            await self.page.stop()
+        await self._models.aclose()
 
     async def open_session(self, persona: Persona, attach: Callable[[KioskSession], None]) -> KioskSession:
         raise HostError(
@@ -196,7 +167,7 @@ class FilesHost:
         self.settings = settings or AppSettings()
         self.count = 0
         self._kiosk: Kiosk | None = None
-        self._llm = _SharedLLM()
+        self._models = SharedModels(self.settings)
         self._runs: dict[int, asyncio.Task[ConverseResult]] = {}  # id(session) -> its conversation
 
     def bind(self, kiosk: Kiosk) -> None:
@@ -212,11 +183,11 @@ class FilesHost:
         for task in list(self._runs.values()):
             task.cancel()
         await asyncio.gather(*self._runs.values(), return_exceptions=True)
-        await self._llm.stop()
+        await self._models.aclose()
 
     async def open_session(self, persona: Persona, attach: Callable[[KioskSession], None]) -> KioskSession:
         """Start a conversation with the recording; returns once its Session exists."""
-        llm = await self._llm.for_persona(persona)
+        llm = await self._models.llm_server(persona)
         self.count += 1
         out = self.out_dir / f"session-{self.count:03d}.mp4"
         ready: asyncio.Future[Session] = asyncio.get_running_loop().create_future()
@@ -276,23 +247,18 @@ RoomOpener = Callable[[str, Persona], contextlib.AbstractAsyncContextManager["rt
 @contextlib.asynccontextmanager
 async def livekit_room(room_name: str, persona: Persona, url: str | None = None) -> AsyncIterator[rtc.Room]:
     """Connect to ``room_name`` as the persona's identity (token minted from LIVEKIT_API_KEY/SECRET)."""
-    from integrations.livekit.join import CONNECT_TIMEOUT_S
+    from integrations.livekit.join import JoinError, connected_room
     from integrations.livekit.tokens import TokenError, resolve_credentials
 
     try:
         credentials = resolve_credentials(room_name, persona.identity, url=url)
     except TokenError as exc:
         raise HostError(f"cannot join LiveKit room {room_name!r}: {exc}") from None
-    room = rtc.Room()
-    options = rtc.RoomOptions(auto_subscribe=True, connect_timeout=CONNECT_TIMEOUT_S)
     try:
-        await room.connect(credentials.url, credentials.token, options)
-    except rtc.ConnectError as exc:
-        raise HostError(f"cannot join LiveKit room {room_name!r} at {credentials.url}: {exc}") from None
-    try:
-        yield room
-    finally:
-        await room.disconnect()
+        async with connected_room(room_name, credentials) as room:
+            yield room
+    except JoinError as exc:
+        raise HostError(f"LiveKit: {exc}") from None
 
 
 class LiveKitHost:
@@ -314,7 +280,7 @@ class LiveKitHost:
         self.reader = reader  # tests play recorded media through a room double
         self._open: RoomOpener = opener or (lambda name, persona: livekit_room(name, persona, url))
         self._kiosk: Kiosk | None = None
-        self._llm = _SharedLLM()
+        self._models = SharedModels(self.settings)
         self._runs: dict[int, tuple[asyncio.Task[None], RoomAvatar]] = {}
         self._closing: set[int] = set()  # sessions close_session is ending (the kiosk says why)
 
@@ -332,13 +298,12 @@ class LiveKitHost:
             avatar.stop()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
-        await self._llm.stop()
+        await self._models.aclose()
 
     async def open_session(self, persona: Persona, attach: Callable[[KioskSession], None]) -> KioskSession:
         """Build the avatar, join the room, and start serving it; returns once it is in the room."""
-        llm = await self._llm.for_persona(persona)
         ready: asyncio.Future[tuple[Session, RoomAvatar]] = asyncio.get_running_loop().create_future()
-        run = asyncio.create_task(self._serve(persona, llm, attach, ready), name=f"dyad-kiosk-{self.room}")
+        run = asyncio.create_task(self._serve(persona, attach, ready), name=f"dyad-kiosk-{self.room}")
         session, avatar = await _started(ready, run, f"the avatar left room {self.room!r} at once")
         self._runs[id(session)] = (run, avatar)
         run.add_done_callback(lambda task: self._finished(session, task))
@@ -347,12 +312,11 @@ class LiveKitHost:
     async def _serve(
         self,
         persona: Persona,
-        llm: LocalLLMServer | None,
         attach: Callable[[KioskSession], None],
         ready: asyncio.Future[tuple[Session, RoomAvatar]],
     ) -> None:
         async with (
-            open_stack(persona, self.settings, server=llm) as stack,
+            open_stack(persona, self.settings, models=self._models) as stack,
             self._open(self.room, persona) as room,
         ):
             avatar = RoomAvatar(room, stack, policy=self.policy, reader=self.reader)

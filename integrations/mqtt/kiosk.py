@@ -11,9 +11,7 @@ browser page and the files ones, and tests use their own.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-import signal
 import time
 import uuid
 from collections.abc import Callable
@@ -30,6 +28,7 @@ from agent.events import (
     to_dict,
 )
 from agent.persona import Persona, PersonaError, load_persona
+from integrations.lifecycle import on_stop_signals
 from integrations.mqtt.bridge import MqttBridge, MqttSettings
 from integrations.mqtt.messages import (
     Command,
@@ -264,11 +263,6 @@ async def run_kiosk(
     """Run the kiosk until SIGINT/SIGTERM (or ``stop`` is set): the transport, the bridge, then a clean
     shutdown (session ended, queued messages sent, ``status`` offline)."""
     stop = stop or asyncio.Event()
-    loop = asyncio.get_running_loop()
-    signals = (signal.SIGINT, signal.SIGTERM)
-    for signum in signals:
-        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
-            loop.add_signal_handler(signum, stop.set)
     bridge = MqttBridge(settings)
     kiosk = Kiosk(bridge, host, persona, persona_name)
     log.info(
@@ -278,21 +272,19 @@ async def run_kiosk(
         bridge.topics.prefix,
         persona_name,
     )
-    runner = asyncio.create_task(bridge.run(), name="dyad-mqtt")
-    try:
-        await host.start()
-        stopping = asyncio.create_task(stop.wait())
-        await asyncio.wait({runner, stopping}, return_when=asyncio.FIRST_COMPLETED)
-        stopping.cancel()
-        if runner.done():
-            await runner  # it only returns when stopped; an error propagates
-    finally:
+    with on_stop_signals(stop.set):
+        runner = asyncio.create_task(bridge.run(), name="dyad-mqtt")
         try:
-            await kiosk.aclose()
-            await host.aclose()
+            await host.start()
+            stopping = asyncio.create_task(stop.wait())
+            await asyncio.wait({runner, stopping}, return_when=asyncio.FIRST_COMPLETED)
+            stopping.cancel()
+            if runner.done():
+                await runner  # it only returns when stopped; an error propagates
         finally:
-            bridge.stop()
-            await runner
-            for signum in signals:
-                with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
-                    loop.remove_signal_handler(signum)
+            try:
+                await kiosk.aclose()
+                await host.aclose()
+            finally:
+                bridge.stop()
+                await runner

@@ -1,6 +1,8 @@
 """`dyad serve`: talk to the avatar in a local browser page over WebRTC (like Pipecat's SmallWebRTC).
 
-One aiohttp app serves the page (``GET /``) and answers the page's SDP offer (``POST /offer``). Each tab
+One aiohttp app serves the page (``GET /``), its ICE servers (``GET /config``: none unless configured, so
+nothing leaves the machine; see :mod:`integrations.webrtc.ice`) and answers the page's SDP offer
+(``POST /offer``). It listens on 127.0.0.1 unless told otherwise. Each tab
 gets its own ``RTCPeerConnection`` (aiortc) and its own avatar stack, up to ``max_sessions``; beyond it
 ``POST /offer`` answers 503 ``{"error": "busy"}``. All stacks share one embedded LLM server.
 
@@ -21,55 +23,46 @@ import contextlib
 import fractions
 import json
 import logging
-import signal
-import time
 import uuid
 from collections import deque
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import av
 import numpy as np
-import numpy.typing as npt
 from aiohttp import web
 from aiortc import MediaStreamTrack, RTCDataChannel, RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamError
 
 from agent.events import SessionEvent, to_dict
 from agent.persona import Persona
-from agent.session import Session
 from avatar_core.config import AppSettings
-from avatar_core.frames import AUDIO_RATE, AudioFrame, VideoFrame
-from integrations.llm.local_server import LocalLLMServer
-from integrations.stack import AvatarStack, open_stack
+from avatar_core.frames import AUDIO_RATE, AudioFrame, OutputFrame, VideoFrame
+from integrations.lifecycle import on_stop_signals
+from integrations.stack import SharedModels, open_stack
+from integrations.transport import AvatarTransport, UserAudio
+from integrations.webrtc.ice import IceServer, rtc_configuration
 
 log = logging.getLogger(__name__)
 
 STATIC = Path(__file__).parent / "static"
-USER_RATE = 16_000  # what the Session takes
-USER_VIDEO_EVERY_S = 0.1
 VIDEO_CLOCK = 90_000
 VIDEO_QUEUE = 3  # frames; older ones are dropped when the browser lags
 AUDIO_QUEUE_WARN = 250  # 5 s of audio waiting: the browser stopped reading
 STACK_TIMEOUT_S = 300.0
 CONNECT_TIMEOUT_S = 60.0
 BUSY_MESSAGE = "The avatar is busy, try again in a minute"
+EXPOSED_WARNING = (
+    "dyad: listening on {host}: anyone who can reach this machine can open the page and talk to the "
+    "avatar (no login, no TLS; browsers allow the camera and microphone only on localhost or https). "
+    "Put it behind a TLS reverse proxy with authentication, or use --host 127.0.0.1."
+)
 
 
-async def _close_session(stack: AvatarStack, limit_s: float = 30.0) -> None:
-    """Close the Session before ``open_stack`` does, interrupting speech meanwhile and giving up after
-    ``limit_s``, so a close that hangs (a library swallowing cancellation) never holds a session slot."""
-    closing = asyncio.ensure_future(stack.session.aclose())
-    deadline = time.monotonic() + limit_s
-    while not closing.done() and time.monotonic() < deadline:
-        stack.engine.interrupt()
-        await asyncio.wait({closing}, timeout=0.05)
-    if not closing.done():
-        log.warning("the session did not close in %.0f s", limit_s)
-        closing.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await closing
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` only accepts connections from this machine."""
+    return host in ("localhost", "127.0.0.1", "::1") or host.startswith("127.")
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -149,7 +142,7 @@ class AvatarVideoTrack(MediaStreamTrack):
 # ---------------------------------------------------------------------------------------------------
 
 
-class WebSession:
+class WebSession(AvatarTransport):
     """One tab: its peer connection, its avatar stack and every task that serves it."""
 
     def __init__(
@@ -157,51 +150,35 @@ class WebSession:
         app: DyadServer,
         persona: Persona,
         settings: AppSettings,
-        server: LocalLLMServer | None,
     ) -> None:
         self.id = uuid.uuid4().hex[:12]
+        super().__init__(name=f"webrtc-{self.id}")
         self.app = app
         self.persona = persona
         self.settings = settings
-        self.llm_server = server
-        self.pc = RTCPeerConnection()
+        self.pc = RTCPeerConnection(rtc_configuration(app.ice_servers))
         self.audio = AvatarAudioTrack()
         self.video = AvatarVideoTrack()
         self.channel: RTCDataChannel | None = None
-        self.stack: AvatarStack | None = None
         self.events: list[dict[str, Any]] = []  # everything sent to the page (for tests and logs)
         self._pending: list[str] = []  # messages waiting for the data channel
         self._ready = asyncio.Event()
         self._done = asyncio.Event()
         self._started = False
         self._closing = False
-        self._tasks: set[asyncio.Task[None]] = set()
         self._runner: asyncio.Task[None] | None = None
         self._failure: BaseException | None = None
 
     # -- lifecycle ----------------------------------------------------------------------------------
 
-    def _spawn(self, coro: Coroutine[Any, Any, None], name: str) -> asyncio.Task[None]:
-        task = asyncio.get_running_loop().create_task(coro, name=f"dyad-webrtc-{self.id}-{name}")
-        self._tasks.add(task)
-        task.add_done_callback(self._task_done)
-        return task
-
-    def _task_done(self, task: asyncio.Task[None]) -> None:
-        self._tasks.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            log.error("session %s: %s failed", self.id, task.get_name(), exc_info=task.exception())
-
     async def _run(self) -> None:
         """Own the avatar stack for the life of the session (enter and exit in one task)."""
         try:
-            async with open_stack(self.persona, self.settings, server=self.llm_server) as stack:
-                self.stack = stack
-                stack.session.on(self._publish)
+            async with open_stack(self.persona, self.settings, models=self.app.models) as stack:
+                self.attach(stack)
                 self._ready.set()
                 await self._done.wait()
-                await self._stop_tasks()
-                await _close_session(stack)
+                await self.aclose()
         except Exception as exc:
             self._failure = exc
             log.exception("session %s: the avatar stack failed", self.id)
@@ -242,15 +219,15 @@ class WebSession:
         @pc.on("track")
         def on_track(track: MediaStreamTrack) -> None:
             if track.kind == "audio":
-                self._spawn(self._read_mic(track), "mic")
+                self.tasks.spawn(self._read_mic(track), "mic")
             elif track.kind == "video":
-                self._spawn(self._read_camera(track), "camera")
+                self.tasks.spawn(self._read_camera(track), "camera")
 
         await pc.setRemoteDescription(offer)
         pc.addTrack(self.audio)
         pc.addTrack(self.video)
         await pc.setLocalDescription(await pc.createAnswer())
-        self._spawn(self._expire_unconnected(), "watchdog")
+        self.tasks.spawn(self._expire_unconnected(), "watchdog")
         return pc.localDescription
 
     async def _expire_unconnected(self) -> None:
@@ -264,8 +241,8 @@ class WebSession:
         if self._started or self._closing or self.stack is None:
             return
         self._started = True
-        self._spawn(self._pump(self.stack), "engine")
-        self._spawn(self._greet(self.stack.session), "greeting")
+        self.start_output()
+        self.tasks.spawn(self.session.start(), "greeting")
 
     async def close(self) -> None:
         """End the session: stop the tasks, the stack and the peer connection."""
@@ -276,35 +253,25 @@ class WebSession:
         if self._runner is not None:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._runner
-        await self._stop_tasks()
+        await self.aclose()  # already done by the runner, unless the stack never started
+        log.info("session %s ended", self.id)
+
+    async def close_media(self) -> None:
         self.audio.put(None)
         self.video.put(None)
         await self.pc.close()
-        log.info("session %s ended", self.id)
-
-    async def _stop_tasks(self) -> None:
-        tasks = [t for t in self._tasks if t is not asyncio.current_task()]
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
 
     # -- media --------------------------------------------------------------------------------------
 
-    async def _pump(self, stack: AvatarStack) -> None:
-        """The one consumer of ``engine.frames()``: route each frame to its track."""
-        async for frame in stack.engine.frames():
-            if isinstance(frame, AudioFrame):
-                self.audio.put(frame)
-            else:
-                self.video.put(frame)
-
-    async def _greet(self, session: Session) -> None:
-        await session.start()
+    async def send_frame(self, frame: OutputFrame) -> None:
+        """Route one engine frame to its track."""
+        if isinstance(frame, AudioFrame):
+            self.audio.put(frame)
+        else:
+            self.video.put(frame)
 
     async def _read_mic(self, track: MediaStreamTrack) -> None:
-        assert self.stack is not None
-        session, clock = self.stack.session, self.stack.engine.clock
-        resampler = av.AudioResampler(format="flt", layout="mono", rate=USER_RATE)
+        user_audio = UserAudio()
         while True:
             try:
                 frame = await track.recv()
@@ -313,36 +280,22 @@ class WebSession:
             if not self._started:
                 continue  # the avatar's clock has not started yet
             assert isinstance(frame, av.AudioFrame)
-            chunks = [f.to_ndarray().reshape(-1) for f in resampler.resample(frame)]
-            if not chunks:
-                continue
-            samples: npt.NDArray[np.float32] = np.concatenate(chunks).astype(np.float32, copy=False)
-            if samples.size:
-                await session.push_audio(samples, max(0.0, clock.now() - samples.size / USER_RATE))
+            await self.push_user_audio(user_audio.push_frame(frame))
 
     async def _read_camera(self, track: MediaStreamTrack) -> None:
-        assert self.stack is not None
-        session, clock = self.stack.session, self.stack.engine.clock
-        last = -USER_VIDEO_EVERY_S
-        pushing: asyncio.Task[None] | None = None
         while True:
             try:
                 frame = await track.recv()  # always drain, or aiortc's queue grows
             except MediaStreamError:
                 return
-            now = time.monotonic()
-            if not self._started or now - last < USER_VIDEO_EVERY_S:
+            if not self._started or not self.wants_user_video():
                 continue
-            if pushing is not None and not pushing.done():
-                continue  # the last frame is still being analysed
             assert isinstance(frame, av.VideoFrame)
-            last = now
-            rgb = np.asarray(frame.to_ndarray(format="rgb24"), dtype=np.uint8)
-            pushing = self._spawn(session.push_video(rgb, clock.now()), "face")
+            self.push_user_video(np.asarray(frame.to_ndarray(format="rgb24"), dtype=np.uint8))
 
     # -- events -------------------------------------------------------------------------------------
 
-    def _publish(self, event: SessionEvent) -> None:
+    def publish(self, event: SessionEvent) -> None:
         self.send(to_dict(event))
 
     def send(self, data: dict[str, Any]) -> None:
@@ -363,7 +316,7 @@ class WebSession:
             return
         kind = data.get("type") if isinstance(data, dict) else None
         if kind == "text" and isinstance(data.get("text"), str) and self.stack is not None:
-            self._spawn(self.stack.session.submit_text(data["text"]), "typed")
+            self.tasks.spawn(self.session.submit_text(data["text"]), "typed")
         elif kind == "end":
             self.app.end(self)
 
@@ -382,16 +335,21 @@ class DyadServer:
         *,
         max_sessions: int = 2,
         settings: AppSettings | None = None,
-        llm_server: LocalLLMServer | None = None,
+        models: SharedModels | None = None,
+        ice_servers: Sequence[IceServer] = (),
     ) -> None:
         self.persona = persona
         self.max_sessions = max_sessions
+        self.ice_servers = tuple(ice_servers)
         self.settings = settings or AppSettings()
-        self.llm_server = llm_server
+        self.models = models or SharedModels(self.settings)  # shared by every tab; the caller closes it
         self.sessions: dict[str, WebSession] = {}
+        self.url = ""
+        self._runner: web.AppRunner | None = None
         self._closing: set[asyncio.Task[None]] = set()
         self.app = web.Application()
         self.app.router.add_get("/", self._index)
+        self.app.router.add_get("/config", self._config)
         self.app.router.add_post("/offer", self._offer)
         self.app.router.add_post("/end", self._end)
         self.app.router.add_static("/static/", STATIC)
@@ -399,6 +357,9 @@ class DyadServer:
 
     async def _index(self, request: web.Request) -> web.FileResponse:
         return web.FileResponse(STATIC / "index.html")
+
+    async def _config(self, request: web.Request) -> web.Response:
+        return web.json_response({"iceServers": [s.for_page() for s in self.ice_servers]})
 
     async def _offer(self, request: web.Request) -> web.Response:
         try:
@@ -408,7 +369,7 @@ class DyadServer:
             return web.json_response({"error": "expected JSON {sdp, type}"}, status=400)
         if len(self.sessions) >= self.max_sessions:
             return web.json_response({"error": "busy", "message": BUSY_MESSAGE}, status=503)
-        session = WebSession(self, self.persona, self.settings, self.llm_server)
+        session = WebSession(self, self.persona, self.settings)
         self.sessions[session.id] = session  # hold the slot while the stack starts
         try:
             answer = await session.answer(offer)
@@ -457,6 +418,23 @@ class DyadServer:
     async def _shutdown(self, app: web.Application) -> None:
         await self.close()
 
+    async def start(self, host: str = "127.0.0.1", port: int = 8080) -> str:
+        """Serve on ``host``:``port`` (loopback by default); returns the page's URL."""
+        self._runner = web.AppRunner(self.app, access_log=None)
+        await self._runner.setup()
+        await web.TCPSite(self._runner, host, port).start()
+        shown = "127.0.0.1" if host in ("0.0.0.0", "") else host
+        self.url = f"http://{shown}:{port}/"
+        if not is_loopback(host):
+            log.warning(EXPOSED_WARNING.format(host=host))
+        return self.url
+
+    async def stop(self) -> None:
+        """Stop serving: every session ends, then the listener."""
+        runner, self._runner = self._runner, None
+        if runner is not None:
+            await runner.cleanup()
+
 
 async def serve(
     host: str = "127.0.0.1",
@@ -464,55 +442,47 @@ async def serve(
     persona: Persona | str | None = None,
     max_sessions: int = 2,
     *,
+    ice_servers: Sequence[IceServer] = (),
     on_ready: Callable[[str], Awaitable[None] | None] | None = None,
 ) -> None:
     """Serve the page until SIGINT/SIGTERM (or cancelled); prints the URL to open.
 
     ``persona``: a loaded persona, or a name or YAML path (default: the configured persona).
+    ``ice_servers``: STUN/TURN servers for the page and the server's peers (default none).
     """
-    from agent.persona import EMBEDDED, load_persona
+    from agent.persona import load_persona
 
     settings = AppSettings()
     if not isinstance(persona, Persona):
         persona = load_persona(persona or settings.persona)
-    llm_server: LocalLLMServer | None = None
-    if persona.llm.base_url == EMBEDDED:
-        llm_server = LocalLLMServer()
-        await llm_server.start()
-    runner: web.AppRunner | None = None
+    models = SharedModels(settings)
+    dyad = DyadServer(
+        persona, max_sessions=max_sessions, settings=settings, models=models, ice_servers=ice_servers
+    )
     try:
-        dyad = DyadServer(persona, max_sessions=max_sessions, settings=settings, llm_server=llm_server)
-        runner = web.AppRunner(dyad.app, access_log=None)
-        await runner.setup()
-        site = web.TCPSite(runner, host, port)
-        await site.start()
-        shown = "127.0.0.1" if host in ("0.0.0.0", "") else host
-        url = f"http://{shown}:{port}/"
+        await models.llm_server(persona)  # the embedded LLM, if used, before the first tab
+        url = await dyad.start(host, port)
         print(f"dyad: talk to {persona.identity.display_name} at {url}  (Ctrl+C to stop)", flush=True)
         if on_ready is not None:
             result = on_ready(url)
             if result is not None:
                 await result
         stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
-                loop.add_signal_handler(signum, stop.set)  # a clean stop: sessions, then the LLM
-        await stop.wait()
+        with on_stop_signals(stop.set):  # a clean stop: sessions, then the models
+            await stop.wait()
         print("dyad: stopping", flush=True)
     finally:
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
-                asyncio.get_running_loop().remove_signal_handler(signum)
-        if runner is not None:
-            await runner.cleanup()
-        if llm_server is not None:
-            await llm_server.stop()
+        await dyad.stop()
+        await models.aclose()
 
 
 def main(
-    host: str = "127.0.0.1", port: int = 8080, persona: Persona | str | None = None, max_sessions: int = 2
+    host: str = "127.0.0.1",
+    port: int = 8080,
+    persona: Persona | str | None = None,
+    max_sessions: int = 2,
+    ice_servers: Sequence[IceServer] = (),
 ) -> None:
     """Blocking entry point for the CLI: serve until Ctrl+C."""
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(serve(host, port, persona, max_sessions))
+        asyncio.run(serve(host, port, persona, max_sessions, ice_servers=ice_servers))

@@ -20,9 +20,9 @@ from integrations.livekit.media import (
     to_rtc_audio,
     to_rtc_video,
     user_image,
-    user_samples,
     video_encoding,
 )
+from integrations.transport import UserAudio
 
 CACHE = AppSettings().cache_dir
 
@@ -51,9 +51,24 @@ def test_engine_frames_become_rtc_frames() -> None:
 def test_received_audio_becomes_session_samples() -> None:
     stereo = np.array([[1000, 3000], [-2000, -4000]], np.int16)
     frame = rtc.AudioFrame(stereo.tobytes(), 16_000, 2, 2)
-    out = user_samples(frame)
+    out = UserAudio().push_pcm(np.frombuffer(frame.data, np.int16), frame.sample_rate, frame.num_channels)
     assert out.dtype == np.float32 and out.shape == (2,)
     assert out == pytest.approx([2000 / 32768, -3000 / 32768])
+
+
+def test_audio_at_an_unexpected_rate_and_channel_count_is_resampled() -> None:
+    """48 kHz stereo in 20 ms frames -> 16 kHz mono, the tone kept (one resampler per stream)."""
+    t = np.arange(48_000) / 48_000
+    tone = (np.sin(2 * np.pi * 440 * t) * 16_000).astype(np.int16)
+    stereo = np.stack([tone, tone], axis=1).reshape(-1)  # (S * 2,) interleaved
+    user = UserAudio()
+    out = np.concatenate(
+        [user.push_pcm(stereo[i : i + 1920], 48_000, 2) for i in range(0, stereo.size, 1920)]
+    )
+    assert out.dtype == np.float32 and 15_800 <= out.size <= 16_000
+    spectrum = np.abs(np.fft.rfft(out[: 16_000 - 200]))
+    peak_hz = np.argmax(spectrum) * 16_000 / (16_000 - 200)
+    assert abs(peak_hz - 440) < 5 and 0.4 < np.abs(out).max() < 0.55
 
 
 def test_camera_encoding_is_explicit() -> None:

@@ -22,6 +22,7 @@ from scipy.signal import resample_poly
 from test_livekit_doubles import RecordingRoom, RemoteParticipant, ScriptedReader
 
 from agent.persona import Persona, load_persona
+from avatar_core.config import AppSettings
 from avatar_core.frames import AudioFrame
 from avatar_core.tts.kokoro import KokoroTTS
 from integrations.llm.local_server import free_port
@@ -29,8 +30,9 @@ from integrations.mqtt.bridge import MqttBridge, MqttSettings
 from integrations.mqtt.hosts import BrowserHost, FilesHost, LiveKitHost
 from integrations.mqtt.kiosk import Kiosk, KioskSession, SessionHost
 from integrations.stack import AvatarStack, open_stack
+from integrations.webrtc.ice import rtc_configuration
 
-CACHE = Path.home() / ".cache" / "dyad"
+CACHE = AppSettings().cache_dir
 SLOW_S = 300.0  # models load and run on a shared 2-core machine: generous, never asserted
 
 
@@ -205,7 +207,7 @@ async def test_files_transport_a_visitor_approaches(
 
 async def connect_page(url: str) -> tuple[RTCPeerConnection, MediaBlackhole, str]:
     """A browser tab, played by aiortc: receive the avatar, open the events channel, send the offer."""
-    pc = RTCPeerConnection()
+    pc = RTCPeerConnection(rtc_configuration())
     sink = MediaBlackhole()
     pc.addTransceiver("audio", direction="recvonly")
     pc.addTransceiver("video", direction="recvonly")

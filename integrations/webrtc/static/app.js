@@ -83,6 +83,13 @@ async function media() {
   }
 }
 
+async function iceConfig() {
+  const response = await fetch("/config");
+  if (!response.ok) throw new Error("GET /config answered " + response.status);
+  const config = await response.json();
+  return { iceServers: config.iceServers || [] };
+}
+
 async function start() {
   if (dyad.pc) return;
   dyad.status = "connecting";
@@ -90,7 +97,9 @@ async function start() {
   notice("Connecting…");
   const local = await media();
   $("self").srcObject = local;
-  const pc = (dyad.pc = new RTCPeerConnection());
+  // ICE servers come from dyad serve (none by default: host candidates only, nothing leaves the machine).
+  const config = await iceConfig();
+  const pc = (dyad.pc = new RTCPeerConnection(config));
   for (const kind of ["audio", "video"]) {
     const track = local.getTracks().find((t) => t.kind === kind);
     if (track) pc.addTransceiver(track, { direction: "sendrecv", streams: [local] });

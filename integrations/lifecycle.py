@@ -1,0 +1,88 @@
+"""Lifecycles shared by every transport and command: stopping on signals, background tasks kept until
+they end, and closing a Session that may hang. Light on imports, so any command can use it."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import time
+from collections.abc import Callable, Coroutine, Iterator
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from agent.session import Session
+    from avatar_core.engine import Engine
+
+log = logging.getLogger(__name__)
+
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Signals
+# ---------------------------------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def on_stop_signals(callback: Callable[[], None]) -> Iterator[None]:
+    """Call ``callback`` on SIGINT/SIGTERM while inside (on the running loop; a nested use takes over
+    until it exits). Where signals cannot be handled (not the main thread, Windows) nothing is set."""
+    loop = asyncio.get_running_loop()
+    for signum in STOP_SIGNALS:
+        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+            loop.add_signal_handler(signum, callback)
+    try:
+        yield
+    finally:
+        for signum in STOP_SIGNALS:
+            with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+                loop.remove_signal_handler(signum)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Tasks and closing
+# ---------------------------------------------------------------------------------------------------
+
+
+class TaskSet:
+    """Background tasks kept until they end (nothing fire-and-forget); a failure is logged."""
+
+    def __init__(self, prefix: str) -> None:
+        self.prefix = prefix
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def spawn(self, coro: Coroutine[Any, Any, None], name: str) -> asyncio.Task[None]:
+        """Run ``coro`` as a task named ``PREFIX-NAME``."""
+        task = asyncio.get_running_loop().create_task(coro, name=f"{self.prefix}-{name}")
+        self._tasks.add(task)
+        task.add_done_callback(self._done)
+        return task
+
+    def _done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("%s failed", task.get_name(), exc_info=task.exception())
+
+    async def cancel_all(self) -> None:
+        """Cancel every task (except the caller's own) and wait for them."""
+        tasks = [t for t in self._tasks if t is not asyncio.current_task()]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
+async def close_session(session: Session, engine: Engine, limit_s: float = 30.0) -> None:
+    """Close ``session``, interrupting speech meanwhile; give up after ``limit_s`` (a library that
+    swallows cancellation must never hold a transport open)."""
+    closing = asyncio.ensure_future(session.aclose())
+    deadline = time.monotonic() + limit_s
+    while not closing.done() and time.monotonic() < deadline:
+        engine.interrupt()
+        await asyncio.wait({closing}, timeout=0.05)
+    if not closing.done():
+        log.warning("the session did not close in %.0f s", limit_s)
+        closing.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await closing
