@@ -377,14 +377,56 @@ def resolve_persona_path(name_or_path: str, settings: AppSettings) -> Path:
     )
 
 
+def check_joint_voice(persona: Persona, source: str, settings: AppSettings) -> Persona:
+    """In joint mode, ``voice.speaker`` must be one of the checkpoint's speakers (read from its header).
+
+    Without a checkpoint there is nothing to check: start-up speaks with Kokoro then, and says so."""
+    from avatar_core.model.checkpoint import checkpoint_path, checkpoint_voices
+
+    if persona.voice.mode != "joint":
+        return persona
+    path = checkpoint_path(settings.model)
+    if not path.exists():
+        return persona
+    try:
+        voices = checkpoint_voices(path)
+    except ValueError as exc:
+        raise PersonaError(
+            source,
+            [
+                ConfigIssue(
+                    "voice.mode",
+                    f"joint mode needs the joint model, which cannot be read: {exc}",
+                    "point DYAD_MODEL at a checkpoint from `dyad train fit`, or use voice.mode: cascade",
+                )
+            ],
+        ) from None
+    if persona.voice.speaker not in voices:
+        raise PersonaError(
+            source,
+            [
+                ConfigIssue(
+                    "voice.speaker",
+                    f"the joint model ({path.name}) has no speaker {persona.voice.speaker!r}; "
+                    f"it speaks {', '.join(voices)}",
+                    f"use one of {', '.join(voices)}, or voice.mode: cascade to speak "
+                    f"{persona.voice.speaker} with Kokoro",
+                )
+            ],
+        )
+    return persona
+
+
 def load_persona(
     name_or_path: str | None = None,
     *,
     settings: AppSettings | None = None,
     env: Mapping[str, str] | None = None,
 ) -> Persona:
-    """Load, merge environment overrides into, and validate a persona by name or path."""
+    """Load, merge environment overrides into, and validate a persona by name or path (a joint-mode
+    speaker against the checkpoint's speakers too)."""
     settings = settings or AppSettings()
     path = resolve_persona_path(name_or_path or settings.persona, settings)
     data = read_yaml(path)
-    return validate_persona(data, source=str(path), base_dir=path.parent.resolve(), env=env)
+    persona = validate_persona(data, source=str(path), base_dir=path.parent.resolve(), env=env)
+    return check_joint_voice(persona, str(path), settings)

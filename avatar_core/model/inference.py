@@ -20,6 +20,7 @@ import numpy.typing as npt
 import torch
 
 from avatar_core.model.avflow import AVFlow
+from avatar_core.model.checkpoint import ModelMissingError, check_speaker, checkpoint_path
 from avatar_core.model.flow import euler
 from avatar_core.motion import MOTION_DIM, FloatArray, clip
 from avatar_core.partner import PARTNER_DIM, PartnerFrame, partner_vector
@@ -27,19 +28,10 @@ from avatar_core.speech import features
 from avatar_core.speech.features import MODEL_FPS
 from avatar_core.teacher.speaking import Phone
 
-ASSETS = Path(__file__).resolve().parents[2] / "assets" / "avflow"
-DEFAULT_CHECKPOINT = ASSETS / "avflow.pt"
+__all__ = ["JointModel", "JointOutput", "ModelMissingError", "checkpoint_path", "silent_partner"]
+
 LEAD_FRAMES = 2  # silence kept before the first phoneme (50 ms): more is pure latency
 TAIL_FRAMES = (3, 10)  # the closing pad's duration is kept in this range
-
-
-def checkpoint_path(checkpoint: Path | None = None) -> Path:
-    """The checkpoint to load: ``checkpoint`` (e.g. ``DYAD_MODEL``) or the bundled one."""
-    return checkpoint or DEFAULT_CHECKPOINT
-
-
-class ModelMissingError(FileNotFoundError):
-    """No checkpoint where one was expected; the message says how to get one."""
 
 
 @dataclass(frozen=True)
@@ -110,13 +102,18 @@ class JointModel:
         partner: FloatArray | None = None,
         steps: int | None = None,
         pitch_semitones: float = 0.0,
+        rate: float = 1.0,
     ) -> JointOutput:
-        """Speech and motion for ``text`` (empty text -> empty output); F0 shifted by ``pitch_semitones``."""
+        """Speech and motion for ``text`` (empty text -> empty output) in ``voice``.
+
+        ``rate`` divides the predicted phoneme durations (0.8 -> 25% longer), so lips and speech stay
+        together; ``pitch_semitones`` shifts the predicted F0 before the vocoder.
+        """
         from avatar_core.text.frontend import VOCAB
 
-        voice = voice or self.voices[0]
-        if voice not in self.voices:
-            raise ValueError(f"this checkpoint speaks {self.voices}, not {voice!r}")
+        if rate <= 0:
+            raise ValueError(f"rate must be positive, got {rate}")
+        voice = check_speaker(voice or self.voices[0], self.voices, self.path)
         ids = self.tokens(text)
         if len(ids) <= 2:
             empty = np.zeros((0, features.FEATURE_DIM), np.float32)
@@ -129,8 +126,10 @@ class JointModel:
             tokens = torch.tensor([ids])
             speaker = torch.tensor([self.voices.index(voice)])
             h, log_dur = m.encode_text(tokens, torch.ones_like(tokens, dtype=torch.bool), speaker)
-            durations = torch.clamp(torch.round(torch.expm1(log_dur)), min=0).long()  # (1, N)
-            durations[0, 1:-1] = torch.where(tokens[0, 1:-1] > 0, durations[0, 1:-1], 0)
+            real = torch.expm1(log_dur).clamp(min=0) / rate  # (1, N) frames
+            real[0, 0] = 0.0  # the leading pad gets LEAD_FRAMES below
+            real[0, 1:-1] = torch.where(tokens[0, 1:-1] > 0, real[0, 1:-1], 0.0)
+            durations = phone_frames(real)  # (1, N)
             durations[0, 0] = LEAD_FRAMES
             durations[0, -1] = durations[0, -1].clamp(*TAIL_FRAMES)
             frames = int(durations.sum())
@@ -198,6 +197,15 @@ class JointModel:
             )
             _, channels = m.denormalize(mu_s, xm)
             return clip(m.motion_frames(channels)[0].numpy())
+
+
+def phone_frames(durations: torch.Tensor) -> torch.Tensor:
+    """Real-valued durations (B, N) in frames -> whole frames (B, N) with the same running total.
+
+    Rounding each phone alone drifts (a rate of 0.8 turns 2 frames into 2.5 and back into 2); rounding
+    the cumulative sum keeps every phone boundary within half a frame of its real-valued place."""
+    edges = torch.round(torch.cumsum(durations, dim=-1))  # (B, N)
+    return torch.diff(edges, dim=-1, prepend=torch.zeros_like(edges[..., :1])).long()
 
 
 def _fit(partner: FloatArray, frames: int) -> FloatArray:
