@@ -13,9 +13,8 @@ from pathlib import Path
 from typing import Literal
 
 from agent.persona import Persona
-from avatar_core.cascade import Utterance
 from avatar_core.config import AppSettings
-from avatar_core.engine import Engine, VirtualClock, Voice
+from avatar_core.engine import Engine, Utterance, VirtualClock, Voice
 from avatar_core.frames import AudioFrame
 from avatar_core.joint import JointVoice
 from avatar_core.media import Mp4Writer

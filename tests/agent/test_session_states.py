@@ -30,9 +30,8 @@ from agent.states import (
     StateMachine,
 )
 from agent.vad import VADEvent
-from avatar_core.cascade import Utterance
 from avatar_core.config import AppearanceConfig, VideoConfig
-from avatar_core.engine import Engine, VirtualClock
+from avatar_core.engine import Engine, Utterance, VirtualClock
 from avatar_core.frames import AUDIO_RATE, AudioFrame
 from avatar_core.motion import MOTION_DIM
 from avatar_core.render.stylized import StylizedRenderer

@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from avatar_core.cascade import CascadeVoice, Utterance
+from avatar_core.cascade import CascadeVoice
 from avatar_core.config import AppearanceConfig, BehaviourConfig, VideoConfig, VoiceConfig
-from avatar_core.engine import Engine, VirtualClock
+from avatar_core.engine import Engine, Utterance, VirtualClock
 from avatar_core.frames import AUDIO_FRAME_SAMPLES, AudioFrame, OutputFrame, VideoFrame
 from avatar_core.motion import INDEX
 from avatar_core.partner import PartnerFrame

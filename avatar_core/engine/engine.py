@@ -1,0 +1,175 @@
+"""The always-on loop: one clock, 20 ms audio frames and video frames at ``fps``, whatever the mode.
+
+``frames()`` yields a 20 ms audio frame every 20 ms of engine time and a video frame at each multiple of
+``1 / fps``, whether the avatar is speaking, listening or idle; a video frame never runs ahead of the
+audio. The parts: :mod:`~avatar_core.engine.clock` (when a frame is due),
+:mod:`~avatar_core.engine.speech` (what is said), :mod:`~avatar_core.engine.listening` (the joint
+model's listening) and :mod:`~avatar_core.engine.mixing` (the face).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterable, AsyncIterator, Callable
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import numpy.typing as npt
+
+from avatar_core.config import BehaviourConfig
+from avatar_core.engine.clock import Clock, RealClock
+from avatar_core.engine.listening import ListeningModel, ModelListening
+from avatar_core.engine.mixing import MotionMixer
+from avatar_core.engine.speech import Speaker, SpeechHandle
+from avatar_core.frames import (
+    AUDIO_FRAME_S,
+    AUDIO_FRAME_SAMPLES,
+    AUDIO_RATE,
+    AudioFrame,
+    AvatarState,
+    OutputFrame,
+    VideoFrame,
+)
+from avatar_core.motion import NEUTRAL
+from avatar_core.partner import PartnerFrame
+from avatar_core.render.base import Renderer
+from avatar_core.voice import AudioDriver, Voice
+
+PARTNER_STALE_S = 1.0  # a perception of the user older than this no longer counts
+
+
+class Engine:
+    """The avatar: always producing frames; speaks what it is told; listens to what it observes.
+
+    Blocking work (synthesis, rendering, the model's listening) runs in one-thread executors, never on
+    the event loop. With a :class:`~avatar_core.engine.clock.VirtualClock` the Engine never sleeps and
+    waits for synthesis instead of playing silence, so offline rendering is faster than real time and
+    deterministic.
+    """
+
+    def __init__(
+        self,
+        voice: Voice,
+        renderer: Renderer,
+        behaviour: BehaviourConfig,
+        *,
+        fps: float = 25.0,
+        clock: Clock | None = None,
+        seed: int = 0,
+        driver: AudioDriver | None = None,
+        listener: ListeningModel | None = None,
+    ) -> None:
+        self.voice = voice
+        self.driver = driver  # audio-driven mode (say_audio); the joint model
+        self.renderer = renderer
+        self.fps = fps
+        self.clock: Clock = clock or RealClock()
+        # Listening from the joint model only when the persona asks for it (behaviour.listening: model).
+        self._model_listening = (
+            ModelListening(listener, fps) if listener is not None and behaviour.listening == "model" else None
+        )
+        self._speaker = Speaker(voice, fps, self.clock, driver)
+        self._mixer = MotionMixer(fps, behaviour, seed, self._model_listening)
+        self._render_pool = ThreadPoolExecutor(1, thread_name_prefix="dyad-render")
+        self._partner: PartnerFrame | None = None
+        self._closed = False
+        self._tick = 0  # audio frames produced
+        self._video_index = 0  # video frames produced
+        self.state: AvatarState = "idle"
+        self.on_state: Callable[[AvatarState], None] | None = None
+
+    # -- public API ----------------------------------------------------------------------------------
+
+    async def warm_up(self) -> None:
+        """Load models and run one synthesis and one render, so the first reply starts quickly."""
+        await self._speaker.warm_up()
+        await asyncio.get_running_loop().run_in_executor(self._render_pool, self.renderer.render, NEUTRAL)
+
+    def say(self, text: str | AsyncIterable[str]) -> SpeechHandle:
+        """Queue speech; the first chunk is kept short so audio starts early."""
+        return self._speaker.say(text)
+
+    def say_audio(
+        self, source: AsyncIterable[npt.NDArray[np.int16]], text: str | None = None
+    ) -> SpeechHandle:
+        """Audio-driven mode: play external speech (mono int16 chunks at 24 kHz, any sizes) with face
+        motion driven by the audio. The first segment is short so the face starts early; each later
+        segment is driven with the audio before it as context, so motion continues across segments.
+        """
+        return self._speaker.say_audio(source, text)
+
+    def interrupt(self) -> None:
+        """Stop all queued and playing speech now."""
+        self._speaker.interrupt()
+
+    def pause(self) -> None:
+        """Hold playback (silence, listening face) without losing the place: the user may only be
+        backchanneling. ``resume`` continues; ``interrupt`` drops it."""
+        self._speaker.paused = True
+
+    def resume(self) -> None:
+        """Continue playback held by ``pause``."""
+        self._speaker.paused = False
+
+    @property
+    def paused(self) -> bool:
+        """Whether playback is held."""
+        return self._speaker.paused
+
+    def observe_user(self, partner: PartnerFrame) -> None:
+        """The latest perception of the user, for listening behaviour."""
+        self._partner = partner
+
+    @property
+    def speaking(self) -> bool:
+        """Whether speech is queued or playing."""
+        return self._speaker.speaking
+
+    async def aclose(self) -> None:
+        """Stop speech, background tasks and worker threads."""
+        self._closed = True
+        await self._speaker.aclose()
+        if self._model_listening is not None:
+            await self._model_listening.aclose()
+        self._render_pool.shutdown(wait=False, cancel_futures=True)
+
+    async def frames(self) -> AsyncIterator[OutputFrame]:
+        """Audio frames every 20 ms and video frames at ``fps``, timestamped, until closed.
+
+        There is one output stream: calling ``frames()`` again continues where the last call stopped.
+        """
+        loop = asyncio.get_running_loop()
+        while not self._closed:
+            t = self._tick * AUDIO_FRAME_SAMPLES / AUDIO_RATE  # exact ratio, comparable with video pts
+            await self.clock.wait_until(t)
+            samples, speech_id, speaking = await self._speaker.next_audio(t)
+            self._set_state(t, speaking)
+            self._tick += 1
+            yield AudioFrame(t, samples, speech_id)
+            while self._video_index / self.fps < t + AUDIO_FRAME_S - 1e-9:
+                vt = self._video_index / self.fps
+                partner = self._partner
+                if partner is not None and vt - partner.t > PARTNER_STALE_S:
+                    partner = None
+                motion = self._mixer.frame(vt, partner, self._speaker.playing)
+                if self._model_listening is not None and not self._closed:
+                    self._model_listening.run_ahead(vt)
+                self._video_index += 1
+                image = await loop.run_in_executor(self._render_pool, self.renderer.render, motion)
+                yield VideoFrame(vt, image, motion, self.state)
+
+    def _set_state(self, t: float, speaking: bool) -> None:
+        if speaking:
+            state: AvatarState = "speaking"
+        elif (
+            self._partner is not None
+            and t - self._partner.t < PARTNER_STALE_S
+            and (self._partner.speaking or self._partner.face_visible)
+        ):
+            state = "listening"
+        else:
+            state = "idle"
+        if state != self.state:
+            self.state = state
+            if self.on_state is not None:
+                self.on_state(state)

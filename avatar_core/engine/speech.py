@@ -1,0 +1,352 @@
+"""Speaking: the queue of :class:`SpeechHandle`\\ s, synthesis in a worker thread, playout in 20 ms frames.
+
+Text is cut into sentences (the first one short, so audio starts early) and each is synthesized by the
+voice in one worker thread; external speech (audio-driven mode) is cut into segments and given motion
+by the joint model. Both end up as :class:`~avatar_core.voice.Utterance` chunks in the handle's queue,
+which :meth:`Speaker.next_audio` plays out frame by frame.
+
+Letters in shape comments: S audio samples at 24 kHz, T video frames, D = MOTION_DIM.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import time
+from collections import deque
+from collections.abc import AsyncIterable, Coroutine
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+import numpy.typing as npt
+
+from avatar_core.engine.clock import Clock
+from avatar_core.frames import AUDIO_FRAME_SAMPLES, AUDIO_RATE
+from avatar_core.motion import FloatArray, resample
+from avatar_core.speech.features import HOP, MODEL_FPS
+from avatar_core.text.chunking import SentenceChunker
+from avatar_core.voice import AudioDriver, Utterance, Voice
+
+log = logging.getLogger(__name__)
+
+_ids = itertools.count(1)
+
+
+@dataclass
+class Playing:
+    """The utterance being played and how far it has got."""
+
+    utterance: Utterance
+    offset: int = 0  # samples already played
+    started_at: float = 0.0  # engine time of its first sample
+    phrase_ends: list[float] = field(default_factory=list)  # not yet reached, seconds into the audio
+
+
+class SpeechHandle:
+    """One thing the avatar says. Await it to wait until it is played out or interrupted."""
+
+    def __init__(self, text: str | None) -> None:
+        self.id = f"speech_{next(_ids)}"
+        self.text = text  # None while streaming in
+        self.interrupted = False
+        self.played_s = 0.0  # seconds of audio played so far
+        self.started_at: float | None = None  # engine time of the first audio sample
+        self.first_synthesis_s: float | None = None  # wall time to synthesize the first chunk
+        self.first_ready_wall: float | None = None  # time.perf_counter() when the first chunk was ready
+        self.started = asyncio.Event()  # set when the first sample plays
+        self._chunks: asyncio.Queue[Utterance | None] = asyncio.Queue()
+        self._spoken: list[str] = []  # text of fully played utterances
+        self._current: Playing | None = None
+        self._done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._task: asyncio.Task[None] | None = None
+
+    @property
+    def done(self) -> bool:
+        """Played out or interrupted."""
+        return self._done.done()
+
+    def interrupt(self) -> None:
+        """Stop this speech at the next audio frame (or drop it if it has not started)."""
+        if self.done:
+            return
+        self.interrupted = True
+        if self._task is not None:
+            self._task.cancel()
+        self._finish()
+
+    def played_text(self) -> str:
+        """The words actually heard so far (what belongs in the conversation history)."""
+        parts = [text for text in self._spoken if text]
+        if self._current is not None:
+            partial = self._current.utterance.text_spoken_by(self._current.offset / AUDIO_RATE)
+            if partial:
+                parts.append(partial)
+        return " ".join(parts)
+
+    async def wait_for_playout(self) -> None:
+        """Wait until played out or interrupted."""
+        await asyncio.shield(self._done)
+
+    def __await__(self):  # type: ignore[no-untyped-def]
+        return self.wait_for_playout().__await__()
+
+    def _finish(self) -> None:
+        if not self._done.done():
+            self._done.set_result(None)
+
+    def _ready(self, started_wall: float) -> None:
+        """Record the synthesis time of the first chunk (wall clock)."""
+        if self.first_synthesis_s is None:
+            self.first_ready_wall = time.perf_counter()
+            self.first_synthesis_s = self.first_ready_wall - started_wall
+
+
+class AudioDriven:
+    """Segments of external speech -> Utterances with motion from an :class:`AudioDriver`.
+
+    Each segment is driven together with up to ``CONTEXT_S`` of the audio before it, and its first
+    frames blend from the previous segment's last frame, so the face moves on without a jump.
+    """
+
+    FIRST_S = 0.3  # the first segment: short, so the face starts moving with the first audio
+    NEXT_S = 1.0
+    CONTEXT_S = 0.5
+    BLEND_FRAMES = 3
+
+    def __init__(self, driver: AudioDriver, fps: float) -> None:
+        self.driver = driver
+        self.fps = fps
+        self._history = np.zeros(0, np.int16)
+        self._last: FloatArray | None = None
+        self._segments = 0
+
+    @property
+    def next_segment_samples(self) -> int:
+        """Audio to collect before driving the next segment."""
+        return int((self.FIRST_S if self._segments == 0 else self.NEXT_S) * AUDIO_RATE)
+
+    def segment(self, audio: npt.NDArray[np.int16], text: str) -> Utterance:
+        """Motion for ``audio`` (blocking: runs in the synthesis thread)."""
+        self._segments += 1
+        context = (
+            self._history[-int(self.CONTEXT_S * AUDIO_RATE) // HOP * HOP :]
+            if self._history.size
+            else self._history
+        )
+        wave = np.concatenate([context, audio]).astype(np.float32) / 32768.0
+        motion40 = self.driver.drive(wave)  # (ceil(S / 600), D)
+        skip = context.size / AUDIO_RATE
+        duration = audio.size / AUDIO_RATE
+        frames = max(1, int(np.ceil(duration * self.fps)))
+        times = skip + np.arange(frames) / self.fps  # seconds into ``wave``
+        full = resample(motion40, MODEL_FPS, self.fps)  # (T', D) frame k at k / fps
+        idx = np.clip(np.round(times * self.fps).astype(int), 0, len(full) - 1)
+        motion = full[idx].copy()
+        if self._last is not None:
+            for k in range(min(self.BLEND_FRAMES, frames)):
+                w = (k + 1) / (self.BLEND_FRAMES + 1)
+                motion[k] = w * motion[k] + (1 - w) * self._last
+        self._last = motion[-1].copy()
+        self._history = np.concatenate([self._history, audio])[-AUDIO_RATE:]
+        return Utterance(text, audio, motion, self.fps, [], [], complete=True)
+
+
+class Speaker:
+    """The speaking mode: queued speech, synthesized in one worker thread and played in 20 ms frames.
+
+    With a clock that is not real time, playout waits for synthesis instead of playing silence.
+    """
+
+    def __init__(self, voice: Voice, fps: float, clock: Clock, driver: AudioDriver | None = None) -> None:
+        self.voice = voice
+        self.fps = fps
+        self.clock = clock
+        self.driver = driver
+        self.paused = False
+        self._queue: deque[SpeechHandle] = deque()
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="dyad-synth")
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def warm_up(self) -> None:
+        """Load the voice's models with one synthesis."""
+        await asyncio.get_running_loop().run_in_executor(self._pool, self.voice.utterance, "Hello.")
+
+    def say(self, text: str | AsyncIterable[str]) -> SpeechHandle:
+        """Queue speech; the first chunk is kept short so audio starts early."""
+        handle = SpeechHandle(text if isinstance(text, str) else None)
+        self._start(handle, self._synthesize(handle, text))
+        return handle
+
+    def say_audio(
+        self, source: AsyncIterable[npt.NDArray[np.int16]], text: str | None = None
+    ) -> SpeechHandle:
+        """Queue external speech (mono int16 chunks at 24 kHz) with motion driven by the audio."""
+        if self.driver is None:
+            raise RuntimeError(
+                "audio-driven speech needs the joint model (a checkpoint); "
+                "this Engine was made without one (voice.mode: cascade without assets/avflow)"
+            )
+        handle = SpeechHandle(text)
+        self._start(handle, self._drive(handle, AudioDriven(self.driver, self.fps), source, text))
+        return handle
+
+    def interrupt(self) -> None:
+        """Stop all queued and playing speech now."""
+        self.paused = False
+        while self._queue:
+            self._queue.popleft().interrupt()
+
+    @property
+    def speaking(self) -> bool:
+        """Whether speech is queued or playing."""
+        return any(not h.done for h in self._queue)
+
+    @property
+    def playing(self) -> Playing | None:
+        """The utterance being played, None when nothing plays or playback is paused."""
+        if self.paused or not self._queue:
+            return None
+        return self._queue[0]._current
+
+    async def aclose(self) -> None:
+        """Stop speech, synthesis tasks and the worker thread."""
+        self.interrupt()
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+    # -- synthesis ----------------------------------------------------------------------------------
+
+    def _start(self, handle: SpeechHandle, work: Coroutine[Any, Any, None]) -> None:
+        handle._task = asyncio.get_running_loop().create_task(work)
+        self._tasks.add(handle._task)
+        handle._task.add_done_callback(self._tasks.discard)
+        self._queue.append(handle)
+
+    async def _synthesize(self, handle: SpeechHandle, source: str | AsyncIterable[str]) -> None:
+        loop = asyncio.get_running_loop()
+        chunker = SentenceChunker()
+
+        async def speak(chunk: str) -> None:
+            start = time.perf_counter()
+            utterance = await loop.run_in_executor(self._pool, self._utter, chunk)
+            handle._ready(start)
+            await handle._chunks.put(utterance)
+
+        try:
+            if isinstance(source, str):
+                pieces = chunker.push(source) + chunker.flush()
+            else:
+                pieces = []
+                async for text in source:
+                    for chunk in chunker.push(text):
+                        await speak(chunk)
+                pieces = chunker.flush()
+            for chunk in pieces:
+                await speak(chunk)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("speech synthesis failed; the avatar skips this speech")
+        finally:
+            handle._chunks.put_nowait(None)  # the end marker
+
+    async def _drive(
+        self,
+        handle: SpeechHandle,
+        driven: AudioDriven,
+        source: AsyncIterable[npt.NDArray[np.int16]],
+        text: str | None,
+    ) -> None:
+        loop = asyncio.get_running_loop()
+        pending: list[npt.NDArray[np.int16]] = []
+        size = 0
+
+        async def emit(final: bool) -> None:
+            nonlocal pending, size
+            audio = np.concatenate(pending) if pending else np.zeros(0, np.int16)
+            pending, size = [], 0
+            if audio.size == 0:
+                return
+            start = time.perf_counter()
+            utterance = await loop.run_in_executor(
+                self._pool, driven.segment, audio, (text or "") if final else ""
+            )
+            handle._ready(start)
+            await handle._chunks.put(utterance)
+
+        try:
+            async for chunk in source:
+                samples = np.asarray(chunk, np.int16).reshape(-1)
+                pending.append(samples)
+                size += samples.size
+                if size >= driven.next_segment_samples:
+                    await emit(final=False)
+            await emit(final=True)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("audio-driven speech failed; the avatar skips the rest of it")
+        finally:
+            handle._chunks.put_nowait(None)  # the end marker
+
+    def _utter(self, text: str) -> Utterance:
+        start = time.perf_counter()
+        utterance = self.voice.utterance(text)
+        elapsed = time.perf_counter() - start
+        if elapsed > utterance.duration_s:
+            log.warning("synthesis slower than real time: %.2f s for %.2f s of speech", elapsed,
+                        utterance.duration_s)  # fmt: skip
+        return utterance
+
+    # -- playout ------------------------------------------------------------------------------------
+
+    async def _next_playing(self, handle: SpeechHandle, t: float) -> Playing | Literal["wait", "end"]:
+        """The handle's next utterance; "wait" if it is not synthesized yet (only on a real clock: a
+        virtual clock waits for it), "end" when the handle has nothing more to say."""
+        if self.clock.realtime and handle._chunks.empty():
+            return "wait"
+        item = await handle._chunks.get()
+        if item is None:
+            return "end"
+        return Playing(item, started_at=t, phrase_ends=sorted(item.phrase_ends))
+
+    async def next_audio(self, t: float) -> tuple[npt.NDArray[np.int16], str | None, bool]:
+        """The 20 ms audio frame starting at engine time ``t`` (480,), the id of the speech it plays
+        and whether it holds any speech."""
+        out = np.zeros(AUDIO_FRAME_SAMPLES, np.int16)
+        filled = 0
+        while filled < AUDIO_FRAME_SAMPLES and not self.paused:
+            while self._queue and self._queue[0].done:
+                self._queue.popleft()
+            if not self._queue:
+                break
+            handle = self._queue[0]
+            current = handle._current
+            if current is None:
+                playing = await self._next_playing(handle, t + filled / AUDIO_RATE)
+                if playing == "end":
+                    handle._finish()  # played out
+                    continue
+                if playing == "wait":
+                    break  # underrun on a real clock: silence until the next chunk is ready
+                assert isinstance(playing, Playing)
+                current = handle._current = playing
+            if handle.started_at is None:
+                handle.started_at = t + filled / AUDIO_RATE
+                handle.started.set()
+            audio = current.utterance.audio
+            take = min(AUDIO_FRAME_SAMPLES - filled, audio.size - current.offset)
+            out[filled : filled + take] = audio[current.offset : current.offset + take]
+            current.offset += take
+            filled += take
+            handle.played_s += take / AUDIO_RATE
+            if current.offset >= audio.size:
+                handle._spoken.append(current.utterance.text)
+                handle._current = None
+        speech_id = self._queue[0].id if filled and self._queue else None
+        return out, speech_id, filled > 0
