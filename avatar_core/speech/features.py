@@ -15,7 +15,8 @@ Letters in shape comments: S samples, T feature frames, F = FEATURE_DIM.
 from __future__ import annotations
 
 import warnings
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Literal
 
 import numpy as np
 import numpy.typing as npt
@@ -37,6 +38,35 @@ _UNVOICED_LF0 = float(np.log(100.0))  # log F0 used when an utterance has no voi
 FloatArray = npt.NDArray[np.float32]
 
 
+@dataclass(frozen=True)
+class WorldOptions:
+    """How WORLD analyses and resynthesises speech. The default is the model's feature layout; the
+    others exist to measure the representation's ceiling (``bench/ceiling.py``) before any training,
+    and a checkpoint trained on other options would need them at inference too."""
+
+    f0_method: Literal["dio", "harvest"] = "dio"  # harvest: slower, fewer octave and voicing errors
+    f0_floor: float = 60.0
+    f0_ceil: float = 500.0
+    spectral_dim: int = SPECTRAL_DIM
+    fft_size: int = FFT_SIZE
+
+    @property
+    def feature_dim(self) -> int:
+        """Columns of a feature frame: log F0, voicing, envelope, aperiodicity."""
+        return 2 + self.spectral_dim + APERIODIC_DIM
+
+    @property
+    def spectral(self) -> slice:
+        return slice(2, 2 + self.spectral_dim)
+
+    @property
+    def aperiodic(self) -> slice:
+        return slice(2 + self.spectral_dim, self.feature_dim)
+
+
+DEFAULT_OPTIONS = WorldOptions()
+
+
 def _pyworld() -> Any:
     with warnings.catch_warnings():  # pyworld 0.3.x imports the deprecated pkg_resources
         warnings.simplefilter("ignore")
@@ -56,27 +86,31 @@ def _interpolate_unvoiced(log_f0: npt.NDArray[np.float64], voiced: npt.NDArray[n
     return np.interp(idx, idx[voiced], log_f0[voiced]).astype(np.float32)
 
 
-def analyze(audio: npt.NDArray[np.float32]) -> FloatArray:
+def analyze(audio: npt.NDArray[np.float32], options: WorldOptions = DEFAULT_OPTIONS) -> FloatArray:
     """24 kHz float audio (S,) -> WORLD features (T, F), frame ``j`` centred on sample ``600 j + 300``."""
     pw = _pyworld()
+    o = options
     frames = frames_for(audio.size)
     wave = np.zeros(frames * HOP, np.float64)
     wave[: audio.size] = audio
-    # DIO at a 5 ms period is cheap and more robust than at 25 ms; the envelope and aperiodicity are
-    # only estimated at the feature frames' centres.
-    f0_fine, t_fine = pw.dio(wave, SAMPLE_RATE, f0_floor=60.0, f0_ceil=500.0, frame_period=_SYNTH_PERIOD_MS)
+    # F0 at a 5 ms period is more robust than at 25 ms; the envelope and aperiodicity are only
+    # estimated at the feature frames' centres.
+    track = pw.harvest if o.f0_method == "harvest" else pw.dio
+    f0_fine, t_fine = track(
+        wave, SAMPLE_RATE, f0_floor=o.f0_floor, f0_ceil=o.f0_ceil, frame_period=_SYNTH_PERIOD_MS
+    )
     f0_fine = pw.stonemask(wave, f0_fine, t_fine, SAMPLE_RATE)
     times = (np.arange(frames) + 0.5) * HOP / SAMPLE_RATE  # (T,)
     nearest = np.clip(np.round(times / (_SYNTH_PERIOD_MS / 1000.0)).astype(int), 0, f0_fine.size - 1)
     f0 = np.ascontiguousarray(f0_fine[nearest])  # (T,)
-    envelope = pw.cheaptrick(wave, f0, times, SAMPLE_RATE, fft_size=FFT_SIZE)  # (T, FFT/2+1)
-    aperiodicity = pw.d4c(wave, f0, times, SAMPLE_RATE, fft_size=FFT_SIZE)  # (T, FFT/2+1)
-    out = np.empty((frames, FEATURE_DIM), np.float32)
+    envelope = pw.cheaptrick(wave, f0, times, SAMPLE_RATE, fft_size=o.fft_size)  # (T, FFT/2+1)
+    aperiodicity = pw.d4c(wave, f0, times, SAMPLE_RATE, fft_size=o.fft_size)  # (T, FFT/2+1)
+    out = np.empty((frames, o.feature_dim), np.float32)
     voiced = f0 > 0
     out[:, LF0] = _interpolate_unvoiced(np.log(np.where(voiced, f0, 1.0)), voiced)
     out[:, VOICED] = voiced
-    out[:, SPECTRAL] = pw.code_spectral_envelope(envelope, SAMPLE_RATE, SPECTRAL_DIM)
-    out[:, APERIODIC] = pw.code_aperiodicity(aperiodicity, SAMPLE_RATE)
+    out[:, o.spectral] = pw.code_spectral_envelope(envelope, SAMPLE_RATE, o.spectral_dim)
+    out[:, o.aperiodic] = pw.code_aperiodicity(aperiodicity, SAMPLE_RATE)
     return out
 
 
@@ -93,22 +127,23 @@ def _upsample(values: npt.NDArray[np.floating]) -> npt.NDArray[np.float64]:
     return out
 
 
-def synthesize(features: npt.NDArray[np.floating]) -> FloatArray:
+def synthesize(features: npt.NDArray[np.floating], options: WorldOptions = DEFAULT_OPTIONS) -> FloatArray:
     """WORLD features (T, F) -> 24 kHz float audio (T * 600,) in [-1, 1].
 
     The envelope and aperiodicity are decoded once per feature frame and interpolated onto the 5 ms
     grid (decoding every 5 ms frame costs five times as much for the same sound).
     """
     pw = _pyworld()
+    o = options
     feats = np.asarray(features, np.float32)
-    if feats.ndim != 2 or feats.shape[1] != FEATURE_DIM:
-        raise ValueError(f"speech features must have shape (T, {FEATURE_DIM}), got {feats.shape}")
+    if feats.ndim != 2 or feats.shape[1] != o.feature_dim:
+        raise ValueError(f"speech features must have shape (T, {o.feature_dim}), got {feats.shape}")
     coarse = feats.astype(np.float64)
     envelope = _upsample(
-        pw.decode_spectral_envelope(np.ascontiguousarray(coarse[:, SPECTRAL]), SAMPLE_RATE, FFT_SIZE)
+        pw.decode_spectral_envelope(np.ascontiguousarray(coarse[:, o.spectral]), SAMPLE_RATE, o.fft_size)
     )
     aperiodicity = _upsample(
-        pw.decode_aperiodicity(np.ascontiguousarray(coarse[:, APERIODIC]), SAMPLE_RATE, FFT_SIZE)
+        pw.decode_aperiodicity(np.ascontiguousarray(coarse[:, o.aperiodic]), SAMPLE_RATE, o.fft_size)
     )
     aperiodicity = np.clip(aperiodicity, 1e-6, 1.0)
     prosody = _upsample(coarse[:, :2])
@@ -119,6 +154,12 @@ def synthesize(features: npt.NDArray[np.floating]) -> FloatArray:
     out = np.zeros(samples, np.float32)
     out[: min(samples, audio.size)] = audio[:samples]
     return np.clip(out, -1.0, 1.0)
+
+
+def resynthesize(audio: npt.NDArray[np.float32], options: WorldOptions = DEFAULT_OPTIONS) -> FloatArray:
+    """24 kHz speech (S,) through analysis and synthesis, cut to (S,): the representation's ceiling, what
+    a perfect model of these features would sound like."""
+    return synthesize(analyze(audio, options), options)[: audio.size]
 
 
 def silence(frames: int) -> FloatArray:
