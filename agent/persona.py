@@ -9,13 +9,23 @@ environment variables override any field of whichever persona is loaded, e.g.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    Field,
+    FilePath,
+    StringConstraints,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from avatar_core.config import (
     AppearanceConfig,
@@ -23,6 +33,7 @@ from avatar_core.config import (
     BehaviourConfig,
     StrictModel,
     VoiceConfig,
+    resolve_relative,
 )
 
 ENV_PREFIX = "DYAD_"
@@ -106,6 +117,17 @@ class TurnTakingConfig(StrictModel):
         400, ge=100, le=3000, description="user speech over the avatar longer than this interrupts it"
     )
     max_turn_s: float = Field(30.0, ge=1.0, le=600.0)
+    turn_detector: Literal["smart_turn", "silence"] = Field(
+        "smart_turn",
+        description="'smart_turn': the Smart Turn v3.2 model sets the wait from the words and intonation; "
+        "'silence': end_of_turn_silence_ms alone (also the fallback when the model is not installed)",
+    )
+    min_wait_ms: int = Field(
+        150, ge=100, le=2000, description="silence before the turn model is asked; the wait when it is sure"
+    )
+    max_wait_ms: int = Field(
+        1500, ge=200, le=10000, description="the wait when the turn model is sure the user will go on"
+    )
 
     @model_validator(mode="after")
     def _barge_in_after_speech(self) -> TurnTakingConfig:
@@ -115,6 +137,155 @@ class TurnTakingConfig(StrictModel):
                 f"({self.min_speech_ms}): shorter speech is not even detected as speech"
             )
         return self
+
+    @model_validator(mode="after")
+    def _waits_ordered(self) -> TurnTakingConfig:
+        if self.max_wait_ms <= self.min_wait_ms:
+            raise ValueError(
+                f"max_wait_ms ({self.max_wait_ms}) must be > min_wait_ms ({self.min_wait_ms}): "
+                "the model's probability chooses a wait between the two"
+            )
+        return self
+
+
+# Knowledge: what a kiosk persona knows and may do. Read by agent.knowledge (the answer policy) and
+# agent.tools (time, opening hours, hand-off, declared actions).
+
+NonBlank = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1)]
+Weekday = Literal["monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"]
+ToolName = Literal["time", "date", "hours", "open_now", "handoff"]
+ALL_TOOLS: tuple[ToolName, ...] = ("time", "date", "hours", "open_now", "handoff")
+_HOURS = r"(?:[01]\d|2[0-3]):[0-5]\d-(?:(?:[01]\d|2[0-3]):[0-5]\d|24:00)"
+PASSAGE_SUFFIXES = (".md", ".markdown", ".txt")
+FAQ_SUFFIXES = (".yaml", ".yml")
+
+
+class FAQEntry(StrictModel):
+    """A curated question, other ways people ask it, and the exact answer spoken when it matches."""
+
+    question: NonBlank
+    alternatives: list[NonBlank] = Field(default_factory=list, description="other phrasings")
+    answer: NonBlank = Field(description="spoken word for word when the question matches")
+
+
+class KioskAction(StrictModel):
+    """An action the kiosk can do (published over MQTT when the LLM or a trigger phrase calls it)."""
+
+    name: str = Field(pattern=r"^[a-z][a-z0-9_]{0,63}$", description="e.g. print_ticket")
+    description: NonBlank = Field(description="what it does (the LLM reads this)")
+    say: NonBlank = Field(description="what the avatar says when it does it")
+    triggers: list[NonBlank] = Field(default_factory=list, description="phrases that call it directly")
+    parameters: dict[str, NonBlank] = Field(default_factory=dict, description="argument -> description")
+
+
+def read_faq_file(path: Path) -> list[FAQEntry]:
+    """The curated questions of a YAML knowledge file (``faq:`` list); a ValueError names the bad entry."""
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+        raise ValueError(f"{path.name}: cannot be read as YAML: {exc}") from None
+    if not isinstance(data, dict) or not isinstance(data.get("faq"), list) or not data["faq"]:
+        raise ValueError(f"{path.name}: expected `faq:` with a list of question/answer entries")
+    entries = []
+    for index, entry in enumerate(data["faq"]):
+        try:
+            entries.append(FAQEntry.model_validate(entry))
+        except ValidationError as exc:
+            first = exc.errors(include_url=False)[0]
+            where = ".".join(str(p) for p in (f"faq.{index}", *first["loc"]))
+            raise ValueError(f"{path.name}: {where}: {first['msg']}") from None
+    return entries
+
+
+class KnowledgeConfig(StrictModel):
+    """Facts (curated questions, passage files, opening hours), the honest fallback, tools and actions."""
+
+    files: list[FilePath] = Field(
+        default_factory=list,
+        description="Markdown/text passages or YAML `faq:` files; relative to the persona file",
+    )
+    faq: list[FAQEntry] = Field(default_factory=list, description="curated questions and answers")
+    unknown_line: NonBlank = Field(
+        "I'm sorry, I don't know that. A member of staff can help you.",
+        description="said when nothing relevant is known",
+    )
+    handoff_line: NonBlank = Field(
+        "Of course. I'll ask a member of staff to come and help you.",
+        description="said when someone asks for a person",
+    )
+    timezone: str = Field("UTC", description="IANA time zone of the place, e.g. Europe/London")
+    opening_hours: dict[Weekday, str] = Field(
+        default_factory=dict,
+        description="per day '09:00-17:00', several as '09:00-12:00, 13:00-17:00', or 'closed'",
+    )
+    tools: list[ToolName] = Field(
+        default_factory=lambda: list(ALL_TOOLS),
+        description="deterministic tools answered without the LLM",
+    )
+    actions: list[KioskAction] = Field(default_factory=list)
+    direct_threshold: float = Field(
+        0.6, gt=0.0, le=1.0, description="match confidence above which a curated answer is spoken directly"
+    )
+    min_relevance: float = Field(
+        0.5, gt=0.0, le=1.0, description="share of the question's words a passage must contain to be used"
+    )
+    max_passages: int = Field(3, ge=1, le=10, description="passages given to the LLM per turn")
+    passage_answers: Literal["auto", "llm", "quote"] = Field(
+        "auto",
+        description="found passages go to the LLM, or their best sentence is quoted; auto quotes with the "
+        "embedded SmolLM2-135M (too small to answer from them without inventing) and asks any other LLM",
+    )
+
+    @field_validator("files", mode="before")
+    @classmethod
+    def _relative_files(cls, value: object, info: ValidationInfo) -> object:
+        return [resolve_relative(v, info) for v in value] if isinstance(value, list) else value
+
+    @field_validator("files")
+    @classmethod
+    def _readable_files(cls, value: list[Path]) -> list[Path]:
+        for path in value:
+            suffix = path.suffix.lower()
+            if suffix in FAQ_SUFFIXES:
+                read_faq_file(path)
+            elif suffix not in PASSAGE_SUFFIXES:
+                raise ValueError(f"{path.name}: use .md/.markdown/.txt passages or a .yaml `faq:` file")
+            elif not path.read_text(encoding="utf-8", errors="replace").strip():
+                raise ValueError(f"{path.name} is empty: write the facts in it or remove it from the list")
+        return value
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_timezone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {value!r}: use an IANA name such as Europe/London") from None
+        return value
+
+    @field_validator("opening_hours")
+    @classmethod
+    def _hours_format(cls, value: dict[str, str]) -> dict[str, str]:
+        for day, spec in value.items():
+            spec = spec.strip().lower()
+            ranges = [] if spec == "closed" else [r.strip() for r in spec.split(",")]
+            if spec != "closed" and not all(re.fullmatch(_HOURS, r) for r in ranges):
+                raise ValueError(f"{day}: {spec!r} is not 'HH:MM-HH:MM[, HH:MM-HH:MM]' or 'closed'")
+            if any(r[:5] >= r[6:] for r in ranges):  # zero-padded times compare as strings
+                raise ValueError(f"{day}: {spec!r} closes before it opens")
+        return {day: spec.strip().lower() for day, spec in value.items()}
+
+    def faq_entries(self) -> list[FAQEntry]:
+        """Curated questions written here and in the YAML files, in order."""
+        entries = list(self.faq)
+        for path in self.files:
+            if path.suffix.lower() in FAQ_SUFFIXES:
+                entries.extend(read_faq_file(path))
+        return entries
+
+    def passage_files(self) -> list[Path]:
+        """The Markdown/text files."""
+        return [p for p in self.files if p.suffix.lower() in PASSAGE_SUFFIXES]
 
 
 class Persona(StrictModel):
@@ -127,6 +298,7 @@ class Persona(StrictModel):
     stt: STTConfig = STTConfig()
     turn_taking: TurnTakingConfig = TurnTakingConfig()
     behaviour: BehaviourConfig = BehaviourConfig()
+    knowledge: KnowledgeConfig = KnowledgeConfig()
 
 
 SECTIONS = tuple(Persona.model_fields)

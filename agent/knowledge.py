@@ -1,0 +1,589 @@
+"""Persona knowledge and the answer policy: what to say to a user's turn before (or instead of) the LLM.
+
+At start-up the persona's curated questions (with their other phrasings), the phrasings that call tools
+and actions, and the passages of its Markdown/text files (chunked by heading and paragraph) go into an
+in-memory SQLite FTS5 index (porter stemming, BM25 ranking). For each turn :meth:`Answerer.answer` picks:
+
+- a curated answer, tool or action when a phrasing matches with confidence >= ``direct_threshold``
+  (spoken at once, exact, no LLM);
+- else the passages that contain at least ``min_relevance`` of the question's content words, handed to
+  the LLM with the instruction to answer only from them;
+- else, when the persona has facts at all, its ``unknown_line``: nothing is invented.
+
+Confidence of a phrasing = (BM25 of the question against it / BM25 of the phrasing against itself) x
+(share of the question's content words it contains, weighted by their IDF): the first says how much of
+the phrasing was asked, the second how much of the question it explains. Both come from FTS5 queries.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from pathlib import Path
+from typing import Any, ClassVar, Literal
+
+from agent.persona import EMBEDDED, FAQEntry, Persona
+from agent.tools import ToolBox, ToolResult, strip_day_words
+
+# Function words and conversational filler: what is left is what the question is about.
+STOPWORDS = frozenset(
+    """a an the is are am was were be been being do does did doing have has had having i me my mine
+    myself we us our ours you your yours he him his she her it its they them their this that these those
+    there here what which who whom whose when where why how of in on at to for from by with about as into
+    onto up out off over under and or but if so than then too very just can could would should will shall
+    may might must please hi hello hey thanks thank ok okay um uh er like know tell want wanted wonder
+    wondering need needs get got let lets also yes no not any some much many one anything something
+    someone somebody bit really maybe excuse sorry again still else way go going after before during
+    until till since around near nearby inside outside between within without through across every each
+    other another more most less few all both only same such anywhere somewhere everywhere thing things
+    stuff right now""".split()  # noqa: SIM905
+)
+_CONTRACTIONS = (
+    (re.compile(r"\bcan't\b"), "can not"),
+    (re.compile(r"\bwon't\b"), "will not"),
+    (re.compile(r"n't\b"), " not"),
+    (re.compile(r"'(s|re|ve|ll|d|m)\b"), ""),
+)
+_TOKEN = re.compile(r"[^\W_]+", re.UNICODE)
+_PREFIX_MIN = 4  # shorter words are matched exactly: "car*" would match "card"
+_FTS_TOKENIZER = "porter unicode61 remove_diacritics 2"
+_MAX_PASSAGE_CHARS = 600
+
+
+def normalise(text: str) -> str:
+    """Lower case, straight apostrophes, contractions expanded."""
+    text = text.lower().replace("\u2019", "'").replace("\u2018", "'")
+    for pattern, replacement in _CONTRACTIONS:
+        text = pattern.sub(replacement, text)
+    return text
+
+
+def content_terms(text: str) -> list[str]:
+    """The words a question is about (no stop words or filler), each once, in order."""
+    seen: dict[str, None] = {}
+    for token in _TOKEN.findall(normalise(text)):
+        if token not in STOPWORDS and (len(token) > 1 or token.isdigit()):
+            seen.setdefault(token, None)
+    return list(seen)
+
+
+def _fts_term(term: str) -> str:
+    return f'"{term}"*' if len(term) >= _PREFIX_MIN and not term.isdigit() else f'"{term}"'
+
+
+def fts_query(terms: Iterable[str]) -> str:
+    """An FTS5 OR query over ``terms`` (long words as prefixes)."""
+    return " OR ".join(_fts_term(t) for t in terms)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Passages
+# ---------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Passage:
+    """A chunk of a knowledge file: its section title and text; ``id`` is ``file#n``."""
+
+    id: str
+    title: str
+    text: str
+
+
+_HEADING = re.compile(r"^(#{1,6})\s+(.*?)\s*#*\s*$")
+_LIST_ITEM = re.compile(r"^([-*+]|\d+[.)])\s+")
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"'(])|\n+")
+
+
+def sentences(text: str) -> list[str]:
+    """The sentences (and list items, without their bullets) of a passage."""
+    parts = (_LIST_ITEM.sub("", part.strip()) for part in _SENTENCE_END.split(text))
+    return [part for part in parts if part]
+
+
+def chunk_markdown(text: str, source: str) -> list[Passage]:
+    """Split Markdown or plain text into passages: one per paragraph (a list stays whole), each under
+    its heading path; a paragraph longer than ~600 characters is split between sentences."""
+    passages: list[Passage] = []
+    headings: list[str] = []
+    paragraph: list[str] = []
+
+    def flush() -> None:
+        # A list item starts a new line (a sentence of its own); other lines join into one.
+        body = ""
+        for line in paragraph:
+            line = line.strip()
+            body += ("\n" if _LIST_ITEM.match(line) and body else " ") + line
+        body = body.strip()
+        paragraph.clear()
+        if not body:
+            return
+        title = " > ".join(headings)
+        for piece in _split_long(body):
+            passages.append(Passage(f"{source}#{len(passages) + 1}", title, piece))
+
+    for line in text.splitlines():
+        heading = _HEADING.match(line)
+        if heading:
+            flush()
+            level = len(heading.group(1))
+            headings[level - 1 :] = [heading.group(2)]
+        elif not line.strip():
+            flush()
+        else:
+            paragraph.append(line)
+    flush()
+    return passages
+
+
+def _split_long(body: str) -> list[str]:
+    if len(body) <= _MAX_PASSAGE_CHARS:
+        return [body]
+    pieces: list[str] = []
+    current = ""
+    for sentence in re.split(r"(?<=[.!?])\s+", body):
+        if current and len(current) + len(sentence) + 1 > _MAX_PASSAGE_CHARS:
+            pieces.append(current)
+            current = sentence
+        else:
+            current = f"{current} {sentence}".strip()
+    if current:
+        pieces.append(current)
+    return pieces
+
+
+# ---------------------------------------------------------------------------------------------------
+# The index
+# ---------------------------------------------------------------------------------------------------
+
+IntentKind = Literal["faq", "tool"]
+
+
+@dataclass(frozen=True)
+class Intent:
+    """A phrasing that leads to a curated answer (``target``: FAQ index) or a tool/action (its name)."""
+
+    kind: IntentKind
+    target: str
+    phrasing: str
+
+
+@dataclass(frozen=True)
+class IntentMatch:
+    """The best phrasing of one intent for a question, and how sure the match is (0..1)."""
+
+    intent: Intent
+    confidence: float
+    bm25: float
+
+
+@dataclass(frozen=True)
+class PassageHit:
+    """A passage found for a question: BM25 and the share of the question's words it contains."""
+
+    passage: Passage
+    bm25: float
+    coverage: float
+
+
+class KnowledgeIndex:
+    """Intents and passages in an in-memory SQLite FTS5 database (thread-safe, one lock)."""
+
+    def __init__(self, intents: Sequence[Intent], passages: Sequence[Passage]) -> None:
+        self.intents = list(intents)
+        self.passages = list(passages)
+        self._lock = threading.Lock()
+        self._db = sqlite3.connect(":memory:", check_same_thread=False)
+        self._db.execute(f"CREATE VIRTUAL TABLE intents USING fts5(phrasing, tokenize='{_FTS_TOKENIZER}')")
+        self._db.execute(
+            f"CREATE VIRTUAL TABLE passages USING fts5(title, body, tokenize='{_FTS_TOKENIZER}')"
+        )
+        self._db.executemany(
+            "INSERT INTO intents(rowid, phrasing) VALUES (?, ?)",
+            [(i, " ".join(content_terms(it.phrasing))) for i, it in enumerate(self.intents)],
+        )
+        self._db.executemany(
+            "INSERT INTO passages(rowid, title, body) VALUES (?, ?, ?)",
+            [(i, p.title, p.text) for i, p in enumerate(self.passages)],
+        )
+        # Each passage's sentences, to quote the one that answers (title words count too).
+        self._sentences: list[tuple[int, str]] = [
+            (i, sentence) for i, p in enumerate(self.passages) for sentence in sentences(p.text)
+        ]
+        self._db.execute(
+            f"CREATE VIRTUAL TABLE sentences USING fts5(title, body, tokenize='{_FTS_TOKENIZER}')"
+        )
+        self._db.executemany(
+            "INSERT INTO sentences(rowid, title, body) VALUES (?, ?, ?)",
+            [(j, self.passages[i].title, text) for j, (i, text) in enumerate(self._sentences)],
+        )
+        self._row_of = {p.id: i for i, p in enumerate(self.passages)}
+        # The score a phrasing gets when asked word for word: the denominator of its confidence.
+        self._self_score: dict[int, float] = {}
+        for i, intent in enumerate(self.intents):
+            terms = content_terms(intent.phrasing)
+            self._self_score[i] = self._bm25("intents", terms, rowid=i) if terms else 0.0
+
+    def _bm25(self, table: str, terms: Sequence[str], rowid: int) -> float:
+        row = self._db.execute(
+            f"SELECT -bm25({table}) FROM {table} WHERE {table} MATCH ? AND rowid = ?",
+            (fts_query(terms), rowid),
+        ).fetchone()
+        return float(row[0]) if row else 0.0
+
+    def _containing(self, table: str, term: str) -> set[int]:
+        rows = self._db.execute(f"SELECT rowid FROM {table} WHERE {table} MATCH ?", (_fts_term(term),))
+        return {int(r[0]) for r in rows}
+
+    def _terms(self, terms: Sequence[str]) -> list[_Term]:
+        """Which intents and passages contain each term, and the term's BM25 IDF over both together: a
+        word the knowledge uses everywhere ("library") says little, one it never uses says the most."""
+        total = len(self.intents) + len(self.passages)
+        found = []
+        for term in terms:
+            intents, passages = self._containing("intents", term), self._containing("passages", term)
+            count = len(intents) + len(passages)
+            idf = math.log((total - count + 0.5) / (count + 0.5) + 1.0)
+            found.append(_Term(idf, intents, passages))
+        return found
+
+    def match_intents(self, terms: Sequence[str], limit: int = 30) -> list[IntentMatch]:
+        """The intents whose phrasings best match ``terms``, most confident first (one per intent)."""
+        if not terms or not self.intents:
+            return []
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT rowid, -bm25(intents) FROM intents WHERE intents MATCH ? ORDER BY rank LIMIT ?",
+                (fts_query(terms), limit),
+            ).fetchall()
+            stats = self._terms(terms)
+        weight = sum(t.idf for t in stats)
+        best: dict[tuple[str, str], IntentMatch] = {}
+        for rowid, score in rows:
+            own = self._self_score[rowid]
+            asked = min(1.0, score / own) if own > 0 else 0.0
+            explained = sum(t.idf for t in stats if rowid in t.intents) / weight
+            intent = self.intents[rowid]
+            match = IntentMatch(intent, asked * explained, float(score))
+            key = (intent.kind, intent.target)
+            if key not in best or match.confidence > best[key].confidence:
+                best[key] = match
+        return sorted(best.values(), key=lambda m: (-m.confidence, -m.bm25))
+
+    def search(self, terms: Sequence[str], limit: int) -> list[PassageHit]:
+        """Passages for ``terms`` by BM25, each with the (IDF-weighted) share of ``terms`` it contains."""
+        if not terms or not self.passages:
+            return []
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT rowid, -bm25(passages, 2.0, 1.0) FROM passages WHERE passages MATCH ? "
+                "ORDER BY rank LIMIT ?",
+                (fts_query(terms), limit),
+            ).fetchall()
+            stats = self._terms(terms)
+        weight = sum(t.idf for t in stats)
+        return [
+            PassageHit(
+                self.passages[rowid], float(score), sum(t.idf for t in stats if rowid in t.passages) / weight
+            )
+            for rowid, score in rows
+        ]
+
+    def quote(self, terms: Sequence[str], hits: Sequence[PassageHit]) -> tuple[PassageHit, str] | None:
+        """The sentence of ``hits`` that best matches ``terms`` (BM25), with the hit it is from; a sentence
+        that starts by pointing back ("It is free...") comes with the one before it."""
+        rows = {self._row_of[h.passage.id]: h for h in hits}
+        if not terms or not rows:
+            return None
+        allowed = [j for j, (i, _) in enumerate(self._sentences) if i in rows]
+        with self._lock:
+            found = self._db.execute(
+                "SELECT rowid FROM sentences WHERE sentences MATCH ? AND rowid IN "
+                f"({','.join(map(str, allowed))}) ORDER BY bm25(sentences, 0.5, 1.0) LIMIT 1",
+                (fts_query(terms),),
+            ).fetchone()
+        if found is None:
+            return None
+        j = int(found[0])
+        passage_row, text = self._sentences[j]
+        if _POINTS_BACK.match(text) and j > 0 and self._sentences[j - 1][0] == passage_row:
+            text = f"{self._sentences[j - 1][1]} {text}"
+        return rows[passage_row], text
+
+
+_POINTS_BACK = re.compile(r"^(it|they|this|that|these|those|there|he|she)\b", re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class _Term:
+    idf: float
+    intents: set[int]  # rowids of the intents containing the term
+    passages: set[int]
+
+
+# ---------------------------------------------------------------------------------------------------
+# Answers
+# ---------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, kw_only=True)
+class _Answer:
+    kind: ClassVar[str]
+    text: str  # what the avatar says ("" for an LLM answer: the LLM says it)
+    score: float = 0.0  # confidence of the match that decided the answer (0..1)
+    retrieval_ms: float = 0.0  # time spent deciding, LLM excluded
+
+    def metadata(self) -> dict[str, Any]:
+        """What a turn's metrics and logs record about the answer."""
+        return {
+            "answer": self.kind,
+            "score": round(self.score, 3),
+            "retrieval_ms": round(self.retrieval_ms, 2),
+        }
+
+
+@dataclass(frozen=True, kw_only=True)
+class DirectAnswer(_Answer):
+    """Spoken word for word, no LLM: a curated answer (``source`` the curated question) or the sentence of
+    a passage that answers (``source`` the passage id, e.g. ``library.md#8``)."""
+
+    kind: ClassVar[str] = "direct"
+    source: str
+    matched: str  # the phrasing that matched
+
+    def metadata(self) -> dict[str, Any]:
+        return {**super().metadata(), "source": self.source, "matched": self.matched}
+
+
+@dataclass(frozen=True, kw_only=True)
+class ToolAnswer(_Answer):
+    """A deterministic tool's answer (time, date, opening hours)."""
+
+    kind: ClassVar[str] = "tool"
+    name: str
+    args: dict[str, str] = field(default_factory=dict)
+
+    def metadata(self) -> dict[str, Any]:
+        return {**super().metadata(), "source": f"tool:{self.name}", "args": self.args}
+
+
+@dataclass(frozen=True, kw_only=True)
+class ActionAnswer(_Answer):
+    """A kiosk action to publish (e.g. over MQTT), with the line to say while doing it."""
+
+    kind: ClassVar[str] = "action"
+    name: str
+    args: dict[str, str] = field(default_factory=dict)
+
+    def metadata(self) -> dict[str, Any]:
+        return {**super().metadata(), "source": f"action:{self.name}", "args": self.args}
+
+
+@dataclass(frozen=True, kw_only=True)
+class HandoffAnswer(_Answer):
+    """The user asked for a person: say ``text`` and emit ``handoff_requested`` with ``reason``."""
+
+    kind: ClassVar[str] = "handoff"
+    reason: str
+
+    def metadata(self) -> dict[str, Any]:
+        return {**super().metadata(), "source": "tool:handoff", "reason": self.reason}
+
+
+@dataclass(frozen=True, kw_only=True)
+class UnknownAnswer(_Answer):
+    """Nothing relevant is known: the persona's ``unknown_line``."""
+
+    kind: ClassVar[str] = "unknown"
+
+
+@dataclass(frozen=True, kw_only=True)
+class LLMAnswer(_Answer):
+    """Let the LLM answer: stream ``messages`` (system prompt with the facts, history, question)."""
+
+    kind: ClassVar[str] = "llm"
+    messages: list[dict[str, str]]
+    sources: tuple[str, ...] = ()  # passage ids given as facts
+    facts: str = ""  # the facts' text, to check a reply against (see ungrounded_numbers)
+
+    def metadata(self) -> dict[str, Any]:
+        return {**super().metadata(), "source": ",".join(self.sources) or None}
+
+
+Answer = DirectAnswer | ToolAnswer | ActionAnswer | HandoffAnswer | UnknownAnswer | LLMAnswer
+
+GROUNDING_INSTRUCTION = (
+    "Answer the visitor in one or two short sentences using only these facts. Do not add times, prices "
+    "or numbers that are not in the facts. If the facts do not answer the question, say exactly: {unknown}"
+)
+
+
+class Answerer:
+    """Decides each turn's answer from the persona's knowledge and tools; synchronous, no Engine or LLM.
+
+    ``answer(user_text, history)`` takes the conversation so far as chat messages (``ChatHistory
+    .messages()``; its system message is replaced) and returns an :data:`Answer`.
+    """
+
+    def __init__(self, persona: Persona, *, now: Callable[[], datetime] | None = None) -> None:
+        self.persona = persona
+        self.config = persona.knowledge
+        self.tools = ToolBox(self.config, now=now)
+        self.faq: list[FAQEntry] = self.config.faq_entries()
+        passages = [p for path in self.config.passage_files() for p in _file_passages(path)]
+        passages += [
+            Passage(f"faq#{i + 1}", " / ".join([e.question, *e.alternatives]), e.answer)
+            for i, e in enumerate(self.faq)
+        ]
+        if self.tools.hours.known:
+            passages.append(Passage("opening_hours", "Opening hours", self.tools.hours.describe_week()))
+        intents = [
+            Intent("faq", str(i), phrasing)
+            for i, entry in enumerate(self.faq)
+            for phrasing in (entry.question, *entry.alternatives)
+        ]
+        intents += [
+            Intent("tool", name, phrasing)
+            for name, phrasings in self.tools.phrasings().items()
+            for phrasing in phrasings
+        ]
+        self.index = KnowledgeIndex(intents, passages)
+        # A persona without facts (no curated questions or files) chats freely; one with facts says
+        # its unknown_line rather than let the LLM guess.
+        self.has_facts = bool(self.faq or self.config.passage_files())
+        mode = self.config.passage_answers
+        self.quote_passages = mode == "quote" or (mode == "auto" and persona.llm.base_url == EMBEDDED)
+
+    def answer(self, user_text: str, history: Sequence[Mapping[str, str]] = ()) -> Answer:
+        """The answer to ``user_text``; ``history`` is the conversation before it (chat messages)."""
+        start = time.perf_counter()
+        answer = self._decide(user_text, history)
+        elapsed_ms = (time.perf_counter() - start) * 1000.0
+        return _with_time(answer, elapsed_ms)
+
+    def _decide(self, user_text: str, history: Sequence[Mapping[str, str]]) -> Answer:
+        terms = content_terms(user_text)
+        # Days and numbers fill a tool's slots ("open on Sunday", "my appointment at four"): the intent is
+        # what is asked about them.
+        intent_terms = [t for t in content_terms(strip_day_words(user_text)) if t not in _NUMBER_WORDS]
+        intent_terms = [t for t in intent_terms if not t.isdigit()] or terms
+        matches = self.index.match_intents(intent_terms)
+        best = matches[0] if matches else None
+        if best is not None and best.confidence >= self.config.direct_threshold:
+            return self._direct(best, user_text)
+        hits = [h for h in self.index.search(terms, limit=10) if h.coverage >= self.config.min_relevance]
+        hits = hits[: self.config.max_passages]
+        top = best.confidence if best else 0.0
+        if hits and self.quote_passages:
+            quoted = self.index.quote(terms, hits)
+            if quoted is not None:
+                hit, text = quoted
+                return DirectAnswer(
+                    text=text, source=hit.passage.id, matched=hit.passage.title, score=hit.coverage
+                )
+        if hits:
+            facts = "\n".join(f"- {_passage_line(h.passage)}" for h in hits)
+            return LLMAnswer(
+                text="",
+                messages=self._messages(user_text, history, facts),
+                sources=tuple(h.passage.id for h in hits),
+                facts=facts,
+                score=max(h.coverage for h in hits),
+            )
+        if self.has_facts and terms:
+            return UnknownAnswer(text=self.config.unknown_line, score=top)
+        return LLMAnswer(text="", messages=self._messages(user_text, history, ""), score=top)
+
+    def _direct(self, match: IntentMatch, user_text: str) -> Answer:
+        intent = match.intent
+        if intent.kind == "faq":
+            entry = self.faq[int(intent.target)]
+            return DirectAnswer(
+                text=entry.answer, source=entry.question, matched=intent.phrasing, score=match.confidence
+            )
+        result = self.tools.run(intent.target, user_text)
+        return answer_from_tool(result, score=match.confidence)
+
+    def _messages(
+        self, user_text: str, history: Sequence[Mapping[str, str]], facts: str
+    ) -> list[dict[str, str]]:
+        system = self.persona.llm.system_prompt
+        if facts:
+            rule = GROUNDING_INSTRUCTION.format(unknown=self.config.unknown_line)
+            system = f"{system}\n\nFacts:\n{facts}\n\n{rule}"
+        elif self.has_facts:
+            system += (
+                f"\n\nYou know no facts about this. If asked for one, say exactly: {self.config.unknown_line}"
+            )
+        window = [dict(m) for m in history if m.get("role") in {"user", "assistant"}]
+        window = window[-2 * self.persona.llm.history_turns :]
+        return [{"role": "system", "content": system}, *window, {"role": "user", "content": user_text}]
+
+
+def answer_from_tool(result: ToolResult, *, score: float = 1.0) -> Answer:
+    """The :data:`Answer` for a tool's result (also for an LLM's function call)."""
+    if result.kind == "action":
+        return ActionAnswer(text=result.text, name=result.name, args=result.args, score=score)
+    if result.kind == "handoff":
+        return HandoffAnswer(text=result.text, reason=result.args.get("reason", ""), score=score)
+    return ToolAnswer(text=result.text, name=result.name, args=result.args, score=score)
+
+
+def _with_time(answer: Answer, elapsed_ms: float) -> Answer:
+    return replace(answer, retrieval_ms=elapsed_ms)
+
+
+def _file_passages(path: Path) -> list[Passage]:
+    return chunk_markdown(path.read_text(encoding="utf-8"), path.name)
+
+
+def _passage_line(passage: Passage) -> str:
+    section = passage.title.split(" > ")[-1] if passage.title else ""
+    return f"{section}: {passage.text}" if section else passage.text
+
+
+# ---------------------------------------------------------------------------------------------------
+# Grounding check
+# ---------------------------------------------------------------------------------------------------
+
+_NUMBER_WORDS = {
+    word: value
+    for value, word in enumerate(
+        """zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen
+        sixteen seventeen eighteen nineteen twenty""".split()  # noqa: SIM905
+    )
+}
+_NUMBER_WORDS.update({"thirty": 30, "forty": 40, "fifty": 50, "sixty": 60, "hundred": 100, "noon": 12})
+_NUMBER = re.compile(r"\d+(?:[.,:]\d+)?|[a-z]+")
+
+
+def numbers_in(text: str) -> set[str]:
+    """The numbers ``text`` states, canonical: ``9:00`` -> 9, ``ten`` -> 10, ``2.50`` -> 2.5."""
+    found: set[str] = set()
+    for token in _NUMBER.findall(text.lower()):
+        if token.isalpha():
+            if token in _NUMBER_WORDS:
+                found.add(str(_NUMBER_WORDS[token]))
+            continue
+        parts = re.split(r"[:.,]", token)
+        if ":" in token:  # a clock time: 9:00 is 9, 8:30 is 8:30
+            found.add(str(int(parts[0])) if int(parts[1]) == 0 else f"{int(parts[0])}:{parts[1]}")
+        elif len(parts) == 2 and len(parts[1]) == 3 and "," in token:  # 1,000
+            found.add(str(int(parts[0] + parts[1])))
+        else:
+            found.add(str(float(token.replace(",", "."))).removesuffix(".0"))
+    return found
+
+
+def ungrounded_numbers(reply: str, *sources: str) -> set[str]:
+    """Numbers in ``reply`` found in none of ``sources`` (facts, the question): invented hours or prices."""
+    allowed: set[str] = set()
+    for source in sources:
+        allowed |= numbers_in(source)
+    return numbers_in(reply) - allowed
