@@ -21,7 +21,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any
 
 import cv2
 import numpy as np
@@ -29,22 +29,20 @@ import numpy.typing as npt
 
 from avatar_core.config import StylizedFace
 from avatar_core.motion import INDEX, MOTION_DIM, NEUTRAL, clip
-from avatar_core.render.base import Image, Points, hex_to_rgb
+from avatar_core.render import canvas
+from avatar_core.render.base import Image, Points
+from avatar_core.render.canvas import ControlPoints
 
 F64 = npt.NDArray[np.float64]
 F32 = npt.NDArray[np.float32]
 FArr = npt.NDArray[np.floating[Any]]  # shading maps: float32 or float64
 U8 = npt.NDArray[np.uint8]
-Rgb = tuple[float, float, float]  # a colour as cv2 drawing calls take it
-ControlPoints = Sequence[tuple[float, float]]
 
 # ---------------------------------------------------------------------------------------------------
 # Reference geometry and rig constants
 # ---------------------------------------------------------------------------------------------------
 
 REF = 512.0
-SUPERSAMPLE = 2  # static layers are painted at twice the output size, then area-downsampled...
-SUPERSAMPLE_MAX_SCALE = 1.25  # ...up to 640 px; larger frames have enough pixels for LINE_AA alone
 CX = 256.0  # the avatar's vertical centre line
 HEAD_C = np.array([CX, 236.0])  # head-local origin: between the eyes
 FACE_CY, FACE_B, FACE_A = 229.0, 117.0, 92.0  # face centre, half height (skull top to chin), half width
@@ -181,302 +179,6 @@ HAIR_STYLES: dict[str, _HairStyle] = {
 # fmt: on
 
 # ---------------------------------------------------------------------------------------------------
-# Small helpers: colours, curves, matrices
-# ---------------------------------------------------------------------------------------------------
-
-
-def _color(hex_color: str) -> F64:
-    return np.array(hex_to_rgb(hex_color), np.float64)
-
-
-def _mix(a: F64, b: F64 | Sequence[float], t: float) -> F64:
-    return np.asarray(a, np.float64) * (1.0 - t) + np.asarray(b, np.float64) * t
-
-
-def _tup(c: F64) -> Rgb:
-    v = np.clip(c, 0, 255)
-    return float(v[0]), float(v[1]), float(v[2])
-
-
-def _catmull_rom(points: ControlPoints | F64, closed: bool, per_segment: int = 10) -> F64:
-    """A Catmull-Rom spline through control points (N, 2) -> (M, 2); open curves keep their ends."""
-    p = np.asarray(points, np.float64)
-    if closed:
-        p0, p1, p2, p3 = np.roll(p, 1, 0), p, np.roll(p, -1, 0), np.roll(p, -2, 0)
-    else:
-        ext = np.concatenate([p[:1] * 2 - p[1:2], p, p[-1:] * 2 - p[-2:-1]])  # (N+2, 2) mirrored ends
-        p0, p1, p2, p3 = ext[:-3], ext[1:-2], ext[2:-1], ext[3:]
-    t = np.linspace(0.0, 1.0, per_segment, endpoint=False)[:, None, None]  # (S, 1, 1)
-    out = 0.5 * (
-        2 * p1 + (p2 - p0) * t + (2 * p0 - 5 * p1 + 4 * p2 - p3) * t**2 + (3 * p1 - p0 - 3 * p2 + p3) * t**3
-    )  # (S, N', 2)
-    curve = out.transpose(1, 0, 2).reshape(-1, 2)
-    return curve if closed else np.concatenate([curve, p[-1:]])
-
-
-def _ellipse(cx: float, cy: float, rx: float, ry: float, n: int = 48) -> F64:
-    t = np.linspace(0.0, 2 * np.pi, n, endpoint=False)
-    return np.stack([cx + rx * np.cos(t), cy + ry * np.sin(t)], 1)  # (n, 2)
-
-
-def _stroke(points: F64, half_width: F64 | float) -> F64:
-    """The outline (2N, 2) of a polyline (N, 2) drawn with a (per-point) half width."""
-    d = np.gradient(points, axis=0)  # (N, 2)
-    n = np.stack([-d[:, 1], d[:, 0]], 1) / np.maximum(np.hypot(d[:, 0], d[:, 1]), 1e-9)[:, None]
-    off = n * np.reshape(half_width, (-1, 1))
-    return np.concatenate([points + off, (points - off)[::-1]])
-
-
-def _translate(tx: float, ty: float) -> F64:
-    return np.array([[1.0, 0.0, tx], [0.0, 1.0, ty], [0.0, 0.0, 1.0]])
-
-
-def _linear(a: float, b: float, c: float, d: float) -> F64:
-    return np.array([[a, b, 0.0], [c, d, 0.0], [0.0, 0.0, 1.0]])
-
-
-def _about(m: F64, centre: F64) -> F64:
-    """Matrix ``m`` applied about a centre point instead of the origin."""
-    return _translate(centre[0], centre[1]) @ m @ _translate(-centre[0], -centre[1])
-
-
-def _rotation(angle: float, scale: float = 1.0) -> F64:
-    # In y-down image coordinates a positive angle turns clockwise on screen, as head_roll wants.
-    c, s = math.cos(angle) * scale, math.sin(angle) * scale
-    return _linear(c, -s, s, c)
-
-
-def _ipoly(points: F64) -> npt.NDArray[np.int32]:
-    """Pixel coordinates -> the fixed-point int32 polygon cv2 draws with shift=4 (1/16 pixel)."""
-    return np.round(points * 16.0).astype(np.int32)
-
-
-def _fill(img: U8, points: F64, color: Rgb) -> None:
-    cv2.fillPoly(img, [_ipoly(points)], color, cv2.LINE_AA, 4)
-
-
-def _box(points: F64, img: U8, pad: float) -> tuple[int, int, int, int] | None:
-    """Integer bounding box (x0, y0, x1, y1) of points, padded and clipped to the image."""
-    h, w = img.shape[:2]
-    x0 = max(math.floor(float(points[:, 0].min()) - pad), 0)
-    y0 = max(math.floor(float(points[:, 1].min()) - pad), 0)
-    x1 = min(math.ceil(float(points[:, 0].max()) + pad), w)
-    y1 = min(math.ceil(float(points[:, 1].max()) + pad), h)
-    return (x0, y0, x1, y1) if x1 > x0 and y1 > y0 else None
-
-
-def _fill_alpha(img: U8, points: F64, color: Rgb, alpha: float) -> None:
-    """A translucent anti-aliased polygon, blended on its bounding box only."""
-    box = _box(points, img, 2.0) if alpha > 0.01 else None
-    if box is None:
-        return
-    x0, y0, x1, y1 = box
-    roi = img[y0:y1, x0:x1]
-    layer = roi.copy()
-    _fill(layer, points - (x0, y0), color)
-    roi[...] = cv2.addWeighted(layer, alpha, roi, 1.0 - alpha, 0.0)
-
-
-def _blend_masked(img: U8, box: tuple[int, int, int, int], content: U8, mask: U8) -> None:
-    """img[box] = content over img[box] through an 8-bit coverage mask (small regions only)."""
-    x0, y0, x1, y1 = box
-    roi = img[y0:y1, x0:x1]
-    m = mask.astype(np.uint16)[..., None]  # (h, w, 1)
-    roi[...] = ((content * m + roi * (255 - m) + 127) // 255).astype(np.uint8)
-
-
-# ---------------------------------------------------------------------------------------------------
-# Sprites: painted once, composited per frame
-# ---------------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class _View:
-    """Reference canvas -> output pixels: p_px = offset + scale * p_ref."""
-
-    scale: float
-    ox: float
-    oy: float
-
-    @property
-    def supersample(self) -> int:
-        return SUPERSAMPLE if self.scale <= SUPERSAMPLE_MAX_SCALE else 1
-
-    @property
-    def to_px(self) -> F64:
-        return np.array([[self.scale, 0.0, self.ox], [0.0, self.scale, self.oy], [0.0, 0.0, 1.0]])
-
-    @property
-    def to_ref(self) -> F64:
-        return np.asarray(np.linalg.inv(self.to_px), np.float64)
-
-
-@dataclass(frozen=True)
-class _Sprite:
-    """A premultiplied RGB layer with its inverse alpha, resting at integer pixel (x0, y0)."""
-
-    rgb: U8  # (h, w, 3) premultiplied colour
-    inv_alpha: U8  # (h, w) 255 - alpha
-    rgba: U8  # (h, w, 4) both in one array: one 4-channel warp is ~2.5x faster than a 3- and a 1-channel
-    x0: int
-    y0: int
-
-
-class _Painter:
-    """A float premultiplied RGBA canvas over one rectangle of the output, supersampled.
-
-    Shapes are given in ref units; coverages are float (h, w) maps in [0, 1] at the supersampled size.
-    """
-
-    def __init__(self, view: _View, box: tuple[float, float, float, float]) -> None:
-        self.view = view
-        self.x0 = math.floor(view.ox + view.scale * box[0])
-        self.y0 = math.floor(view.oy + view.scale * box[1])
-        self.w = max(1, math.ceil(view.ox + view.scale * box[2]) - self.x0)
-        self.h = max(1, math.ceil(view.oy + view.scale * box[3]) - self.y0)
-        self.ss = view.supersample
-        self.k = view.scale * self.ss  # canvas pixels per ref unit
-        shape = (self.h * self.ss, self.w * self.ss)
-        self.rgb = np.zeros((*shape, 3), np.float32)  # (h', w', 3) premultiplied, 0..255
-        self.alpha = np.zeros(shape, np.float32)  # (h', w')
-
-    def _px(self, points: F64) -> F64:
-        p = np.asarray(points, np.float64)
-        x = (self.view.ox + self.view.scale * p[:, 0] - self.x0) * self.ss
-        y = (self.view.oy + self.view.scale * p[:, 1] - self.y0) * self.ss
-        return np.stack([x, y], 1)
-
-    def cover(self, *polygons: F64) -> F32:
-        """Anti-aliased coverage of the union of closed polygons (ref units)."""
-        mask = np.zeros(self.alpha.shape, np.uint8)
-        for p in polygons:  # one call per polygon: a single fillPoly would XOR the overlaps
-            cv2.fillPoly(mask, [_ipoly(self._px(p))], 255, cv2.LINE_AA, 4)
-        return mask.astype(np.float32) / 255.0
-
-    def line(self, points: F64, half_width: float | F64) -> F32:
-        return self.cover(_stroke(np.asarray(points, np.float64), half_width))
-
-    def blur(self, cov: F32, sigma_ref: float) -> F32:
-        """Gaussian blur with sigma in ref units; wide blurs run on a downsampled copy (init speed)."""
-        sigma = sigma_ref * self.k
-        factor = max(1, int(sigma / 3.0))
-        if factor == 1:
-            return np.asarray(cv2.GaussianBlur(cov, (0, 0), sigma), np.float32)
-        h, w = cov.shape
-        small = cv2.resize(cov, (max(1, w // factor), max(1, h // factor)), interpolation=cv2.INTER_AREA)
-        small = cv2.GaussianBlur(small, (0, 0), sigma / factor)
-        return np.asarray(cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR), np.float32)
-
-    def shift(self, cov: F32, dx_ref: float, dy_ref: float) -> F32:
-        m = np.array([[1.0, 0.0, dx_ref * self.k], [0.0, 1.0, dy_ref * self.k]])
-        return np.asarray(cv2.warpAffine(cov, m, (cov.shape[1], cov.shape[0])), np.float32)
-
-    def grid(self) -> tuple[F32, F32]:
-        """Ref coordinates of every canvas pixel centre: x (1, w'), y (h', 1)."""
-        xs = ((np.arange(self.alpha.shape[1]) + 0.5) / self.ss + self.x0 - self.view.ox) / self.view.scale
-        ys = ((np.arange(self.alpha.shape[0]) + 0.5) / self.ss + self.y0 - self.view.oy) / self.view.scale
-        return xs.astype(np.float32)[None, :], ys.astype(np.float32)[:, None]
-
-    def paint(self, cov: FArr, color: F64, opacity: float = 1.0) -> None:
-        """Paint a solid colour over everything through a coverage map."""
-        a = cov * np.float32(opacity)
-        self.rgb += a[..., None] * (color.astype(np.float32) - self.rgb)
-        self.alpha += a * (1.0 - self.alpha)
-
-    def tint(self, amount: FArr, color: F64) -> None:
-        """Move what is already painted toward a colour (shading); leaves alpha alone."""
-        target = self.alpha[..., None] * color.astype(np.float32)  # premultiplied target
-        self.rgb += amount[..., None] * (target - self.rgb)
-
-    def sprite(self) -> _Sprite:
-        """Downsample to output pixels and quantise."""
-        size = (self.w, self.h)
-        rgb: FArr = self.rgb
-        alpha: FArr = self.alpha
-        if self.ss > 1:
-            rgb = np.asarray(cv2.resize(rgb, size, interpolation=cv2.INTER_AREA), np.float32)
-            alpha = np.asarray(cv2.resize(alpha, size, interpolation=cv2.INTER_AREA), np.float32)
-        rgb8 = np.clip(rgb + 0.5, 0, 255).astype(np.uint8)
-        inv8 = np.clip(255.0 - alpha * 255.0 + 0.5, 0, 255).astype(np.uint8)
-        return _Sprite(rgb8, inv8, np.dstack([rgb8, inv8]), self.x0, self.y0)
-
-
-@dataclass(frozen=True)
-class _Warp:
-    """A smooth displacement of one frame rectangle: each pixel there shows what rests at ``src``."""
-
-    box: tuple[int, int, int, int]  # (x0, y0, x1, y1) frame pixels
-    src: F32  # (h, w, 2) frame pixel (x, y) each box pixel samples; equal to its own position at the edges
-
-
-def _composite(frame: U8, sprite: _Sprite, motion_px: F64, warp: _Warp | None = None) -> None:
-    """Warp a sprite by a pixel-space affine (rest frame -> now) and blend it over the frame.
-
-    With a ``warp``, the part of the sprite inside its box is resampled through it instead (cv2.remap);
-    the box may reach past the sprite's own footprint, since the warp can pull content out of it.
-    """
-    m = motion_px @ _translate(sprite.x0, sprite.y0)  # sprite pixels -> frame pixels
-    h, w = sprite.inv_alpha.shape
-    corners = np.array([[0, 0, 1], [w, 0, 1], [0, h, 1], [w, h, 1]], np.float64) @ m[:2].T  # (4, 2)
-    box = _box(corners, frame, 1.0)
-    if box is not None and warp is not None:  # the union of both boxes
-        box = (
-            min(box[0], warp.box[0]),
-            min(box[1], warp.box[1]),
-            max(box[2], warp.box[2]),
-            max(box[3], warp.box[3]),
-        )
-    if box is None:
-        return
-    x0, y0, x1, y1 = box
-    m_roi = (_translate(-x0, -y0) @ m)[:2]
-    size = (x1 - x0, y1 - y0)
-    warped = cv2.warpAffine(
-        sprite.rgba,
-        m_roi,
-        size,
-        flags=cv2.INTER_LINEAR,
-        borderMode=cv2.BORDER_CONSTANT,
-        borderValue=(0, 0, 0, 255),
-    )
-    if warp is not None:
-        wx0, wy0, wx1, wy1 = warp.box
-        to_sprite = np.linalg.inv(m)[:2]  # frame pixels -> sprite pixels
-        src = cv2.transform(warp.src, to_sprite)  # (h, w, 2) float32
-        warped[wy0 - y0 : wy1 - y0, wx0 - x0 : wx1 - x0] = cv2.remap(
-            sprite.rgba,
-            src,
-            cast(Any, None),  # map1 holds (x, y) pairs; the stubs do not know map2 may be left out
-            cv2.INTER_LINEAR,
-            borderMode=cv2.BORDER_CONSTANT,
-            borderValue=(0, 0, 0, 255),
-        )
-    _over(frame, (x0, y0, x1, y1), cv2.cvtColor(warped, cv2.COLOR_RGBA2RGB), cv2.extractChannel(warped, 3))
-
-
-def _composite_shift(frame: U8, sprite: _Sprite, dx: int, dy: int) -> None:
-    """Blend a sprite moved by whole pixels (no resampling)."""
-    h, w = sprite.inv_alpha.shape
-    fx0, fy0 = sprite.x0 + dx, sprite.y0 + dy
-    x0, y0 = max(fx0, 0), max(fy0, 0)
-    x1, y1 = min(fx0 + w, frame.shape[1]), min(fy0 + h, frame.shape[0])
-    if x1 <= x0 or y1 <= y0:
-        return
-    sx, sy = x0 - fx0, y0 - fy0
-    rgb = sprite.rgb[sy : sy + y1 - y0, sx : sx + x1 - x0]
-    inv = sprite.inv_alpha[sy : sy + y1 - y0, sx : sx + x1 - x0]
-    _over(frame, (x0, y0, x1, y1), rgb, inv)
-
-
-def _over(frame: U8, box: tuple[int, int, int, int], rgb: npt.NDArray[Any], inv: npt.NDArray[Any]) -> None:
-    # Premultiplied "over" in uint8 with cv2's saturating SIMD ops; numpy float blending is ~10x slower.
-    x0, y0, x1, y1 = box
-    roi = frame[y0:y1, x0:x1]
-    out = cv2.multiply(roi, cv2.cvtColor(inv, cv2.COLOR_GRAY2RGB), scale=1.0 / 255.0)
-    roi[...] = cv2.add(out, rgb)
-
-
-# ---------------------------------------------------------------------------------------------------
 # Painting the static layers
 # ---------------------------------------------------------------------------------------------------
 
@@ -513,36 +215,36 @@ class _Palette:
 
     @staticmethod
     def of(face: StylizedFace) -> _Palette:
-        skin, hair, lips = _color(face.skin), _color(face.hair), _color(face.lips)
-        eyes = _color(face.eyes)
+        skin, hair, lips = canvas.color(face.skin), canvas.color(face.hair), canvas.color(face.lips)
+        eyes = canvas.color(face.eyes)
         # Shadows shift warm (toward red) rather than grey, as skin does under soft light.
         skin_shadow = skin * np.array([0.78, 0.64, 0.62])
         return _Palette(
             skin=skin,
             skin_shadow=skin_shadow,
-            skin_light=_mix(skin, (255, 248, 240), 0.35),
+            skin_light=canvas.mix(skin, (255, 248, 240), 0.35),
             hair=hair,
             hair_shadow=hair * 0.62,
-            hair_light=_mix(hair, (255, 236, 210), 0.32),
-            brow=_mix(hair * 0.85, skin_shadow, 0.15),
-            lash=_mix(hair, (22, 16, 14), 0.75),
+            hair_light=canvas.mix(hair, (255, 236, 210), 0.32),
+            brow=canvas.mix(hair * 0.85, skin_shadow, 0.15),
+            lash=canvas.mix(hair, (22, 16, 14), 0.75),
             iris=eyes,
             iris_dark=eyes * 0.55,
-            iris_light=_mix(eyes, (255, 255, 255), 0.25),
+            iris_light=canvas.mix(eyes, (255, 255, 255), 0.25),
             pupil=np.array([20.0, 16.0, 18.0]),
             sclera=np.array([248.0, 245.0, 242.0]),
-            sclera_shadow=_mix(np.array([248.0, 245.0, 242.0]), skin_shadow, 0.45),
+            sclera_shadow=canvas.mix(np.array([248.0, 245.0, 242.0]), skin_shadow, 0.45),
             lips=lips,
             lips_upper=lips * 0.86,
             lips_dark=lips * 0.55,
-            lips_light=_mix(lips, (255, 240, 235), 0.35),
+            lips_light=canvas.mix(lips, (255, 240, 235), 0.35),
             teeth=np.array([246.0, 243.0, 236.0]),
             teeth_shade=np.array([196.0, 188.0, 184.0]),
             cavity=np.array([52.0, 20.0, 27.0]),
             tongue=np.array([182.0, 84.0, 92.0]),
-            shirt=_color(face.shirt),
-            background=_color(face.background),
-            blush=_mix(skin, lips * np.array([1.1, 0.85, 0.9]), 0.55),
+            shirt=canvas.color(face.shirt),
+            background=canvas.color(face.background),
+            blush=canvas.mix(skin, lips * np.array([1.1, 0.85, 0.9]), 0.55),
         )
 
 
@@ -552,14 +254,14 @@ def _face_outline(face: StylizedFace) -> F64:
     half = FACE_SHAPES[face.face_shape]
     right = [(CX + x * a, FACE_CY + v * FACE_B) for x, v in half]
     left = [(CX - x * a, FACE_CY + v * FACE_B) for x, v in half[-2:0:-1]]
-    return _catmull_rom(right + left, closed=True, per_segment=12)
+    return canvas.catmull_rom(right + left, closed=True, per_segment=12)
 
 
 def _hair_points(points: ControlPoints, a: float) -> F64:
     return np.array([(CX + x * a, y) for x, y in points], np.float64)
 
 
-def _paint_background(view: _View, pal: _Palette, width: int, height: int) -> U8:
+def _paint_background(view: canvas.View, pal: _Palette, width: int, height: int) -> U8:
     """A soft vertical gradient with a faint halo behind the head."""
     ys = ((np.arange(height) + 0.5 - view.oy) / view.scale)[:, None]  # (H, 1) ref
     xs = ((np.arange(width) + 0.5 - view.ox) / view.scale)[None, :]  # (1, W) ref
@@ -570,12 +272,14 @@ def _paint_background(view: _View, pal: _Palette, width: int, height: int) -> U8
     return out
 
 
-def _paint_torso(view: _View, pal: _Palette, bottom_ref: float) -> _Sprite:
+def _paint_torso(view: canvas.View, pal: _Palette, bottom_ref: float) -> canvas.Sprite:
     """Shoulders and shirt with a scoop neckline; the neck layer shows through the neckline."""
-    p = _Painter(view, (CX - 250, 380, CX + 250, bottom_ref))
+    p = canvas.Painter(view, (CX - 250, 380, CX + 250, bottom_ref))
     right = [(50, 389), (100, 403), (160, 428), (205, 470), (226, 536), (232, bottom_ref + 20)]
-    outline = _catmull_rom([(CX + x, y) for x, y in right] + [(CX - x, y) for x, y in right[::-1]], False)
-    neckline = _ellipse(CX, 386, 50, 54, 64)
+    outline = canvas.catmull_rom(
+        [(CX + x, y) for x, y in right] + [(CX - x, y) for x, y in right[::-1]], False
+    )
+    neckline = canvas.ellipse(CX, 386, 50, 54, 64)
     shirt = p.cover(outline) * (1.0 - p.cover(neckline))
     p.paint(shirt, pal.shirt)
     _, y = p.grid()
@@ -583,23 +287,24 @@ def _paint_torso(view: _View, pal: _Palette, bottom_ref: float) -> _Sprite:
     p.tint(shirt * np.clip((y - 400) / 160, 0, 1) * 0.12, pal.shirt * 0.55)
     edge = shirt * np.clip(1.0 - (p.blur(shirt, 14) - 0.5) * 2.2, 0, 1)
     p.tint(edge * 0.35, pal.shirt * 0.5)
-    p.tint(shirt * p.blur(p.line(_ellipse(CX, 396, 60, 62, 64)[32:], 4), 6) * 0.35, pal.shirt * 0.45)
-    collar = p.cover(_ellipse(CX, 386, 56, 60, 64)) * (1.0 - p.cover(neckline)) * shirt
-    p.paint(collar, _mix(pal.shirt, pal.shirt * 0.7, 0.5))
+    p.tint(shirt * p.blur(p.line(canvas.ellipse(CX, 396, 60, 62, 64)[32:], 4), 6) * 0.35, pal.shirt * 0.45)
+    collar = p.cover(canvas.ellipse(CX, 386, 56, 60, 64)) * (1.0 - p.cover(neckline)) * shirt
+    p.paint(collar, canvas.mix(pal.shirt, pal.shirt * 0.7, 0.5))
     p.paint(
-        collar * p.line(_ellipse(CX, 386, 53.5, 57.5, 64)[6:27], 0.6), _mix(pal.shirt, (255, 255, 255), 0.15)
+        collar * p.line(canvas.ellipse(CX, 386, 53.5, 57.5, 64)[6:27], 0.6),
+        canvas.mix(pal.shirt, (255, 255, 255), 0.15),
     )
     for side in (-1, 1):
         fold = np.array([(CX + side * 150, 462), (CX + side * 160, 490), (CX + side * 158, 520)])
-        p.tint(shirt * p.blur(p.line(_catmull_rom(fold, False), 2.0), 3) * 0.3, pal.shirt * 0.5)
+        p.tint(shirt * p.blur(p.line(canvas.catmull_rom(fold, False), 2.0), 3) * 0.3, pal.shirt * 0.5)
     return p.sprite()
 
 
-def _paint_neck(view: _View, pal: _Palette, face_outline: F64) -> _Sprite:
+def _paint_neck(view: canvas.View, pal: _Palette, face_outline: F64) -> canvas.Sprite:
     """Neck and upper chest, shaded, with the chin's shadow at the top."""
-    p = _Painter(view, (CX - 125, 280, CX + 125, 490))
+    p = canvas.Painter(view, (CX - 125, 280, CX + 125, 490))
     half = [(37, 292), (36, 330), (37, 366), (42, 384), (64, 402), (104, 432), (118, 486)]
-    outline = _catmull_rom([(CX + x, y) for x, y in half] + [(CX - x, y) for x, y in half[::-1]], True)
+    outline = canvas.catmull_rom([(CX + x, y) for x, y in half] + [(CX - x, y) for x, y in half[::-1]], True)
     skin = p.cover(outline)
     p.paint(skin, pal.skin * 0.96)
     x, y = p.grid()
@@ -609,13 +314,13 @@ def _paint_neck(view: _View, pal: _Palette, face_outline: F64) -> _Sprite:
     p.tint(skin * chin_shadow * 0.55, pal.skin_shadow)
     for s in (-1, 1):
         bone = np.array([(CX + s * 14, 424), (CX + s * 34, 419), (CX + s * 58, 421)])
-        p.tint(skin * p.blur(p.line(_catmull_rom(bone, False), 1.2), 1.6) * 0.25, pal.skin_shadow)
-    p.tint(skin * p.blur(p.cover(_ellipse(CX, 446, 30, 10)), 6) * 0.18, pal.skin_light)
+        p.tint(skin * p.blur(p.line(canvas.catmull_rom(bone, False), 1.2), 1.6) * 0.25, pal.skin_shadow)
+    p.tint(skin * p.blur(p.cover(canvas.ellipse(CX, 446, 30, 10)), 6) * 0.18, pal.skin_light)
     return p.sprite()
 
 
 def _paint_hair(
-    p: _Painter,
+    p: canvas.Painter,
     pal: _Palette,
     polygons: Sequence[F64],
     style: _HairStyle,
@@ -631,10 +336,10 @@ def _paint_hair(
     if darken > 0:
         p.tint(hair * darken, pal.hair_shadow)
     if detail and len(style.sheen) > 1:
-        sheen = p.blur(p.line(_catmull_rom(_hair_points(style.sheen, a), False), 4.5), 3)
+        sheen = p.blur(p.line(canvas.catmull_rom(_hair_points(style.sheen, a), False), 4.5), 3)
         p.tint(hair * inner * sheen * 0.7, pal.hair_light)
         for strand in style.strands:
-            curve = _catmull_rom(_hair_points(strand, a), False)
+            curve = canvas.catmull_rom(_hair_points(strand, a), False)
             taper = np.sin(np.linspace(0.15, np.pi - 0.15, len(curve))) * 0.9
             p.tint(hair * p.blur(p.line(curve, taper), 0.5) * 0.45, pal.hair_shadow)
             p.tint(
@@ -645,20 +350,20 @@ def _paint_hair(
 
 def _ear_outline(side: int, a: float) -> F64:
     pts = [(-6, 224), (4, 219), (11, 229), (12.5, 249), (8.5, 268), (2, 280), (-7, 276)]
-    return _catmull_rom([(CX + side * (a + dx), y) for dx, y in pts], closed=True)
+    return canvas.catmull_rom([(CX + side * (a + dx), y) for dx, y in pts], closed=True)
 
 
-def _paint_back(view: _View, pal: _Palette, face: StylizedFace, face_outline: F64) -> _Sprite:
+def _paint_back(view: canvas.View, pal: _Palette, face: StylizedFace, face_outline: F64) -> canvas.Sprite:
     """Hair behind the head, and the ears; in the shadow the face casts."""
     a = FACE_A * face.face_width
     style = HAIR_STYLES[face.hair_style]
     bottom = 500.0 if face.hair_style == "long" else 380.0
-    p = _Painter(view, (CX - 1.5 * a - 12, 20, CX + 1.5 * a + 12, bottom))
+    p = canvas.Painter(view, (CX - 1.5 * a - 12, 20, CX + 1.5 * a + 12, bottom))
     if style.back:
         _paint_hair(
             p,
             pal,
-            [_catmull_rom(_hair_points(b, a), True) for b in style.back],
+            [canvas.catmull_rom(_hair_points(b, a), True) for b in style.back],
             style,
             a,
             detail=False,
@@ -666,7 +371,10 @@ def _paint_back(view: _View, pal: _Palette, face: StylizedFace, face_outline: F6
         )
         if face.hair_style == "bun":
             bun = [(CX + x * a, y) for x, y in [(-0.28, 44), (0, 36), (0.28, 44)]]
-            p.tint(p.alpha * p.blur(p.line(_catmull_rom(bun, False), 2.6), 1.2) * 0.6, pal.hair_shadow * 0.7)
+            p.tint(
+                p.alpha * p.blur(p.line(canvas.catmull_rom(bun, False), 2.6), 1.2) * 0.6,
+                pal.hair_shadow * 0.7,
+            )
     # The face throws a soft shadow on whatever is just behind its outline.
     face_shadow = p.blur(p.cover(face_outline), 6)
     p.tint(p.alpha * face_shadow * 0.4, pal.hair_shadow * 0.6)
@@ -676,17 +384,17 @@ def _paint_back(view: _View, pal: _Palette, face: StylizedFace, face_outline: F6
             p.paint(ear, pal.skin)
             p.tint(ear * np.clip(1.0 - (p.blur(ear, 3) - 0.5) * 2, 0, 1) * 0.3, pal.skin_shadow)
             concha = [(CX + side * (a + dx), y) for dx, y in [(1, 232), (6.5, 238), (7, 254), (3, 266)]]
-            p.tint(ear * p.blur(p.line(_catmull_rom(concha, False), 1.6), 1.5) * 0.5, pal.skin_shadow)
+            p.tint(ear * p.blur(p.line(canvas.catmull_rom(concha, False), 1.6), 1.5) * 0.5, pal.skin_shadow)
             p.tint(ear * face_shadow * 0.45, pal.skin_shadow)
     return p.sprite()
 
 
-def _paint_face(view: _View, pal: _Palette, face: StylizedFace, face_outline: F64) -> _Sprite:
+def _paint_face(view: canvas.View, pal: _Palette, face: StylizedFace, face_outline: F64) -> canvas.Sprite:
     """Skin with soft shading and blush, and the front hair (fringe, side locks)."""
     a = FACE_A * face.face_width
     style = HAIR_STYLES[face.hair_style]
     bottom = 490.0 if face.hair_style == "long" else 360.0
-    p = _Painter(view, (CX - 1.45 * a - 10, 70, CX + 1.45 * a + 10, bottom))
+    p = canvas.Painter(view, (CX - 1.45 * a - 10, 70, CX + 1.45 * a + 10, bottom))
     skin = p.cover(face_outline)
     p.paint(skin, pal.skin)
     x, y = p.grid()
@@ -696,23 +404,25 @@ def _paint_face(view: _View, pal: _Palette, face: StylizedFace, face_outline: F6
     p.tint(skin * np.clip(-0.12 * (xn + yn), 0, 0.1), pal.skin_light)
     inner = p.blur(skin, 9)
     p.tint(skin * np.clip(1.0 - (inner - 0.5) * 2.2, 0, 1) ** 1.5 * 0.35, pal.skin_shadow)
-    lit = p.blur(p.cover(_ellipse(CX - 0.48 * a, 258, 17, 12)), 7) + p.blur(
-        p.cover(_ellipse(CX, 334, 9, 5)), 4
+    lit = p.blur(p.cover(canvas.ellipse(CX - 0.48 * a, 258, 17, 12)), 7) + p.blur(
+        p.cover(canvas.ellipse(CX, 334, 9, 5)), 4
     )
     p.tint(skin * lit * 0.35, pal.skin_light)
     for side in (-1, 1):
-        cheek = p.blur(p.cover(_ellipse(CX + side * 0.6 * a, 282, 17, 10)), 7)
+        cheek = p.blur(p.cover(canvas.ellipse(CX + side * 0.6 * a, 282, 17, 10)), 7)
         p.tint(skin * cheek * 0.32, pal.blush)
-        socket = p.blur(p.cover(_ellipse(CX + side * 22, 240, 6, 9)), 5)
+        socket = p.blur(p.cover(canvas.ellipse(CX + side * 22, 240, 6, 9)), 5)
         p.tint(skin * socket * 0.2, pal.skin_shadow)
-    philtrum = p.blur(p.cover(_ellipse(CX, 292, 4.5, 6)), 2.5)
+    philtrum = p.blur(p.cover(canvas.ellipse(CX, 292, 4.5, 6)), 2.5)
     p.tint(skin * philtrum * 0.15, pal.skin_shadow)
-    chin_groove = p.blur(p.line(_catmull_rom([(CX - 12, 326), (CX, 324), (CX + 12, 326)], False), 2.0), 2.5)
+    chin_groove = p.blur(
+        p.line(canvas.catmull_rom([(CX - 12, 326), (CX, 324), (CX + 12, 326)], False), 2.0), 2.5
+    )
     p.tint(skin * chin_groove * 0.2, pal.skin_shadow)
     if not style.front:  # bald: the crown catches the key light
-        p.tint(skin * p.blur(p.cover(_ellipse(CX - 0.3 * a, 134, 26, 11)), 7) * 0.45, pal.skin_light)
+        p.tint(skin * p.blur(p.cover(canvas.ellipse(CX - 0.3 * a, 134, 26, 11)), 7) * 0.45, pal.skin_light)
     else:
-        polygons = [_catmull_rom(_hair_points(f, a), True) for f in style.front]
+        polygons = [canvas.catmull_rom(_hair_points(f, a), True) for f in style.front]
         # The fringe casts a soft shadow on the forehead, a little below and to the right.
         shadow = p.blur(p.shift(p.cover(*polygons), 2, 5), 4)
         p.tint(skin * shadow * 0.5, pal.skin_shadow)
@@ -720,21 +430,21 @@ def _paint_face(view: _View, pal: _Palette, face: StylizedFace, face_outline: F6
     return p.sprite()
 
 
-def _paint_nose(view: _View, pal: _Palette) -> _Sprite:
+def _paint_nose(view: canvas.View, pal: _Palette) -> canvas.Sprite:
     """The nose as soft shading around the tip (at NOSE_TIP_Y): bridge side, underside, nostrils."""
     tip = HEAD_C + np.array([0.0, NOSE_TIP_Y])
-    p = _Painter(view, (tip[0] - 22, tip[1] - 40, tip[0] + 22, tip[1] + 16))
+    p = canvas.Painter(view, (tip[0] - 22, tip[1] - 40, tip[0] + 22, tip[1] + 16))
     shape = np.zeros(p.alpha.shape, np.float32)
-    bridge = _catmull_rom(tip + np.array([(3.5, -36), (5.5, -20), (7.5, -6), (7.0, 3)]), False)
+    bridge = canvas.catmull_rom(tip + np.array([(3.5, -36), (5.5, -20), (7.5, -6), (7.0, 3)]), False)
     shape += p.blur(p.line(bridge, np.linspace(0.6, 2.2, len(bridge))), 2.2) * 0.55
-    shape += p.blur(p.cover(_ellipse(tip[0] + 0.5, tip[1] + 7.0, 9.5, 3.2)), 2.0) * 0.75
+    shape += p.blur(p.cover(canvas.ellipse(tip[0] + 0.5, tip[1] + 7.0, 9.5, 3.2)), 2.0) * 0.75
     for side in (-1, 1):
-        wing = _catmull_rom(
+        wing = canvas.catmull_rom(
             tip + np.array([(side * 7, -3), (side * 10.5, 2.5), (side * 8, 7.5), (side * 3.5, 8.5)]), False
         )
         shape += p.blur(p.line(wing, 0.9), 0.8) * (0.8 if side > 0 else 0.6)
     p.paint(np.clip(shape, 0, 1), pal.skin_shadow * 0.9, 0.55)
-    p.paint(p.blur(p.cover(_ellipse(tip[0] - 2.0, tip[1] - 1.0, 3.5, 2.6)), 1.8), pal.skin_light, 0.7)
+    p.paint(p.blur(p.cover(canvas.ellipse(tip[0] - 2.0, tip[1] - 1.0, 3.5, 2.6)), 1.8), pal.skin_light, 0.7)
     return p.sprite()
 
 
@@ -853,7 +563,7 @@ class StylizedRenderer:
         self.width = int(width)
         self.height = int(height)
         scale = min(self.width, self.height) / REF
-        self.view = _View(scale, (self.width - REF * scale) / 2.0, (self.height - REF * scale) / 2.0)
+        self.view = canvas.View(scale, (self.width - REF * scale) / 2.0, (self.height - REF * scale) / 2.0)
         self._to_px, self._to_ref = self.view.to_px, self.view.to_ref
         pal = _Palette.of(face)
         self.pal = pal
@@ -874,7 +584,7 @@ class StylizedRenderer:
         self._jaw_table = np.stack(
             [_jaw_forward(jaw_rest, d, self._jaw_a) for d in np.linspace(0.0, CHIN_DROP, JAW_TABLE)]
         )  # (JAW_TABLE, 17, 2) ref
-        c = _tup
+        c = canvas.tup
         self._c = {name: c(getattr(pal, name)) for name in pal.__dataclass_fields__}
 
     # -- geometry --------------------------------------------------------------------------------
@@ -896,15 +606,19 @@ class StylizedRenderer:
         cy, sy, cp, sp = math.cos(yaw), math.sin(yaw), math.cos(pitch), math.sin(pitch)
         scale = 1.0 + Z_SCALE * float(m[_F["head_z"]])
         tx, ty = float(m[_F["head_x"]]) * FACE_H, float(m[_F["head_y"]]) * FACE_H
-        head = _translate(tx, ty) @ _about(_rotation(roll, scale), PIVOT) @ _translate(0.0, NOD_DROP * sp)
+        head = (
+            canvas.translate(tx, ty)
+            @ canvas.about(canvas.rotation(roll, scale), PIVOT)
+            @ canvas.translate(0.0, NOD_DROP * sp)
+        )
 
         def flat_layer(z: float) -> F64:
             # A flat card at depth z, turned by yaw/pitch: shifted by z*sin, mildly foreshortened.
-            squash = _linear(1.0 - SQUASH * (1.0 - cy), 0.0, 0.0, 1.0 - SQUASH * (1.0 - cp))
-            return head @ _translate(z * sy, z * cy * sp * PITCH_DEPTH) @ _about(squash, HEAD_C)
+            squash = canvas.linear(1.0 - SQUASH * (1.0 - cy), 0.0, 0.0, 1.0 - SQUASH * (1.0 - cp))
+            return head @ canvas.translate(z * sy, z * cy * sp * PITCH_DEPTH) @ canvas.about(squash, HEAD_C)
 
-        neck = _translate(0.5 * tx + 4.0 * sy, 0.45 * ty + 3.0 * sp) @ _about(
-            _rotation(0.3 * roll, 1.0 + 0.3 * (scale - 1.0)), NECK_BASE
+        neck = canvas.translate(0.5 * tx + 4.0 * sy, 0.45 * ty + 3.0 * sp) @ canvas.about(
+            canvas.rotation(0.3 * roll, 1.0 + 0.3 * (scale - 1.0)), NECK_BASE
         )
         px, ref = self._to_px, self._to_ref
         return _Pose(
@@ -978,7 +692,7 @@ class StylizedRenderer:
         half = 0.45 + 2.3 * (1.0 - v) ** 0.6 + 0.3 * np.sin(np.pi * v)
         xs, ys = side * x, y
         centre = self._project(pose, xs, ys, _depth(xs, ys) + 4.0)
-        dense = _catmull_rom(centre, closed=False, per_segment=3)
+        dense = canvas.catmull_rom(centre, closed=False, per_segment=3)
         t = np.linspace(0, 1, len(dense))
         # A rounded inner end: the width swells over the first few percent instead of starting blunt.
         hw = (
@@ -986,7 +700,7 @@ class StylizedRenderer:
             * np.sqrt(np.clip(t / 0.07, 0.3, 1.0))
             * pose.unit
         )
-        return _stroke(dense, hw), centre
+        return canvas.stroke(dense, hw), centre
 
     def _mouth(self, pose: _Pose, m: F32) -> _Mouth:
         jaw, wide, rnd = float(m[_F["jaw_open"]]), float(m[_F["mouth_wide"]]), float(m[_F["mouth_round"]])
@@ -1033,7 +747,7 @@ class StylizedRenderer:
         t_top = -(up + 8.0)  # the teeth's hidden edges, safely under the lips
         low_bottom = float(low_top[4]) + 16.0
         # The tongue lies low, behind the lower teeth.
-        tongue = _ellipse(0.0, down + 2.0, 0.72 * min(float(x[-1]), float(-x[0])), 0.22 * gap + 3.0, 20)
+        tongue = canvas.ellipse(0.0, down + 2.0, 0.72 * min(float(x[-1]), float(-x[0])), 0.22 * gap + 3.0, 20)
         ux, uy, lx, ly = teeth_x * tw, t_edge, teeth_x * tw, low_top
         hl_u = np.linspace(-0.38, 0.38, 7)
         lens = np.sin(np.linspace(0, np.pi, 7)) * 0.22
@@ -1082,7 +796,7 @@ class StylizedRenderer:
             smile = smile_r if s < 0 else smile_l
             d = np.array([s * (1.5 + 1.5 * smile), -0.6 - 2.0 * smile]) * unit
             curve = np.stack([c - d * 0.2, c + d * 0.5, c + d])
-            corners.append(_stroke(curve, np.array([0.5, 0.55, 0.2]) * unit))
+            corners.append(canvas.stroke(curve, np.array([0.5, 0.55, 0.2]) * unit))
         return _Mouth(
             upper_outer=out[0],
             upper_inner=out[1],
@@ -1094,7 +808,7 @@ class StylizedRenderer:
             tongue=out[9],
             gap=gap,
             highlight=out[10],
-            under_shadow=_stroke(out[11], np.array([0.3, 1.0, 1.5, 1.6, 1.5, 1.0, 0.3]) * unit),
+            under_shadow=canvas.stroke(out[11], np.array([0.3, 1.0, 1.5, 1.6, 1.5, 1.0, 0.3]) * unit),
             corners=(corners[0], corners[1]),
         )
 
@@ -1134,7 +848,9 @@ class StylizedRenderer:
         squash = np.diag([1.0 - SQUASH * (1.0 - pose.cos_yaw), 1.0 - 0.5 * (1.0 - pose.cos_pitch)])
         nose_m = np.eye(3)
         nose_m[:2, :2] = lin @ squash
-        nose_px = _translate(nose[3, 0], nose[3, 1]) @ nose_m @ _translate(-tip_rest[0], -tip_rest[1])
+        nose_px = (
+            canvas.translate(nose[3, 0], nose[3, 1]) @ nose_m @ canvas.translate(-tip_rest[0], -tip_rest[1])
+        )
         jaw_open = float(m[_F["jaw_open"]])
         drop = CHIN_DROP * jaw_open
         k = min(int(jaw_open * (JAW_TABLE - 1)), JAW_TABLE - 2)
@@ -1158,7 +874,7 @@ class StylizedRenderer:
 
     # -- drawing ---------------------------------------------------------------------------------
 
-    def _jaw_warp(self, pose: _Pose, drop: float) -> _Warp | None:
+    def _jaw_warp(self, pose: _Pose, drop: float) -> canvas.Warp | None:
         """The jaw's drop as a frame-space warp: its box and each box pixel's source position.
 
         The field lives in the face layer's rest frame (so it turns and scales with the head); every
@@ -1177,7 +893,7 @@ class StylizedRenderer:
         )  # (4, 3) rest ref
         face = pose.face_px
         corners = rect @ (face @ self._to_px)[:2].T  # (4, 2) frame pixels
-        box = _box(corners, self._background, 1.0)
+        box = canvas.bounding_box(corners, self._background, 1.0)
         if box is None:
             return None
         x0, y0, x1, y1 = box
@@ -1198,26 +914,30 @@ class StylizedRenderer:
         src = np.empty((h, w, 2), np.float32)
         src[..., 0] = np.arange(x0, x1, dtype=np.float32)[None, :] - d * np.float32(face[0, 1])
         src[..., 1] = np.arange(y0, y1, dtype=np.float32)[:, None] - d * np.float32(face[1, 1])
-        return _Warp(box, src)  # each pixel samples from up the rest frame's "down", carried to the frame
+        return canvas.Warp(
+            box, src
+        )  # each pixel samples from up the rest frame's "down", carried to the frame
 
     def _draw_eye(self, img: U8, eye: _Eye, unit: float) -> None:
         c = self._c
         opening = np.concatenate([eye.upper, eye.lower[::-1]])
         if eye.opening > 0.25:
-            box = _box(opening, img, 2.0)
+            box = canvas.bounding_box(opening, img, 2.0)
             if box is not None:
                 x0, y0, x1, y1 = box
                 off = np.array([x0, y0], np.float64)
                 content = np.empty((y1 - y0, x1 - x0, 3), np.uint8)
                 content[...] = c["sclera"]
-                _fill(content, _stroke(eye.upper - off, 2.6 * unit), c["sclera_shadow"])
+                canvas.fill(content, canvas.stroke(eye.upper - off, 2.6 * unit), c["sclera_shadow"])
                 colors = ("iris_dark", "iris", "iris_light", "pupil", "sclera", "sclera")
                 for circle, name in zip(eye.circles, colors, strict=True):
-                    _fill(content, circle - off, c[name])
-                _fill(content, _stroke(eye.upper - off + (0, 0.9 * unit), 1.1 * unit), c["sclera_shadow"])
+                    canvas.fill(content, circle - off, c[name])
+                canvas.fill(
+                    content, canvas.stroke(eye.upper - off + (0, 0.9 * unit), 1.1 * unit), c["sclera_shadow"]
+                )
                 mask = np.zeros((y1 - y0, x1 - x0), np.uint8)
-                _fill(mask, opening - off, (255.0, 0.0, 0.0))
-                _blend_masked(img, box, content, mask)
+                canvas.fill(mask, opening - off, (255.0, 0.0, 0.0))
+                canvas.blend_masked(img, box, content, mask)
         # Lash line along the upper lid, thickening to a small flick past the outer corner.
         up = eye.upper
         outward = up[-1] - up[-2]
@@ -1230,18 +950,18 @@ class StylizedRenderer:
         )
         lash = np.concatenate([up, wing])
         hw = np.concatenate([np.linspace(0.35, 1.35, len(up)), [0.8, 0.15]]) * unit
-        _fill(img, _stroke(lash + normal * (0.45 * hw[:, None]), hw), c["lash"])
+        canvas.fill(img, canvas.stroke(lash + normal * (0.45 * hw[:, None]), hw), c["lash"])
         open_ = 1.0 - eye.closure
         if open_ > 0.05:
-            _fill_alpha(
+            canvas.fill_alpha(
                 img,
-                _stroke(eye.lower[2:], np.full(len(eye.lower) - 2, 0.45 * unit)),
+                canvas.stroke(eye.lower[2:], np.full(len(eye.lower) - 2, 0.45 * unit)),
                 c["skin_shadow"],
                 0.55 * open_,
             )
-        _fill_alpha(
+        canvas.fill_alpha(
             img,
-            _stroke(eye.crease, np.linspace(0.3, 0.65, len(eye.crease)) * unit),
+            canvas.stroke(eye.crease, np.linspace(0.3, 0.65, len(eye.crease)) * unit),
             c["skin_shadow"],
             0.5 - 0.2 * eye.closure,
         )
@@ -1249,28 +969,30 @@ class StylizedRenderer:
     def _draw_mouth(self, img: U8, mo: _Mouth, unit: float) -> None:
         c = self._c
         if mo.cavity is not None:
-            box = _box(mo.cavity, img, 2.0)
+            box = canvas.bounding_box(mo.cavity, img, 2.0)
             if box is not None:
                 x0, y0, x1, y1 = box
                 off = np.array([x0, y0], np.float64)
                 content = np.empty((y1 - y0, x1 - x0, 3), np.uint8)
                 content[...] = c["cavity"]
-                _fill(content, mo.tongue - off, c["tongue"])
+                canvas.fill(content, mo.tongue - off, c["tongue"])
                 for band, name in zip(
                     mo.teeth_lower + mo.teeth_upper, ("teeth_shade", "teeth") * 2, strict=True
                 ):
-                    _fill(content, band - off, c[name])
+                    canvas.fill(content, band - off, c[name])
                 mask = np.zeros((y1 - y0, x1 - x0), np.uint8)
-                _fill(mask, mo.cavity - off, (255.0, 0.0, 0.0))
-                _blend_masked(img, box, content, mask)
-        _fill(img, np.concatenate([mo.upper_outer, mo.upper_inner[::-1]]), c["lips_upper"])
-        _fill(img, np.concatenate([mo.lower_inner, mo.lower_outer[::-1]]), c["lips"])
-        _fill_alpha(img, mo.highlight, c["lips_light"], 0.4)
-        _fill_alpha(img, mo.under_shadow, c["skin_shadow"], 0.3)
+                canvas.fill(mask, mo.cavity - off, (255.0, 0.0, 0.0))
+                canvas.blend_masked(img, box, content, mask)
+        canvas.fill(img, np.concatenate([mo.upper_outer, mo.upper_inner[::-1]]), c["lips_upper"])
+        canvas.fill(img, np.concatenate([mo.lower_inner, mo.lower_outer[::-1]]), c["lips"])
+        canvas.fill_alpha(img, mo.highlight, c["lips_light"], 0.4)
+        canvas.fill_alpha(img, mo.under_shadow, c["skin_shadow"], 0.3)
         seam = 0.5 * (mo.upper_inner[2:-2] + mo.lower_inner[2:-2])
-        _fill_alpha(img, _stroke(seam, 0.55 * unit), c["lips_dark"], 0.9 * max(0.0, 1.0 - mo.gap / 2.5))
+        canvas.fill_alpha(
+            img, canvas.stroke(seam, 0.55 * unit), c["lips_dark"], 0.9 * max(0.0, 1.0 - mo.gap / 2.5)
+        )
         for corner in mo.corners:
-            _fill_alpha(img, corner, c["skin_shadow"], 0.55)
+            canvas.fill_alpha(img, corner, c["skin_shadow"], 0.55)
 
     def render(self, motion: npt.NDArray[np.float32]) -> Image:
         """Motion frame (D,) -> RGB image (H, W, 3) uint8; deterministic."""
@@ -1278,16 +1000,16 @@ class StylizedRenderer:
         pose = rig.pose
         img = self._background.copy()
         warp = self._jaw_warp(pose, rig.chin_drop)
-        _composite(img, self._back, pose.back_px, warp if self._back_in_jaw else None)
-        _composite(img, self._neck, pose.neck_px, warp)
-        _composite_shift(img, self._torso, *pose.torso)
-        _composite(img, self._face, pose.face_px, warp)
-        _composite(img, self._nose, rig.nose_px)
+        canvas.composite(img, self._back, pose.back_px, warp if self._back_in_jaw else None)
+        canvas.composite(img, self._neck, pose.neck_px, warp)
+        canvas.composite_shift(img, self._torso, *pose.torso)
+        canvas.composite(img, self._face, pose.face_px, warp)
+        canvas.composite(img, self._nose, rig.nose_px)
         unit = pose.unit
         for eye in rig.eyes:
             self._draw_eye(img, eye, unit)
         for brow in rig.brows:
-            _fill(img, brow, self._c["brow"])
+            canvas.fill(img, brow, self._c["brow"])
         self._draw_mouth(img, rig.mouth, unit)
         return img
 
