@@ -134,11 +134,17 @@ def fit(
 @app.command("eval")
 def evaluate(
     out: Path = typer.Option(Path("runs/eval"), "--out", help="folder for report.json, report.md and plots"),
-    checkpoint: Path | None = typer.Option(None, "--checkpoint", help="default: the bundled assets/avflow"),
+    checkpoint: Path | None = typer.Option(
+        None, "--checkpoint", help="default: the bundled avatar_core/assets/avflow"
+    ),
     limit: int = typer.Option(40, "--limit", help="held-out sentences to use (0 = all)"),
     steps: int = typer.Option(8, "--steps", help="Euler steps of the joint model"),
+    voices: str = typer.Option(
+        "", "--voices", help="comma-separated speakers to evaluate (default: all the checkpoint's)"
+    ),
 ) -> None:
-    """Evaluate teacher, dyad joint and dyad cascade side by side on the held-out split."""
+    """Evaluate teacher, representation ceiling, dyad joint and dyad cascade side by side on the held-out
+    split, per voice."""
     from avatar_core.data import corpus
     from avatar_core.eval.run import evaluate as run_eval
     from avatar_core.model.inference import ModelMissingError
@@ -159,8 +165,12 @@ def evaluate(
                 checkpoint,
                 AppSettings().cache_dir,
                 steps,
+                voices=_voices(voices, "--voices") if voices else None,
                 progress=report,
-                details={"command": f"dyad train eval --limit {limit} --steps {steps}"},
+                details={
+                    "command": f"dyad train eval --limit {limit} --steps {steps}"
+                    + (f" --voices {voices}" if voices else "")
+                },
             )
         except (ModelMissingError, ValueError) as exc:
             raise _fail(str(exc)) from None
