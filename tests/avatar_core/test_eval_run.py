@@ -27,7 +27,7 @@ def two_voice_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     torch.manual_seed(0)
     net = AVFlow(ModelConfig.model_validate({**SIZES["tiny"], "voices": ("jf_alpha", "jm_kumo")}), len(VOCAB))
     with torch.no_grad():
-        net.duration[-1].bias.fill_(1.6)  # about 4 frames a phoneme, so there is something to hear
+        net.duration[-1].bias.fill_(1.6)  # type: ignore[operator]  # about 4 frames a phoneme
     path: Path = tmp_path_factory.mktemp("ckpt") / "two.pt"
     save_checkpoint(path, net, {"step": 0})
     return path
