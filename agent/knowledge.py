@@ -6,8 +6,10 @@ in-memory SQLite FTS5 index (porter stemming, BM25 ranking). For each turn :meth
 
 - a curated answer, tool or action when a phrasing matches with confidence >= ``direct_threshold``
   (spoken at once, exact, no LLM);
-- else the passages that contain at least ``min_relevance`` of the question's content words, handed to
-  the LLM with the instruction to answer only from them;
+- else the passages that contain at least ``min_relevance`` of the question's content words: handed to
+  the LLM with the instruction to answer only from them, or (``passage_answers``; the default with the
+  embedded SmolLM2-135M, which invents hours and prices even with the facts in front of it) their best
+  sentence is quoted, found with FTS5 too;
 - else, when the persona has facts at all, its ``unknown_line``: nothing is invented.
 
 Confidence of a phrasing = (BM25 of the question against it / BM25 of the phrasing against itself) x
@@ -35,14 +37,14 @@ from agent.tools import ToolBox, ToolResult, strip_day_words
 STOPWORDS = frozenset(
     """a an the is are am was were be been being do does did doing have has had having i me my mine
     myself we us our ours you your yours he him his she her it its they them their this that these those
-    there here what which who whom whose when where why how of in on at to for from by with about as into
+    there here what which who whom whose when why how of in on at to for from by with about as into
     onto up out off over under and or but if so than then too very just can could would should will shall
     may might must please hi hello hey thanks thank ok okay um uh er like know tell want wanted wonder
     wondering need needs get got let lets also yes no not any some much many one anything something
     someone somebody bit really maybe excuse sorry again still else way go going after before during
     until till since around near nearby inside outside between within without through across every each
     other another more most less few all both only same such anywhere somewhere everywhere thing things
-    stuff right now""".split()  # noqa: SIM905
+    stuff right available possible offer offers provide""".split()  # noqa: SIM905
 )
 _CONTRACTIONS = (
     (re.compile(r"\bcan't\b"), "can not"),
@@ -52,6 +54,8 @@ _CONTRACTIONS = (
 )
 _TOKEN = re.compile(r"[^\W_]+", re.UNICODE)
 _PREFIX_MIN = 4  # shorter words are matched exactly: "car*" would match "card"
+_TRUNCATE_MIN = 7
+_TERM_CACHE_SIZE = 10_000
 _FTS_TOKENIZER = "porter unicode61 remove_diacritics 2"
 _MAX_PASSAGE_CHARS = 600
 
@@ -74,7 +78,14 @@ def content_terms(text: str) -> list[str]:
 
 
 def _fts_term(term: str) -> str:
-    return f'"{term}"*' if len(term) >= _PREFIX_MIN and not term.isdigit() else f'"{term}"'
+    """One word as an FTS5 expression. The index and the query are both porter-stemmed, but the stemmer
+    keeps some forms apart ("delivery" -> "deliveri", "deliver" -> "deliv"): a long word also matches as
+    a prefix of its first letters."""
+    if term.isdigit() or len(term) < _PREFIX_MIN:
+        return f'"{term}"'
+    if len(term) >= _TRUNCATE_MIN:
+        return f'("{term}"* OR "{term[: max(5, len(term) - 3)]}"*)'
+    return f'"{term}"*'
 
 
 def fts_query(terms: Iterable[str]) -> str:
@@ -224,6 +235,7 @@ class KnowledgeIndex:
             [(j, self.passages[i].title, text) for j, (i, text) in enumerate(self._sentences)],
         )
         self._row_of = {p.id: i for i, p in enumerate(self.passages)}
+        self._term_cache: dict[str, _Term] = {}
         # The score a phrasing gets when asked word for word: the denominator of its confidence.
         self._self_score: dict[int, float] = {}
         for i, intent in enumerate(self.intents):
@@ -247,10 +259,14 @@ class KnowledgeIndex:
         total = len(self.intents) + len(self.passages)
         found = []
         for term in terms:
-            intents, passages = self._containing("intents", term), self._containing("passages", term)
-            count = len(intents) + len(passages)
-            idf = math.log((total - count + 0.5) / (count + 0.5) + 1.0)
-            found.append(_Term(idf, intents, passages))
+            if term not in self._term_cache:  # the knowledge never changes: look each word up once
+                intents, passages = self._containing("intents", term), self._containing("passages", term)
+                count = len(intents) + len(passages)
+                idf = math.log((total - count + 0.5) / (count + 0.5) + 1.0)
+                if len(self._term_cache) >= _TERM_CACHE_SIZE:
+                    self._term_cache.clear()
+                self._term_cache[term] = _Term(idf, intents, passages)
+            found.append(self._term_cache[term])
         return found
 
     def match_intents(self, terms: Sequence[str], limit: int = 30) -> list[IntentMatch]:
@@ -441,6 +457,7 @@ class Answerer:
             Passage(f"faq#{i + 1}", " / ".join([e.question, *e.alternatives]), e.answer)
             for i, e in enumerate(self.faq)
         ]
+        self._faq_of_passage = {f"faq#{i + 1}": i for i in range(len(self.faq))}
         if self.tools.hours.known:
             passages.append(Passage("opening_hours", "Opening hours", self.tools.hours.describe_week()))
         intents = [
@@ -484,6 +501,14 @@ class Answerer:
             quoted = self.index.quote(terms, hits)
             if quoted is not None:
                 hit, text = quoted
+                if hit.passage.id in self._faq_of_passage:  # a curated answer is said whole
+                    entry = self.faq[self._faq_of_passage[hit.passage.id]]
+                    return DirectAnswer(
+                        text=entry.answer,
+                        source=entry.question,
+                        matched=hit.passage.title,
+                        score=hit.coverage,
+                    )
                 return DirectAnswer(
                     text=text, source=hit.passage.id, matched=hit.passage.title, score=hit.coverage
                 )

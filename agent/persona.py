@@ -18,6 +18,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
 from pydantic import (
+    AfterValidator,
     Field,
     FilePath,
     StringConstraints,
@@ -197,10 +198,25 @@ def read_faq_file(path: Path) -> list[FAQEntry]:
     return entries
 
 
+def _knowledge_file(path: Path) -> Path:
+    """A knowledge file must be passages (.md/.markdown/.txt, not empty) or a valid YAML ``faq:`` file."""
+    suffix = path.suffix.lower()
+    if suffix in FAQ_SUFFIXES:
+        read_faq_file(path)
+    elif suffix not in PASSAGE_SUFFIXES:
+        raise ValueError(f"{path.name}: use .md/.markdown/.txt passages or a .yaml `faq:` file")
+    elif not path.read_text(encoding="utf-8", errors="replace").strip():
+        raise ValueError(f"{path.name} is empty: write the facts in it or remove it from the list")
+    return path
+
+
+KnowledgeFile = Annotated[FilePath, AfterValidator(_knowledge_file)]
+
+
 class KnowledgeConfig(StrictModel):
     """Facts (curated questions, passage files, opening hours), the honest fallback, tools and actions."""
 
-    files: list[FilePath] = Field(
+    files: list[KnowledgeFile] = Field(
         default_factory=list,
         description="Markdown/text passages or YAML `faq:` files; relative to the persona file",
     )
@@ -240,19 +256,6 @@ class KnowledgeConfig(StrictModel):
     @classmethod
     def _relative_files(cls, value: object, info: ValidationInfo) -> object:
         return [resolve_relative(v, info) for v in value] if isinstance(value, list) else value
-
-    @field_validator("files")
-    @classmethod
-    def _readable_files(cls, value: list[Path]) -> list[Path]:
-        for path in value:
-            suffix = path.suffix.lower()
-            if suffix in FAQ_SUFFIXES:
-                read_faq_file(path)
-            elif suffix not in PASSAGE_SUFFIXES:
-                raise ValueError(f"{path.name}: use .md/.markdown/.txt passages or a .yaml `faq:` file")
-            elif not path.read_text(encoding="utf-8", errors="replace").strip():
-                raise ValueError(f"{path.name} is empty: write the facts in it or remove it from the list")
-        return value
 
     @field_validator("timezone")
     @classmethod
