@@ -145,6 +145,9 @@ class Checks:
         return "68-point predictor loaded"
 
     def joint_model(self) -> str:
+        """Speed, then intelligibility: every voice speaks the guard's sentences and Whisper must
+        understand them (a worse checkpoint fails here instead of landing silently)."""
+        from avatar_core.eval.judge import check_guard, guard, transcriber
         from avatar_core.model.inference import JointModel
 
         model = JointModel(self.settings.model)
@@ -154,7 +157,10 @@ class Checks:
         elapsed = time.perf_counter() - start
         assert out.audio.size and np.isfinite(out.motion).all()
         rtf = elapsed / out.duration_s
-        return f"{out.duration_s:.2f} s of speech + motion in {elapsed * 1000:.0f} ms (RTF {rtf:.3f})"
+        quality = check_guard(guard(model, transcriber()))
+        return (
+            f"{out.duration_s:.2f} s of speech + motion in {elapsed * 1000:.0f} ms (RTF {rtf:.3f}); {quality}"
+        )
 
     def joint_model_path(self) -> Path | None:
         from avatar_core.model.inference import checkpoint_path
@@ -241,10 +247,13 @@ def doctor(
 ) -> None:
     """Check every component: found or missing, version, path, and a one-line smoke check of each.
 
-    Exits 1 when a required component is missing or its smoke check fails.
+    Exits 1 when a required component is missing or any component's smoke check fails (the joint
+    model's includes the quality guard: its voices must be intelligible to Whisper).
     """
     results = run_checks(AppSettings(), smoke)
-    failed = [r for r in results if r.required and (not r.found or r.smoke_ok is False)]
+    # Missing optional parts are fine; a part that is there but fails its check (e.g. a checkpoint
+    # that speaks worse than the quality guard allows) is not.
+    failed = [r for r in results if (r.required and not r.found) or r.smoke_ok is False]
     if as_json:
         typer.echo(json.dumps({"ok": not failed, "components": [asdict(r) for r in results]}, indent=2))
     else:

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from avatar_core.config import AppSettings
 from integrations.cli import doctor
 from integrations.cli.main import app
 
@@ -25,6 +26,7 @@ def test_doctor_finds_every_component_and_smoke_checks_pass() -> None:
     assert "hello" in by_name["Whisper tiny.en STT"]["detail"].lower()
     assert by_name["SmolLM2-135M LLM"]["smoke_ok"] is True
     assert by_name["AV-Flow joint model"]["smoke_ok"] is True  # the committed checkpoint speaks
+    assert "guard <=" in by_name["AV-Flow joint model"]["detail"]  # and Whisper understands it
 
 
 def test_doctor_table_output() -> None:
@@ -52,6 +54,26 @@ def test_doctor_reports_a_failing_smoke_check(monkeypatch: pytest.MonkeyPatch) -
         raise RuntimeError("pyworld produced no F0")
 
     monkeypatch.setattr(doctor.Checks, "pyworld", broken)
-    results = doctor.run_checks(doctor.AppSettings(), smoke=True)
+    results = doctor.run_checks(AppSettings(), smoke=True)
     pyworld = next(r for r in results if r.name == "pyworld vocoder")
     assert pyworld.smoke_ok is False and "no F0" in pyworld.detail
+
+
+def test_doctor_joint_check_fails_a_checkpoint_below_the_quality_guard(tmp_path: Path) -> None:
+    import torch
+
+    from avatar_core.eval.judge import QualityError
+    from avatar_core.model.avflow import AVFlow
+    from avatar_core.model.config import SIZES, ModelConfig
+    from avatar_core.model.train import save_checkpoint
+    from avatar_core.text.frontend import VOCAB
+
+    torch.manual_seed(0)
+    torch.set_num_threads(1)
+    net = AVFlow(ModelConfig.model_validate(SIZES["tiny"]), len(VOCAB))  # untrained: it cannot speak
+    with torch.no_grad():
+        net.duration[-1].bias.fill_(1.6)  # type: ignore[operator]  # about 4 frames a phoneme
+    path = tmp_path / "untrained.pt"
+    save_checkpoint(path, net, {"step": 0})
+    with pytest.raises(QualityError, match="above the guard"):
+        doctor.Checks(AppSettings(model=path)).joint_model()
