@@ -1,0 +1,319 @@
+"""End-of-turn detection: silence alone against Smart Turn v3.2, on the same speech in one run. Prints JSON
+and writes bench/results/turns.json.
+
+    nice .venv/bin/python bench/turns.py [--sentences 8] [--voices all] [--seed 0]
+
+Speech is made here by Kokoro (every voice): each sentence spoken whole ("complete"), and the same audio
+with a 400-800 ms pause inserted at a word boundary in its middle ("paused"). The boundary comes from
+Kokoro's phoneme timeline, and the pause is cut into the full sentence's audio, never synthesized from a
+half sentence (truncated text is spoken with a falling, final intonation). Each stream (0.5 s of quiet,
+the speech, then quiet) is fed in 32 ms windows through Silero VAD (:class:`agent.vad.StreamingVAD`) and
+the :class:`agent.turn.TurnDetector` as a session feeds them. After ``min_wait_ms`` of silence:
+
+* silence: the turn ends ``end_of_turn_silence_ms`` after the speech unless the user speaks first;
+* smart_turn: the model is asked (its real wall time on this machine counts: the turn cannot end before
+  the answer is there) and its probability sets the silence that ends the turn.
+
+Reported for each: end-of-turn delay on complete utterances (decision - end of speech, where the speech
+ends at the last 10 ms frame within 40 dB of the loudest), p50/p95; false cut-offs on paused ones (the
+turn declared over before the user resumed), and cut-offs inside complete ones; plus the model's
+probabilities, its inference time, and the same decisions for other ``max_wait_ms`` values (recomputed
+from the recorded probabilities: the model is not run again).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+from scipy.signal import resample_poly
+
+from agent.persona import TurnTakingConfig, load_persona
+from agent.turn import SAMPLE_RATE, SmartTurnModel, TurnDetector, silence_for
+from agent.vad import WINDOW, StreamingVAD
+from avatar_core.config import KOKORO_VOICES, AppSettings
+from avatar_core.tts.kokoro import KokoroTTS
+
+F32 = npt.NDArray[np.float32]
+
+SENTENCES = [
+    "I'd like to book an appointment for Tuesday morning.",
+    "Could you tell me where the children's books are kept?",
+    "My daughter needs a new library card before the summer holidays.",
+    "I was hoping to speak with someone about renewing my prescription.",
+    "We are looking for a quiet room where we can study together this afternoon.",
+    "Can you check whether the book I reserved last week has arrived?",
+    "I think I left my umbrella somewhere near the front desk yesterday.",
+    "Please remind me what time the doctor can see me on Friday.",
+    "Is there somewhere I can charge my phone while I wait?",
+    "I need to change the address on my account because we moved.",
+]
+LEAD_S = 0.5  # quiet before the speech
+NOISE = 1e-4  # a quiet microphone's noise floor (about -80 dBFS), so the input is never digital zero
+FADE_S = 0.005  # fades at a cut, so it does not click
+PAUSE_S = (0.4, 0.8)
+SWEEP_MAX_WAIT_MS = (800, 1000, 1500, 2000, 3000)
+RESULTS = Path(__file__).parent / "results" / "turns.json"
+
+
+@dataclass(frozen=True)
+class Stream:
+    """One test input: audio (S,) at 16 kHz and where its speech truly is."""
+
+    name: str
+    audio: F32
+    speech_end_s: float  # end of the last word
+    resume_s: float | None  # paused ones: when the speech comes back after the inserted pause
+    pause_s: float
+
+
+@dataclass(frozen=True)
+class Pause:
+    """A silence the VAD confirmed after ``min_wait_ms``, and what each policy makes of it."""
+
+    end_t: float  # the end of the last speech window (the VAD's speech end)
+    heard_t: float  # when the VAD confirmed it (the model is asked then)
+    probability: float
+    inference_s: float
+    resume_t: float  # the first speech window after it (inf: none)
+
+
+def speech_end(audio: F32) -> float:
+    """End of the last 10 ms frame within 40 dB of the loudest frame (seconds)."""
+    frames = audio[: audio.size // 160 * 160].reshape(-1, 160)  # (F, 160)
+    rms = np.sqrt((frames.astype(np.float64) ** 2).mean(axis=1))  # (F,)
+    loud = np.flatnonzero(rms > rms.max() * 10 ** (-40 / 20))
+    return float((loud[-1] + 1) * 160 / SAMPLE_RATE)
+
+
+def make_streams(
+    tts: KokoroTTS, sentences: list[str], voices: list[str], tail_s: float, seed: int
+) -> list[Stream]:
+    """Complete and paused streams for every sentence and voice."""
+    rng = np.random.default_rng(seed)
+    streams: list[Stream] = []
+    for voice in voices:
+        for index, text in enumerate(sentences):
+            timed = tts.synthesize_timed(text, voice).trim_lead()
+            speech = resample_poly(timed.audio, 2, 3).astype(np.float32)  # (S,) 24 -> 16 kHz
+            end = speech_end(speech)
+            # Word boundaries: the spaces of the IPA timeline, in the middle 30-70% of the speech.
+            spoken = [p for p in timed.phones if p.symbol]
+            first, last = spoken[0].start, spoken[-1].end
+            spaces = [
+                (p.start + p.end) / 2
+                for p in spoken
+                if p.symbol == " " and 0.3 <= ((p.start + p.end) / 2 - first) / (last - first) <= 0.7
+            ]
+            cut = round(float(rng.choice(spaces)) * SAMPLE_RATE)
+            pause = float(rng.uniform(*PAUSE_S))
+            fade = np.linspace(1.0, 0.0, int(FADE_S * SAMPLE_RATE), dtype=np.float32)
+            before, after = speech[:cut].copy(), speech[cut:].copy()
+            before[-fade.size :] *= fade
+            after[: fade.size] *= fade[::-1]
+            paused = np.concatenate([before, np.zeros(int(pause * SAMPLE_RATE), np.float32), after])
+            name = f"{voice}/{index}"
+            for kind, audio, resume, extra in (
+                ("complete", speech, None, 0.0),
+                ("paused", paused, LEAD_S + cut / SAMPLE_RATE + pause, pause),
+            ):
+                lead = np.zeros(int(LEAD_S * SAMPLE_RATE), np.float32)
+                tail = np.zeros(int(tail_s * SAMPLE_RATE), np.float32)
+                full = np.concatenate([lead, audio, tail])
+                full += rng.normal(0.0, NOISE, full.size).astype(np.float32)
+                streams.append(Stream(f"{name}/{kind}", full, LEAD_S + end + extra, resume, extra))
+    return streams
+
+
+def run_stream(stream: Stream, config: TurnTakingConfig, model: SmartTurnModel) -> list[Pause]:
+    """Feed one stream window by window through the VAD and the turn detector, as a session does; ask the
+    model at every pause the VAD confirms."""
+    vad = StreamingVAD(config.vad_threshold, config.min_speech_ms, config.min_wait_ms)
+    detector = TurnDetector(config, model)
+    pauses: list[dict[str, float]] = []
+    for start in range(0, stream.audio.size - WINDOW + 1, WINDOW):
+        t = start / SAMPLE_RATE
+        window = stream.audio[start : start + WINDOW]  # (512,)
+        detector.push(window, t)
+        events = vad.push(window, t)
+        now = t + WINDOW / SAMPLE_RATE
+        if vad.probability >= vad.threshold:
+            for pause in pauses:
+                pause.setdefault("resume_t", t)
+        for event in events:
+            if event.kind == "speech_start":
+                detector.speech_started(event.t)
+            else:
+                decision = detector.decide_sync()
+                assert decision.probability is not None
+                pauses.append(
+                    {
+                        "end_t": event.t,
+                        "heard_t": now,
+                        "probability": decision.probability,
+                        "inference_s": decision.inference_s,
+                    }
+                )
+    return [Pause(**{"resume_t": float("inf"), **p}) for p in pauses]
+
+
+def declared(pauses: list[Pause], deadline: Callable[[Pause], float]) -> float | None:
+    """When the turn is first declared over (None: never): at the first pause whose deadline comes before
+    the user speaks again."""
+    for pause in pauses:
+        if (when := deadline(pause)) < pause.resume_t:
+            return when
+    return None
+
+
+def percentile(values: list[float], q: float) -> float | None:
+    return round(float(np.percentile(values, q)), 1) if values else None
+
+
+def evaluate(
+    streams: list[Stream], pauses: list[list[Pause]], deadline: Callable[[Pause], float]
+) -> dict[str, object]:
+    """End-of-turn delay on complete streams and false cut-offs on paused ones for one policy."""
+    delays: list[float] = []
+    early = never = cutoffs = paused = 0
+    for stream, found in zip(streams, pauses, strict=True):
+        when = declared(found, deadline)
+        if stream.resume_s is not None:
+            paused += 1
+            cutoffs += when is not None and when < stream.resume_s
+        elif when is None:
+            never += 1
+        elif when < stream.speech_end_s:
+            early += 1
+        else:
+            delays.append(1000 * (when - stream.speech_end_s))
+    complete = len(streams) - paused
+    return {
+        "end_of_turn_ms": {"p50": percentile(delays, 50), "p95": percentile(delays, 95), "n": len(delays)},
+        "false_cutoff_rate": round(cutoffs / paused, 3) if paused else None,
+        "false_cutoffs": f"{cutoffs}/{paused}",
+        "cut_inside_complete": f"{early}/{complete}",
+        "never_ended": never,
+    }
+
+
+def smart_deadline(
+    config: TurnTakingConfig, max_wait_ms: int | None = None, *, model_time: bool = True
+) -> Callable[[Pause], float]:
+    """The turn detector's rule. With ``model_time`` the model's real time counts (the turn cannot end
+    before its answer); without it, as if the answer came at once (what a fast, idle CPU approaches)."""
+    low, high = config.min_wait_ms / 1000, (max_wait_ms or config.max_wait_ms) / 1000
+    return lambda p: max(
+        p.end_t + silence_for(p.probability, low, high), p.heard_t + (p.inference_s if model_time else 0.0)
+    )
+
+
+def run(sentences: int, voices: list[str], seed: int, config: TurnTakingConfig) -> dict[str, object]:
+    started = time.monotonic()
+    tts = KokoroTTS(AppSettings().cache_dir, threads=1)
+    model = SmartTurnModel()
+    tail_s = max(SWEEP_MAX_WAIT_MS) / 1000 + 0.5
+    streams = make_streams(tts, SENTENCES[:sentences], voices, tail_s, seed)
+    pauses = [run_stream(stream, config, model) for stream in streams]
+    silence_s = config.end_of_turn_silence_ms / 1000
+    silence_only = evaluate(streams, pauses, lambda p: p.end_t + silence_s)
+    smart = evaluate(streams, pauses, smart_deadline(config))
+    inference = [1000 * p.inference_s for found in pauses for p in found]
+    # The model's answer at the end of each complete one, and in each inserted pause (the last pause the
+    # VAD confirmed before the speech came back).
+    at_end: dict[str, list[float]] = {}
+    in_pause: dict[str, list[float]] = {}
+    for stream, found in zip(streams, pauses, strict=True):
+        voice = stream.name.split("/")[0]
+        if stream.resume_s is None and found:
+            at_end.setdefault(voice, []).append(found[-1].probability)
+        elif before := [p for p in found if p.end_t < (stream.resume_s or 0.0)]:
+            in_pause.setdefault(voice, []).append(before[-1].probability)
+
+    def spread(values: list[float]) -> dict[str, object]:
+        return {
+            "n": len(values),
+            "p10": percentile(values, 10),
+            "p50": percentile(values, 50),
+            "p90": percentile(values, 90),
+            "over_0.5": sum(v > 0.5 for v in values),
+        }
+
+    return {
+        "bench": "turns",
+        "command": "nice .venv/bin/python bench/turns.py " + " ".join(sys.argv[1:]),
+        "date": datetime.date.today().isoformat(),
+        "cpus": os.cpu_count(),
+        "speech": f"Kokoro, voices {', '.join(voices)}; {sentences} sentences each, complete and with a "
+        f"{int(1000 * PAUSE_S[0])}-{int(1000 * PAUSE_S[1])} ms pause at a word boundary in the middle",
+        "utterances": {"complete": len(streams) // 2, "paused": len(streams) // 2},
+        "settings": config.model_dump(
+            include={
+                "turn_detector",
+                "vad_threshold",
+                "min_speech_ms",
+                "end_of_turn_silence_ms",
+                "min_wait_ms",
+                "max_wait_ms",
+            }
+        ),
+        "silence": silence_only,
+        "smart_turn": smart,
+        "smart_turn_inference_ms": {
+            "p50": percentile(inference, 50),
+            "p95": percentile(inference, 95),
+            "max": percentile(inference, 100),
+            "n": len(inference),
+        },
+        "smart_turn_model_time_excluded": evaluate(streams, pauses, smart_deadline(config, model_time=False)),
+        "probability_complete": {
+            "at_end_of_complete": spread([v for values in at_end.values() for v in values]),
+            "in_inserted_pause": spread([v for values in in_pause.values() for v in values]),
+            "median_by_voice": {
+                voice: {"complete": percentile(at_end.get(voice, []), 50), "paused": percentile(values, 50)}
+                for voice, values in in_pause.items()
+            },
+        },
+        "smart_turn_by_max_wait_ms": {
+            str(ms): evaluate(streams, pauses, smart_deadline(config, ms)) for ms in SWEEP_MAX_WAIT_MS
+        },
+        "wall_s": round(time.monotonic() - started, 1),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--sentences", type=int, default=8, help=f"per voice, at most {len(SENTENCES)}")
+    parser.add_argument(
+        "--voices", default="all", help=f"comma-separated, or 'all': {', '.join(KOKORO_VOICES)}"
+    )
+    parser.add_argument("--seed", type=int, default=0, help="chooses the word boundaries and pause lengths")
+    parser.add_argument("--persona", default="default", help="whose turn_taking settings to use")
+    parser.add_argument("--no-write", action="store_true", help=f"do not write {RESULTS}")
+    args = parser.parse_args()
+    voices = list(KOKORO_VOICES) if args.voices == "all" else args.voices.split(",")
+    unknown = sorted(set(voices) - set(KOKORO_VOICES))
+    if unknown or not 1 <= args.sentences <= len(SENTENCES):
+        parser.error(f"voices must be among {KOKORO_VOICES} (got {unknown}); --sentences 1..{len(SENTENCES)}")
+    config = load_persona(args.persona).turn_taking
+    result = run(args.sentences, voices, args.seed, config)
+    text = json.dumps(result, indent=2)
+    print(text)
+    if not args.no_write:
+        RESULTS.parent.mkdir(parents=True, exist_ok=True)
+        RESULTS.write_text(text + "\n")
+
+
+if __name__ == "__main__":
+    main()
