@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import numpy as np
+import numpy.typing as npt
 import pytest
 import torch
 
@@ -21,6 +22,7 @@ from avatar_core.model.config import SIZES, ModelConfig
 from avatar_core.model.inference import JointModel
 from avatar_core.model.train import save_checkpoint
 from avatar_core.motion import MOTION_DIM
+from avatar_core.render.base import Image, Points
 from avatar_core.text.frontend import VOCAB
 
 FPS = 25.0
@@ -29,10 +31,13 @@ FPS = 25.0
 class BlankRenderer:
     """Renders nothing: these tests are about audio and motion timing."""
 
-    size = 16
+    width = height = 16
 
-    def render(self, motion: np.ndarray) -> np.ndarray:
+    def render(self, motion: npt.NDArray[np.float32]) -> Image:
         return np.zeros((16, 16, 3), np.uint8)
+
+    def landmarks(self, motion: npt.NDArray[np.float32]) -> Points:
+        return np.zeros((68, 2), np.float32)
 
 
 @pytest.fixture(scope="module")
@@ -42,7 +47,7 @@ def model(tmp_path_factory: pytest.TempPathFactory) -> JointModel:
     with torch.no_grad():  # an untrained network outputs zeros; perturb it so outputs vary
         for p in net.parameters():
             p.add_(torch.randn_like(p) * 0.02)
-        net.duration[-1].bias.fill_(1.6)  # about 4 frames (100 ms) per phoneme
+        net.duration[-1].bias.fill_(1.6)  # type: ignore[operator]  # about 4 frames (100 ms) per phoneme
     path: Path = tmp_path_factory.mktemp("ckpt") / "tiny.pt"
     save_checkpoint(path, net, {"step": 0})
     return JointModel(path, steps=2, threads=1)
