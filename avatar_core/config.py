@@ -176,7 +176,7 @@ class AppSettings(BaseSettings):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_json: bool = False
     model: Path | None = Field(
-        None, description="joint-model checkpoint (default: the bundled assets/avflow)"
+        None, description="joint-model checkpoint (default: the bundled avatar_core/assets/avflow/avflow.pt)"
     )
 
     def configs(self) -> Path:
