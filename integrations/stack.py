@@ -120,6 +120,11 @@ class SharedModels:
             self._stt[key] = stt
         return self._stt[key]
 
+    @property
+    def server(self) -> LocalLLMServer | None:
+        """The embedded LLM server, once started (or given)."""
+        return self._server
+
     async def joint_model(self) -> JointModel | None:
         """The joint model (None without a checkpoint); loaded off the event loop the first time."""
         async with self._lock:
@@ -161,52 +166,58 @@ async def open_stack(
 ) -> AsyncIterator[AvatarStack]:
     """Build the avatar; ``virtual`` runs it on a virtual clock (offline files).
 
-    With ``llm.base_url: embedded`` the bundled SmolLM2 server is started here (or ``server`` is reused,
-    or the one of ``models``, so several sessions in one process share it) and stopped on exit.
-    ``models``: the shared Whisper and joint model are used and left open. ``loaded`` parts (the
-    persona's, loaded ahead of time) are used instead of loading the voice, model, renderer and STT.
+    ``models``: the process's shared models (LLM server, Whisper, joint model), used and left open;
+    without it this conversation loads its own and closes them on exit. ``server``: a running embedded
+    LLM server to use. ``loaded`` parts (the persona's, loaded ahead of time for one conversation) are
+    used instead of loading the voice, model, renderer and STT.
     """
     settings = settings or AppSettings()
     if persona.voice.mode == "cascade" and persona.voice.cascade_tts == "openai":
         raise StackError("voice.cascade_tts 'openai' is not available yet; use 'kokoro'")
-    own_server = None
-    api_key = None
-    base_url = persona.llm.base_url
-    if base_url == EMBEDDED:
-        if server is None and models is not None:
-            server = await models.llm_server(persona)
-        if server is None:
-            server = own_server = LocalLLMServer()
-            await server.start()
-        base_url, api_key = server.base_url, LOCAL_API_KEY
-    shared_stt = loaded.stt if loaded is not None else None
-    if shared_stt is None and models is not None:
-        shared_stt = await models.whisper(persona)
-    stt = shared_stt if shared_stt is not None else make_stt(persona.stt)
-    own_stt = loaded is None or loaded.stt is None
-    own_stt = own_stt and not (models is not None and stt is shared_stt)
-    llm = ChatLLM(persona.llm, base_url, api_key, seed=seed)
-    fps = persona.appearance.video.fps
-    if loaded is not None:
-        voice, driver, renderer = loaded.voice, loaded.model, loaded.renderer
-    else:
-        model: JointModel | object | None = _LOAD if models is None else await models.joint_model()
-        (voice, driver), renderer = await asyncio.gather(
-            asyncio.to_thread(build_voice, persona, settings, None, model),
-            asyncio.to_thread(make_renderer, persona.appearance),
-        )
-    clock = VirtualClock() if virtual else RealClock()
-    engine = Engine(
-        voice, renderer, persona.behaviour, fps=fps, clock=clock, seed=seed, driver=driver, listener=driver
-    )
-    session = Session(persona, engine, stt, llm)
+    own = SharedModels(settings, llm_server=server) if models is None else None
+    shared = own or models
+    assert shared is not None
     try:
-        yield AvatarStack(persona, engine, session, stt, llm, server)
+        api_key = None
+        base_url = persona.llm.base_url
+        if base_url == EMBEDDED:
+            embedded = server or await shared.llm_server(persona)
+            assert embedded is not None
+            base_url, api_key = embedded.base_url, LOCAL_API_KEY
+        whisper = await shared.whisper(persona) if loaded is None or loaded.stt is None else None
+        stt = (
+            loaded.stt if loaded is not None and loaded.stt is not None else whisper or make_stt(persona.stt)
+        )
+        llm = ChatLLM(persona.llm, base_url, api_key, seed=seed)
+        fps = persona.appearance.video.fps
+        if loaded is not None:
+            voice, driver, renderer = loaded.voice, loaded.model, loaded.renderer
+        else:
+            model = _LOAD if own is not None else await shared.joint_model()  # own: load alongside
+            (voice, driver), renderer = await asyncio.gather(
+                asyncio.to_thread(build_voice, persona, settings, None, model),
+                asyncio.to_thread(make_renderer, persona.appearance),
+            )
+        clock = VirtualClock() if virtual else RealClock()
+        engine = Engine(
+            voice,
+            renderer,
+            persona.behaviour,
+            fps=fps,
+            clock=clock,
+            seed=seed,
+            driver=driver,
+            listener=driver,
+        )
+        session = Session(persona, engine, stt, llm)
+        try:
+            yield AvatarStack(persona, engine, session, stt, llm, server or shared.server)
+        finally:
+            await session.aclose()
+            await engine.aclose()
+            await llm.aclose()
+            if stt is not whisper:  # prewarmed or remote: this conversation's own
+                await stt.aclose()
     finally:
-        await session.aclose()
-        await engine.aclose()
-        await llm.aclose()
-        if own_stt:
-            await stt.aclose()
-        if own_server is not None:
-            await own_server.stop()
+        if own is not None:
+            await own.aclose()

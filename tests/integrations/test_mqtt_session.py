@@ -14,12 +14,11 @@ from typing import Any, cast
 import aiohttp
 import numpy as np
 import pytest
-from aiortc import MediaStreamTrack, RTCPeerConnection, RTCSessionDescription
-from aiortc.contrib.media import MediaBlackhole
 from livekit import rtc
 from mosquitto import Broker, Watcher
 from scipy.signal import resample_poly
 from test_livekit_doubles import RecordingRoom, RemoteParticipant, ScriptedReader
+from webrtc_page import Page, connect_page
 
 from agent.persona import Persona, load_persona
 from avatar_core.config import AppSettings
@@ -30,7 +29,6 @@ from integrations.mqtt.bridge import MqttBridge, MqttSettings
 from integrations.mqtt.hosts import BrowserHost, FilesHost, LiveKitHost
 from integrations.mqtt.kiosk import Kiosk, KioskSession, SessionHost
 from integrations.stack import AvatarStack, open_stack
-from integrations.webrtc.ice import rtc_configuration
 
 CACHE = AppSettings().cache_dir
 SLOW_S = 300.0  # models load and run on a shared 2-core machine: generous, never asserted
@@ -205,29 +203,6 @@ async def test_files_transport_a_visitor_approaches(
         await host.aclose()
 
 
-async def connect_page(url: str) -> tuple[RTCPeerConnection, MediaBlackhole, str]:
-    """A browser tab, played by aiortc: receive the avatar, open the events channel, send the offer."""
-    pc = RTCPeerConnection(rtc_configuration())
-    sink = MediaBlackhole()
-    pc.addTransceiver("audio", direction="recvonly")
-    pc.addTransceiver("video", direction="recvonly")
-    pc.createDataChannel("events")
-
-    @pc.on("track")
-    def on_track(track: MediaStreamTrack) -> None:
-        sink.addTrack(track)
-
-    await pc.setLocalDescription(await pc.createOffer())
-    async with aiohttp.ClientSession() as http:
-        offer = {"sdp": pc.localDescription.sdp, "type": pc.localDescription.type}
-        async with http.post(url + "offer", json=offer) as response:
-            assert response.status == 200, await response.text()
-            answer = await response.json()
-    await pc.setRemoteDescription(RTCSessionDescription(answer["sdp"], answer["type"]))
-    await sink.start()
-    return pc, sink, answer["session_id"]
-
-
 async def test_browser_transport_bridges_the_page_session(
     broker: Broker, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -239,7 +214,7 @@ async def test_browser_transport_bridges_the_page_session(
     bridge = MqttBridge(MqttSettings(broker=broker.url, kiosk_id="page-1"))
     kiosk = Kiosk(bridge, host, load_persona("default"), "default")
     await host.start()
-    pages: list[tuple[RTCPeerConnection, MediaBlackhole, str]] = []
+    pages: list[Page] = []
     try:
         async with Watcher(broker.port, prefix + "#") as watcher, running(kiosk):
             # no page, no session: the sensor cannot open one and says why
@@ -273,13 +248,12 @@ async def test_browser_transport_bridges_the_page_session(
             hello = await watcher.json_on(prefix + "transcript", after=mark, timeout=SLOW_S)
             assert hello["text"].startswith("Welcome to the Central Library")
             async with aiohttp.ClientSession() as http:  # the visitor presses End, as app.js does
-                await http.post(host.url + "end", json={"session_id": pages[-1][2]})
+                await http.post(host.url + "end", json={"session_id": pages[-1].session_id})
             gone = await event(watcher, prefix, "session_ended", after=mark)
             assert gone["reason"] == "page_closed"
     finally:
-        for pc, sink, _ in pages:
-            await sink.stop()
-            await pc.close()
+        for page in pages:
+            await page.close()
         await host.aclose()
 
 

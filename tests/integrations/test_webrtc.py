@@ -274,6 +274,7 @@ async def test_talk_to_the_avatar_in_the_browser(
         finally:
             await dyad.close()
             await runner.cleanup()
+            await dyad.models.aclose()
 
 
 async def test_tracks_give_webrtc_frames() -> None:

@@ -9,17 +9,14 @@ import _socket
 import asyncio
 import contextlib
 import ipaddress
-import json
 import socket
 from collections.abc import Iterator
 from typing import Any
 
-import aiohttp
 import pytest
-from aiohttp import web
 from aioice.ice import get_host_addresses
-from aiortc import MediaStreamTrack, RTCPeerConnection, RTCSessionDescription
-from aiortc.contrib.media import MediaBlackhole
+from aiortc import RTCPeerConnection
+from webrtc_page import connect_page
 
 from agent.persona import load_persona
 from integrations.llm.local_server import free_port
@@ -120,47 +117,19 @@ async def test_a_page_session_contacts_only_this_machine(monkeypatch: pytest.Mon
     monkeypatch.setenv("DYAD_APPEARANCE__VIDEO__WIDTH", "128")
     monkeypatch.setenv("DYAD_APPEARANCE__VIDEO__HEIGHT", "128")
     dyad = DyadServer(load_persona("default"), max_sessions=1)
-    runner = web.AppRunner(dyad.app, access_log=None)
     with NetworkGuard().installed(monkeypatch) as guard:
-        await runner.setup()
-        port = free_port()
-        await web.TCPSite(runner, "127.0.0.1", port).start()
-        url = f"http://127.0.0.1:{port}/"
-        sink = MediaBlackhole()
-        greeted = asyncio.Event()
         try:
-            async with aiohttp.ClientSession() as http:
-                async with http.get(url + "config") as response:
-                    config = await response.json()
-                assert config == {"iceServers": []}  # what the page builds its peer connection from
-                pc = RTCPeerConnection(rtc_configuration())
-                pc.addTransceiver("audio", direction="recvonly")
-                pc.addTransceiver("video", direction="recvonly")
-                channel = pc.createDataChannel("events")
-
-                @pc.on("track")
-                def on_track(track: MediaStreamTrack) -> None:
-                    sink.addTrack(track)
-
-                @channel.on("message")
-                def on_message(message: str) -> None:
-                    event = json.loads(message)
-                    if event.get("type") == "agent_transcript" and event.get("final"):
-                        greeted.set()
-
-                await pc.setLocalDescription(await pc.createOffer())
-                offer = {"sdp": pc.localDescription.sdp, "type": pc.localDescription.type}
-                async with http.post(url + "offer", json=offer) as response:
-                    assert response.status == 200, await response.text()
-                    answer = await response.json()
-                await pc.setRemoteDescription(RTCSessionDescription(answer["sdp"], answer["type"]))
-                await sink.start()
-                await asyncio.wait_for(greeted.wait(), SLOW_S)  # media and events flowed both ways
-                await pc.close()
-                await sink.stop()
+            url = await dyad.start("127.0.0.1", free_port())
+            page = await connect_page(url)  # GET /config, then the offer, as the page does
+            try:
+                while not any(e["type"] == "agent_transcript" and e["final"] for e in page.events):
+                    page.received.clear()
+                    await asyncio.wait_for(page.received.wait(), SLOW_S)  # the greeting, played
+            finally:
+                await page.close()
         finally:
-            await dyad.close()
-            await runner.cleanup()
+            await dyad.stop()
+            await dyad.models.aclose()
     assert guard.refused == [], f"contacted outside this machine: {guard.refused}"
     assert any(call == "sendto" for call, _ in guard.contacted), "the guard saw no ICE traffic"
 
