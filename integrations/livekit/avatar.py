@@ -10,17 +10,21 @@ as the agent's microphone and camera. While the user talks, the face listens: th
 camera feed dyad's listening features (energy, pitch and pauses; smile, nods, brow raises), so the
 avatar nods, smiles back and holds their gaze.
 
-It is built from livekit-agents' own avatar parts, in process (like its local avatar plugins):
+It is built on livekit-agents' public avatar seams, in process (like its local avatar plugins):
 
 * a ``QueueAudioOutput`` becomes ``session.output.audio``; the agent resamples its TTS to 24 kHz for it;
 * :class:`DyadVideoGenerator` is the ``VideoGenerator``: ``push_audio`` collects each TTS segment into
   one ``say_audio`` speech, iteration yields the Engine's frames (video always, audio while speaking)
   and an ``AudioSegmentEnd`` when a speech has played out; ``clear_buffer`` interrupts it;
-* an ``AvatarRunner`` pushes the frames through an ``AVSynchronizer`` into the published tracks and
-  reports playback started / finished (with ``interrupted=True`` after a clear) back to the session,
-  so interruptions and transcript synchronisation work as with any avatar plugin. The only change to
-  the runner is how it publishes: the camera track carries an explicit ``VideoEncoding`` (LiveKit caps
-  small videos at 15 fps otherwise) and publishing does not wait for a subscriber.
+* :class:`DyadAvatarRunner` does what livekit-agents' ``AvatarRunner`` does through the receiver's and
+  generator's public methods only: it pushes the frames through the avatar's tracks (an
+  ``AVSynchronizer``, a camera with an explicit ``VideoEncoding``: LiveKit caps small videos at 15 fps
+  otherwise, published once the room is connected without waiting for a subscriber) and reports
+  playback started / finished (with ``interrupted=True`` after a clear) back to the session, so
+  interruptions and transcript synchronisation work as with any avatar plugin.
+
+Tested with livekit-agents 1.8.9; it uses only names that package exports (``get_job_context``,
+``voice.avatar.AudioSegmentEnd``, ``QueueAudioOutput``, ``VideoGenerator``).
 
 The audio-driven mode is the joint model's: it needs the checkpoint (``assets/avflow/avflow.pt`` or
 ``DYAD_MODEL``); without one ``start`` raises :class:`AvatarError` saying so.
@@ -31,21 +35,15 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Coroutine
 from concurrent.futures import ThreadPoolExecutor
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
 from livekit import rtc
-from livekit.agents.voice.avatar import (
-    AudioSegmentEnd,
-    AvatarOptions,
-    AvatarRunner,
-    QueueAudioOutput,
-    VideoGenerator,
-)
-from livekit.agents.voice.avatar import AvatarSession as LiveKitAvatarSession
+from livekit.agents import get_job_context
+from livekit.agents.voice.avatar import AudioReceiver, AudioSegmentEnd, QueueAudioOutput, VideoGenerator
 
 from agent.persona import Persona, load_persona
 from avatar_core.config import AppSettings
@@ -53,9 +51,10 @@ from avatar_core.engine import Engine, RealClock, SpeechHandle
 from avatar_core.frames import AUDIO_RATE, AudioFrame
 from avatar_core.listening_features import ListeningFeatures
 from avatar_core.partner import PartnerFrame
+from integrations.lifecycle import TaskSet
 from integrations.livekit.attendee import AttendPolicy
 from integrations.livekit.listen import AttendeeFeed, TrackReader
-from integrations.livekit.media import publish_tracks, to_rtc_audio, to_rtc_video, video_encoding
+from integrations.livekit.media import AvatarTracks, to_rtc_audio, to_rtc_video
 from integrations.transport import USER_RATE
 
 if TYPE_CHECKING:
@@ -185,38 +184,93 @@ class DyadVideoGenerator(VideoGenerator):
 # ---------------------------------------------------------------------------------------------------
 
 
-class DyadAvatarRunner(AvatarRunner):
-    """livekit-agents' ``AvatarRunner`` with dyad's publishing: an explicit camera encoding (frame rate
-    and bitrate) and no wait for a subscriber; its tracks are unpublished on close."""
+class DyadAvatarRunner:
+    """What livekit-agents' ``AvatarRunner`` does, on its public seams only: the session's audio
+    (a ``QueueAudioOutput``) into the generator, the generator's frames into the avatar's tracks, and
+    playback started / finished (``interrupted=True`` after a clear) back to the session.
+
+    The tracks (:class:`AvatarTracks`) carry an explicit camera encoding (LiveKit caps small videos at
+    15 fps otherwise) and are published once the room is connected, without waiting for a subscriber;
+    they are unpublished on close.
+    """
 
     def __init__(
         self,
         room: rtc.Room,
         *,
-        audio_recv: QueueAudioOutput,
+        audio_recv: AudioReceiver,
         video_gen: DyadVideoGenerator,
-        options: AvatarOptions,
+        tracks: AvatarTracks,
+        connected: asyncio.Event,
     ) -> None:
-        super().__init__(room, audio_recv=audio_recv, video_gen=video_gen, options=options)
-        self._encoding = video_encoding(options.video_width, options.video_height, options.video_fps)
+        self.room = room
+        self.audio_recv = audio_recv
+        self.video_gen = video_gen
+        self.tracks = tracks
+        self.connected = connected
+        self.published = asyncio.Event()  # set once both tracks are published
+        self.tasks = TaskSet("dyad-avatar")
+        self._playback_position = 0.0
+        self._audio_playing = False
 
-    async def _publish_track(self) -> None:
-        async with self._lock:
-            if self._video_publication is not None:
-                return
-            await self._room_connected_fut
-            self._audio_publication, self._video_publication = await publish_tracks(
-                self._room.local_participant, self._audio_source, self._video_source, self._encoding
-            )
+    async def start(self) -> None:
+        """Start reading the session's audio and forwarding frames."""
+        await self.audio_recv.start()
+        self.audio_recv.on("clear_buffer", self._on_clear_buffer)
+        self.tasks.spawn(self._read_audio(), "audio-in")
+        self.tasks.spawn(self._forward(), "frames-out")
+
+    async def _publish(self) -> None:
+        await self.connected.wait()
+        await self.tracks.publish(self.room.local_participant)
+        self.published.set()
+
+    async def _read_audio(self) -> None:
+        async for frame in self.audio_recv:
+            if not self._audio_playing and isinstance(frame, rtc.AudioFrame):
+                self._audio_playing = True
+            await self.video_gen.push_audio(frame)
+
+    async def _forward(self) -> None:
+        async for frame in self.video_gen:
+            if isinstance(frame, AudioSegmentEnd):
+                if self._audio_playing:
+                    self._audio_playing = False
+                    position, self._playback_position = self._playback_position, 0.0
+                    self._notify(self.audio_recv.notify_playback_finished(position, interrupted=False))
+                continue
+            if not self.published.is_set():
+                await self._publish()
+            await self.tracks.sync.push(frame)
+            if isinstance(frame, rtc.AudioFrame):
+                if self._playback_position == 0.0 and frame.duration > 0.0:
+                    self._notify(self.audio_recv.notify_playback_started())
+                self._playback_position += frame.duration
+
+    def _on_clear_buffer(self) -> None:
+        playing, self._audio_playing = self._audio_playing, False
+        self.video_gen.clear_buffer()
+        if playing:
+            position, self._playback_position = self._playback_position, 0.0
+            self._notify(self.audio_recv.notify_playback_finished(position, interrupted=True))
+
+    def _notify(self, result: Coroutine[None, None, None] | None) -> None:
+        """A receiver may notify synchronously or with a coroutine; never block the frames on it."""
+        if result is not None:
+            self.tasks.spawn(result, "notify")
 
     async def aclose(self) -> None:
-        for publication in (self._audio_publication, self._video_publication):
-            if publication is not None and self._room.isconnected():
+        """Stop forwarding, unpublish the tracks (if the room is still there) and free them."""
+        self.audio_recv.off("clear_buffer", self._on_clear_buffer)
+        await self.audio_recv.aclose()
+        await self.tasks.cancel_all()
+        for publication in (self.tracks.audio_publication, self.tracks.video_publication):
+            if publication is not None and self.room.isconnected():
                 try:
-                    await self._room.local_participant.unpublish_track(publication.sid)
+                    await self.room.local_participant.unpublish_track(publication.sid)
                 except Exception as exc:  # the room may be closing anyway
                     log.debug("could not unpublish %s: %s", publication.sid, exc)
-        await super().aclose()
+        await self.tracks.aclose()
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -224,8 +278,12 @@ class DyadAvatarRunner(AvatarRunner):
 # ---------------------------------------------------------------------------------------------------
 
 
-class AvatarSession(LiveKitAvatarSession[Literal["metrics_collected"]]):
+class AvatarSession:
     """dyad's avatar for a livekit-agents ``AgentSession``, in the agent's own process and participant.
+
+    It has the surface of livekit-agents' avatar plugins (``start``, ``aclose``, ``wait_for_join``,
+    ``avatar_identity``, ``provider``) without deriving from their base class, which assumes a separate
+    avatar participant (it would remove the agent itself from the room on close).
 
     ``persona``: a :class:`Persona`, a persona name or YAML path (its appearance, video size and
     behaviour are used; the app's session does the talking). ``attend``: whom the face listens to
@@ -240,12 +298,13 @@ class AvatarSession(LiveKitAvatarSession[Literal["metrics_collected"]]):
         settings: AppSettings | None = None,
         reader: TrackReader | None = None,
     ) -> None:
-        super().__init__()
         self.persona_source = persona
         self.policy = attend if isinstance(attend, AttendPolicy) else AttendPolicy.parse(attend)
         self.settings = settings or AppSettings()
         self.reader = reader
         self.persona: Persona | None = persona if isinstance(persona, Persona) else None
+        self.room: rtc.Room | None = None
+        self.agent_session: AgentSession[Any] | None = None
         self.engine: Engine | None = None
         self.generator: DyadVideoGenerator | None = None
         self.runner: DyadAvatarRunner | None = None
@@ -261,7 +320,7 @@ class AvatarSession(LiveKitAvatarSession[Literal["metrics_collected"]]):
     @property
     def avatar_identity(self) -> str:
         """In process, the avatar is the agent's own participant."""
-        room = self._room
+        room = self.room
         if room is not None and room.local_participant is not None and room.local_participant.identity:
             return room.local_participant.identity
         return self.persona.identity.livekit_identity if self.persona is not None else "dyad-avatar"
@@ -271,9 +330,12 @@ class AvatarSession(LiveKitAvatarSession[Literal["metrics_collected"]]):
         return "dyad"
 
     async def start(self, agent_session: AgentSession[Any], room: rtc.Room) -> None:
-        """Load the face, take over ``agent_session.output.audio`` and start listening to the user."""
-        self._room = room  # before the base class starts waiting for our tracks under our identity
-        await super().start(agent_session, room)
+        """Load the face, take over ``agent_session.output.audio`` and start listening to the user.
+        Inside a job, :meth:`aclose` runs when the job shuts down."""
+        self.room, self.agent_session = room, agent_session
+        job = get_job_context(required=False)
+        if job is not None:
+            job.add_shutdown_callback(self.aclose)
         source = self.persona_source
         persona = (
             source
@@ -288,15 +350,12 @@ class AvatarSession(LiveKitAvatarSession[Literal["metrics_collected"]]):
         # Our handler first, so a clear interrupts exactly the speech the session cleared (the runner's
         # clear runs a moment later, when the next reply's audio may already be arriving).
         self.audio_output.on("clear_buffer", self.generator.interrupt)  # type: ignore[arg-type]
-        options = AvatarOptions(
-            video_width=video.width,
-            video_height=video.height,
-            video_fps=float(video.fps),
-            audio_sample_rate=AUDIO_RATE,
-            audio_channels=1,
-        )
         self.runner = DyadAvatarRunner(
-            room, audio_recv=self.audio_output, video_gen=self.generator, options=options
+            room,
+            audio_recv=self.audio_output,
+            video_gen=self.generator,
+            tracks=AvatarTracks(video.width, video.height, video.fps),
+            connected=self._connected,
         )
         await self.runner.start()
         agent_session.output.audio = self.audio_output
@@ -312,12 +371,18 @@ class AvatarSession(LiveKitAvatarSession[Literal["metrics_collected"]]):
         self._room_state()  # the feed starts once the room is connected (its people are known then)
         log.info("dyad avatar started as %s (%s)", self.avatar_identity, persona.identity.display_name)
 
-    async def aclose(self) -> None:
+    async def wait_for_join(self, *, timeout: float | None = 30.0) -> None:
+        """Wait until the avatar's camera track is published (``TimeoutError`` after ``timeout`` s)."""
+        if self.runner is None:
+            raise RuntimeError("AvatarSession.wait_for_join before start()")
+        await asyncio.wait_for(self.runner.published.wait(), timeout)
+
+    async def aclose(self, *_: object) -> None:
         """Stop listening and rendering; hand the audio output back (the agent goes silent)."""
         if self._closed:
             return
         self._closed = True
-        room = self._room
+        room = self.room
         if room is not None:
             room.off("connection_state_changed", self._room_state)
         if self.feed is not None:
@@ -326,7 +391,7 @@ class AvatarSession(LiveKitAvatarSession[Literal["metrics_collected"]]):
             await self.runner.aclose()
         if self.engine is not None:
             await self.engine.aclose()
-        session = self._agent_session
+        session = self.agent_session
         if (
             session is not None
             and self.audio_output is not None
@@ -335,23 +400,19 @@ class AvatarSession(LiveKitAvatarSession[Literal["metrics_collected"]]):
             session.output.audio = None
         self._audio_pool.shutdown(wait=False, cancel_futures=True)
         self._video_pool.shutdown(wait=False, cancel_futures=True)
-        # The base class would remove ``avatar_identity`` from the room: in process that is the agent.
-        if room is not None:
-            room.off("connection_state_changed", self._on_connection_state_changed)
-        self._room = None
-        await super().aclose()
+        self.room = self.agent_session = None
 
     # -- listening ----------------------------------------------------------------------------------
 
     def _room_state(self, *_: object) -> None:
-        if self._room is None or not self._room.isconnected() or self._connected.is_set():
+        if self.room is None or not self.room.isconnected() or self._connected.is_set():
             return
         self._connected.set()
         if self.feed is not None and not self._closed:
             self.feed.start()
 
     def _user_speaking(self) -> bool:
-        session = self._agent_session
+        session = self.agent_session
         return session is not None and session.user_state == "speaking"
 
     async def _hear(self, samples: npt.NDArray[np.float32]) -> None:

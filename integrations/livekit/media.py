@@ -12,7 +12,6 @@ In: a participant's video track as RGB frames (their audio goes through
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 
 import numpy as np
@@ -134,11 +133,8 @@ class AvatarTracks:
         self.audio_source.clear_queue()
 
     async def aclose(self) -> None:
-        """Stop the synchronizer (and wait for its capture task) and free the sources."""
-        capture: asyncio.Task[None] | None = getattr(self.sync, "_capture_video_task", None)
-        await self.sync.aclose()  # cancels its capture task without waiting for it
-        if capture is not None:
-            with contextlib.suppress(asyncio.CancelledError):
-                await capture
+        """Stop the synchronizer and free the sources."""
+        await self.sync.aclose()  # cancels its capture task without waiting for it...
+        await asyncio.sleep(0)  # ...which ends at the next step of the loop: no task is left behind
         await self.audio_source.aclose()
         await self.video_source.aclose()
