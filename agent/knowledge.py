@@ -312,8 +312,8 @@ class KnowledgeIndex:
         ]
 
     def quote(self, terms: Sequence[str], hits: Sequence[PassageHit]) -> tuple[PassageHit, str] | None:
-        """The sentence of ``hits`` that best matches ``terms`` (BM25), with the hit it is from; a sentence
-        that starts by pointing back ("It is free...") comes with the one before it."""
+        """The sentence of ``hits`` that holds most of ``terms`` (of the five best by BM25), with the hit it
+        is from; a sentence that starts by pointing back ("It is free...") comes with the one before it."""
         rows = {self._row_of[h.passage.id]: h for h in hits}
         if not terms or not rows:
             return None
@@ -321,12 +321,23 @@ class KnowledgeIndex:
         with self._lock:
             found = self._db.execute(
                 "SELECT rowid FROM sentences WHERE sentences MATCH ? AND rowid IN "
-                f"({','.join(map(str, allowed))}) ORDER BY bm25(sentences, 0.5, 1.0) LIMIT 1",
+                f"({','.join(map(str, allowed))}) ORDER BY bm25(sentences, 0.5, 1.0) LIMIT 5",
                 (fts_query(terms),),
-            ).fetchone()
-        if found is None:
+            ).fetchall()
+            stats = self._terms(terms)
+            having = [self._containing("sentences", t) for t in terms]
+        if not found:
             return None
-        j = int(found[0])
+        # The sentence with most of the question's words (IDF-weighted) wins; BM25 order breaks ties.
+        weight = sum(t.idf for t in stats)
+        candidates = [int(row[0]) for row in found]
+        j = max(
+            candidates,
+            key=lambda row: (
+                sum(t.idf for t, containing in zip(stats, having, strict=True) if row in containing) / weight,
+                -candidates.index(row),
+            ),
+        )
         passage_row, text = self._sentences[j]
         if _POINTS_BACK.match(text) and j > 0 and self._sentences[j - 1][0] == passage_row:
             text = f"{self._sentences[j - 1][1]} {text}"

@@ -55,14 +55,14 @@ def knowledge_text(answerer: Answerer) -> str:
     return "\n".join([*passages, answerer.config.unknown_line, answerer.config.handoff_line])
 
 
-async def ask_llm(llm: ChatLLM, answer: LLMAnswer) -> tuple[str, float]:
-    """The LLM's whole reply and its duration in seconds (an LLM error is reported as the reply)."""
+async def ask_llm(llm: ChatLLM, answer: LLMAnswer) -> tuple[str, float, str | None]:
+    """The LLM's whole reply, its duration in seconds, and the error if it failed (the reply is then "")."""
     start = time.perf_counter()
     try:
         text = "".join([delta async for delta in llm.stream(answer.messages)])
     except LLMError as exc:
-        text = f"[LLM error: {exc}]"
-    return text.strip(), time.perf_counter() - start
+        return "", time.perf_counter() - start, str(exc)
+    return text.strip(), time.perf_counter() - start, None
 
 
 async def run(persona_name: str, questions_path: Path, use_llm: bool) -> dict[str, Any]:
@@ -93,12 +93,12 @@ async def run(persona_name: str, questions_path: Path, use_llm: bool) -> dict[st
     llm_seconds = []
     try:
         for item, answer in zip(questions, answers, strict=True):
-            text = answer.text
+            text, error = answer.text, None
             if isinstance(answer, LLMAnswer):
                 if llm is None:
-                    text = "[LLM skipped]"
+                    error = "skipped (--no-llm)"
                 else:
-                    text, seconds = await ask_llm(llm, answer)
+                    text, seconds, error = await ask_llm(llm, answer)
                     llm_seconds.append(seconds)
             off_topic = bool(item.get("off_topic"))
             declined = unknown_line in text.lower()
@@ -116,6 +116,7 @@ async def run(persona_name: str, questions_path: Path, use_llm: bool) -> dict[st
                     "ok": declined if off_topic else right,
                     "answer": text,
                     "invented": invented,
+                    "llm_error": error,
                     **{k: v for k, v in answer.metadata().items() if k not in {"answer", "retrieval_ms"}},
                 }
             )
@@ -156,6 +157,7 @@ def report(
             for kind in kinds
         },
         "answer_kinds": dict(Counter(r["kind"] for r in rows)),
+        "llm_errors": sum(r["llm_error"] is not None for r in rows),
         "retrieval_ms": {
             "p50": round(float(np.percentile(timings, 50)), 3),
             "p95": round(float(np.percentile(timings, 95)), 3),
