@@ -627,6 +627,8 @@ class Session:
             if spoken:
                 self.history.add_assistant(spoken)
             self._emit(AgentTranscript(self._now(), number, spoken, True, handle.id, handle.interrupted))
+            if handle.error is not None:
+                self._error("tts", handle.error, turn=number)
             if turn is not None:
                 self._emit(self._metrics(turn, handle))
             if self._reply is handle:

@@ -57,6 +57,7 @@ class SpeechHandle:
         self.first_synthesis_s: float | None = None  # wall time to synthesize the first chunk
         self.first_ready_wall: float | None = None  # time.perf_counter() when the first chunk was ready
         self.started = asyncio.Event()  # set when the first sample plays
+        self.error: str | None = None  # why synthesis failed, if it did (the rest is skipped)
         self._chunks: asyncio.Queue[Utterance | None] = asyncio.Queue()
         self._spoken: list[str] = []  # text of fully played utterances
         self._current: Playing | None = None
@@ -250,8 +251,9 @@ class Speaker:
                 await speak(chunk)
         except asyncio.CancelledError:
             raise
-        except Exception:
+        except Exception as exc:
             log.exception("speech synthesis failed; the avatar skips this speech")
+            handle.error = f"speech synthesis failed: {exc}"
         finally:
             handle._chunks.put_nowait(None)  # the end marker
 
@@ -289,8 +291,9 @@ class Speaker:
             await emit(final=True)
         except asyncio.CancelledError:
             raise
-        except Exception:
+        except Exception as exc:
             log.exception("audio-driven speech failed; the avatar skips the rest of it")
+            handle.error = f"audio-driven speech failed: {exc}"
         finally:
             handle._chunks.put_nowait(None)  # the end marker
 
