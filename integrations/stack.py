@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import threading
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Literal
@@ -85,7 +86,12 @@ def build_voice(
 class SharedModels:
     """The models several conversations in one process share, each loaded once, on first need: the
     embedded LLM server (or one given, which stays the caller's), the bundled Whisper (one per STT
-    configuration; it serialises its calls) and the joint model (it serialises its inferences)."""
+    configuration; it serialises its calls) and the joint model (it serialises its inferences).
+
+    Conversations on different threads, each with its own event loop (a LiveKit worker's rooms), may
+    share one: the models are guarded by a thread lock and loaded off every event loop. The embedded
+    LLM server is started by one loop (the first to ask) and used by the others through its URL.
+    """
 
     def __init__(
         self, settings: AppSettings | None = None, *, llm_server: LocalLLMServer | None = None
@@ -95,13 +101,16 @@ class SharedModels:
         self._own_server = False
         self._stt: dict[str, WhisperSTT] = {}
         self._model: JointModel | object | None = _LOAD
-        self._lock = asyncio.Lock()
+        self._loading = threading.Lock()  # the models: any thread
+        self._starting: asyncio.Lock | None = None  # the LLM server: the loop that starts it
 
     async def llm_server(self, persona: Persona) -> LocalLLMServer | None:
         """The embedded LLM server if ``persona`` uses it (started now the first time)."""
         if persona.llm.base_url != EMBEDDED:
             return None
-        async with self._lock:
+        if self._starting is None:
+            self._starting = asyncio.Lock()
+        async with self._starting:
             if self._server is None:
                 server = LocalLLMServer()
                 await server.start()
@@ -109,16 +118,22 @@ class SharedModels:
         return self._server
 
     async def whisper(self, persona: Persona) -> WhisperSTT | None:
-        """The bundled Whisper for ``persona``'s STT settings (None for a remote STT)."""
+        """The bundled Whisper for ``persona``'s STT settings (None for a remote STT); it loads in its
+        own thread."""
+        return self.whisper_blocking(persona)
+
+    def whisper_blocking(self, persona: Persona) -> WhisperSTT | None:
+        """:meth:`whisper` for any thread (creating it only starts its load, in its own thread)."""
         config = persona.stt
         if config.backend != "whisper":
             return None
         key = config.model_dump_json(include={"model", "language", "beam_size"})
-        if key not in self._stt:
-            stt = make_stt(config)
-            assert isinstance(stt, WhisperSTT)
-            self._stt[key] = stt
-        return self._stt[key]
+        with self._loading:
+            if key not in self._stt:
+                stt = make_stt(config)
+                assert isinstance(stt, WhisperSTT)
+                self._stt[key] = stt
+            return self._stt[key]
 
     @property
     def server(self) -> LocalLLMServer | None:
@@ -127,15 +142,23 @@ class SharedModels:
 
     async def joint_model(self) -> JointModel | None:
         """The joint model (None without a checkpoint); loaded off the event loop the first time."""
-        async with self._lock:
+        if self._model is _LOAD:
+            return await asyncio.to_thread(self.joint_model_blocking)
+        assert self._model is None or isinstance(self._model, JointModel)
+        return self._model
+
+    def joint_model_blocking(self) -> JointModel | None:
+        """:meth:`joint_model` for any thread but an event loop's (it may load the model)."""
+        with self._loading:
             if self._model is _LOAD:
-                self._model = await asyncio.to_thread(load_joint_model, self.settings)
+                self._model = load_joint_model(self.settings)
         assert self._model is None or isinstance(self._model, JointModel)
         return self._model
 
     async def aclose(self) -> None:
         """Stop what this object started: the LLM server, the Whisper models."""
-        stts, self._stt = list(self._stt.values()), {}
+        with self._loading:
+            stts, self._stt = list(self._stt.values()), {}
         for stt in stts:
             await stt.aclose()
         server, self._server = self._server, None

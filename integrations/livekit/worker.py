@@ -1,11 +1,16 @@
 """``dyad livekit worker``: a livekit-agents worker that a LiveKit server dispatches rooms to.
 
 Start as many as you like, on as many machines: each registers with the server, which sends every new
-room (or, with ``--agent-name``, every explicit dispatch) to the least-loaded worker. A worker runs each
-room in its own process (livekit-agents' process pool), keeps ``idle_processes`` processes prewarmed with
-the models loaded, reports its load as ``sessions / max_sessions`` (each live session needs about one
-core) and stops taking rooms when full. One embedded LLM server, when the default persona uses it, is
-shared by all its rooms.
+room (or, with ``--agent-name``, every explicit dispatch) to the least-loaded worker. A worker reports
+its load as ``sessions / max_sessions`` and stops taking rooms when full; a worker that dies takes only
+its own rooms with it.
+
+By default (``executor="thread"``) a worker runs its rooms as threads of its own process, each with its
+own event loop, sharing one :class:`~integrations.stack.SharedModels` (Whisper, the joint model) loaded
+once per process, off every event loop; the idle threads livekit-agents keeps ready warm those shared
+models. With ``executor="process"`` each room gets its own process (isolated, but every room loads its
+own models), prewarmed with the default persona's parts. One embedded LLM server, when the default
+persona uses it, is shared by all the worker's rooms either way.
 
 The persona of a room comes from the dispatch metadata, else the room metadata, else the worker's
 default: either a bare persona name (``library_receptionist``) or JSON ``{"persona": "NAME"}``. Only
@@ -21,9 +26,19 @@ import functools
 import json
 import logging
 import re
+import threading
+import time
 from dataclasses import dataclass, replace
 
-from livekit.agents import AgentServer, AutoSubscribe, JobContext, JobProcess, JobRequest, WorkerPermissions
+from livekit.agents import (
+    AgentServer,
+    AutoSubscribe,
+    JobContext,
+    JobExecutorType,
+    JobProcess,
+    JobRequest,
+    WorkerPermissions,
+)
 from livekit.protocol import agent as agent_proto
 from livekit.protocol import models
 
@@ -44,6 +59,7 @@ SHUTDOWN_TIMEOUT_S = 40.0  # a room's process: close the session, publish the la
 MEMORY_WARN_MB = 1500  # the budget of one live session (docs/design.md)
 DRAIN_TIMEOUT_S = 1800
 PREWARMED = "dyad_prewarmed"  # JobProcess.userdata key of the loaded parts
+EXECUTORS = {"thread": JobExecutorType.THREAD, "process": JobExecutorType.PROCESS}
 _NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 
 
@@ -58,6 +74,7 @@ class WorkerConfig:
     agent_name: str = ""  # set: explicit dispatch only
     llm_port: int | None = None  # the shared embedded LLM server on 127.0.0.1
     leave_alone_after_s: float = 20.0  # the room process ends once no human is left for this long
+    executor: str = "thread"  # "thread": rooms share this process's models; "process": one each
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -109,11 +126,44 @@ def session_load(max_sessions: int, server: AgentServer) -> float:
 # ---------------------------------------------------------------------------------------------------
 
 
+_process_models: SharedModels | None = None
+_process_models_lock = threading.Lock()
+
+
+def process_models() -> SharedModels:
+    """The models every room of this process shares (created on first use, from any thread)."""
+    global _process_models
+    with _process_models_lock:
+        if _process_models is None:
+            _process_models = SharedModels()
+        return _process_models
+
+
+async def close_process_models() -> None:
+    """Close the process's shared models (the worker is stopping)."""
+    global _process_models
+    with _process_models_lock:
+        models, _process_models = _process_models, None
+    if models is not None:
+        await models.aclose()
+
+
 def prewarm(config: WorkerConfig, proc: JobProcess) -> None:
-    """Load the default persona's models in a fresh room process before its room arrives; the room
-    uses them if it asks for that persona (see :mod:`integrations.livekit.prewarm`)."""
+    """Before a room arrives (blocking; livekit-agents runs it outside any event loop). Rooms as
+    threads: load the process's shared models for the default persona (once per process; later calls
+    find them loaded). Rooms as processes: load the default persona's parts in this fresh process; the
+    room uses them if it asks for that persona (see :mod:`integrations.livekit.prewarm`)."""
     settings = AppSettings()
     persona = load_persona(config.persona, settings=settings)
+    if proc.executor_type == JobExecutorType.THREAD:
+        started = time.perf_counter()
+        models = process_models()
+        stt = models.whisper_blocking(persona)
+        if stt is not None:
+            asyncio.run(stt.warmup())
+        models.joint_model_blocking()
+        log.info("shared models ready for %s in %.1f s", config.persona, time.perf_counter() - started)
+        return
     parts = prewarm_parts(persona, settings)
     proc.userdata[PREWARMED] = parts
     log.info("room process prewarmed with %s in %.1f s", config.persona, parts.seconds)
@@ -155,7 +205,7 @@ async def entrypoint(config: WorkerConfig, ctx: JobContext) -> None:
         log.info("room %s: %s, with the models this process prewarmed", ctx.room.name, name)
         building = stack_from(parts, server=shared)
     else:
-        building = open_stack(persona, AppSettings(), server=shared)
+        building = open_stack(persona, AppSettings(), server=shared, models=process_models())
     async with building as stack:
         await ctx.connect(auto_subscribe=AutoSubscribe.SUBSCRIBE_ALL)
         policy = AttendPolicy.parse(config.attend)
@@ -180,10 +230,13 @@ def build_server(config: WorkerConfig, *, url: str | None = None, health_port: i
     ``LIVEKIT_API_SECRET``."""
     if config.max_sessions < 1:
         raise ValueError(f"max_sessions must be at least 1, got {config.max_sessions}")
+    if config.executor not in EXECUTORS:
+        raise ValueError(f"executor must be one of {sorted(EXECUTORS)}, got {config.executor!r}")
     AttendPolicy.parse(config.attend)
     server = AgentServer(
         ws_url=url,
         port=health_port,
+        job_executor_type=EXECUTORS[config.executor],
         setup_fnc=functools.partial(prewarm, config),
         load_fnc=functools.partial(session_load, config.max_sessions),
         load_threshold=LOAD_FULL,
@@ -214,7 +267,7 @@ async def run_worker(
     """Run a worker until SIGINT/SIGTERM; then stop taking rooms, let the live ones finish (not in
     ``dev`` mode) and shut down. Starts the shared embedded LLM server when the default persona uses it."""
     persona = await asyncio.to_thread(load_persona, config.persona)
-    models = SharedModels()  # this process keeps only the LLM server; rooms load their models
+    models = process_models()  # the LLM server; rooms as threads share its other models too
     try:
         llm = await models.llm_server(persona)
         if llm is not None:
@@ -238,7 +291,7 @@ async def run_worker(
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await running
     finally:
-        await models.aclose()
+        await close_process_models()
 
 
 async def _drain(server: AgentServer, forced: asyncio.Event) -> None:

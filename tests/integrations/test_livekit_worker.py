@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import pickle
+import threading
 from typing import cast
 
 import pytest
@@ -15,6 +16,7 @@ from livekit.protocol import agent as agent_proto
 from livekit.protocol import models
 
 from agent.persona import load_persona
+from integrations import stack as stack_module
 from integrations.livekit.prewarm import Prewarmed, stack_from
 from integrations.livekit.worker import (
     LOAD_FULL,
@@ -23,11 +25,14 @@ from integrations.livekit.worker import (
     accept,
     build_server,
     choose_persona,
+    close_process_models,
     persona_from_metadata,
     prewarm,
+    process_models,
     session_load,
 )
 from integrations.llm.local_server import LocalLLMServer
+from integrations.stack import AvatarStack, open_stack
 
 
 def job(dispatch: str = "", room: str = "") -> agent_proto.Job:
@@ -128,3 +133,49 @@ async def test_a_prewarmed_process_builds_its_room_from_what_it_loaded() -> None
             if handle.done:
                 break
         assert handle.played_text() == "Hello."
+
+
+def test_rooms_as_threads_share_the_process_models(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two rooms at once, each on its own thread and event loop as livekit-agents runs them: one
+    Whisper and one joint model for both, loaded once, after the idle thread's prewarm."""
+    loads: list[object] = []
+    real_load = stack_module.load_joint_model
+
+    def counted(settings: object) -> object:
+        loads.append(settings)
+        return real_load(settings)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(stack_module, "load_joint_model", counted)
+    server = build_server(WorkerConfig(max_sessions=3))
+    assert server._job_executor_type == JobExecutorType.THREAD
+    proc = JobProcess(executor_type=JobExecutorType.THREAD, user_arguments=None, http_proxy=None)
+    prewarm(WorkerConfig(), proc)  # an idle job thread warms the process's models
+    built: list[AvatarStack] = []
+    both = threading.Barrier(2)
+
+    def room() -> None:
+        async def serve() -> None:
+            persona = load_persona("default")
+            async with open_stack(persona, server=LocalLLMServer(port=9), models=process_models()) as stack:
+                built.append(stack)
+                await asyncio.to_thread(both.wait, 120)  # both rooms are open at the same time
+                handle = stack.engine.say("Hello.")
+                async for _ in stack.engine.frames():
+                    if handle.done:
+                        break
+                assert handle.played_text() == "Hello."
+
+        asyncio.run(serve())
+
+    threads = [threading.Thread(target=room, name=f"room-{k}") for k in range(2)]
+    try:
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(300)
+        assert len(built) == 2 and built[0].stt is built[1].stt  # one Whisper
+        assert len(loads) == 1  # one joint model, loaded by the prewarm
+        load = functools.partial(session_load, 3)
+        assert load(cast(AgentServer, Busy(2))) < LOAD_FULL  # a third room is still welcome
+    finally:
+        asyncio.run(close_process_models())
