@@ -6,6 +6,7 @@ leaving and typed questions, and leaves nothing running."""
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from collections.abc import AsyncIterator, Callable
 from typing import cast
@@ -140,3 +141,54 @@ async def test_the_avatar_in_a_room(server: LocalLLMServer) -> None:
     leftover = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
     assert not leftover, leftover
     assert not room.text_handlers and not room._events.get("participant_connected")
+
+
+async def test_reconnects_returns_and_a_final_disconnect(server: LocalLLMServer) -> None:
+    """A reconnect keeps the conversation and the tracks; someone who leaves and comes back is heard
+    again; the final disconnect ends ``run`` with no task or thread left behind."""
+    room = RecordingRoom()
+    local = room.local_participant
+    alice = RemoteParticipant("alice")
+    mic = PlayedAudio(np.zeros(16_000 * 60, np.float32))
+    alice.microphone(mic)
+    threads_before = {t.ident for t in threading.enumerate()}
+    async with open_stack(persona(), server=server) as stack:
+        tasks_before = {t for t in asyncio.all_tasks() if not t.done()}
+        avatar = RoomAvatar(cast(rtc.Room, room), stack, reader=ScriptedReader())
+        running = asyncio.create_task(avatar.run())
+        await until(lambda: len(local.publications) == 2, "the avatar's tracks")
+        room.join(alice)
+        await until(lambda: avatar.selector.current == "alice" and mic.played_s > 0.5, "listening to alice")
+        await until(lambda: "speaking" in local.states(), "the greeting")
+        await until(lambda: stack.session.state == "listening", "listening after the greeting")
+
+        # The connection drops: the room says so, publishing data fails, the avatar keeps going.
+        local.fail = True
+        room.emit("reconnecting")
+        frames = avatar.tracks.video_frames
+        await asyncio.sleep(1.0)
+        assert avatar.tracks.video_frames > frames  # the camera is fed throughout
+        assert stack.session.state == "listening" and not running.done()
+        local.fail = False
+        updates = len(local.attribute_updates)
+        room.emit("reconnected")
+        await until(lambda: len(local.attribute_updates) > updates, "the state published again")
+        assert local.states()[-1] == "listening"
+        assert len(local.publications) == 2  # the same tracks: nothing republished, nothing lost
+
+        # Alice leaves and comes back: her microphone is read again.
+        room.leave(alice)
+        await until(lambda: avatar.selector.current is None, "alice gone")
+        room.join(alice)
+        await until(lambda: avatar.selector.current == "alice", "attending to alice again")
+        heard = mic.played_s
+        await until(lambda: mic.played_s > heard + 0.5, "her microphone read again")
+
+        room.connected = False
+        room.emit("disconnected", rtc.DisconnectReason.SERVER_SHUTDOWN)
+        await asyncio.wait_for(running, WAIT_S)
+        leftover = [t for t in asyncio.all_tasks() if not t.done() and t not in tasks_before]
+        assert leftover == [asyncio.current_task()] or not leftover, leftover
+    await asyncio.sleep(0.2)  # executors shut down without waiting: give their threads a moment
+    extra = [t for t in threading.enumerate() if t.ident not in threads_before and t.is_alive()]
+    assert not [t for t in extra if t.name.startswith("dyad")], extra
