@@ -4,7 +4,7 @@ Every function takes arrays and returns numbers; the scene that produces them (`
 caller's job. The rules measured are the teacher's listening rules (:mod:`avatar_core.teacher.listening`):
 
 - ``backchannel``: the share of the speaker's pauses (silences longer than ``PAUSE_MIN_S`` inside its
-  speech, while the partner is silent too) that the listener answers with a nod starting within
+  speech, while the partner is silent too) that the listener answers with a nod visible within
   ``ANSWER_S`` of the pause's start;
 - ``mouth_rest``: the share of the frames in which an avatar does not speak where its jaw is near rest;
 - ``energy_ratio``: the listener's motion energy over the speaker's, on the same frames;
@@ -102,28 +102,21 @@ def pauses(
 
 
 def nod_onsets(motion: FloatArray, fps: float) -> list[float]:
-    """Start times (seconds) of head nods in ``motion`` (T, D): runs of frames whose head pitch is at
-    least ``NOD_RISE_RAD`` above its lowest value of the preceding ``NOD_WINDOW_S``; a run's start is
-    backdated to that lowest frame (where the nod began)."""
+    """Times (seconds) at which head nods in ``motion`` (T, D) become visible: the first frame of each
+    run of frames whose head pitch is at least ``NOD_RISE_RAD`` above its lowest value of the preceding
+    ``NOD_WINDOW_S`` (about 0.1 s into a teacher nod)."""
     pitch = motion[:, INDEX["head_pitch"]].astype(np.float64)  # (T,)
     window = max(1, round(NOD_WINDOW_S * fps))
-    starts: list[float] = []
     rising = np.zeros(pitch.size, bool)
-    low_at = np.zeros(pitch.size, np.int64)
     for k in range(pitch.size):
-        lo = max(0, k - window)
-        j = lo + int(np.argmin(pitch[lo : k + 1]))
-        low_at[k] = j
-        rising[k] = pitch[k] - pitch[j] >= NOD_RISE_RAD
-    for a, _ in _runs(rising):
-        starts.append(float(low_at[a]) / fps)
-    return starts
+        rising[k] = pitch[k] - pitch[max(0, k - window) : k + 1].min() >= NOD_RISE_RAD
+    return [a / fps for a, _ in _runs(rising)]
 
 
 def backchannels(
     speaker_pauses: Sequence[tuple[float, float]], listener_nods: Sequence[float], answer_s: float = ANSWER_S
 ) -> int:
-    """How many pauses have a listener nod starting in ``[pause start, pause start + answer_s]``."""
+    """How many pauses have a listener nod becoming visible in ``[pause start, pause start + answer_s]``."""
     nods = np.asarray(listener_nods, np.float64)
     return sum(1 for start, _ in speaker_pauses if ((nods >= start) & (nods <= start + answer_s)).any())
 

@@ -341,6 +341,7 @@ class DialogueResult:
     files: list[Path]
     lines: list[dict[str, Any]]
     metrics: dict[str, Any]
+    tracks: list[SceneTrack]  # what each avatar did (motion, speaking, voice, /p b m/ times)
 
     @property
     def speed(self) -> float:
@@ -682,7 +683,8 @@ async def dialogue(
             if audio_s >= end - 1e-9 and abs(output.video_frames / fps - audio_s) < 1e-6:
                 break
         lines = scene.transcript()
-        metrics = listener_report(scene.tracks(), fps)
+        tracks = scene.tracks()
+        metrics = listener_report(tracks, fps)
     finally:
         if scene is not None:
             await scene.aclose()
@@ -695,7 +697,7 @@ async def dialogue(
             await shared.aclose()
     duration = scene.t
     wall = time.perf_counter() - started
-    result = DialogueResult(round(duration, 3), wall, output.paths, lines, metrics)
+    result = DialogueResult(round(duration, 3), wall, output.paths, lines, metrics, tracks)
     if transcript is not None:
         payload = {
             "personas": names,
