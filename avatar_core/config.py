@@ -67,7 +67,7 @@ class StylizedFace(StrictModel):
 
 
 class VideoConfig(StrictModel):
-    """Output video geometry (DESIGN §3: 512x512 at 25 fps by default)."""
+    """Output video geometry (512x512 at 25 fps by default)."""
 
     width: int = Field(512, ge=128, le=2048, multiple_of=2)
     height: int = Field(512, ge=128, le=2048, multiple_of=2)

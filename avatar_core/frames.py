@@ -1,4 +1,4 @@
-"""The Engine's output: timestamped audio and video frames (DESIGN §3), one definition for all transports."""
+"""The Engine's output: timestamped audio and video frames, one definition for all transports."""
 
 from __future__ import annotations
 

@@ -16,7 +16,7 @@ from avatar_core.config import KOKORO_VOICES, StrictModel
 
 
 class ModelConfig(StrictModel):
-    """Network sizes (AV-Flow adapted to a CPU; DESIGN §4)."""
+    """Network sizes (AV-Flow adapted to a CPU; docs/design.md, "The joint model")."""
 
     d_model: int = Field(128, ge=16, description="width of both DiT towers and the text encoder")
     heads: int = Field(4, ge=1)

@@ -1,8 +1,9 @@
 """Speech features of the joint model: WORLD vocoder parameters at the model frame rate, and back to audio.
 
 AV-Flow predicts spectrogram frames for a neural vocoder; we predict WORLD parameters instead, which
-``pyworld`` turns into audio with no trained weights (DESIGN §4). One feature frame covers 25 ms of 24 kHz
-audio (600 samples), the unit of Kokoro's duration predictor, so phoneme durations are whole frames.
+``pyworld`` turns into audio with no trained weights (docs/design.md, "The joint model"). One feature
+frame covers 25 ms of 24 kHz audio (600 samples), the unit of Kokoro's duration predictor, so phoneme
+durations are whole frames.
 
 Columns of a feature frame (``FEATURE_DIM`` = 45):
 ``0`` log F0 (Hz, interpolated through unvoiced frames), ``1`` voicing (1 voiced, 0 not),

@@ -1,1 +1,1 @@
-"""Offline input and output from recorded files (issue #5)."""
+"""Offline input and output from recorded files (dyad render, converse, dialogue)."""

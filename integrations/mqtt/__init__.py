@@ -1,1 +1,1 @@
-"""MQTT kiosk bridge (issue #7)."""
+"""MQTT kiosk bridge: one kiosk's avatar, its state, transcripts, events and remote commands."""

@@ -1,1 +1,1 @@
-"""Local browser page over WebRTC (issue #8)."""
+"""Local browser page over WebRTC (dyad serve)."""
