@@ -161,6 +161,7 @@ class Session:
         self.barge_in_s = turn_taking.barge_in_min_speech_ms / 1000.0
         self.state: AgentState = "idle"  # what transports show: PUBLIC[self.phase]
         self._phase = StateMachine("session", Phase.IDLE, PHASE_MOVES, self._phase_moved)
+        self._moved_at: float | None = None  # when the move in progress happened, if not now
         self._overlap = StateMachine("barge-in", Overlap.NONE, OVERLAP_MOVES)
         self.muted = False  # the microphone is muted: user audio is heard (and recorded) as silence
         self._audio_pool = ThreadPoolExecutor(1, thread_name_prefix="dyad-vad")
@@ -227,13 +228,19 @@ class Session:
         state = PUBLIC[phase]
         if state != self.state:
             shown, self.state = self.state, state
-            self._emit(StateChanged(self._now(), state, shown))
+            at = self._moved_at if self._moved_at is not None else self._now()
+            self._emit(StateChanged(at, state, shown))
 
-    def _move(self, phase: Phase) -> None:
-        """Move the floor; late work finishing after the session closed moves nothing."""
+    def _move(self, phase: Phase, at: float | None = None) -> None:
+        """Move the floor (``at``: when it happened, if not now); late work finishing after the session
+        closed moves nothing."""
         if self._closed and self._phase.state is Phase.IDLE:
             return
-        self._phase.move(phase)
+        self._moved_at = at
+        try:
+            self._phase.move(phase)
+        finally:
+            self._moved_at = None
 
     def _wake(self) -> None:
         """Input before ``start``: the session is listening from now on."""
@@ -620,7 +627,9 @@ class Session:
                 for waiter in waiters:
                     waiter.cancel()
             if handle.started.is_set():
-                self._move(Phase.SPEAKING)
+                # Stamped when the first sample played, not when this task woke up (a frame later or
+                # not, depending on thread timing), so a run on a virtual clock is deterministic.
+                self._move(Phase.SPEAKING, handle.started_at)
             await handle
         finally:
             spoken = handle.played_text()
