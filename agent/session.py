@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import copy
 import logging
+import threading
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Coroutine
@@ -46,7 +47,9 @@ from agent.llm import ChatHistory, LLMError
 from agent.persona import Persona
 from agent.states import OVERLAP_MOVES, PHASE_MOVES, PUBLIC, Overlap, Phase, StateMachine
 from agent.stt import STT, STTError
+from agent.turn import SmartTurnModel, TurnDecision, TurnDetector
 from agent.vad import StreamingVAD, VADEvent
+from avatar_core.bundled import MissingModelError
 from avatar_core.engine import Engine, SpeechHandle
 from avatar_core.listening_features import ListeningFeatures
 
@@ -58,6 +61,23 @@ RESUME_AFTER_S = 0.3  # silence after a short burst that resumes it
 PREROLL_S = 0.3  # audio kept from before the VAD onset, so the first syllable reaches STT
 PARTIAL_EVERY_S = 0.6  # interim transcripts while the user talks
 SPECULATE_AFTER_S = 0.15  # silence after which recognition and the LLM start before the turn is over
+
+
+_turn_model_lock = threading.Lock()
+_turn_model: list[SmartTurnModel | None] = []  # [] until loaded; [None] when it is not installed
+
+
+def shared_turn_model() -> SmartTurnModel | None:
+    """Smart Turn v3.2, loaded once per process and shared by every session (blocking: call it off the
+    event loop); None, with one warning in the log, when it is not installed."""
+    with _turn_model_lock:
+        if not _turn_model:
+            try:
+                _turn_model.append(SmartTurnModel())
+            except MissingModelError as exc:
+                log.warning("%s; turns end on silence alone", exc)
+                _turn_model.append(None)
+        return _turn_model[0]
 
 
 class VoiceActivity(Protocol):
@@ -109,6 +129,15 @@ class _Speculation:
 
 
 @dataclass
+class _Pause:
+    """A silence in the user's turn, confirmed by the VAD; the turn detector says how long it must last
+    to end the turn (``decision`` stays None while the model thinks)."""
+
+    since: float  # the end of the speech before it
+    decision: TurnDecision | None = None
+
+
+@dataclass
 class _Turn:
     """One user turn and the avatar's reply to it."""
 
@@ -127,13 +156,16 @@ class _Turn:
     transcript_at: float | None = None
     transcript_wall: float | None = None
     speculation: _Speculation | None = None
+    pause: _Pause | None = None  # the silence the turn may end in
 
 
 class Session:
     """One conversation between a user and the avatar.
 
     ``clock``: the session's time and what it means for background work (:mod:`agent.clock`); by
-    default the one matching ``engine.clock``.
+    default the one matching ``engine.clock``. ``turn_detector``: what ends a turn; by default the
+    persona's (``turn_taking.turn_detector``), with Smart Turn loaded once per process
+    (:func:`shared_turn_model`).
     """
 
     def __init__(
@@ -146,14 +178,26 @@ class Session:
         vad: VoiceActivity | None = None,
         features: ListeningFeatures | None = None,
         clock: SessionClock | None = None,
+        turn_detector: TurnDetector | None = None,
     ) -> None:
         self.persona = persona
         self.engine = engine
         self.stt = stt
         self.llm = llm
         turn_taking = persona.turn_taking
+        # End of turn: the VAD confirms a silence after min_wait_ms (end_of_turn_silence_ms with
+        # ``turn_detector: silence``); the detector, off the loop, says how long the silence must last
+        # (TurnDecision.remaining_s); the turn ends then unless the user speaks again.
+        semantic = turn_taking.turn_detector == "smart_turn"
+        confirm_ms = min(turn_taking.min_wait_ms, turn_taking.end_of_turn_silence_ms)
         self.vad: VoiceActivity = vad or StreamingVAD(
-            turn_taking.vad_threshold, turn_taking.min_speech_ms, turn_taking.end_of_turn_silence_ms
+            turn_taking.vad_threshold,
+            turn_taking.min_speech_ms,
+            confirm_ms if semantic else turn_taking.end_of_turn_silence_ms,
+        )
+        # None until loaded (off the loop, on the first input) when the persona asks for Smart Turn.
+        self.turn_detector: TurnDetector | None = (
+            turn_detector if turn_detector is not None or semantic else TurnDetector(turn_taking)
         )
         self.features = features or ListeningFeatures()
         self.history = ChatHistory(persona.llm.system_prompt, persona.llm.history_turns)
@@ -265,9 +309,18 @@ class Session:
 
     async def start(self) -> None:
         """Begin listening, and greet with the persona's greeting (if any)."""
+        await self._load_turn_detector()
         self._wake()
         if self.persona.llm.greeting.strip():
             await self.say(self.persona.llm.greeting)
+
+    async def _load_turn_detector(self) -> TurnDetector:
+        """The turn detector, Smart Turn loaded off the event loop the first time."""
+        if self.turn_detector is None:
+            model = await asyncio.get_running_loop().run_in_executor(None, shared_turn_model)
+            if self.turn_detector is None:
+                self.turn_detector = TurnDetector(self.persona.turn_taking, model)
+        return self.turn_detector
 
     async def say(self, text: str) -> SpeechHandle:
         """Speak ``text`` now as the avatar's own turn (the greeting, a kiosk announcement)."""
@@ -294,6 +347,8 @@ class Session:
             if self._turn.speculation is not None:
                 self._turn.speculation.cancel()
             self._turn = None
+            if self.turn_detector is not None:
+                self.turn_detector.reset()
         await self._cancel_partial()
         self._turn_count += 1
         now, wall = self._now(), time.perf_counter()
@@ -317,6 +372,8 @@ class Session:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._audio_pool.shutdown(wait=False, cancel_futures=True)
         self._video_pool.shutdown(wait=False, cancel_futures=True)
+        if self.turn_detector is not None:
+            self.turn_detector.close()
         self._phase.move(Phase.IDLE)
         for queue in self._queues:
             queue.put_nowait(None)
@@ -330,18 +387,22 @@ class Session:
             return
         if self.muted:
             samples = np.zeros_like(samples)  # a turn in progress ends as if the user had stopped
+        detector = await self._load_turn_detector()
         loop = asyncio.get_running_loop()
         events = await loop.run_in_executor(self._audio_pool, self._analyse, samples, t)
         end = t + samples.size / SAMPLE_RATE
         self._buffer(samples)
+        detector.push(samples, t)
         self._barge_in(end)
         for event in events:
             if event.kind == "speech_start":
                 self._speech_started(event)
             else:
-                await self._speech_ended(event, end)
+                await self._pause_heard(event)
         if self._turn is not None:
             await self._maybe_speculate(self._turn, end)
+        if self._turn is not None:
+            await self._maybe_end_turn(self._turn, end)
         if self._turn is not None and self.persona.stt.partials:
             await self._maybe_partial(end)
         self._sync_agent_transcript()
@@ -422,13 +483,48 @@ class Session:
         return now - self._turn.start if self._turn is not None else 0.0
 
     def _speech_started(self, event: VADEvent) -> None:
+        if self._turn is not None:
+            self._turn.pause = None  # the user goes on: the pause did not end the turn
+            return
         if self._avatar_talking() and self._overlap.state is not Overlap.NONE:
             return  # a backchannel candidate: it becomes a turn only if it interrupts
         self._open_turn(event.t)
 
+    async def _pause_heard(self, event: VADEvent) -> None:
+        """The VAD confirmed a silence: ask the turn detector (off the loop) how long it must last."""
+        turn = self._turn
+        if turn is None:
+            if self._overlap.state is Overlap.HEARD:
+                self._overlap.move(Overlap.NONE)  # a backchannel while the avatar spoke
+            return
+        pause = turn.pause = _Pause(event.t)
+        task = self._spawn(self._decide(pause))
+        await self.clock.settle(lambda: _await_child(task))
+
+    async def _decide(self, pause: _Pause) -> None:
+        assert self.turn_detector is not None
+        pause.decision = await self.turn_detector.decide()
+
+    async def _maybe_end_turn(self, turn: _Turn, now: float) -> None:
+        """End the turn once its pause has lasted as long as the detector asked (or ``max_wait_ms``
+        if the model has not answered by then), unless the user is making a sound again."""
+        pause = turn.pause
+        if pause is None or self.vad.run_s > 0:
+            return
+        silent_for = now - pause.since
+        if pause.decision is None:
+            if silent_for < self.persona.turn_taking.max_wait_ms / 1000.0:
+                return
+        elif pause.decision.remaining_s(silent_for) > 0:
+            return
+        await self._speech_ended(turn, now)
+
     async def _maybe_speculate(self, turn: _Turn, now: float) -> None:
         if self.vad.run_s > 0:
             turn.last_voice = now
+            if turn.speculation is not None:
+                turn.speculation.cancel()  # the user goes on: free the CPU for what they say next
+                turn.speculation = None
             return
         spec = turn.speculation
         if now - turn.last_voice < SPECULATE_AFTER_S or (
@@ -485,15 +581,18 @@ class Session:
         self._answering = None
         self._preroll.clear()
         self._last_partial = start
+        if self.turn_detector is not None:
+            self.turn_detector.reset()
+            self.turn_detector.speech_started(self._turn.start)
         self._move(Phase.USER_SPEAKING)
 
-    async def _speech_ended(self, event: VADEvent, now: float) -> None:
-        turn, self._turn = self._turn, None
-        if turn is None:
-            if self._overlap.state is Overlap.HEARD:
-                self._overlap.move(Overlap.NONE)  # a backchannel while the avatar spoke
-            return
-        turn.end = event.t
+    async def _speech_ended(self, turn: _Turn, now: float) -> None:
+        """The turn is over at ``now``: recognise it (or take the speculation's result) and answer."""
+        assert turn.pause is not None
+        self._turn = None
+        if self.turn_detector is not None:
+            self.turn_detector.reset()
+        turn.end = turn.pause.since
         turn.end_detected = now
         turn.eot_wall = time.perf_counter()
         await self._cancel_partial()

@@ -29,6 +29,7 @@ from agent.states import (
     Phase,
     StateMachine,
 )
+from agent.turn import SmartTurnModel, TurnDetector, silence_for
 from agent.vad import VADEvent
 from avatar_core.config import AppearanceConfig, VideoConfig
 from avatar_core.engine import Engine, Utterance, VirtualClock
@@ -145,14 +146,17 @@ class ScriptedVAD:
 
 @dataclass
 class ScriptedSTT:
-    """Recognises the script's words for whatever audio it is given."""
+    """Recognises the script's words for whatever audio it is given; with ``upto``, (seconds, words)
+    pairs, only the words of the longest prefix that the audio covers (the turn so far)."""
 
     text: str
     calls: int = 0
+    upto: list[tuple[float, str]] = field(default_factory=list)
 
     async def transcribe(self, audio: npt.NDArray[np.float32]) -> str:
         self.calls += 1
-        return self.text
+        heard = [words for seconds, words in self.upto if audio.size >= seconds * RATE]
+        return heard[-1] if heard else self.text
 
     async def aclose(self) -> None:
         """Nothing to release."""
@@ -173,6 +177,18 @@ class ScriptedLLM:
             yield word if i == 0 else " " + word
 
 
+class ScriptedTurnModel(SmartTurnModel):
+    """Smart Turn's place: the probabilities that the turn is complete, one per pause, in order."""
+
+    def __init__(self, probabilities: list[float]) -> None:
+        self.probabilities = deque(probabilities)
+        self.heard: list[float] = []  # seconds of audio it was asked about
+
+    def predict(self, audio: npt.NDArray[np.float32]) -> float:
+        self.heard.append(audio.size / RATE)
+        return self.probabilities.popleft()
+
+
 class ToneVoice:
     """A voice that says each word as 0.25 s of a 220 Hz tone (a test double for a TTS)."""
 
@@ -189,10 +205,11 @@ class ToneVoice:
         return Utterance(text, audio, motion, self.fps, phones, [duration])
 
 
-def persona() -> Persona:
+def persona(detector: str = "silence") -> Persona:
     data = load_persona("default").model_dump()
     data["llm"]["greeting"] = ""
     data["stt"]["partials"] = False
+    data["turn_taking"]["turn_detector"] = detector
     return Persona.model_validate(data)
 
 
@@ -205,24 +222,27 @@ class Timeline:
     heard: str = "What time does the library open?"
     reply: str = "It opens at nine."
     ttft_s: float = 0.1
+    turn_p: list[float] | None = None  # Smart Turn's answers, one per pause; None: silence alone
+    heard_upto: list[tuple[float, str]] = field(default_factory=list)
     events: list[SessionEvent] = field(default_factory=list)
     audio: list[AudioFrame] = field(default_factory=list)
     phases: list[tuple[float, Phase]] = field(default_factory=list)  # each change, after a chunk
     overlaps: list[tuple[float, Overlap]] = field(default_factory=list)  # each change, after a chunk
 
     def __post_init__(self) -> None:
-        p = persona()
+        p = persona("silence" if self.turn_p is None else "smart_turn")
         turn_taking = p.turn_taking
-        self.vad = ScriptedVAD(
-            self.segments, turn_taking.min_speech_ms / 1000, turn_taking.end_of_turn_silence_ms / 1000
-        )
-        self.stt = ScriptedSTT(self.heard)
+        confirm_ms = turn_taking.end_of_turn_silence_ms if self.turn_p is None else turn_taking.min_wait_ms
+        self.vad = ScriptedVAD(self.segments, turn_taking.min_speech_ms / 1000, confirm_ms / 1000)
+        self.model = ScriptedTurnModel(self.turn_p or [])
+        self.detector = TurnDetector(turn_taking, self.model)
+        self.stt = ScriptedSTT(self.heard, upto=self.heard_upto)
         self.llm = ScriptedLLM(self.reply, self.ttft_s)
         renderer = StylizedRenderer(
             AppearanceConfig(video=VideoConfig(width=128, height=128)).stylized, 128, 128
         )
         self.engine = Engine(ToneVoice(), renderer, p.behaviour, clock=VirtualClock())
-        self.session = Session(p, self.engine, self.stt, self.llm, vad=self.vad)
+        self.session = Session(p, self.engine, self.stt, self.llm, vad=self.vad, turn_detector=self.detector)
         self.session.on(self.events.append)
 
     async def run(self, until: float) -> None:
@@ -368,3 +388,51 @@ async def test_illegal_input_after_close_is_refused() -> None:
         await line.session.say("Hello.")
     await line.session.push_audio(np.zeros(CHUNK, np.float32), 0.0)  # ignored
     assert [e.state for e in line.of(StateChanged)] == ["listening", "idle"]
+
+
+# -- Smart Turn in the Session ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("p", [1.0, 0.5, 0.0])
+async def test_smart_turn_sets_how_long_the_pause_must_last(p: float) -> None:
+    """User speaks 0.5-2.5 s; after min_wait_ms of silence the model is asked once, and its probability
+    picks the silence that ends the turn (min_wait_ms when sure, max_wait_ms when sure it goes on)."""
+    line = Timeline([(0.5, 2.5)], turn_p=[p])
+    turn_taking = persona("smart_turn").turn_taking
+    await line.session.start()
+    await line.run(6.0)
+    await line.close()
+    (decided,) = line.model.heard
+    # The model heard the turn from half a second before its speech, and min_wait_ms of silence.
+    assert decided == pytest.approx(2.0 + 0.5 + turn_taking.min_wait_ms / 1000, abs=0.041)
+    wait_s = silence_for(p, turn_taking.min_wait_ms / 1000, turn_taking.max_wait_ms / 1000)
+    thinking = [e for e in line.of(StateChanged) if e.state == "thinking"]
+    assert len(thinking) == 1 and thinking[0].t == pytest.approx(2.5 + wait_s, abs=0.041)
+    (metrics,) = line.of(TurnMetrics)
+    assert metrics.end_of_turn == pytest.approx(1000 * wait_s, abs=41)
+    assert [u.text for u in line.of(UserTranscript) if u.final] == [line.heard]
+
+
+async def test_a_speculative_reply_is_discarded_when_the_user_goes_on() -> None:
+    """ "I'd like to book ... an appointment": the model hears the 0.7 s pause as unfinished (p = 0), so
+    the turn stays open; recognition and the LLM started in the pause are dropped when the user goes
+    on, and the history holds only what was said."""
+    first, whole = "I'd like to book", "I'd like to book an appointment for Tuesday."
+    line = Timeline(
+        [(0.5, 1.5), (2.2, 3.2)], turn_p=[0.0, 1.0], heard=whole, heard_upto=[(0.0, first), (2.5, whole)]
+    )
+    await line.session.start()
+    await line.run(7.0)
+    await line.close()
+    assert len(line.model.heard) == 2  # asked once per pause
+    # The LLM was asked first about the half sentence (speculatively, in the pause), then about the whole.
+    asked = [r[-1]["content"] for r in line.llm.requests]
+    assert asked == [first, whole]
+    assert [u.text for u in line.of(UserTranscript) if u.final] == [whole]
+    assert [e.state for e in line.of(StateChanged)].count("thinking") == 1
+    agent = [e for e in line.of(AgentTranscript) if e.final]
+    assert [a.text for a in agent] == [line.reply]
+    assert [m for m in line.session.history.messages() if m["role"] != "system"] == [
+        {"role": "user", "content": whole},
+        {"role": "assistant", "content": line.reply},
+    ]
