@@ -55,6 +55,11 @@ class TurnMetrics:
     ``end_of_turn``: silence until the turn was declared over; ``transcript``: + speech recognition;
     ``first_token``: + the LLM's first token; ``first_audio``: + synthesis of the first chunk, i.e.
     voice to voice. ``stt_ms``, ``llm_ttft_ms``, ``tts_first_chunk_ms`` are the compute times of each stage.
+
+    How the reply was decided (``agent.knowledge``): ``answer`` is its kind (``direct``, ``tool``,
+    ``action``, ``handoff``, ``unknown`` or ``llm``), ``answer_source`` what it came from (a curated
+    question, a passage id such as ``library.md#8``, ``tool:time``, ``action:print_ticket``),
+    ``answer_score`` the match confidence (0..1) and ``retrieval_ms`` the time spent deciding.
     """
 
     t: float
@@ -67,7 +72,34 @@ class TurnMetrics:
     llm_ttft_ms: float | None = None
     tts_first_chunk_ms: float | None = None
     interrupted: bool = False
+    answer: str | None = None
+    answer_source: str | None = None
+    answer_score: float | None = None
+    retrieval_ms: float | None = None
     type: Literal["metrics"] = "metrics"
+
+
+@dataclass(frozen=True)
+class ActionRequested:
+    """The avatar does a kiosk action declared in the persona (``print_ticket``...), called by a rule or
+    the LLM; the kiosk's hardware acts on it (MQTT ``actions``, LiveKit data ``dyad.events``)."""
+
+    t: float
+    turn: int
+    name: str
+    args: dict[str, str] = field(default_factory=dict)
+    text: str = ""  # what the avatar says while doing it
+    type: Literal["action"] = "action"
+
+
+@dataclass(frozen=True)
+class HandoffRequested:
+    """The user asked for a person: staff should come (MQTT ``events``, LiveKit data ``dyad.events``)."""
+
+    t: float
+    turn: int
+    reason: str  # the user's words that asked for it
+    type: Literal["handoff_requested"] = "handoff_requested"
 
 
 @dataclass(frozen=True)
@@ -82,7 +114,15 @@ class ErrorEvent:
     type: Literal["error"] = "error"
 
 
-SessionEvent = StateChanged | UserTranscript | AgentTranscript | TurnMetrics | ErrorEvent
+SessionEvent = (
+    StateChanged
+    | UserTranscript
+    | AgentTranscript
+    | TurnMetrics
+    | ErrorEvent
+    | ActionRequested
+    | HandoffRequested
+)
 
 
 def to_dict(event: SessionEvent) -> dict[str, Any]:
