@@ -63,7 +63,7 @@ OVERLAP_CHANCE = 0.1  # now and then the next speaker starts before the last one
 OVERLAP_S = (0.1, 0.25)
 TAIL_S = 0.5  # the scene ends this long after the last line
 SILENCE_RMS = 10 ** (-45 / 20)  # quieter audio is silence when finding a line's audible start and end
-HEARD_PAUSE_MS = 150  # the listener's VAD ends a speech segment after this much silence
+HEARD_PAUSE_MS = 64  # the listener hears a pause after two VAD windows of silence (not an end of turn)
 NOD_WINDOW_S = 0.5  # a nod is the head's largest pitch rise within this window (as the camera reads it)
 MAX_WAIT_S = 600.0  # no line for this long (scene time): something is stuck
 
