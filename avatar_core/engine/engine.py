@@ -116,6 +116,13 @@ class Engine:
         """Whether playback is held."""
         return self._speaker.paused
 
+    def acknowledge(self) -> float:
+        """Show that the user was heard (their turn just ended, the answer is not ready): a small nod
+        and a brow raise from the next video frame; returns that frame's time."""
+        vt = self._video_index / self.fps
+        self._mixer.acknowledge(vt)
+        return vt
+
     def observe_user(self, partner: PartnerFrame) -> None:
         """The latest perception of the user, for listening behaviour."""
         self._partner = partner

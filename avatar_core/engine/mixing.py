@@ -15,12 +15,15 @@ import numpy as np
 from avatar_core.config import BehaviourConfig
 from avatar_core.engine.listening import ModelListening
 from avatar_core.engine.speech import Playing
-from avatar_core.motion import FloatArray, clip
+from avatar_core.motion import INDEX, MOTION_DIM, FloatArray, clip
 from avatar_core.partner import PartnerFrame
 from avatar_core.teacher.idle import IdleLayer, compose
 from avatar_core.teacher.listening import ListeningLayer
 
 CROSSFADE_S = 0.12  # between speaking and listening motion, so an interruption never snaps the face
+ACK_S = 0.5  # the acknowledgement: a small nod with raised brows when the user's turn ends
+ACK_NOD = 0.06  # head pitch at its peak (a backchannel nod is about 0.09)
+ACK_BROW = 0.3  # brow raise at its peak
 
 
 class MotionMixer:
@@ -42,6 +45,26 @@ class MotionMixer:
         self._fade_from: FloatArray | None = None
         self._fade_left = 0.0
         self._last_layer: FloatArray | None = None
+        self._expressiveness = behaviour.expressiveness
+        self._ack_from: float | None = None  # video time the acknowledgement starts
+
+    def acknowledge(self, vt: float) -> None:
+        """Acknowledge the user from video time ``vt``: a small nod and a brow raise over ``ACK_S``,
+        on top of whatever the face is doing (the answer is being prepared)."""
+        self._ack_from = vt
+
+    def acknowledgement(self, vt: float) -> FloatArray:
+        """The acknowledgement's offsets (D,) at video time ``vt`` (zeros outside it)."""
+        out = np.zeros(MOTION_DIM, np.float32)
+        if self._ack_from is None:
+            return out
+        u = (vt - self._ack_from) / ACK_S
+        if not 0.0 <= u < 1.0:
+            return out
+        rise = float(np.sin(np.pi * u) ** 2)  # eases in and out
+        out[INDEX["head_pitch"]] = ACK_NOD * self._expressiveness * rise
+        out[INDEX["brow_up_l"]] = out[INDEX["brow_up_r"]] = ACK_BROW * self._expressiveness * rise
+        return out
 
     def _speech_layer_at(self, vt: float, playing: Playing) -> FloatArray:
         """The playing utterance's motion at ``vt``; phrase ends reached tell the idle layer (a blink)."""
@@ -78,4 +101,4 @@ class MotionMixer:
             layer = alpha * layer + (1.0 - alpha) * self._fade_from
             self._fade_left -= 1.0 / self.fps
         self._last_layer = layer
-        return clip(layer)
+        return clip(layer + self.acknowledgement(vt))

@@ -33,8 +33,9 @@ from agent.turn import SmartTurnModel, TurnDetector, silence_for
 from agent.vad import VADEvent
 from avatar_core.config import AppearanceConfig, VideoConfig
 from avatar_core.engine import Engine, Utterance, VirtualClock
-from avatar_core.frames import AUDIO_RATE, AudioFrame
-from avatar_core.motion import MOTION_DIM
+from avatar_core.engine.mixing import ACK_S
+from avatar_core.frames import AUDIO_RATE, AudioFrame, VideoFrame
+from avatar_core.motion import INDEX, MOTION_DIM
 from avatar_core.render.stylized import StylizedRenderer
 from avatar_core.teacher.speaking import Phone
 
@@ -226,6 +227,7 @@ class Timeline:
     heard_upto: list[tuple[float, str]] = field(default_factory=list)
     events: list[SessionEvent] = field(default_factory=list)
     audio: list[AudioFrame] = field(default_factory=list)
+    video: list[VideoFrame] = field(default_factory=list)
     phases: list[tuple[float, Phase]] = field(default_factory=list)  # each change, after a chunk
     overlaps: list[tuple[float, Overlap]] = field(default_factory=list)  # each change, after a chunk
 
@@ -247,6 +249,8 @@ class Timeline:
 
     async def run(self, until: float) -> None:
         async for frame in self.engine.frames():
+            if isinstance(frame, VideoFrame):
+                self.video.append(frame)
             if not isinstance(frame, AudioFrame):
                 continue
             self.audio.append(frame)
@@ -436,3 +440,22 @@ async def test_a_speculative_reply_is_discarded_when_the_user_goes_on() -> None:
         {"role": "user", "content": whole},
         {"role": "assistant", "content": line.reply},
     ]
+
+
+async def test_the_acknowledgement_motion_starts_when_the_turn_ends() -> None:
+    """Within 200 ms of the end of the turn (state ``thinking``) the face nods with raised brows, before
+    the voice is ready."""
+    line = Timeline([(0.5, 2.5)], ttft_s=0.3)
+    await line.session.start()
+    await line.run(5.0)
+    await line.close()
+    thinking = next(e for e in line.of(StateChanged) if e.state == "thinking")
+    brows = [(f.pts_s, float(f.motion[INDEX["brow_up_l"]])) for f in line.video]
+    pitch = {f.pts_s: float(f.motion[INDEX["head_pitch"]]) for f in line.video}
+    before = max(b for t, b in brows if thinking.t - 1.0 <= t < thinking.t)
+    raised = [t for t, b in brows if thinking.t <= t < thinking.t + ACK_S and b > before + 0.1]
+    assert raised and raised[0] - thinking.t <= 0.2  # it starts at once
+    assert max(b for t, b in brows if t < thinking.t) < before + 0.1  # not before the turn ended
+    peak = raised[len(raised) // 2]
+    assert pitch[peak] > pitch[max(t for t, _ in brows if t < thinking.t)]  # with a nod
+    assert all(b < before + 0.1 for t, b in brows if t >= thinking.t + ACK_S + 0.2)  # and it is over
