@@ -13,7 +13,9 @@ Taken from livekit-agents 1.8.9 (``livekit/agents/types.py`` and ``voice/room_io
   ``lk.transcription_final: "true"``. Only words actually played are sent (the Session's agent
   transcripts follow playback).
 
-Every Session event is also sent as JSON on the data topic ``dyad.events`` for custom frontends.
+Every Session event is also sent as JSON on the data topic ``dyad.events`` for custom frontends,
+including ``action`` (a kiosk action declared in the persona) and ``handoff_requested`` (the user asked
+for a person).
 
 Publishing runs on one task in event order; a failure is logged and never reaches the Session.
 """
@@ -32,10 +34,8 @@ from typing import Protocol
 from agent.events import (
     AgentState,
     AgentTranscript,
-    ErrorEvent,
     SessionEvent,
     StateChanged,
-    TurnMetrics,
     UserTranscript,
     to_dict,
 )
@@ -94,7 +94,6 @@ class _Marker:
 
 
 _STOP = _Marker()
-_EVENT_TYPES = (StateChanged, UserTranscript, AgentTranscript, TurnMetrics, ErrorEvent)
 
 
 @dataclass(frozen=True)
@@ -186,7 +185,7 @@ class ConventionPublisher:
                 await self._user_transcript(event)
             elif isinstance(event, AgentTranscript):
                 await self._agent_transcript(event)
-            if isinstance(event, _EVENT_TYPES) and self.events:
+            if event is not None and not isinstance(event, _Marker) and self.events:
                 payload = json.dumps(to_dict(event))
                 await self.participant.publish_data(payload, reliable=True, topic=TOPIC_EVENTS)
         except Exception as exc:  # the room may be gone or reconnecting: never take the avatar down

@@ -2,11 +2,11 @@
 
 ``MqttBridge.run`` connects, subscribes to ``<prefix>cmd/#`` (QoS 1), publishes ``status`` = online and
 the latest ``state`` (both retained; the broker's last will sets ``status`` = offline), and then sends
-the outbox in order: ``transcript``, ``events`` and ``error`` at QoS 1, ``metrics`` at QoS 0. A message
-leaves the outbox only when the broker has acknowledged it, so what is produced while the broker is
-away (bounded by ``buffer``; the oldest go first) is delivered, in order, once it is back. Connection
-failures, at start or later, are retried with exponential backoff and jitter, and logged; credentials
-never appear in a log line.
+the outbox in order: ``transcript``, ``events``, ``actions`` and ``error`` at QoS 1, ``metrics`` at
+QoS 0. A message leaves the outbox only when the broker has acknowledged it, so what is produced while
+the broker is away (bounded by ``buffer``; the oldest go first) is delivered, in order, once it is
+back. Connection failures, at start or later, are retried with exponential backoff and jitter, and
+logged; credentials never appear in a log line.
 
 Commands are validated (``messages.parse_command``) as they arrive; a bad one is answered on ``error``
 at once, a good one is queued and carried out in order by the ``CommandHandler`` (the kiosk), then
@@ -45,8 +45,8 @@ from integrations.mqtt.messages import (
 
 log = logging.getLogger(__name__)
 
-Channel = Literal["transcript", "metrics", "events", "error"]
-QOS: dict[Channel, int] = {"transcript": 1, "metrics": 0, "events": 1, "error": 1}
+Channel = Literal["transcript", "metrics", "events", "actions", "error"]
+QOS: dict[Channel, int] = {"transcript": 1, "metrics": 0, "events": 1, "actions": 1, "error": 1}
 CONNECT_TIMEOUT_S = 10.0
 MAX_PENDING_COMMANDS = 32
 
@@ -153,7 +153,7 @@ class Topics:
         return self.prefix + "cmd/#"
 
     def channel(self, channel: Channel) -> str:
-        """``transcript``, ``metrics``, ``events`` or ``error``."""
+        """``transcript``, ``metrics``, ``events``, ``actions`` (kiosk actions to carry out) or ``error``."""
         return self.prefix + channel
 
     def command(self, name: str) -> str:

@@ -1,11 +1,12 @@
 """One kiosk: the avatar's sessions bridged to MQTT.
 
-The :class:`Kiosk` attaches to whatever Session a transport runs (it subscribes with ``Session.on``)
-and turns its events into MQTT messages: ``state`` (retained), final ``transcript`` s, ``metrics`` and
-``events``. It carries out the commands the :class:`~integrations.mqtt.bridge.MqttBridge` validated,
-by calling the Session (``say``, ``muted``) or the transport that hosts sessions (start, end). A
-persona switch applies to the next session. A transport is a :class:`SessionHost`; ``hosts.py`` has the
-browser page and the files ones, and tests use their own.
+The :class:`Kiosk` attaches to whatever Session a transport runs (it subscribes with ``Session.on``) and
+turns its events into MQTT messages: ``state`` (retained), final ``transcript`` s, ``metrics``, ``events``
+(errors and ``handoff_requested``: staff should come) and ``actions`` (a kiosk action declared in the
+persona, e.g. ``print_ticket``, for the kiosk's hardware to carry out). It carries out the commands the
+:class:`~integrations.mqtt.bridge.MqttBridge` validated, by calling the Session (``say``, ``muted``) or the
+transport that hosts sessions (start, end). A persona switch applies to the next session. A transport is a
+:class:`SessionHost`; ``hosts.py`` has the browser page and the files ones, and tests use their own.
 """
 
 from __future__ import annotations
@@ -18,9 +19,11 @@ from collections.abc import Callable
 from typing import Protocol
 
 from agent.events import (
+    ActionRequested,
     AgentState,
     AgentTranscript,
     ErrorEvent,
+    HandoffRequested,
     SessionEvent,
     StateChanged,
     TurnMetrics,
@@ -229,8 +232,10 @@ class Kiosk:
                 self.bridge.publish("transcript", to_dict(event), sid)
         elif isinstance(event, TurnMetrics):
             self.bridge.publish("metrics", to_dict(event), sid)
-        elif isinstance(event, ErrorEvent):
+        elif isinstance(event, ErrorEvent | HandoffRequested):
             self.bridge.publish("events", to_dict(event), sid)
+        elif isinstance(event, ActionRequested):
+            self.bridge.publish("actions", to_dict(event), sid)
 
     def _set_state(self, state: AgentState, *, changed: bool = False) -> None:
         """``changed``: publish even if the state is the same (the session changed)."""

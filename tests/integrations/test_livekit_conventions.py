@@ -75,7 +75,9 @@ async def test_a_turn_becomes_state_and_transcription_streams() -> None:
     assert [e["type"] for e in sent] == [e.type for e in events]
     assert sent[9] == {"t": 4.5, "turn": 1, "end_of_turn": 510.0, "transcript": None, "first_token": None,
                        "first_audio": 1100.0, "stt_ms": None, "llm_ttft_ms": None,
-                       "tts_first_chunk_ms": None, "interrupted": False, "type": "metrics"}  # fmt: skip
+                       "tts_first_chunk_ms": None, "interrupted": False, "answer": None,
+                       "answer_source": None, "answer_score": None, "retrieval_ms": None,
+                       "type": "metrics"}  # fmt: skip
 
 
 async def test_open_agent_streams_are_closed_on_shutdown_and_states_coalesce() -> None:
