@@ -13,11 +13,13 @@ class SentenceChunker:
     """``push`` text as it streams in and get back the chunks that are complete; ``flush`` at the end.
 
     The first chunk ends at the first clause boundary once it has ``first_min_words`` words, or after
-    ``first_max_words`` words when no boundary comes, so speech can start before the first sentence is
-    finished; later chunks are whole sentences, or clauses when a sentence runs past ``max_words``.
+    ``first_max_words`` words when no boundary comes, so speech starts as soon as the LLM has a
+    speakable phrase (the first chunk is what the user waits for: its LLM tokens and its synthesis);
+    later chunks are whole sentences (they are synthesized while the one before plays, so playback is
+    gapless), or clauses when a sentence runs past ``max_words``.
     """
 
-    def __init__(self, first_min_words: int = 3, first_max_words: int = 8, max_words: int = 30) -> None:
+    def __init__(self, first_min_words: int = 3, first_max_words: int = 6, max_words: int = 30) -> None:
         self.first_min_words = first_min_words
         self.first_max_words = first_max_words
         self.max_words = max_words
