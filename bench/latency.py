@@ -1,13 +1,14 @@
 """Voice-to-voice latency of the embedded stack in real time. Prints JSON.
 
-    .venv/bin/python bench/latency.py [--turns 20] [--barge-ins 5]
+    .venv/bin/python bench/latency.py [--mode joint|cascade] [--turns 20] [--barge-ins 5]
 
 A simulated user (Kokoro speech, another voice) asks questions through the Session exactly as a live
 transport would, paced by the Engine's real clock; each question waits until the avatar has finished
 its answer. The last ``--barge-ins`` questions instead interrupt the avatar 1.5 s into its answer.
 Reported: voice to voice (end of user speech -> first avatar audio) p50/p95 with the breakdown, barge-in
 stop time (user speech onset -> first silent avatar frame), CPU use (this process and the LLM server)
-and peak RSS.
+and peak RSS; the voice the Engine really used (the joint model, or Kokoro when the checkpoint is
+missing) and the turn detector that ended the turns. Written to ``bench/results/latency_<mode>.json``.
 """
 
 from __future__ import annotations
@@ -16,7 +17,10 @@ import argparse
 import asyncio
 import json
 import os
+import shlex
+import sys
 import time
+from datetime import date
 from pathlib import Path
 
 import numpy as np
@@ -57,6 +61,13 @@ async def run(turns: int, barge_ins: int, persona: Persona) -> dict[str, object]
         session, engine = stack.session, stack.engine
         session.on(events.append)
         await session.start()
+        voice = type(engine.voice).__name__
+        detector = session.turn_detector
+        turn_detector = (
+            "smart_turn (Smart Turn v3.2)"
+            if detector is not None and detector.semantic
+            else f"silence ({persona.turn_taking.end_of_turn_silence_ms} ms)"
+        )
         server = psutil.Process(stack.server._process.pid) if stack.server and stack.server._process else None
         cpu0 = process.cpu_times()
         server_cpu0 = server.cpu_times() if server else None
@@ -123,7 +134,21 @@ async def run(turns: int, barge_ins: int, persona: Persona) -> dict[str, object]
                               "llm_ttft_ms", "tts_first_chunk_ms")}  # fmt: skip
     return {
         "bench": "latency",
-        "mode": "real-time, embedded stack (Silero VAD, Whisper tiny.en, SmolLM2-135M, Kokoro cascade)",
+        "command": " ".join(
+            ["nice", ".venv/bin/python", "bench/latency.py", *map(shlex.quote, sys.argv[1:])]
+        ),
+        "date": date.today().isoformat(),
+        "mode": "real-time, embedded stack (Silero VAD, Whisper tiny.en, SmolLM2-135M)",
+        "voice": {
+            "asked": persona.voice.mode,
+            "used": {"JointVoice": "joint (AV-Flow)", "CascadeVoice": "cascade (Kokoro)"}.get(voice, voice),
+        },
+        "turn_detector": turn_detector,
+        "turn_taking": {
+            "min_wait_ms": persona.turn_taking.min_wait_ms,
+            "max_wait_ms": persona.turn_taking.max_wait_ms,
+            "end_of_turn_silence_ms": persona.turn_taking.end_of_turn_silence_ms,
+        },
         "cpus": os.cpu_count(),
         "turns_measured": len(answered),
         "voice_to_voice_ms": {
@@ -152,12 +177,23 @@ def main() -> None:
     parser.add_argument("--turns", type=int, default=20)
     parser.add_argument("--barge-ins", type=int, default=5)
     parser.add_argument("--persona", default="default")
+    parser.add_argument(
+        "--mode", choices=["joint", "cascade"], default=None, help="the voice (default: the persona's)"
+    )
+    parser.add_argument("--out", type=Path, default=None, help="default: bench/results/latency_<mode>.json")
     args = parser.parse_args()
     base = load_persona(args.persona)
     data = base.model_dump()
     data["llm"].update({"greeting": "", "max_tokens": 40})
+    if args.mode is not None:
+        data["voice"]["mode"] = args.mode
     persona = Persona.model_validate(data, context={"base_dir": Path.cwd()})
-    print(json.dumps(asyncio.run(run(args.turns, args.barge_ins, persona)), indent=2))
+    result = asyncio.run(run(args.turns, args.barge_ins, persona))
+    text = json.dumps(result, indent=2)
+    out = args.out or Path(__file__).parent / "results" / f"latency_{persona.voice.mode}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(text + "\n")
+    print(text)
 
 
 if __name__ == "__main__":
