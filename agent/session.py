@@ -19,7 +19,6 @@ clock that work runs in the background.
 from __future__ import annotations
 
 import asyncio
-import copy
 import logging
 import threading
 import time
@@ -34,15 +33,18 @@ import numpy.typing as npt
 
 from agent.clock import Moment, SessionClock, session_clock
 from agent.events import (
+    ActionRequested,
     AgentState,
     AgentTranscript,
     ErrorEvent,
     ErrorSource,
+    HandoffRequested,
     SessionEvent,
     StateChanged,
     TurnMetrics,
     UserTranscript,
 )
+from agent.knowledge import ActionAnswer, Answer, Answerer, HandoffAnswer, LLMAnswer
 from agent.llm import ChatHistory, LLMError
 from agent.persona import Persona
 from agent.states import OVERLAP_MOVES, PHASE_MOVES, PUBLIC, Overlap, Phase, StateMachine
@@ -95,6 +97,15 @@ class ChatModel(Protocol):
     def stream(self, messages: list[dict[str, str]]) -> AsyncIterator[str]: ...
 
 
+def answer_events(answer: Answer, t: float, turn: int) -> list[SessionEvent]:
+    """What saying ``answer`` publishes: a kiosk action, or a request for a person (else nothing)."""
+    if isinstance(answer, ActionAnswer):
+        return [ActionRequested(t, turn, answer.name, dict(answer.args), answer.text)]
+    if isinstance(answer, HandoffAnswer):
+        return [HandoffRequested(t, turn, answer.reason)]
+    return []
+
+
 async def _await_child(task: asyncio.Task[None]) -> None:
     """Wait for a child task that may be cancelled, without swallowing a cancellation aimed at us."""
     try:
@@ -114,6 +125,7 @@ class _Speculation:
     last_voice: float  # the turn's last voiced time when it started
     task: asyncio.Task[None] | None = None
     text: str | None = None
+    answer: Answer | None = None
     stt_ms: float | None = None
     transcript_wall: float | None = None
     llm: asyncio.Task[None] | None = None
@@ -157,6 +169,7 @@ class _Turn:
     transcript_wall: float | None = None
     speculation: _Speculation | None = None
     pause: _Pause | None = None  # the silence the turn may end in
+    answer: Answer | None = None  # how the reply is decided (agent.knowledge)
 
 
 class Session:
@@ -165,7 +178,9 @@ class Session:
     ``clock``: the session's time and what it means for background work (:mod:`agent.clock`); by
     default the one matching ``engine.clock``. ``turn_detector``: what ends a turn; by default the
     persona's (``turn_taking.turn_detector``), with Smart Turn loaded once per process
-    (:func:`shared_turn_model`).
+    (:func:`shared_turn_model`). ``answerer``: the persona's knowledge and tools, which
+    decide each reply before (or instead of) the LLM; built from ``persona`` when not given (sessions
+    of one persona may share one).
     """
 
     def __init__(
@@ -179,8 +194,10 @@ class Session:
         features: ListeningFeatures | None = None,
         clock: SessionClock | None = None,
         turn_detector: TurnDetector | None = None,
+        answerer: Answerer | None = None,
     ) -> None:
         self.persona = persona
+        self.answerer = answerer if answerer is not None else Answerer(persona)
         self.engine = engine
         self.stt = stt
         self.llm = llm
@@ -357,6 +374,7 @@ class Session:
         )
         turn.stt_ms, turn.transcript_at, turn.transcript_wall = 0.0, now, wall
         self._emit(UserTranscript(now, turn.number, text, True, now, now))
+        turn.answer = self.decide(text)
         self.history.add_user(text)
         self._move(Phase.THINKING)
         self.engine.acknowledge()
@@ -549,9 +567,9 @@ class Session:
         spec.stt_ms = 1000 * (spec.transcript_wall - started)
         spec.text = text
         if text:
-            history = copy.deepcopy(self.history)
-            history.add_user(text)
-            spec.llm = self._spawn(self._prefetch(spec, history.messages()))
+            spec.answer = self.decide(text)
+            if isinstance(spec.answer, LLMAnswer):
+                spec.llm = self._spawn(self._prefetch(spec, spec.answer.messages))
 
     async def _prefetch(self, spec: _Speculation, messages: list[dict[str, str]]) -> None:
         started = time.perf_counter()
@@ -651,6 +669,7 @@ class Session:
             await _await_child(spec.task)
         if spec is not None and spec.last_voice == turn.last_voice and spec.text is not None:
             turn.text, turn.stt_ms, turn.transcript_wall = spec.text, spec.stt_ms, spec.transcript_wall
+            turn.answer = spec.answer
         else:
             if spec is not None:
                 spec.cancel()
@@ -671,8 +690,28 @@ class Session:
             self._reply_queued.set()
             self._floor_free()
             return
+        if turn.answer is None:
+            turn.answer = self.decide(turn.text)
         self.history.add_user(turn.text)
         await self._speak(turn.number, turn, None)
+
+    def decide(self, text: str) -> Answer:
+        """How to answer the user's ``text`` now (before it joins the history): a curated answer, a tool,
+        an action, a hand-off, the unknown line, or the LLM with the persona's facts. Under a millisecond
+        for a kiosk's knowledge (SQLite FTS5), so it runs on the loop."""
+        answer = self.answerer.answer(text, self.history.messages())
+        log.info("answer to %r: %s", text[:80], answer.metadata())
+        return answer
+
+    def _reply_source(self, turn: _Turn) -> str | AsyncIterator[str]:
+        """What the avatar says to ``turn``: a decided answer's text at once (publishing its action or
+        hand-off), or the LLM's reply as it streams."""
+        answer = turn.answer
+        if answer is None or isinstance(answer, LLMAnswer):
+            return self._llm_text(turn)
+        for event in answer_events(answer, self._now(), turn.number):
+            self._emit(event)
+        return answer.text
 
     async def _llm_text(self, turn: _Turn) -> AsyncIterator[str]:
         """The LLM's reply as it streams; the fallback line if it fails before saying anything."""
@@ -683,8 +722,10 @@ class Session:
             return
         started = time.perf_counter()
         said = False
+        answer = turn.answer
+        messages = answer.messages if isinstance(answer, LLMAnswer) else self.history.messages()
         try:
-            async for delta in self.llm.stream(self.history.messages()):
+            async for delta in self.llm.stream(messages):
                 if not said and delta.strip():
                     said = True
                     turn.first_token_wall = time.perf_counter()
@@ -713,7 +754,7 @@ class Session:
 
     async def _speak(self, number: int, turn: _Turn | None, text: str | None) -> None:
         """Say a fixed ``text``, or the LLM's answer to ``turn``; then record what was heard."""
-        source = text if text is not None else self._llm_text(turn) if turn is not None else ""
+        source = text if text is not None else self._reply_source(turn) if turn is not None else ""
         handle = self.engine.say(source)
         self._reply, self._reply_turn, self._spoken_shown = handle, number, ""
         self._reply_queued.set()
@@ -765,6 +806,7 @@ class Session:
 
         first_audio = Moment(handle.started_at, handle.first_ready_wall)
         synthesis = handle.first_synthesis_s
+        decided = turn.answer.metadata() if turn.answer is not None else {}
         return TurnMetrics(
             t=self._now(),
             turn=turn.number,
@@ -776,4 +818,8 @@ class Session:
             llm_ttft_ms=None if turn.llm_ttft_ms is None else round(turn.llm_ttft_ms, 1),
             tts_first_chunk_ms=None if synthesis is None else round(1000 * synthesis, 1),
             interrupted=handle.interrupted,
+            answer=decided.get("answer"),
+            answer_source=decided.get("source"),
+            answer_score=decided.get("score"),
+            retrieval_ms=decided.get("retrieval_ms"),
         )

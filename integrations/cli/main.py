@@ -10,7 +10,7 @@ from rich.console import Console
 from rich.table import Table
 
 from avatar_core.config import AppSettings
-from integrations.cli import dialogue, doctor, kiosk, livekit, persona, render, train
+from integrations.cli import chat, dialogue, doctor, kiosk, livekit, persona, render, train
 from integrations.cli.logs import configure_logging
 
 app = typer.Typer(
@@ -25,6 +25,7 @@ app.command("doctor")(doctor.doctor)
 render.register(app)
 kiosk.register(app)
 dialogue.register(app)
+chat.register(app)
 app.add_typer(livekit.app, name="livekit")
 app.add_typer(train.app, name="train")
 
