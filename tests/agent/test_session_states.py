@@ -147,17 +147,18 @@ class ScriptedVAD:
 
 @dataclass
 class ScriptedSTT:
-    """Recognises the script's words for whatever audio it is given; with ``upto``, (seconds, words)
-    pairs, only the words of the longest prefix that the audio covers (the turn so far)."""
+    """Recognises the script's words for whatever audio it is given; with ``pieces``, one piece per
+    call, in order (the words of the audio it is given, piece by piece)."""
 
     text: str
     calls: int = 0
-    upto: list[tuple[float, str]] = field(default_factory=list)
+    pieces: list[str] = field(default_factory=list)
+    heard_s: list[float] = field(default_factory=list)  # seconds of audio of each call
 
     async def transcribe(self, audio: npt.NDArray[np.float32]) -> str:
         self.calls += 1
-        heard = [words for seconds, words in self.upto if audio.size >= seconds * RATE]
-        return heard[-1] if heard else self.text
+        self.heard_s.append(audio.size / RATE)
+        return self.pieces[self.calls - 1] if self.pieces else self.text
 
     async def aclose(self) -> None:
         """Nothing to release."""
@@ -224,7 +225,7 @@ class Timeline:
     reply: str = "It opens at nine."
     ttft_s: float = 0.1
     turn_p: list[float] | None = None  # Smart Turn's answers, one per pause; None: silence alone
-    heard_upto: list[tuple[float, str]] = field(default_factory=list)
+    heard_pieces: list[str] = field(default_factory=list)
     events: list[SessionEvent] = field(default_factory=list)
     audio: list[AudioFrame] = field(default_factory=list)
     video: list[VideoFrame] = field(default_factory=list)
@@ -238,7 +239,7 @@ class Timeline:
         self.vad = ScriptedVAD(self.segments, turn_taking.min_speech_ms / 1000, confirm_ms / 1000)
         self.model = ScriptedTurnModel(self.turn_p or [])
         self.detector = TurnDetector(turn_taking, self.model)
-        self.stt = ScriptedSTT(self.heard, upto=self.heard_upto)
+        self.stt = ScriptedSTT(self.heard, pieces=self.heard_pieces)
         self.llm = ScriptedLLM(self.reply, self.ttft_s)
         renderer = StylizedRenderer(
             AppearanceConfig(video=VideoConfig(width=128, height=128)).stylized, 128, 128
@@ -419,12 +420,12 @@ async def test_smart_turn_sets_how_long_the_pause_must_last(p: float) -> None:
 
 async def test_a_speculative_reply_is_discarded_when_the_user_goes_on() -> None:
     """ "I'd like to book ... an appointment": the model hears the 0.7 s pause as unfinished (p = 0), so
-    the turn stays open; recognition and the LLM started in the pause are dropped when the user goes
-    on, and the history holds only what was said."""
-    first, whole = "I'd like to book", "I'd like to book an appointment for Tuesday."
-    line = Timeline(
-        [(0.5, 1.5), (2.2, 3.2)], turn_p=[0.0, 1.0], heard=whole, heard_upto=[(0.0, first), (2.5, whole)]
-    )
+    the turn stays open; the answer started in the pause is dropped when the user goes on, the words
+    before the pause are kept (only the rest is recognised again), and the history holds only what was
+    said."""
+    first, rest = "I'd like to book", "an appointment for Tuesday."
+    whole = f"{first} {rest}"
+    line = Timeline([(0.5, 1.5), (2.2, 3.2)], turn_p=[0.0, 1.0], heard=whole, heard_pieces=[first, rest])
     await line.session.start()
     await line.run(7.0)
     await line.close()
@@ -432,6 +433,8 @@ async def test_a_speculative_reply_is_discarded_when_the_user_goes_on() -> None:
     # The LLM was asked first about the half sentence (speculatively, in the pause), then about the whole.
     asked = [r[-1]["content"] for r in line.llm.requests]
     assert asked == [first, whole]
+    # Recognition overlapped the user: the second call heard only the audio after the first pause.
+    assert line.stt.calls == 2 and line.stt.heard_s[1] < 3.2 - 1.5
     assert [u.text for u in line.of(UserTranscript) if u.final] == [whole]
     assert [e.state for e in line.of(StateChanged)].count("thinking") == 1
     agent = [e for e in line.of(AgentTranscript) if e.final]
