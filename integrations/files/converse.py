@@ -25,12 +25,11 @@ from agent.session import Session
 from avatar_core.config import AppSettings
 from avatar_core.frames import AUDIO_RATE, AudioFrame, VideoFrame
 from avatar_core.media import Mp4Writer, read_audio, video_frames
-from integrations.llm.local_server import LocalLLMServer
-from integrations.stack import open_stack
+from integrations.stack import SharedModels, open_stack
+from integrations.transport import USER_RATE
 
 log = logging.getLogger(__name__)
 
-SESSION_RATE = 16_000
 MAX_TAIL_S = 90.0  # after the user's recording ends, the avatar may finish speaking for this long
 USER_VIDEO_FPS = 10.0
 
@@ -92,7 +91,11 @@ def _turns(events: list[SessionEvent]) -> list[dict[str, Any]]:
             data = to_dict(event)
             latency = {k: data[k] for k in ("end_of_turn", "transcript", "first_token", "first_audio",
                                             "stt_ms", "llm_ttft_ms", "tts_first_chunk_ms")}  # fmt: skip
-            turns.setdefault(event.turn, {"turn": event.turn})["latency_ms"] = latency
+            turn = turns.setdefault(event.turn, {"turn": event.turn})
+            turn["latency_ms"] = latency
+            if event.answer is not None:  # how the reply was decided: agent.knowledge
+                turn["answer"] = {"kind": event.answer, "source": event.answer_source,
+                                  "score": event.answer_score}  # fmt: skip
     return [turns[k] for k in sorted(turns)]
 
 
@@ -105,23 +108,23 @@ async def converse(
     *,
     seed: int = 0,
     settings: AppSettings | None = None,
-    server: LocalLLMServer | None = None,
+    models: SharedModels | None = None,
     on_session: Callable[[Session], None] | None = None,
 ) -> ConverseResult:
     """Run the conversation and write ``out`` (MP4) and ``transcript`` (JSON).
 
-    ``server``: an embedded LLM server to share; ``on_session`` sees the Session before it starts (the
-    kiosk bridge attaches there)."""
-    audio_16k = await asyncio.to_thread(read_audio, user_audio, SESSION_RATE)
+    ``models``: the process's shared models (the kiosk's, across its conversations), else this run
+    loads its own; ``on_session`` sees the Session before it starts (the kiosk bridge attaches there)."""
+    audio_16k = await asyncio.to_thread(read_audio, user_audio, USER_RATE)
     audio_24k = await asyncio.to_thread(read_audio, user_audio, AUDIO_RATE)
-    user_end = audio_16k.size / SESSION_RATE
+    user_end = audio_16k.size / USER_RATE
     events: list[SessionEvent] = []
     fps = persona.appearance.video.fps
     video = _UserVideo(user_video, persona.appearance.video.height) if user_video is not None else None
     writer = Mp4Writer(out, fps)
     t = 0.0
     try:
-        async with open_stack(persona, settings, virtual=True, seed=seed, server=server) as stack:
+        async with open_stack(persona, settings, virtual=True, seed=seed, models=models) as stack:
             session, engine = stack.session, stack.engine
             session.on(events.append)
             if on_session is not None:
@@ -135,7 +138,7 @@ async def converse(
                     continue
                 assert isinstance(frame, AudioFrame)
                 t = frame.pts_s
-                a, b = round(t * SESSION_RATE), round((t + 0.02) * SESSION_RATE)
+                a, b = round(t * USER_RATE), round((t + 0.02) * USER_RATE)
                 chunk = audio_16k[a:b] if a < audio_16k.size else np.zeros(0, np.float32)
                 chunk = np.pad(chunk, (0, b - a - chunk.size))
                 c, d = round(t * AUDIO_RATE), round(t * AUDIO_RATE) + frame.samples.size

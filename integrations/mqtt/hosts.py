@@ -187,7 +187,6 @@ class FilesHost:
 
     async def open_session(self, persona: Persona, attach: Callable[[KioskSession], None]) -> KioskSession:
         """Start a conversation with the recording; returns once its Session exists."""
-        llm = await self._models.llm_server(persona)
         self.count += 1
         out = self.out_dir / f"session-{self.count:03d}.mp4"
         ready: asyncio.Future[Session] = asyncio.get_running_loop().create_future()
@@ -205,7 +204,7 @@ class FilesHost:
                 self.user_video,
                 seed=self.seed,
                 settings=self.settings,
-                server=llm,
+                models=self._models,
                 on_session=on_session,
             ),
             name=f"dyad-kiosk-files-{self.count}",
