@@ -145,10 +145,12 @@ class ScriptedLines:
 
 
 def _spoken_form(text: str) -> str:
-    """An LLM reply as a line: markdown and emoji-like symbols dropped, whitespace collapsed."""
-    text = re.sub(r"[*_#`>\[\]]", "", text)
+    """An LLM reply as a line: stage directions ("(smiles)", "*nods*"), markdown and emoji-like symbols
+    dropped, whitespace collapsed (small models like to narrate)."""
+    text = re.sub(r"\([^)]*\)?|\*[^*]*\*?|\[[^\]]*\]?", " ", text)
+    text = re.sub(r"[*_#`>]", "", text)
     text = "".join(ch for ch in text if ch.isprintable() and ord(ch) < 0x2600)
-    return " ".join(text.split())
+    return re.sub(r"\s+([,.!?;:])", r"\1", " ".join(text.split()))
 
 
 class DrivenLines:
@@ -172,8 +174,9 @@ class DrivenLines:
                 "Say one or two short spoken sentences at a time, without lists, markdown or emoji."
             )
             self.histories.append(ChatHistory(prompt, persona.llm.history_turns))
-        self.histories[0].add_user(f"({other_name(personas, 0)} is in front of you. Start the conversation. "
-                                   f"The topic: {topic.strip()})")  # fmt: skip
+        self.histories[0].add_user(
+            f"{other_name(personas, 0)} has just come up to you. Greet them and talk about {topic.strip()}."
+        )
 
     async def next_line(self) -> Line | None:
         if self.count >= self.turns:

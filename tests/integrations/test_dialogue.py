@@ -169,3 +169,10 @@ def test_cli_needs_a_script_or_a_topic() -> None:
     )
     assert done.returncode == 2
     assert "--script FILE or --topic TEXT" in done.stderr
+
+
+def test_llm_lines_lose_their_stage_directions() -> None:
+    from integrations.files.dialogue import _spoken_form
+
+    said = _spoken_form("(Ada smiles.)Hello *nods* there, **welcome**! [waves]")
+    assert said == "Hello there, welcome!"
