@@ -45,13 +45,20 @@ class LLMError(RuntimeError):
 
 
 class ChatHistory:
-    """System prompt + a bounded window of the last ``history_turns`` user/assistant exchanges."""
+    """System prompt + a bounded window of the last ``history_turns`` user/assistant exchanges.
+
+    The window slides in steps of a quarter of its size (from 8 turns back to 6), not one turn at a
+    time: each slide changes every token after the system prompt, so llama.cpp's prompt cache (which
+    reuses the longest common prefix of the last prompt) must evaluate the whole window again; in
+    steps, most turns only append to the last prompt.
+    """
 
     def __init__(self, system_prompt: str, max_turns: int) -> None:
         if max_turns < 1:
             raise ValueError(f"max_turns must be >= 1, got {max_turns}")
         self.system_prompt = system_prompt
         self.max_turns = max_turns
+        self.slide = max_turns // 4  # turns dropped beyond the one that overflows
         # A turn is a user message and the reply to it: the window holds at most max_turns user messages.
         self._messages: deque[dict[str, str]] = deque()
 
@@ -83,7 +90,8 @@ class ChatHistory:
 
     def _trim(self) -> None:
         users = sum(1 for m in self._messages if m["role"] == "user")
-        while users > self.max_turns or (self._messages and self._messages[0]["role"] == "assistant"):
+        keep = self.max_turns - self.slide if users > self.max_turns else self.max_turns
+        while users > keep or (self._messages and self._messages[0]["role"] == "assistant"):
             dropped = self._messages.popleft()
             users -= dropped["role"] == "user"
 

@@ -49,6 +49,7 @@ class LocalLLMServer:
         port: int | None = None,
         n_ctx: int = 2048,
         n_threads: int = 1,
+        n_threads_batch: int | None = None,
         startup_timeout_s: float = 60.0,
     ) -> None:
         self.model_path = model_path
@@ -56,6 +57,11 @@ class LocalLLMServer:
         self.port = port
         self.n_ctx = n_ctx
         self.n_threads = n_threads
+        # Prompt evaluation gets the same thread budget as generation. llama-cpp-python's default is
+        # every core, and its threads meet at a barrier after each layer: on a 2-core machine shared
+        # with STT, TTS and rendering, one preempted thread stalls the other, and a 17-token prompt
+        # suffix took 4-38 s (0.25-2.1 s a token) while generation ran at 60-100 ms a token.
+        self.n_threads_batch = n_threads if n_threads_batch is None else n_threads_batch
         self.startup_timeout_s = startup_timeout_s
         self._process: asyncio.subprocess.Process | None = None
         self._log: IO[bytes] | None = None
@@ -88,6 +94,7 @@ class LocalLLMServer:
             "--model", str(model), "--model_alias", MODEL_ALIAS,
             "--host", self.host, "--port", str(self.port),
             "--n_ctx", str(self.n_ctx), "--n_threads", str(self.n_threads),
+            "--n_threads_batch", str(self.n_threads_batch),
         ]  # fmt: skip
         log.info("starting embedded LLM server on %s", self.base_url)
         # A file, not a pipe: llama.cpp logs every request and a full pipe would stall the server.

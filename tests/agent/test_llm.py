@@ -488,3 +488,17 @@ async def test_leaked_special_tokens_are_stripped_and_end_the_reply() -> None:
             assert "".join(await collect(llm)) == "Paris"
         finally:
             await llm.aclose()
+
+
+def test_the_history_window_slides_in_steps_so_prompts_share_a_prefix() -> None:
+    history = ChatHistory("sys", max_turns=8)
+    prompts = []
+    for i in range(14):
+        history.add_user(f"question {i}")
+        prompts.append(history.messages())
+        history.add_assistant(f"answer {i}")
+    users = [sum(m["role"] == "user" for m in p) for p in prompts]
+    assert max(users) == 8 and users[8] == 6  # over the limit: back to 6 turns at once
+    # A prompt that does not extend the one before (the prompt cache evaluates it all again) is rare.
+    slides = [i for i in range(1, 14) if prompts[i][: len(prompts[i - 1])] != prompts[i - 1]]
+    assert slides == [8, 11]
