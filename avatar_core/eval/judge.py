@@ -34,10 +34,10 @@ GUARD_SENTENCES = (
 )
 
 # Measured: the committed checkpoint (jf_alpha, 9k steps, 8 Euler steps) scores WER 0.333 here, 17
-# word errors in 51 words (`python -c "from avatar_core.eval.judge import guard; ..."`, the doctor
-# prints the same). Generation is deterministic, Whisper's int8 kernels may differ slightly between
-# CPUs, so the guard allows six more errors (0.45): an unfinished or broken checkpoint (WER 0.6 to 1)
-# fails, a retrained one should pass with room to spare and lower this bound.
+# word errors in 51 words (`dyad doctor` prints the same figure). Generation is deterministic, Whisper's
+# int8 kernels may differ slightly between CPUs, so the guard allows six more errors (0.45): an
+# unfinished or broken checkpoint (WER 0.6 to 1) fails, a retrained one should pass with room to spare
+# and lower this bound.
 GUARD_WER_MAX = 0.45
 
 
