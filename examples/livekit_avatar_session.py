@@ -11,7 +11,7 @@ Run it against a LiveKit server (LiveKit Inference needs LiveKit Cloud credentia
     python -m livekit.agents start examples/livekit_avatar_session.py --dev
 
 then open the agents playground (https://agents-playground.livekit.io) on the same project.
-The face needs the joint model's checkpoint (``assets/avflow/avflow.pt`` or ``DYAD_MODEL``).
+The face needs the joint model's checkpoint (``avatar_core/assets/avflow/avflow.pt`` or ``DYAD_MODEL``).
 """
 
 from __future__ import annotations

@@ -188,7 +188,7 @@ class Speaker:
         if self.driver is None:
             raise RuntimeError(
                 "audio-driven speech needs the joint model (a checkpoint); "
-                "this Engine was made without one (voice.mode: cascade without assets/avflow)"
+                "this Engine was made without one (voice.mode: cascade without a joint-model checkpoint)"
             )
         handle = SpeechHandle(text)
         self._start(handle, self._drive(handle, AudioDriven(self.driver, self.fps), source, text))

@@ -162,7 +162,7 @@ def load_model(path: Path, device: torch.device | None = None) -> tuple[AVFlow, 
 
 
 def export_checkpoint(src: Path, dst: Path) -> None:
-    """A small inference-only copy (no optimiser state) for ``assets/``."""
+    """A small inference-only copy (no optimiser state) for ``avatar_core/assets/``."""
     model, state = load_model(src)
     keep = {k: v for k, v in state.items() if k in ("step", "data", "train_config", "wall_s", "hardware")}
     save_checkpoint(dst, model, keep)

@@ -87,7 +87,7 @@ def preview(
     """Render a clip of the persona's face cycling through visemes, blinks, a smile, a nod and gaze shifts."""
     from avatar_core.media import write_mp4
     from avatar_core.preview import preview_motion
-    from avatar_core.render.base import make_renderer
+    from avatar_core.render import make_renderer
 
     persona = load_or_exit(name)
     video = persona.appearance.video

@@ -26,8 +26,9 @@ It is built on livekit-agents' public avatar seams, in process (like its local a
 Tested with livekit-agents 1.8.9; it uses only names that package exports (``get_job_context``,
 ``voice.avatar.AudioSegmentEnd``, ``QueueAudioOutput``, ``VideoGenerator``).
 
-The audio-driven mode is the joint model's: it needs the checkpoint (``assets/avflow/avflow.pt`` or
-``DYAD_MODEL``); without one ``start`` raises :class:`AvatarError` saying so.
+The audio-driven mode is the joint model's: it needs the checkpoint
+(``avatar_core/assets/avflow/avflow.pt`` or ``DYAD_MODEL``); without one ``start`` raises
+:class:`AvatarError` saying so.
 """
 
 from __future__ import annotations
