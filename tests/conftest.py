@@ -1,8 +1,8 @@
 """Shared fixtures.
 
-The whole run uses one temporary ``DYAD_CACHE_DIR`` (set before any test module is imported, so module-level
-``AppSettings().cache_dir`` sees it): tests never read or write the user's ``~/.cache/dyad``. Kokoro is assembled
-into it once per run.
+The whole run uses one temporary ``DYAD_CACHE_DIR`` (set before any test module is imported, so
+module-level ``AppSettings().cache_dir`` sees it): tests never read or write the user's ``~/.cache/dyad``.
+Kokoro is assembled into it once per run.
 """
 
 from __future__ import annotations

@@ -123,8 +123,8 @@ def partner_frames(
 ) -> list[PartnerFrame]:
     """PartnerFrame per model frame for the partner's 24 kHz ``audio`` (``None``: the partner is silent).
 
-    ``extractor`` is a fresh :class:`avatar_core.listening_features.ListeningFeatures`; a frame is read at the end of its
-    25 ms, as the live agent would see it.
+    ``extractor`` is a fresh :class:`avatar_core.listening_features.ListeningFeatures`; a frame is read at
+    the end of its 25 ms, as the live agent would see it.
     """
     from scipy.signal import resample_poly
 
