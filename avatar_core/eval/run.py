@@ -255,14 +255,18 @@ def _evaluate_voice(
     table["teacher"]["kokoro_rtf"] = kokoro_rtf
     table["ceiling"]["gap_to_teacher"] = table["ceiling"]["wer"] - table["teacher"]["wer"]
     table["joint"]["gap_to_ceiling"] = table["joint"]["wer"] - table["ceiling"]["wer"]
+    checkpoint_info: dict[str, object] = {
+        k: v for k, v in model.info.items() if k in ("step", "data", "wall_s", "hardware")
+    }
+    data = checkpoint_info.get("data")
+    if isinstance(data, dict):  # older checkpoints hold the data folder's full path
+        checkpoint_info["data"] = {**data, "folder": Path(str(data.get("folder", ""))).name}
     info = {
         "sentences": len(sentences),
         "voice": speaker,
         "euler_steps": steps,
-        "checkpoint": str(model.path),
-        "checkpoint_info": {
-            k: v for k, v in model.info.items() if k in ("step", "data", "wall_s", "hardware")
-        },
+        "checkpoint": model.path.name,  # a report names files, not this machine's folders
+        "checkpoint_info": checkpoint_info,
         "examples": {
             name: [
                 {"text": s, "heard": t}

@@ -236,7 +236,8 @@ def fit(
         model.cpu()
         set_statistics(model, data)
         model.to(device)
-    data_info = {"folder": str(data_dir), "samples": len(data.samples), "hours": round(data.hours, 3)}
+    # The folder's name only: a checkpoint (and the reports made from it) must not carry this machine's paths.
+    data_info = {"folder": data_dir.name, "samples": len(data.samples), "hours": round(data.hours, 3)}
     hardware = torch.cuda.get_device_name(0) if device.type == "cuda" else f"CPU x{torch.get_num_threads()}"
     csv_path = out / "loss.csv"
     if not csv_path.exists():
