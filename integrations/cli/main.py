@@ -10,7 +10,7 @@ from rich.console import Console
 from rich.table import Table
 
 from avatar_core.config import AppSettings
-from integrations.cli import chat, dialogue, doctor, kiosk, livekit, persona, render, train
+from integrations.cli import chat, dialogue, doctor, kiosk, livekit, persona, render, train, vocoder
 from integrations.cli.logs import configure_logging
 
 app = typer.Typer(
@@ -28,6 +28,7 @@ dialogue.register(app)
 chat.register(app)
 app.add_typer(livekit.app, name="livekit")
 app.add_typer(train.app, name="train")
+app.add_typer(vocoder.app, name="vocoder")
 
 
 @app.callback()

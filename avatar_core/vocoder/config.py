@@ -1,0 +1,105 @@
+"""Sizes and training settings of the neural vocoder, validated; sizes come from a small registry.
+
+``configs/vocoder/*.yaml`` name a registry size and override any field; ``dyad vocoder fit --config``
+reads them. A checkpoint stores the resolved :class:`VocoderConfig`, so it always rebuilds its own network.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import Field, ValidationError, model_validator
+
+from avatar_core.config import StrictModel
+from avatar_core.speech.features import HOP
+
+
+class VocoderConfig(StrictModel):
+    """Network sizes: a Vocos-style ConvNeXt stack over the 40 fps features, upsampled to ``hop``."""
+
+    dim: int = Field(128, ge=8, description="channels of the ConvNeXt stack")
+    intermediate: int = Field(384, ge=8, description="hidden width of each block's pointwise MLP")
+    blocks: int = Field(6, ge=1, description="ConvNeXt blocks at the STFT frame rate")
+    kernel: int = Field(7, ge=3, description="depthwise kernel (odd)")
+    hop: int = Field(
+        300,
+        ge=50,
+        description="STFT hop in samples; must divide the feature hop (600): 300 = 80 fps, 150 = 160 fps",
+    )
+    n_fft: int = Field(1200, ge=64, description="STFT size; 4 x hop as in Vocos")
+
+    @model_validator(mode="after")
+    def _hop_divides(self) -> VocoderConfig:
+        if HOP % self.hop:
+            raise ValueError(f"hop {self.hop} must divide the feature hop {HOP} (e.g. 300, 200, 150)")
+        if self.kernel % 2 == 0:
+            raise ValueError(f"kernel {self.kernel} must be odd")
+        if self.n_fft < self.hop:
+            raise ValueError(f"n_fft {self.n_fft} must be at least the hop {self.hop}")
+        return self
+
+    @property
+    def upsample(self) -> int:
+        """STFT frames per feature frame."""
+        return HOP // self.hop
+
+
+SIZES: dict[str, dict[str, int]] = {
+    "tiny": {"dim": 32, "intermediate": 64, "blocks": 2},
+    "small": {"dim": 128, "intermediate": 384, "blocks": 6},
+    "base": {"dim": 192, "intermediate": 576, "blocks": 8},
+}
+
+
+class VocoderTrainConfig(StrictModel):
+    """Optimisation settings of ``dyad vocoder fit``."""
+
+    steps: int = Field(200_000, ge=1)
+    batch_size: int = Field(8, ge=1)
+    crop_frames: int = Field(32, ge=4, description="training windows of this many feature frames (40 fps)")
+    lr: float = Field(5e-4, gt=0.0)
+    warmup_steps: int = Field(200, ge=0)
+    weight_decay: float = Field(0.0, ge=0.0)
+    grad_clip: float = Field(1.0, gt=0.0)
+    mel_weight: float = Field(1.0, ge=0.0, description="weight of the multi-resolution log-mel L1")
+    stft_weight: float = Field(1.0, ge=0.0, description="weight of the multi-resolution STFT loss")
+    checkpoint_every: int = Field(250, ge=1)
+    log_every: int = Field(25, ge=1)
+    reload_every: int = Field(1000, ge=1, description="look for new samples in a growing dataset")
+    seed: int = 0
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    threads: int = Field(1, ge=0, description="torch threads on CPU; 0 = all cores")
+    time_limit_min: float = Field(0.0, ge=0.0, description="stop (with a checkpoint) after this; 0 = none")
+
+
+class VocoderFitConfig(StrictModel):
+    """One YAML file of ``configs/vocoder/``."""
+
+    size: Literal["tiny", "small", "base"] = "small"
+    model: dict[str, object] = Field(default_factory=dict, description="overrides of the size's fields")
+    train: VocoderTrainConfig = VocoderTrainConfig()
+
+    def vocoder_config(self) -> VocoderConfig:
+        """The registry size with this file's overrides."""
+        return VocoderConfig.model_validate({**SIZES[self.size], **self.model})
+
+
+class VocoderConfigError(ValueError):
+    """A vocoder YAML that cannot be used; the message names the field and the fix."""
+
+
+def load_vocoder_config(path: Path) -> VocoderFitConfig:
+    """Read and validate ``configs/vocoder/<name>.yaml``."""
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise VocoderConfigError(f"{path}: cannot read it ({exc})") from exc
+    try:
+        fit = VocoderFitConfig.model_validate(raw)
+        fit.vocoder_config()
+    except ValidationError as exc:
+        errors = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'value'}: {e['msg']}" for e in exc.errors())
+        raise VocoderConfigError(f"{path}: {errors} (see avatar_core/vocoder/config.py)") from exc
+    return fit
