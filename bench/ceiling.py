@@ -11,7 +11,9 @@ lines and written to ``bench/results/ceiling.json``.
 Candidates: ``kokoro`` (raw, the reference), ``world`` (as the model uses it now: DIO 60-500 Hz, 40
 cepstral dims, FFT 1024), ``harvest`` (Harvest F0 instead of DIO), ``voice_range`` (DIO with an F0
 floor and ceiling per voice, from Harvest's F0 of that voice's cached speech), ``cep60`` (60 cepstral
-dims) and ``fft2048`` (a 2048-point FFT for the envelope and aperiodicity).
+dims) and ``fft2048`` (a 2048-point FFT for the envelope and aperiodicity). ``--vocoder CHECKPOINT`` adds
+``neural``: the model's features (as ``world``) turned into audio by a trained vocoder
+(``dyad vocoder fit``) instead of ``pyworld``. ``--candidates`` runs a subset.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from avatar_core.eval.judge import spoken_wer, transcriber
 from avatar_core.speech import features
 from avatar_core.speech.features import DEFAULT_OPTIONS, WorldOptions
 from avatar_core.tts.kokoro import KokoroTTS
+from avatar_core.vocoder.infer import NeuralVocoder
 
 RESULTS = Path(__file__).parent / "results" / "ceiling.json"
 CANDIDATES: dict[str, WorldOptions] = {
@@ -76,7 +79,19 @@ def main() -> None:
     parser.add_argument("--voices", default=",".join(KOKORO_VOICES))
     parser.add_argument("--threads", type=int, default=2, help="Kokoro and Whisper threads")
     parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument("--vocoder", type=Path, help="a vocoder checkpoint: adds the 'neural' candidate")
+    parser.add_argument("--candidates", default="", help="comma-separated subset to run (default: all)")
     args = parser.parse_args()
+    neural = NeuralVocoder.load(args.vocoder, threads=args.threads) if args.vocoder else None
+    chosen = {c.strip() for c in args.candidates.split(",") if c.strip()}
+
+    def render(
+        clip: npt.NDArray[np.float32], name: str, options: WorldOptions | None
+    ) -> npt.NDArray[np.float32]:
+        if name == "neural" and neural is not None:
+            return neural.synthesize(features.analyze(clip))[: clip.size]
+        return clip if options is None else features.resynthesize(clip, options)
+
     settings = AppSettings()
     sentences = corpus.split("heldout")[: args.limit]
     voices = [v.strip() for v in args.voices.split(",") if v.strip()]
@@ -87,20 +102,26 @@ def main() -> None:
     rows = []
     for voice in voices:
         clips = [kokoro_audio(tts, cache, text, voice) for text in sentences]
-        ranged = voice_range(clips)
-        candidates = {"kokoro": None, **CANDIDATES, "voice_range": ranged}
+        ranged = voice_range(clips) if not chosen or "voice_range" in chosen else None
+        candidates: dict[str, WorldOptions | None] = {"kokoro": None, **CANDIDATES}
+        if ranged is not None:
+            candidates["voice_range"] = ranged
+        if neural is not None:
+            candidates["neural"] = DEFAULT_OPTIONS
         row: dict[str, object] = {"voice": voice, "sentences": len(sentences)}
         for name, options in candidates.items():
-            heard = [
-                transcribe(clip if options is None else features.resynthesize(clip, options))
-                for clip in clips
-            ]
+            if chosen and name not in chosen:
+                continue
+            heard = [transcribe(render(clip, name, options)) for clip in clips]
             row[name] = round(spoken_wer(sentences, heard), 4)
-        row["voice_range_hz"] = [ranged.f0_floor, ranged.f0_ceil]
+        if ranged is not None:
+            row["voice_range_hz"] = [ranged.f0_floor, ranged.f0_ceil]
         rows.append(row)
         print(json.dumps(row), flush=True)
     summary = {
-        "command": f"nice .venv/bin/python bench/ceiling.py --limit {args.limit} --voices {','.join(voices)}",
+        "command": f"nice .venv/bin/python bench/ceiling.py --limit {args.limit} --voices {','.join(voices)}"
+        + (f" --vocoder {args.vocoder.name}" if args.vocoder else "")
+        + (f" --candidates {args.candidates}" if chosen else ""),
         "judge": "Whisper tiny.en int8, greedy, English, no VAD",
         "candidates": {name: asdict(options) for name, options in CANDIDATES.items()},
         "machine": {"cpu": platform.processor() or platform.machine(), "threads": args.threads},

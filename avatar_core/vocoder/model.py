@@ -35,11 +35,16 @@ class ConvNeXtBlock(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, D, K) -> (B, D, K)
         y = self.dwconv(x).transpose(1, 2)  # (B, K, D)
         y = self.pw2(F.gelu(self.pw1(self.norm(y))))
-        return x + (self.gamma * y).transpose(1, 2)
+        scaled: torch.Tensor = self.gamma * y  # (B, K, D)
+        return x + scaled.transpose(1, 2)
 
 
 class Vocoder(nn.Module):
     """Features (B, T, F) -> audio (B, T * 600); ``mean``/``std`` normalise the features (set from data)."""
+
+    mean: torch.Tensor  # (F,)
+    std: torch.Tensor  # (F,)
+    window: torch.Tensor  # (n_fft,)
 
     def __init__(self, config: VocoderConfig) -> None:
         super().__init__()
@@ -69,9 +74,7 @@ class Vocoder(nn.Module):
 
     def spectrum(self, features: torch.Tensor) -> torch.Tensor:
         """(B, T, F) -> complex STFT (B, N, K) with K = T * upsample + 1 frames (istft, center=True)."""
-        mean, std = self.mean, self.std
-        assert isinstance(mean, torch.Tensor) and isinstance(std, torch.Tensor)
-        x = ((features - mean) / std).transpose(1, 2)  # (B, F, T)
+        x = ((features - self.mean) / self.std).transpose(1, 2)  # (B, F, T)
         x = self.up(self.embed(x))  # (B, D, T * up)
         x = F.pad(x, (0, 1), mode="replicate")  # (B, D, K): istft's centred frames are one more
         x = self.norm(x.transpose(1, 2)).transpose(1, 2)
@@ -84,13 +87,11 @@ class Vocoder(nn.Module):
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:  # (B, T, F) -> (B, S)
         frames = features.shape[1]
-        window = self.window
-        assert isinstance(window, torch.Tensor)
         return torch.istft(
             self.spectrum(features),
             self.config.n_fft,
             self.config.hop,
-            window=window,
+            window=self.window,
             center=True,
             length=frames * HOP,
         )

@@ -193,9 +193,9 @@ def fit(
         feats, target = clips.batch(train.batch_size, train.crop_frames, rng)
         pred = model(feats.to(device))  # (B, S)
         parts = vocoder_losses(pred, target.to(device))
-        total = train.stft_weight * parts["stft"] + train.mel_weight * parts["mel"]
+        total: torch.Tensor = train.stft_weight * parts["stft"] + train.mel_weight * parts["mel"]
         opt.zero_grad(set_to_none=True)
-        total.backward()
+        total.backward()  # type: ignore[no-untyped-call]  # torch leaves Tensor.backward untyped
         torch.nn.utils.clip_grad_norm_(model.parameters(), train.grad_clip)
         opt.step()
         step += 1

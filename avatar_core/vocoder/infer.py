@@ -1,0 +1,132 @@
+"""The trained vocoder at inference: a drop-in for ``features.synthesize``, whole or in streamed chunks.
+
+``NeuralVocoder.synthesize(features)`` turns WORLD features (T, F) into 24 kHz audio (T * 600,), as
+``features.synthesize`` does. ``StreamingVocoder`` vocodes a joint-model stream chunk by chunk: each
+chunk is run with ``context`` frames of the past and ``lookahead`` frames of the future around it, so
+with both at the network's receptive field the streamed audio equals the whole-utterance audio.
+
+Letters in shape comments: T feature frames (40 fps), F = FEATURE_DIM, S samples (T * 600).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+import torch
+
+from avatar_core.speech.features import FEATURE_DIM, HOP, MODEL_FPS, SAMPLE_RATE
+from avatar_core.vocoder.model import Vocoder
+from avatar_core.vocoder.train import load_vocoder
+
+FloatArray = npt.NDArray[np.float32]
+
+
+class NeuralVocoder:
+    """A trained :class:`Vocoder` on the CPU, in inference mode."""
+
+    def __init__(self, model: Vocoder, threads: int = 0) -> None:
+        self.model = model.eval()
+        self.threads = threads
+
+    @classmethod
+    def load(cls, path: Path, threads: int = 0) -> NeuralVocoder:
+        """From a ``dyad vocoder fit`` checkpoint; ``threads`` > 0 sets torch's CPU threads."""
+        if not path.is_file():
+            raise ValueError(f"{path}: no such vocoder checkpoint; train one with `dyad vocoder fit`")
+        model, _ = load_vocoder(path)
+        return cls(model, threads)
+
+    @property
+    def receptive_frames(self) -> int:
+        """Feature frames on each side that can change one frame's audio."""
+        c = self.model.config
+        half = c.kernel // 2
+        # the ConvNeXt blocks, the inverse STFT's window overlap and the upsampling's two taps
+        stft_frames = c.blocks * half + math.ceil(c.n_fft / 2 / c.hop) + 2
+        return half + math.ceil(stft_frames / c.upsample)
+
+    def synthesize(self, features: npt.NDArray[np.floating]) -> FloatArray:
+        """WORLD features (T, F) -> 24 kHz float audio (T * 600,) in [-1, 1]."""
+        feats = np.asarray(features, np.float32)
+        if feats.ndim != 2 or feats.shape[1] != FEATURE_DIM:
+            raise ValueError(f"speech features must have shape (T, {FEATURE_DIM}), got {feats.shape}")
+        if self.threads:
+            torch.set_num_threads(self.threads)
+        with torch.inference_mode():
+            audio = self.model(torch.from_numpy(feats)[None])[0]  # (S,)
+        out: FloatArray = audio.clamp(-1.0, 1.0).numpy().astype(np.float32)
+        return out
+
+    def measure_rtf(self, seconds: float = 10.0, repeats: int = 3) -> dict[str, float]:
+        """Best-of-``repeats`` compute seconds per audio second on ``seconds`` of random-walk features."""
+        frames = max(1, round(seconds * MODEL_FPS))
+        rng = np.random.default_rng(0)
+        mean = self.model.mean.numpy()
+        std = self.model.std.numpy()
+        feats = (mean + std * rng.standard_normal((frames, FEATURE_DIM)) * 0.3).astype(np.float32)
+        self.synthesize(feats[: min(frames, 40)])  # warm-up
+        best = math.inf
+        for _ in range(repeats):
+            start = time.perf_counter()
+            self.synthesize(feats)
+            best = min(best, time.perf_counter() - start)
+        return {
+            "rtf": round(best * SAMPLE_RATE / (frames * HOP), 5),
+            "audio_s": frames / MODEL_FPS,
+            "threads": torch.get_num_threads(),
+        }
+
+
+class StreamingVocoder:
+    """Chunks of features in, their audio out, with ``context`` past and ``lookahead`` future frames.
+
+    ``push`` returns the audio of every frame that now has ``lookahead`` frames after it; ``flush`` the
+    rest at the end of the utterance. Latency added: ``lookahead`` frames (25 ms each).
+    """
+
+    def __init__(
+        self, vocoder: NeuralVocoder, context: int | None = None, lookahead: int | None = None
+    ) -> None:
+        self.vocoder = vocoder
+        reach = vocoder.receptive_frames
+        self.context = reach if context is None else context
+        self.lookahead = reach if lookahead is None else lookahead
+        self._buffer = np.zeros((0, FEATURE_DIM), np.float32)  # (n, F) the frames still needed
+        self._offset = 0  # stream index of the buffer's first frame
+        self._done = 0  # stream index of the first frame whose audio has not been returned
+
+    @property
+    def _total(self) -> int:
+        return self._offset + self._buffer.shape[0]
+
+    def push(self, features: npt.NDArray[np.floating]) -> FloatArray:
+        """Add (t, F) features; returns the audio (n * 600,) of the frames ready now (n may be 0)."""
+        chunk = np.asarray(features, np.float32)
+        if chunk.ndim != 2 or chunk.shape[1] != FEATURE_DIM:
+            raise ValueError(f"speech features must have shape (t, {FEATURE_DIM}), got {chunk.shape}")
+        self._buffer = np.concatenate([self._buffer, chunk])
+        return self._emit(self._total - self.lookahead)
+
+    def flush(self) -> FloatArray:
+        """The audio of every frame not returned yet; the stream is then empty again."""
+        out = self._emit(self._total)
+        self._buffer = np.zeros((0, FEATURE_DIM), np.float32)
+        self._offset = self._done = 0
+        return out
+
+    def _emit(self, stop: int) -> FloatArray:
+        if stop <= self._done:
+            return np.zeros(0, np.float32)
+        first = max(self._offset, self._done - self.context)
+        last = min(self._total, stop + self.lookahead)
+        audio = self.vocoder.synthesize(self._buffer[first - self._offset : last - self._offset])
+        out = audio[(self._done - first) * HOP : (stop - first) * HOP]  # ((stop - done) * 600,)
+        self._done = stop
+        keep_from = max(self._offset, stop - self.context)  # earlier frames are never needed again
+        self._buffer = self._buffer[keep_from - self._offset :]
+        self._offset = keep_from
+        return out
