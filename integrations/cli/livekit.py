@@ -1,4 +1,4 @@
-"""``dyad livekit worker|join``: the avatar as a participant in LiveKit rooms."""
+"""``dyad livekit worker|join|dialogue``: avatars as participants in LiveKit rooms."""
 
 from __future__ import annotations
 
@@ -124,4 +124,40 @@ def join(
     except TokenError as exc:
         raise _fail("cannot join", exc) from None
     except (JoinError, StackError, LocalServerError, MissingModelError, PersonaError, OSError) as exc:
+        raise _fail("cannot join", exc) from None
+
+
+@app.command("dialogue")
+def dialogue(
+    room: str = typer.Option(..., "--room", help="the room to join", show_default=False),
+    personas: tuple[str, str] = typer.Option(
+        ..., "--personas", help="the two personas (names or YAML paths); the first greets", show_default=False
+    ),
+    url: str | None = typer.Option(None, "--url", help="LiveKit server URL (env LIVEKIT_URL)"),
+    attend: str = typer.Option("first", "--attend", help="first | speaker | identity:NAME"),
+) -> None:
+    """Two avatars join one room as two participants; a person is answered by the one they name.
+
+    Each gets its own identity and token (minted from LIVEKIT_API_KEY/SECRET), state and transcripts;
+    each listens to the person and to the other avatar.
+    """
+    from agent.persona import PersonaError
+    from avatar_core.bundled import MissingModelError
+    from integrations.cli.persona import load_or_exit
+    from integrations.livekit.attendee import AttendPolicy
+    from integrations.livekit.dialogue import DialogueError, dialogue_credentials, live_dialogue
+    from integrations.livekit.join import JoinError
+    from integrations.livekit.tokens import TokenError
+    from integrations.llm.local_server import LocalServerError
+    from integrations.stack import StackError
+
+    settings = AppSettings()
+    pair = [load_or_exit(name) for name in personas]
+    policy = AttendPolicy.parse(_policy(attend))
+    try:
+        dialogue_credentials(room, pair, url=url)  # refuse before loading any model
+        with contextlib.suppress(KeyboardInterrupt):
+            asyncio.run(live_dialogue(room, pair, url=url, policy=policy, settings=settings))
+    except (TokenError, DialogueError, JoinError, StackError, LocalServerError, MissingModelError,
+            PersonaError, OSError) as exc:  # fmt: skip
         raise _fail("cannot join", exc) from None

@@ -27,6 +27,7 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
+import os
 import re
 import threading
 from collections.abc import Mapping, Sequence
@@ -48,7 +49,7 @@ from integrations.livekit.attendee import AttendPolicy
 from integrations.livekit.join import connected_room
 from integrations.livekit.listen import TrackReader
 from integrations.livekit.room import RoomAvatar
-from integrations.livekit.tokens import Credentials, resolve_credentials
+from integrations.livekit.tokens import KEY_ENV, SECRET_ENV, Credentials, TokenError, resolve_credentials
 from integrations.stack import AvatarStack, SharedModels, open_stack
 
 log = logging.getLogger(__name__)
@@ -79,6 +80,12 @@ def dialogue_credentials(
 ) -> list[Credentials]:
     """One token per avatar, each minted for its own identity with the grants ``join`` mints (needs
     ``LIVEKIT_API_KEY`` and ``LIVEKIT_API_SECRET``: two participants cannot share one given token)."""
+    env = os.environ if env is None else env
+    if not env.get(KEY_ENV) or not env.get(SECRET_ENV):
+        raise TokenError(
+            f"two avatars need a token each: set {KEY_ENV} and {SECRET_ENV} so dyad can mint them "
+            "(livekit-server --dev uses devkey / secret)"
+        )
     return [
         resolve_credentials(room, persona.identity, url=url, participant_identity=identity, env=env)
         for persona, identity in zip(personas, dialogue_identities(personas), strict=True)

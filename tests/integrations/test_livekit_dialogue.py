@@ -18,10 +18,12 @@ import pytest_asyncio
 from livekit import api, rtc
 from scipy.signal import resample_poly
 from test_livekit_doubles import PlayedAudio, RecordingRoom, RemoteParticipant, ScriptedReader, Stream
+from typer.testing import CliRunner
 
 from agent.persona import Persona, load_persona
 from avatar_core.config import AppSettings
 from avatar_core.tts.kokoro import KokoroTTS
+from integrations.cli.main import app
 from integrations.livekit.dialogue import (
     DuoRoom,
     Floor,
@@ -60,6 +62,18 @@ def test_each_avatar_gets_its_own_identity_and_token() -> None:
     assert dialogue_identities(twice) == ["dyad-ada", "dyad-ada-2"]
     with pytest.raises(TokenError, match="LIVEKIT_API_KEY"):
         dialogue_credentials("lobby", personas, env={"LIVEKIT_URL": "ws://127.0.0.1:7880"})
+
+
+def test_the_command_names_what_is_missing(monkeypatch: pytest.MonkeyPatch) -> None:
+    for var in ENV:
+        monkeypatch.delenv(var, raising=False)
+    args = ["livekit", "dialogue", "--room", "lobby", "--personas", "library_receptionist", "default"]
+    result = CliRunner().invoke(app, [*args, "--url", "ws://127.0.0.1:7880"])
+    assert result.exit_code == 2 and "need a token each" in result.output
+    monkeypatch.setenv("LIVEKIT_API_KEY", KEY)
+    monkeypatch.setenv("LIVEKIT_API_SECRET", SECRET)
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 2 and "no LiveKit URL" in result.output
 
 
 def test_the_floor_follows_the_name_said() -> None:
@@ -129,7 +143,8 @@ async def test_two_avatars_in_one_room(server: LocalLLMServer) -> None:
             (answer,) = finals(ada.transcriptions(), None)[:1]
             assert answer.text and answer.attributes["lk.transcribed_track_id"] == ada.publications[0].sid
             (heard,) = finals(ada.transcriptions(), "visitor")
-            assert "colo" in heard.text.lower() and heard.attributes["lk.transcribed_track_id"] == mic_pubs[1].sid
+            assert "colo" in heard.text.lower()
+            assert heard.attributes["lk.transcribed_track_id"] == mic_pubs[1].sid
             assert finals(robin.transcriptions(), "visitor") == []  # not Robin's turn: heard, not answered
             await until(lambda: ada.states()[-1] == "listening", "Ada listening again")
             assert "speaking" in robin.states() and "thinking" not in robin.states()
