@@ -53,7 +53,7 @@ def whisper() -> WhisperSTT:
 
 def speech(tts: KokoroTTS, text: str, voice: str = "jm_kumo") -> np.ndarray:
     audio = tts.synthesize(text, voice)
-    return resample_poly(audio, 2, 3).astype(np.float32)  # 24 kHz -> 16 kHz
+    return np.asarray(resample_poly(audio, 2, 3), np.float32)  # 24 kHz -> 16 kHz
 
 
 def bounds(clip: np.ndarray) -> tuple[float, float]:
@@ -71,11 +71,12 @@ def timeline(seconds: float, *parts: tuple[float, np.ndarray]) -> np.ndarray:
     return out
 
 
-def persona(partials: bool = False, **llm: object) -> Persona:
+def persona(partials: bool = False, detector: str = "smart_turn", **llm: object) -> Persona:
     base = load_persona("default")
     data = base.model_dump()
     data["llm"].update({"greeting": "", "temperature": 0.0, "max_tokens": 24, **llm})
     data["stt"]["partials"] = partials
+    data["turn_taking"]["turn_detector"] = detector
     return Persona.model_validate(data)
 
 
@@ -146,7 +147,9 @@ async def test_a_turn_in_order(tts: KokoroTTS, server: LocalLLMServer, whisper: 
     assert abs(finals[0].start - onset) < 0.1 and abs((finals[0].end or 0) - offset) < 0.1
     assert run.states()[:4] == ["listening", "thinking", "speaking", "listening"]
     thinking = next(e for e in run.of(StateChanged) if e.state == "thinking")
-    assert 0.45 <= thinking.t - (finals[0].end or 0) <= 0.6  # end of turn after ~500 ms of silence
+    # Smart Turn ends the turn after min_wait_ms to max_wait_ms of silence, as sure as it is.
+    wait_s = (p.turn_taking.min_wait_ms / 1000, p.turn_taking.max_wait_ms / 1000 + 0.05)
+    assert wait_s[0] <= thinking.t - (finals[0].end or 0) <= wait_s[1]
     audible = run.avatar_audible()
     assert audible.size and audible[0] >= thinking.t  # the avatar never talks over the question
     agent = [e for e in run.of(AgentTranscript) if e.final]
@@ -154,7 +157,7 @@ async def test_a_turn_in_order(tts: KokoroTTS, server: LocalLLMServer, whisper: 
     partial = [e for e in run.of(AgentTranscript) if not e.final]
     assert partial and agent[0].text.startswith(partial[0].text)
     metrics = run.of(TurnMetrics)[0]
-    assert metrics.end_of_turn is not None and 450 <= metrics.end_of_turn <= 600
+    assert metrics.end_of_turn is not None and 1000 * wait_s[0] <= metrics.end_of_turn <= 1000 * wait_s[1]
     assert metrics.first_audio is not None and metrics.first_audio > metrics.end_of_turn
     assert session.history.messages()[-1] == {"role": "assistant", "content": agent[0].text}
 
@@ -162,7 +165,7 @@ async def test_a_turn_in_order(tts: KokoroTTS, server: LocalLLMServer, whisper: 
 async def test_interim_transcripts_while_the_user_speaks(
     tts: KokoroTTS, server: LocalLLMServer, whisper: WhisperSTT
 ) -> None:
-    p = persona(partials=True)
+    p = persona(partials=True, detector="silence")  # one turn, whatever Smart Turn hears in it
     question = speech(tts, "Could you tell me where I can find the books about gardening and birds?")
     session, engine = await make_session(p, whisper, llm_for(p, server), tts)
     run = await drive(session, engine, timeline(9.0, (0.5, question)), 6.0)
@@ -177,7 +180,7 @@ async def test_interim_transcripts_while_the_user_speaks(
 async def test_a_short_pause_does_not_end_the_turn(
     tts: KokoroTTS, server: LocalLLMServer, whisper: WhisperSTT
 ) -> None:
-    p = persona()
+    p = persona(detector="silence")  # 300 ms is under end_of_turn_silence_ms
     first, second = speech(tts, "I would like"), speech(tts, "to book a study room.")
     second_at = 0.5 + bounds(first)[1] + 0.3 - bounds(second)[0]  # a 300 ms pause between the words
     user = timeline(10.0, (0.5, first), (second_at, second))
