@@ -200,16 +200,19 @@ class DialogueAvatar(RoomAvatar):
         self.index = index
         self.floor = floor
         self.stack_name = stack.persona.identity.display_name
-        self.listening = RoomListening(AvatarPartner(stack.persona.turn_taking))
-        stack.session.features = self.listening
-        stack.session.stt = RoutedSTT(stack.stt, floor, index)
+        self.listening: RoomListening | None = None  # built off the loop when run starts (VAD, dlib)
         self.peers: list[DialogueAvatar] = []  # who perceives this avatar's output
         self._inbox: asyncio.Queue[OutputFrame] = asyncio.Queue(PEER_QUEUE)
         self._dropped = 0
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="dyad-peer")
 
     async def run(self) -> None:
-        self.tasks.spawn(self._perceive(), "peer")
+        stack = self._attached()
+        turn_taking = stack.persona.turn_taking
+        self.listening = await asyncio.to_thread(lambda: RoomListening(AvatarPartner(turn_taking)))
+        stack.session.features = self.listening
+        stack.session.stt = RoutedSTT(stack.stt, self.floor, self.index)
+        self.tasks.spawn(self._perceive(self.listening), "peer")
         try:
             await super().run()
         finally:
@@ -222,6 +225,8 @@ class DialogueAvatar(RoomAvatar):
 
     def offer(self, frame: OutputFrame) -> None:
         """One output frame of the other avatar, to perceive (never waits; drops when far behind)."""
+        if self.listening is None or self.closed:
+            return  # not perceiving yet, or any more
         try:
             self._inbox.put_nowait(frame)
         except asyncio.QueueFull:
@@ -230,17 +235,17 @@ class DialogueAvatar(RoomAvatar):
                 log.warning("%s: perceiving the other avatar falls behind (%d frames dropped)",
                             self.stack_name, self._dropped)  # fmt: skip
 
-    async def _perceive(self) -> None:
+    async def _perceive(self, listening: RoomListening) -> None:
         loop = asyncio.get_running_loop()
         while True:
             frame = await self._inbox.get()
             if isinstance(frame, AudioFrame):
-                await loop.run_in_executor(self._pool, self.listening.hear, frame.samples)
+                await loop.run_in_executor(self._pool, listening.hear, frame.samples)
                 # The same merged perception the Session gives on each piece of the person's audio, so
                 # the face follows the other avatar even when nobody's microphone is in the room.
-                self.engine.observe_user(self.listening.frame(self.engine.clock.now()))
+                self.engine.observe_user(listening.frame(self.engine.clock.now()))
             elif isinstance(frame, VideoFrame):
-                self.listening.see(frame.motion)
+                listening.see(frame.motion)
 
     async def _typed(self, reader: rtc.TextStreamReader) -> None:
         text = await reader.read_all()

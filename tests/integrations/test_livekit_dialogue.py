@@ -109,8 +109,8 @@ async def test_two_avatars_in_one_room(server: LocalLLMServer) -> None:
     rooms = [RecordingRoom(ids[0], "lobby"), RecordingRoom(ids[1], "lobby")]
     tts = KokoroTTS(AppSettings().cache_dir)
     speech = resample_poly(tts.synthesize("Ada, what is your favourite colour?", "jm_kumo"), 2, 3)
-    question = np.concatenate([np.zeros(16_000 * 4), speech, np.zeros(16_000)]).astype(np.float32)
-    mics = [PlayedAudio(question), PlayedAudio(question)]  # each connection reads the person's track
+    quiet = np.zeros(16_000 * 600, np.float32)  # the visitor is silent until Robin has greeted them
+    mics = [PlayedAudio(quiet), PlayedAudio(quiet)]  # each connection reads the person's track
     visitors = [RemoteParticipant("visitor"), RemoteParticipant("visitor")]
     mic_pubs = [v.microphone(m) for v, m in zip(visitors, mics, strict=True)]
     models = SharedModels(llm_server=server)
@@ -130,11 +130,16 @@ async def test_two_avatars_in_one_room(server: LocalLLMServer) -> None:
                 local.publications[0].subscribed.set()
             await until(lambda: all(a.selector.current == "visitor" for a in duo.avatars), "both attend")
 
+            robin, ada = locals_
+            await until(lambda: len(finals(robin.transcriptions(), None)) >= 1, "Robin's greeting")
+            for mic in mics:  # then asks Ada a question, 0.5 s from now
+                start = round(mic.played_s * 16_000) + 8_000
+                mic.samples = np.concatenate([quiet[:start], speech, quiet]).astype(np.float32)
+
             def answered() -> bool:
                 return len(finals(locals_[1].transcriptions(), None)) >= 1
 
             await until(answered, "Ada's answer")
-            robin, ada = locals_
             # Each avatar publishes its own state and transcripts on its own connection.
             assert robin.identity == "library-desk-robin" and ada.identity == "dyad-ada"
             (greeting,) = finals(robin.transcriptions(), None)[:1]
@@ -147,10 +152,11 @@ async def test_two_avatars_in_one_room(server: LocalLLMServer) -> None:
             assert heard.attributes["lk.transcribed_track_id"] == mic_pubs[1].sid
             assert finals(robin.transcriptions(), "visitor") == []  # not Robin's turn: heard, not answered
             await until(lambda: ada.states()[-1] == "listening", "Ada listening again")
-            assert "speaking" in robin.states() and "thinking" not in robin.states()
+            states = robin.states()  # greeted; transcribed the question ("thinking") and let it go
+            assert "speaking" in states and "speaking" not in states[states.index("thinking") :]
             assert {"listening", "thinking", "speaking"} <= set(ada.states())
             # Each listened to the other's voice as partner features (Robin's greeting, Ada's answer).
-            assert all(a.listening.peer_heard_speaking for a in duo.avatars)
+            assert all(a.listening is not None and a.listening.peer_heard_speaking for a in duo.avatars)
             duo.stop()
             await asyncio.wait_for(running, WAIT_S)
     finally:
