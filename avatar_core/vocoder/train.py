@@ -121,6 +121,14 @@ def load_vocoder(path: Path, device: torch.device | None = None) -> tuple[Vocode
     return model, state
 
 
+def export_checkpoint(src: Path, dst: Path) -> None:
+    """A small inference-only copy of a run's checkpoint (no optimiser state), to commit or ship."""
+    model, state = load_vocoder(src)
+    keep = {k: v for k, v in state.items() if k in ("step", "data", "train_config", "wall_s", "hardware")}
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    save_checkpoint(dst, model, keep)
+
+
 def _lr(step: int, config: VocoderFitConfig) -> float:
     train = config.train
     if step < train.warmup_steps:

@@ -64,6 +64,21 @@ def fit(
     Console().print(f"checkpoint: {last}")
 
 
+@app.command("export")
+def export(
+    checkpoint: Path = typer.Argument(..., help="a run's last.pt"),
+    dst: Path = typer.Argument(..., help="where to write the inference-only copy"),
+) -> None:
+    """Write an inference-only copy of a vocoder checkpoint (no optimiser state)."""
+    from avatar_core.vocoder.train import export_checkpoint
+
+    try:
+        export_checkpoint(checkpoint, dst)
+    except ValueError as exc:
+        raise _fail(str(exc)) from None
+    Console().print(f"{dst}: {dst.stat().st_size / 1e6:.1f} MB")
+
+
 @app.command("rtf")
 def rtf(
     checkpoint: Path = typer.Argument(..., help="a vocoder checkpoint (last.pt of `dyad vocoder fit`)"),

@@ -23,7 +23,7 @@ from avatar_core.vocoder.config import (
 )
 from avatar_core.vocoder.infer import NeuralVocoder, StreamingVocoder
 from avatar_core.vocoder.model import Vocoder
-from avatar_core.vocoder.train import fit, load_vocoder
+from avatar_core.vocoder.train import export_checkpoint, fit, load_vocoder
 
 CONFIGS = Path(__file__).parents[2] / "configs" / "vocoder"
 
@@ -115,6 +115,14 @@ def test_tiny_run_overfits_one_clip_and_resumes(tmp_path: Path) -> None:
     _, state = load_vocoder(last)
     assert state["step"] == 120
     assert [int(r["step"]) for r in losses(run)][-3:] == [100, 110, 120]
+    # the exported copy holds the same network without the optimiser
+    small = tmp_path / "vocoder.pt"
+    export_checkpoint(last, small)
+    exported, state = load_vocoder(small)
+    assert "optimizer" not in state and state["step"] == 120
+    feats = torch.from_numpy(features.analyze(vowel(0.2)))[None]
+    with torch.inference_mode():
+        torch.testing.assert_close(exported(feats), load_vocoder(last)[0](feats))
 
 
 def test_inference_returns_the_right_length_and_streams_the_same_audio() -> None:
