@@ -24,9 +24,11 @@ from agent.persona import Persona, load_persona
 from avatar_core.config import AppSettings
 from avatar_core.tts.kokoro import KokoroTTS
 from integrations.cli.main import app
+from integrations.files.dialogue import AvatarPartner
 from integrations.livekit.dialogue import (
     DuoRoom,
     Floor,
+    RoomListening,
     dialogue_credentials,
     dialogue_identities,
     second_persona,
@@ -83,6 +85,21 @@ def test_the_floor_follows_the_name_said() -> None:
     assert floor.claims(1, "And why is that?")  # still talking to Ada
     assert floor.claims(0, "robin, thanks!")
     assert floor.claims(0, "Robin and Ada, goodbye.")  # both named: whoever was addressed answers
+
+
+def test_the_face_follows_the_person_first_then_the_other_avatar() -> None:
+    listening = RoomListening(AvatarPartner(load_persona("default").turn_taking))
+    assert not listening.frame(0.5).speaking  # nobody speaks
+    voice = KokoroTTS(AppSettings().cache_dir).synthesize("Good morning, how can I help?", "jm_kumo") * 32767
+    for k in range(0, voice.size - 480, 480):  # the other avatar's 20 ms output frames at 24 kHz
+        listening.hear(voice[k : k + 480].astype(np.int16))
+        if listening.peer.vad.speaking:
+            break
+    other = listening.frame(3.0)
+    assert other.speaking and other.t == 3.0 and listening.peer_heard_speaking  # on the listener's clock
+    person = np.zeros(1600, np.float32)
+    listening.push_audio(person, 3.0, True)  # the Session's VAD says the person speaks: they come first
+    assert listening.frame(3.1).energy == 0.0 and listening.frame(3.1).speaking
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
