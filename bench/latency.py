@@ -134,9 +134,7 @@ async def run(turns: int, barge_ins: int, persona: Persona) -> dict[str, object]
                               "llm_ttft_ms", "tts_first_chunk_ms")}  # fmt: skip
     return {
         "bench": "latency",
-        "command": " ".join(
-            ["nice", ".venv/bin/python", "bench/latency.py", *map(shlex.quote, sys.argv[1:])]
-        ),
+        "command": " ".join([".venv/bin/python", "bench/latency.py", *map(shlex.quote, sys.argv[1:])]),
         "date": date.today().isoformat(),
         "mode": "real-time, embedded stack (Silero VAD, Whisper tiny.en, SmolLM2-135M)",
         "voice": {
