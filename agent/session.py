@@ -19,7 +19,6 @@ clock that work runs in the background.
 from __future__ import annotations
 
 import asyncio
-import copy
 import logging
 import threading
 import time
@@ -34,15 +33,18 @@ import numpy.typing as npt
 
 from agent.clock import Moment, SessionClock, session_clock
 from agent.events import (
+    ActionRequested,
     AgentState,
     AgentTranscript,
     ErrorEvent,
     ErrorSource,
+    HandoffRequested,
     SessionEvent,
     StateChanged,
     TurnMetrics,
     UserTranscript,
 )
+from agent.knowledge import ActionAnswer, Answer, Answerer, HandoffAnswer, LLMAnswer
 from agent.llm import ChatHistory, LLMError
 from agent.persona import Persona
 from agent.states import OVERLAP_MOVES, PHASE_MOVES, PUBLIC, Overlap, Phase, StateMachine
@@ -95,6 +97,15 @@ class ChatModel(Protocol):
     def stream(self, messages: list[dict[str, str]]) -> AsyncIterator[str]: ...
 
 
+def answer_events(answer: Answer, t: float, turn: int) -> list[SessionEvent]:
+    """What saying ``answer`` publishes: a kiosk action, or a request for a person (else nothing)."""
+    if isinstance(answer, ActionAnswer):
+        return [ActionRequested(t, turn, answer.name, dict(answer.args), answer.text)]
+    if isinstance(answer, HandoffAnswer):
+        return [HandoffRequested(t, turn, answer.reason)]
+    return []
+
+
 def _join(*parts: str) -> str:
     """Words recognised piece by piece, as one text."""
     return " ".join(part for part in parts if part)
@@ -123,6 +134,7 @@ class _Speculation:
     tail: str | None = None  # the words recognised after ``base``
     task: asyncio.Task[None] | None = None
     text: str | None = None
+    answer: Answer | None = None
     stt_ms: float | None = None
     transcript_wall: float | None = None
     llm: asyncio.Task[None] | None = None
@@ -168,6 +180,7 @@ class _Turn:
     pause: _Pause | None = None  # the silence the turn may end in
     committed: str = ""  # words recognised in the turn's earlier pauses, settled
     committed_samples: int = 0  # the audio they cover (only what follows is recognised again)
+    answer: Answer | None = None  # how the reply is decided (agent.knowledge)
 
 
 class Session:
@@ -176,7 +189,9 @@ class Session:
     ``clock``: the session's time and what it means for background work (:mod:`agent.clock`); by
     default the one matching ``engine.clock``. ``turn_detector``: what ends a turn; by default the
     persona's (``turn_taking.turn_detector``), with Smart Turn loaded once per process
-    (:func:`shared_turn_model`).
+    (:func:`shared_turn_model`). ``answerer``: the persona's knowledge and tools, which
+    decide each reply before (or instead of) the LLM; built from ``persona`` when not given (sessions
+    of one persona may share one).
     """
 
     def __init__(
@@ -190,8 +205,10 @@ class Session:
         features: ListeningFeatures | None = None,
         clock: SessionClock | None = None,
         turn_detector: TurnDetector | None = None,
+        answerer: Answerer | None = None,
     ) -> None:
         self.persona = persona
+        self.answerer = answerer if answerer is not None else Answerer(persona)
         self.engine = engine
         self.stt = stt
         self.llm = llm
@@ -368,6 +385,7 @@ class Session:
         )
         turn.stt_ms, turn.transcript_at, turn.transcript_wall = 0.0, now, wall
         self._emit(UserTranscript(now, turn.number, text, True, now, now))
+        turn.answer = self.decide(text)
         self.history.add_user(text)
         self._move(Phase.THINKING)
         self.engine.acknowledge()
@@ -570,9 +588,9 @@ class Session:
         spec.stt_ms = 1000 * (spec.transcript_wall - started)
         spec.text = text = _join(spec.base_text, spec.tail)
         if text:
-            history = copy.deepcopy(self.history)
-            history.add_user(text)
-            spec.llm = self._spawn(self._prefetch(spec, history.messages()))
+            spec.answer = self.decide(text)
+            if isinstance(spec.answer, LLMAnswer):
+                spec.llm = self._spawn(self._prefetch(spec, spec.answer.messages))
 
     @staticmethod
     def _commit(turn: _Turn, spec: _Speculation) -> None:
@@ -679,6 +697,7 @@ class Session:
             await _await_child(spec.task)
         if spec is not None and spec.last_voice == turn.last_voice and spec.text is not None:
             turn.text, turn.stt_ms, turn.transcript_wall = spec.text, spec.stt_ms, spec.transcript_wall
+            turn.answer = spec.answer
         else:
             if spec is not None:
                 spec.cancel()
@@ -700,8 +719,28 @@ class Session:
             self._reply_queued.set()
             self._floor_free()
             return
+        if turn.answer is None:
+            turn.answer = self.decide(turn.text)
         self.history.add_user(turn.text)
         await self._speak(turn.number, turn, None)
+
+    def decide(self, text: str) -> Answer:
+        """How to answer the user's ``text`` now (before it joins the history): a curated answer, a tool,
+        an action, a hand-off, the unknown line, or the LLM with the persona's facts. Under a millisecond
+        for a kiosk's knowledge (SQLite FTS5), so it runs on the loop."""
+        answer = self.answerer.answer(text, self.history.messages())
+        log.info("answer to %r: %s", text[:80], answer.metadata())
+        return answer
+
+    def _reply_source(self, turn: _Turn) -> str | AsyncIterator[str]:
+        """What the avatar says to ``turn``: a decided answer's text at once (publishing its action or
+        hand-off), or the LLM's reply as it streams."""
+        answer = turn.answer
+        if answer is None or isinstance(answer, LLMAnswer):
+            return self._llm_text(turn)
+        for event in answer_events(answer, self._now(), turn.number):
+            self._emit(event)
+        return answer.text
 
     async def _llm_text(self, turn: _Turn) -> AsyncIterator[str]:
         """The LLM's reply as it streams; the fallback line if it fails before saying anything."""
@@ -712,8 +751,10 @@ class Session:
             return
         started = time.perf_counter()
         said = False
+        answer = turn.answer
+        messages = answer.messages if isinstance(answer, LLMAnswer) else self.history.messages()
         try:
-            async for delta in self.llm.stream(self.history.messages()):
+            async for delta in self.llm.stream(messages):
                 if not said and delta.strip():
                     said = True
                     turn.first_token_wall = time.perf_counter()
@@ -742,7 +783,7 @@ class Session:
 
     async def _speak(self, number: int, turn: _Turn | None, text: str | None) -> None:
         """Say a fixed ``text``, or the LLM's answer to ``turn``; then record what was heard."""
-        source = text if text is not None else self._llm_text(turn) if turn is not None else ""
+        source = text if text is not None else self._reply_source(turn) if turn is not None else ""
         handle = self.engine.say(source)
         self._reply, self._reply_turn, self._spoken_shown = handle, number, ""
         self._reply_queued.set()
@@ -794,6 +835,7 @@ class Session:
 
         first_audio = Moment(handle.started_at, handle.first_ready_wall)
         synthesis = handle.first_synthesis_s
+        decided = turn.answer.metadata() if turn.answer is not None else {}
         return TurnMetrics(
             t=self._now(),
             turn=turn.number,
@@ -805,4 +847,8 @@ class Session:
             llm_ttft_ms=None if turn.llm_ttft_ms is None else round(turn.llm_ttft_ms, 1),
             tts_first_chunk_ms=None if synthesis is None else round(1000 * synthesis, 1),
             interrupted=handle.interrupted,
+            answer=decided.get("answer"),
+            answer_source=decided.get("source"),
+            answer_score=decided.get("score"),
+            retrieval_ms=decided.get("retrieval_ms"),
         )

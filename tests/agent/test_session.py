@@ -7,7 +7,6 @@ import asyncio
 import socket
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -21,14 +20,14 @@ from agent.persona import Persona, load_persona
 from agent.session import Session
 from agent.stt import OpenAISTT, WhisperSTT
 from avatar_core.cascade import CascadeVoice
-from avatar_core.config import AppearanceConfig, VideoConfig
+from avatar_core.config import AppearanceConfig, AppSettings, VideoConfig
 from avatar_core.engine import Engine, VirtualClock
 from avatar_core.frames import AudioFrame
 from avatar_core.render.stylized import StylizedRenderer
 from avatar_core.tts.kokoro import KokoroTTS
 from integrations.llm.local_server import LOCAL_API_KEY, LocalLLMServer
 
-CACHE = Path.home() / ".cache" / "dyad"
+CACHE = AppSettings().cache_dir
 RATE = 16_000
 
 

@@ -4,20 +4,19 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 from avatar_core.cascade import CascadeVoice
-from avatar_core.config import AppearanceConfig, BehaviourConfig, VideoConfig, VoiceConfig
+from avatar_core.config import AppearanceConfig, AppSettings, BehaviourConfig, VideoConfig, VoiceConfig
 from avatar_core.engine import Engine, Utterance, VirtualClock
 from avatar_core.frames import AUDIO_FRAME_SAMPLES, AudioFrame, OutputFrame, VideoFrame
 from avatar_core.motion import INDEX
 from avatar_core.partner import PartnerFrame
-from avatar_core.render.base import make_renderer
+from avatar_core.render import make_renderer
 
-CACHE = Path.home() / ".cache" / "dyad"
+CACHE = AppSettings().cache_dir
 
 
 @pytest.fixture(scope="module")
