@@ -7,12 +7,11 @@ them. A checkpoint stores the resolved :class:`ModelConfig`, so it always rebuil
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
 
-import yaml
-from pydantic import Field, ValidationError
+from pydantic import Field
 
 from avatar_core.config import KOKORO_VOICES, StrictModel
+from avatar_core.training_config import Size, SizedFitConfig, TrainSettings, load_yaml_config
 
 
 class ModelConfig(StrictModel):
@@ -40,35 +39,22 @@ SIZES: dict[str, dict[str, int]] = {
 }
 
 
-class TrainConfig(StrictModel):
+class TrainConfig(TrainSettings):
     """Optimisation settings of ``dyad train fit``."""
 
-    steps: int = Field(20_000, ge=1)
-    batch_size: int = Field(16, ge=1)
     crop_frames: int = Field(160, ge=8, description="training windows of this many frames (40 fps)")
-    lr: float = Field(1e-3, gt=0.0)
-    warmup_steps: int = Field(300, ge=0)
-    weight_decay: float = Field(0.01, ge=0.0)
-    grad_clip: float = Field(1.0, gt=0.0)
     vae_steps: int = Field(400, ge=0, description="head-pose VAE pre-training steps")
-    checkpoint_every: int = Field(250, ge=1)
-    log_every: int = Field(25, ge=1)
-    seed: int = 0
-    device: Literal["auto", "cpu", "cuda"] = "auto"
-    threads: int = Field(0, ge=0, description="torch threads on CPU; 0 = all cores")
-    time_limit_min: float = Field(0.0, ge=0.0, description="stop (with a checkpoint) after this; 0 = none")
 
 
-class FitConfig(StrictModel):
+class FitConfig(SizedFitConfig):
     """One YAML file of ``configs/model/``."""
 
-    size: Literal["tiny", "small", "base"] = "base"
-    model: dict[str, object] = Field(default_factory=dict, description="overrides of the size's fields")
+    size: Size = "base"
     train: TrainConfig = TrainConfig()
 
     def model_config_(self) -> ModelConfig:
         """The registry size with this file's overrides."""
-        return ModelConfig.model_validate({**SIZES[self.size], **self.model})
+        return self.sized(SIZES, ModelConfig)
 
 
 class ModelConfigError(ValueError):
@@ -77,17 +63,10 @@ class ModelConfigError(ValueError):
 
 def load_fit_config(path: Path) -> FitConfig:
     """Read and validate ``configs/model/<name>.yaml``."""
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except (OSError, yaml.YAMLError) as exc:
-        raise ModelConfigError(f"{path}: cannot read it as YAML ({exc})") from exc
-    try:
-        config = FitConfig.model_validate(raw)
-        model = config.model_config_()
-    except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
-        raise ModelConfigError(f"{path}: {problems}") from None
-    unknown = [v for v in model.voices if v not in KOKORO_VOICES]
+    config = load_yaml_config(
+        path, FitConfig, ModelConfigError, FitConfig.model_config_, read_what="it as YAML"
+    )
+    unknown = [v for v in config.model_config_().voices if v not in KOKORO_VOICES]
     if unknown:
         raise ModelConfigError(f"{path}: model.voices {unknown} are not Kokoro voices; use {KOKORO_VOICES}")
     return config

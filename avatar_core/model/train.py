@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import csv
 import logging
-import math
-import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -24,6 +22,17 @@ from avatar_core.data.samples import DatasetError, Sample, iter_samples
 from avatar_core.model.avflow import FACE_DIM, AVFlow
 from avatar_core.model.config import FitConfig, ModelConfig
 from avatar_core.model.flow import Batch, losses
+from avatar_core.training import (
+    EXPORT_KEYS,
+    LossLog,
+    hardware_name,
+    out_of_time,
+    read_checkpoint,
+    resume,
+    setup,
+    warmup_cosine_lr,
+    write_checkpoint,
+)
 
 log = logging.getLogger(__name__)
 
@@ -36,15 +45,6 @@ def vocab_size() -> int:
     from avatar_core.text.frontend import VOCAB
 
     return len(VOCAB)
-
-
-def pick_device(choice: str) -> torch.device:
-    """``auto`` -> CUDA when available, else CPU."""
-    if choice == "cuda" or (choice == "auto" and torch.cuda.is_available()):
-        if not torch.cuda.is_available():
-            raise RuntimeError("device: cuda was asked for but torch sees no GPU; use device: auto or cpu")
-        return torch.device("cuda")
-    return torch.device("cpu")
 
 
 # -------------------------------------------------------------------------------------------------
@@ -141,17 +141,12 @@ def save_checkpoint(path: Path, model: AVFlow, extra: dict[str, object]) -> None
         "state_dict": model.state_dict(),
         **extra,
     }
-    tmp = path.with_suffix(".tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
+    write_checkpoint(path, state)
 
 
 def load_model(path: Path, device: torch.device | None = None) -> tuple[AVFlow, dict[str, object]]:
     """Rebuild the network stored in a checkpoint; returns it (eval mode) and the whole checkpoint dict."""
-    try:
-        state = torch.load(path, map_location=device or "cpu", weights_only=False)
-    except (OSError, RuntimeError, EOFError) as exc:
-        raise ValueError(f"{path}: cannot read the checkpoint ({exc})") from exc
+    state = read_checkpoint(path, device, "checkpoint")
     if not isinstance(state, dict) or state.get("version") != CHECKPOINT_VERSION:
         raise ValueError(f"{path}: not a dyad checkpoint (version {CHECKPOINT_VERSION} expected)")
     config = ModelConfig.model_validate(state["model_config"])
@@ -164,21 +159,12 @@ def load_model(path: Path, device: torch.device | None = None) -> tuple[AVFlow, 
 def export_checkpoint(src: Path, dst: Path) -> None:
     """A small inference-only copy (no optimiser state) for ``avatar_core/assets/``."""
     model, state = load_model(src)
-    keep = {k: v for k, v in state.items() if k in ("step", "data", "train_config", "wall_s", "hardware")}
-    save_checkpoint(dst, model, keep)
+    save_checkpoint(dst, model, {k: v for k, v in state.items() if k in EXPORT_KEYS})
 
 
 # -------------------------------------------------------------------------------------------------
 # The loop
 # -------------------------------------------------------------------------------------------------
-
-
-def _lr(step: int, config: FitConfig) -> float:
-    train = config.train
-    if step < train.warmup_steps:
-        return train.lr * (step + 1) / train.warmup_steps
-    progress = (step - train.warmup_steps) / max(1, train.steps - train.warmup_steps)
-    return train.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress))))
 
 
 def plot_losses(csv_path: Path, png_path: Path) -> None:
@@ -213,10 +199,7 @@ def fit(
     """Train (or continue training) into ``out``; returns the path of ``last.pt``."""
     out.mkdir(parents=True, exist_ok=True)
     train = config.train
-    device = pick_device(train.device)
-    if device.type == "cpu" and train.threads:
-        torch.set_num_threads(train.threads)
-    torch.manual_seed(train.seed)
+    device = setup(train)
     model_config = config.model_config_()
     data = TrainingSet.load(data_dir, model_config.voices)
     model = AVFlow(model_config, vocab_size()).to(device)
@@ -224,13 +207,9 @@ def fit(
     last = out / "last.pt"
     step, wall = 0, 0.0
     rng = np.random.default_rng(train.seed)
-    if last.exists():
-        state = torch.load(last, map_location=device, weights_only=False)
-        model.load_state_dict(state["state_dict"])
-        opt.load_state_dict(state["optimizer"])
-        step, wall = int(state["step"]), float(state.get("wall_s", 0.0))
-        rng = np.random.default_rng([train.seed, step])
-        log.info("resuming %s at step %d", last, step)
+    resumed = resume(last, model, opt, train.seed, device)
+    if resumed:
+        step, wall, rng = resumed
     else:
         _fit_vae(model, data, train.vae_steps, rng, device)
         model.cpu()
@@ -238,13 +217,9 @@ def fit(
         model.to(device)
     # The folder's name only: a checkpoint (and the reports made from it) must not carry this machine's paths.
     data_info = {"folder": data_dir.name, "samples": len(data.samples), "hours": round(data.hours, 3)}
-    hardware = torch.cuda.get_device_name(0) if device.type == "cuda" else f"CPU x{torch.get_num_threads()}"
-    csv_path = out / "loss.csv"
-    if not csv_path.exists():
-        csv_path.write_text("step," + ",".join(LOSS_KEYS) + ",lr,wall_s\n")
+    hardware = hardware_name(device)
+    loss_log = LossLog(out / "loss.csv", LOSS_KEYS)
     started = time.monotonic()
-    running: dict[str, float] = {k: 0.0 for k in LOSS_KEYS}
-    count = 0
 
     def checkpoint() -> None:
         save_checkpoint(
@@ -259,14 +234,14 @@ def fit(
                 "hardware": hardware,
             },
         )
-        plot_losses(csv_path, out / "loss.png")
+        plot_losses(loss_log.path, out / "loss.png")
 
     model.train()
     for p in model.head_vae.parameters():
         p.requires_grad_(False)  # the VAE is fitted in stage 1 and frozen, so its latent space is stable
     while step < train.steps:
         for group in opt.param_groups:
-            group["lr"] = _lr(step, config)
+            group["lr"] = warmup_cosine_lr(step, train)
         batch = data.batch(train.batch_size, train.crop_frames, rng).to(device)
         parts = losses(model, batch)
         opt.zero_grad(set_to_none=True)
@@ -274,22 +249,16 @@ def fit(
         torch.nn.utils.clip_grad_norm_(model.parameters(), train.grad_clip)
         opt.step()
         step += 1
-        for key in LOSS_KEYS:
-            running[key] += parts[key].item()
-        count += 1
+        loss_log.add({key: parts[key].item() for key in LOSS_KEYS})
         if step % train.log_every == 0 or step == train.steps:
-            means = {k: v / count for k, v in running.items()}
-            with open(csv_path, "a") as f:
-                values = ",".join(f"{means[k]:.5f}" for k in LOSS_KEYS)
-                f.write(f"{step},{values},{_lr(step, config):.6f},{wall + time.monotonic() - started:.1f}\n")
+            elapsed = wall + time.monotonic() - started
+            means = loss_log.write(step, warmup_cosine_lr(step, train), elapsed)
             if progress:
                 progress(step, train.steps, means)
-            running = {k: 0.0 for k in LOSS_KEYS}
-            count = 0
-        out_of_time = train.time_limit_min and (time.monotonic() - started) / 60 >= train.time_limit_min
-        if step % train.checkpoint_every == 0 or step == train.steps or out_of_time:
+        stop = out_of_time(started, train.time_limit_min)
+        if step % train.checkpoint_every == 0 or step == train.steps or stop:
             checkpoint()
-        if out_of_time:
+        if stop:
             log.info("time limit reached at step %d", step)
             break
     return last

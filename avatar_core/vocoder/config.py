@@ -7,13 +7,12 @@ reads them. A checkpoint stores the resolved :class:`VocoderConfig`, so it alway
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
 
-import yaml
-from pydantic import Field, ValidationError, model_validator
+from pydantic import Field, model_validator
 
 from avatar_core.config import StrictModel
 from avatar_core.speech.features import HOP
+from avatar_core.training_config import Size, SizedFitConfig, TrainSettings, load_yaml_config
 
 
 class VocoderConfig(StrictModel):
@@ -53,7 +52,7 @@ SIZES: dict[str, dict[str, int]] = {
 }
 
 
-class VocoderTrainConfig(StrictModel):
+class VocoderTrainConfig(TrainSettings):
     """Optimisation settings of ``dyad vocoder fit``."""
 
     steps: int = Field(200_000, ge=1)
@@ -62,28 +61,21 @@ class VocoderTrainConfig(StrictModel):
     lr: float = Field(5e-4, gt=0.0)
     warmup_steps: int = Field(200, ge=0)
     weight_decay: float = Field(0.0, ge=0.0)
-    grad_clip: float = Field(1.0, gt=0.0)
     mel_weight: float = Field(1.0, ge=0.0, description="weight of the multi-resolution log-mel L1")
     stft_weight: float = Field(1.0, ge=0.0, description="weight of the multi-resolution STFT loss")
-    checkpoint_every: int = Field(250, ge=1)
-    log_every: int = Field(25, ge=1)
     reload_every: int = Field(1000, ge=1, description="look for new samples in a growing dataset")
-    seed: int = 0
-    device: Literal["auto", "cpu", "cuda"] = "auto"
     threads: int = Field(1, ge=0, description="torch threads on CPU; 0 = all cores")
-    time_limit_min: float = Field(0.0, ge=0.0, description="stop (with a checkpoint) after this; 0 = none")
 
 
-class VocoderFitConfig(StrictModel):
+class VocoderFitConfig(SizedFitConfig):
     """One YAML file of ``configs/vocoder/``."""
 
-    size: Literal["tiny", "small", "base"] = "small"
-    model: dict[str, object] = Field(default_factory=dict, description="overrides of the size's fields")
+    size: Size = "small"
     train: VocoderTrainConfig = VocoderTrainConfig()
 
     def vocoder_config(self) -> VocoderConfig:
         """The registry size with this file's overrides."""
-        return VocoderConfig.model_validate({**SIZES[self.size], **self.model})
+        return self.sized(SIZES, VocoderConfig)
 
 
 class VocoderConfigError(ValueError):
@@ -92,14 +84,10 @@ class VocoderConfigError(ValueError):
 
 def load_vocoder_config(path: Path) -> VocoderFitConfig:
     """Read and validate ``configs/vocoder/<name>.yaml``."""
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except (OSError, yaml.YAMLError) as exc:
-        raise VocoderConfigError(f"{path}: cannot read it ({exc})") from exc
-    try:
-        fit = VocoderFitConfig.model_validate(raw)
-        fit.vocoder_config()
-    except ValidationError as exc:
-        errors = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'value'}: {e['msg']}" for e in exc.errors())
-        raise VocoderConfigError(f"{path}: {errors} (see avatar_core/vocoder/config.py)") from exc
-    return fit
+    return load_yaml_config(
+        path,
+        VocoderFitConfig,
+        VocoderConfigError,
+        VocoderFitConfig.vocoder_config,
+        hint="see avatar_core/vocoder/config.py",
+    )

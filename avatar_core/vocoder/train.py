@@ -10,8 +10,6 @@ Letters in shape comments: B batch, T feature frames (40 fps), F = FEATURE_DIM, 
 from __future__ import annotations
 
 import logging
-import math
-import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -22,8 +20,18 @@ import numpy.typing as npt
 import torch
 
 from avatar_core.data.samples import DatasetError, load_sample, sample_paths
-from avatar_core.model.train import pick_device
 from avatar_core.speech.features import HOP
+from avatar_core.training import (
+    EXPORT_KEYS,
+    LossLog,
+    hardware_name,
+    out_of_time,
+    read_checkpoint,
+    resume,
+    setup,
+    warmup_cosine_lr,
+    write_checkpoint,
+)
 from avatar_core.vocoder.config import VocoderConfig, VocoderFitConfig
 from avatar_core.vocoder.losses import vocoder_losses
 from avatar_core.vocoder.model import Vocoder
@@ -102,17 +110,12 @@ def save_checkpoint(path: Path, model: Vocoder, extra: dict[str, object]) -> Non
         "state_dict": model.state_dict(),
         **extra,
     }
-    tmp = path.with_suffix(".tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
+    write_checkpoint(path, state)
 
 
 def load_vocoder(path: Path, device: torch.device | None = None) -> tuple[Vocoder, dict[str, object]]:
     """Rebuild the network stored in a checkpoint; returns it (eval mode) and the whole checkpoint dict."""
-    try:
-        state = torch.load(path, map_location=device or "cpu", weights_only=False)
-    except (OSError, RuntimeError, EOFError) as exc:
-        raise ValueError(f"{path}: cannot read the vocoder checkpoint ({exc})") from exc
+    state = read_checkpoint(path, device, "vocoder checkpoint")
     if not isinstance(state, dict) or state.get("kind") != "vocoder":
         raise ValueError(f"{path}: not a dyad vocoder checkpoint; train one with `dyad vocoder fit`")
     model = Vocoder(VocoderConfig.model_validate(state["vocoder_config"]))
@@ -124,17 +127,8 @@ def load_vocoder(path: Path, device: torch.device | None = None) -> tuple[Vocode
 def export_checkpoint(src: Path, dst: Path) -> None:
     """A small inference-only copy of a run's checkpoint (no optimiser state), to commit or ship."""
     model, state = load_vocoder(src)
-    keep = {k: v for k, v in state.items() if k in ("step", "data", "train_config", "wall_s", "hardware")}
     dst.parent.mkdir(parents=True, exist_ok=True)
-    save_checkpoint(dst, model, keep)
-
-
-def _lr(step: int, config: VocoderFitConfig) -> float:
-    train = config.train
-    if step < train.warmup_steps:
-        return train.lr * (step + 1) / train.warmup_steps
-    progress = (step - train.warmup_steps) / max(1, train.steps - train.warmup_steps)
-    return train.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress))))
+    save_checkpoint(dst, model, {k: v for k, v in state.items() if k in EXPORT_KEYS})
 
 
 def fit(
@@ -146,10 +140,7 @@ def fit(
     """Train (or continue training) into ``out``; returns the path of ``last.pt``."""
     out.mkdir(parents=True, exist_ok=True)
     train = config.train
-    device = pick_device(train.device)
-    if device.type == "cpu" and train.threads:
-        torch.set_num_threads(train.threads)
-    torch.manual_seed(train.seed)
+    device = setup(train)
     clips = Clips(data_dir)
     clips.reload()
     model = Vocoder(config.vocoder_config()).to(device)
@@ -159,23 +150,15 @@ def fit(
     last = out / "last.pt"
     step, wall = 0, 0.0
     rng = np.random.default_rng(train.seed)
-    if last.exists():
-        state = torch.load(last, map_location=device, weights_only=False)
-        model.load_state_dict(state["state_dict"])
-        opt.load_state_dict(state["optimizer"])
-        step, wall = int(state["step"]), float(state.get("wall_s", 0.0))
-        rng = np.random.default_rng([train.seed, step])
-        log.info("resuming %s at step %d", last, step)
+    resumed = resume(last, model, opt, train.seed, device)
+    if resumed:
+        step, wall, rng = resumed
     else:
         mean, std = clips.statistics()
         model.set_statistics(mean.to(device), std.to(device))
-    hardware = torch.cuda.get_device_name(0) if device.type == "cuda" else f"CPU x{torch.get_num_threads()}"
-    csv_path = out / "loss.csv"
-    if not csv_path.exists():
-        csv_path.write_text("step," + ",".join(LOSS_KEYS) + ",lr,samples,wall_s\n")
+    hardware = hardware_name(device)
+    loss_log = LossLog(out / "loss.csv", LOSS_KEYS, extra=("samples",))
     started = time.monotonic()
-    running = dict.fromkeys(LOSS_KEYS, 0.0)
-    count = 0
 
     def checkpoint() -> None:
         save_checkpoint(
@@ -197,34 +180,26 @@ def fit(
         if step and step % train.reload_every == 0:
             log.info("%d new clips", clips.reload())
         for group in opt.param_groups:
-            group["lr"] = _lr(step, config)
+            group["lr"] = warmup_cosine_lr(step, train)
         feats, target = clips.batch(train.batch_size, train.crop_frames, rng)
         pred = model(feats.to(device))  # (B, S)
         parts = vocoder_losses(pred, target.to(device))
         total: torch.Tensor = train.stft_weight * parts["stft"] + train.mel_weight * parts["mel"]
         opt.zero_grad(set_to_none=True)
-        total.backward()  # type: ignore[no-untyped-call]  # torch leaves Tensor.backward untyped
+        total.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), train.grad_clip)
         opt.step()
         step += 1
-        values = {"total": total.item(), "stft": parts["stft"].item(), "mel": parts["mel"].item()}
-        for key in LOSS_KEYS:
-            running[key] += values[key]
-        count += 1
+        loss_log.add({"total": total.item(), "stft": parts["stft"].item(), "mel": parts["mel"].item()})
         if step % train.log_every == 0 or step == train.steps:
-            means = {k: v / count for k, v in running.items()}
-            with open(csv_path, "a") as f:
-                row = ",".join(f"{means[k]:.5f}" for k in LOSS_KEYS)
-                elapsed = wall + time.monotonic() - started
-                f.write(f"{step},{row},{_lr(step, config):.6f},{len(clips.audio)},{elapsed:.1f}\n")
+            elapsed = wall + time.monotonic() - started
+            means = loss_log.write(step, warmup_cosine_lr(step, train), elapsed, (len(clips.audio),))
             if progress:
                 progress(step, train.steps, means)
-            running = dict.fromkeys(LOSS_KEYS, 0.0)
-            count = 0
-        out_of_time = train.time_limit_min and (time.monotonic() - started) / 60 >= train.time_limit_min
-        if step % train.checkpoint_every == 0 or step == train.steps or out_of_time:
+        stop = out_of_time(started, train.time_limit_min)
+        if step % train.checkpoint_every == 0 or step == train.steps or stop:
             checkpoint()
-        if out_of_time:
+        if stop:
             log.info("time limit reached at step %d", step)
             break
     return last

@@ -1,0 +1,124 @@
+"""Torch helpers shared by the training loops of the joint model and the vocoder.
+
+Device choice and seeding, the warm-up + cosine learning rate, atomic checkpoint writes and checked
+reads, resuming from a run's ``last.pt``, the hardware string a checkpoint records, the loss CSV and
+the time limit.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import pickle
+import time
+from collections.abc import Mapping
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from avatar_core.training_config import TrainSettings
+
+log = logging.getLogger(__name__)
+
+# What an inference-only copy of a run's checkpoint keeps besides the network (no optimiser state).
+EXPORT_KEYS = ("step", "data", "train_config", "wall_s", "hardware")
+
+
+def pick_device(choice: str) -> torch.device:
+    """``auto`` -> CUDA when available, else CPU."""
+    if choice == "cuda" or (choice == "auto" and torch.cuda.is_available()):
+        if not torch.cuda.is_available():
+            raise RuntimeError("device: cuda was asked for but torch sees no GPU; use device: auto or cpu")
+        return torch.device("cuda")
+    return torch.device("cpu")
+
+
+def setup(train: TrainSettings) -> torch.device:
+    """The run's device; on CPU the thread count (0 keeps torch's default); torch's seed."""
+    device = pick_device(train.device)
+    if device.type == "cpu" and train.threads:
+        torch.set_num_threads(train.threads)
+    torch.manual_seed(train.seed)
+    return device
+
+
+def warmup_cosine_lr(step: int, train: TrainSettings) -> float:
+    """Linear warm-up to ``lr``, then a cosine decay to a tenth of it at ``steps``."""
+    if step < train.warmup_steps:
+        return train.lr * (step + 1) / train.warmup_steps
+    progress = (step - train.warmup_steps) / max(1, train.steps - train.warmup_steps)
+    return train.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress))))
+
+
+def write_checkpoint(path: Path, state: Mapping[str, object]) -> None:
+    """``torch.save`` to a temporary file beside ``path``, then rename: a crash never leaves half a file."""
+    tmp = path.with_suffix(".tmp")
+    torch.save(dict(state), tmp)
+    os.replace(tmp, path)
+
+
+def read_checkpoint(path: Path, device: torch.device | str | None, what: str) -> object:
+    """``torch.load`` a checkpoint; an unreadable file raises ValueError naming it and ``what`` it is."""
+    try:
+        return torch.load(path, map_location=device or "cpu", weights_only=False)
+    except (OSError, RuntimeError, EOFError, pickle.UnpicklingError) as exc:
+        raise ValueError(f"{path}: cannot read the {what} ({exc})") from exc
+
+
+def resume(
+    last: Path, model: torch.nn.Module, opt: torch.optim.Optimizer, seed: int, device: torch.device
+) -> tuple[int, float, np.random.Generator] | None:
+    """Continue from ``last`` when it exists: loads the network and optimiser in place and returns the
+    step, the wall seconds spent so far and the batch generator for that step; None for a fresh run."""
+    if not last.exists():
+        return None
+    state = torch.load(last, map_location=device, weights_only=False)
+    model.load_state_dict(state["state_dict"])
+    opt.load_state_dict(state["optimizer"])
+    step, wall = int(state["step"]), float(state.get("wall_s", 0.0))
+    log.info("resuming %s at step %d", last, step)
+    return step, wall, np.random.default_rng([seed, step])
+
+
+def hardware_name(device: torch.device) -> str:
+    """What the checkpoint records it was trained on: the GPU's name or ``CPU x<threads>``."""
+    return torch.cuda.get_device_name(0) if device.type == "cuda" else f"CPU x{torch.get_num_threads()}"
+
+
+class LossLog:
+    """``loss.csv`` of a run: a header on creation (kept when resuming), then one row per logged step.
+
+    :meth:`add` sums each step's losses; :meth:`write` appends their means since the last row: ``step``,
+    each loss key, ``lr``, the ``extra`` columns, ``wall_s``.
+    """
+
+    def __init__(self, path: Path, keys: tuple[str, ...], extra: tuple[str, ...] = ()) -> None:
+        self.path, self.keys, self.extra = path, keys, extra
+        self._sums = dict.fromkeys(keys, 0.0)
+        self._count = 0
+        if not path.exists():
+            path.write_text("step," + ",".join((*keys, "lr", *extra, "wall_s")) + "\n")
+
+    def add(self, values: Mapping[str, float]) -> None:
+        """Count one step's losses (one value per key)."""
+        for key in self.keys:
+            self._sums[key] += values[key]
+        self._count += 1
+
+    def write(self, step: int, lr: float, wall_s: float, extra: tuple[object, ...] = ()) -> dict[str, float]:
+        """Append one row (``extra`` in the header's order) and start new means; returns the means."""
+        means = {k: v / self._count for k, v in self._sums.items()}
+        values = ",".join(f"{means[k]:.5f}" for k in self.keys)
+        more = "".join(f"{v}," for v in extra)
+        with open(self.path, "a") as f:
+            f.write(f"{step},{values},{lr:.6f},{more}{wall_s:.1f}\n")
+        self._sums = dict.fromkeys(self.keys, 0.0)
+        self._count = 0
+        return means
+
+
+def out_of_time(started: float, limit_min: float) -> bool:
+    """Whether a run begun at ``started`` (``time.monotonic()``) has used its ``limit_min`` (0 = none)."""
+    return bool(limit_min) and (time.monotonic() - started) / 60 >= limit_min
