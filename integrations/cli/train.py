@@ -7,35 +7,19 @@ from pathlib import Path
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from avatar_core.config import KOKORO_VOICES, AppSettings
+from integrations.cli.fitting import fail, progress_bar, run_fit, with_overrides
 
 app = typer.Typer(help="Build the teacher dataset and train the joint model.", no_args_is_help=True)
 log = logging.getLogger(__name__)
-
-
-def _fail(message: str) -> typer.Exit:
-    Console(stderr=True, soft_wrap=True).print(f"[bold red]error[/]: {message}", highlight=False)
-    return typer.Exit(2)
-
-
-def _progress() -> Progress:
-    return Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        TextColumn("{task.fields[status]}"),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-        console=Console(stderr=True),
-    )
 
 
 def _voices(value: str, option: str) -> tuple[str, ...]:
     voices = tuple(v.strip() for v in value.split(",") if v.strip())
     bad = [v for v in voices if v not in KOKORO_VOICES]
     if not voices or bad:
-        raise _fail(f"{option} {value!r}: use a comma-separated list of {', '.join(KOKORO_VOICES)}")
+        raise fail(f"{option} {value!r}: use a comma-separated list of {', '.join(KOKORO_VOICES)}")
     return voices
 
 
@@ -61,11 +45,11 @@ def data(
     from avatar_core.data.teacher import DataSpec, generate
 
     if workers < 1:
-        raise _fail(f"--workers {workers}: use 1 or more")
+        raise fail(f"--workers {workers}: use 1 or more")
     spec = DataSpec(
         corpus.CORPUS_VERSION, _voices(voices, "--voices"), _voices(partner_voices, "--partner-voices"), seed
     )
-    with _progress() as bar:
+    with progress_bar() as bar:
         task = bar.add_task("teacher data", total=hours, status="")
 
         def report(done: float, total: float) -> None:
@@ -76,7 +60,7 @@ def data(
                 out, hours, corpus.split("train"), spec, AppSettings().cache_dir, workers, report
             )
         except ValueError as exc:
-            raise _fail(str(exc)) from None
+            raise fail(str(exc)) from None
     Console().print(f"{out}: {count} samples")
 
 
@@ -86,7 +70,7 @@ def _from_videos(folder: Path, out: Path, workers: int) -> None:
     try:
         count = convert_folder(folder, out, AppSettings().cache_dir, workers)
     except (ValueError, OSError) as exc:
-        raise _fail(str(exc)) from None
+        raise fail(str(exc)) from None
     Console().print(f"{out}: {count} samples from {folder}")
 
 
@@ -101,34 +85,14 @@ def fit(
     ),
 ) -> None:
     """Train the joint model: resumable checkpoints, loss.csv and loss.png in --out."""
-    from avatar_core.data.samples import DatasetError
     from avatar_core.model.config import ModelConfigError, load_fit_config
-    from avatar_core.model.train import fit as run_fit
+    from avatar_core.model.train import fit as fit_model
 
     try:
         fit_config = load_fit_config(config)
     except ModelConfigError as exc:
-        raise _fail(str(exc)) from None
-    overrides: dict[str, object] = {}
-    if steps is not None:
-        overrides["steps"] = steps
-    if time_limit_min is not None:
-        overrides["time_limit_min"] = time_limit_min
-    if overrides:
-        train = fit_config.train.model_copy(update=overrides)
-        fit_config = fit_config.model_copy(update={"train": train})
-    with _progress() as bar:
-        task = bar.add_task("training", total=fit_config.train.steps, status="")
-
-        def report(step: int, total: int, losses: dict[str, float]) -> None:
-            status = " ".join(f"{k} {v:.3f}" for k, v in losses.items())
-            bar.update(task, completed=step, status=status)
-
-        try:
-            last = run_fit(data_dir, out, fit_config, report)
-        except (DatasetError, RuntimeError) as exc:
-            raise _fail(str(exc)) from None
-    Console().print(f"checkpoint: {last}")
+        raise fail(str(exc)) from None
+    run_fit("training", fit_model, data_dir, out, with_overrides(fit_config, steps, time_limit_min))
 
 
 @app.command("eval")
@@ -152,7 +116,7 @@ def evaluate(
     sentences = corpus.split("heldout")
     if limit > 0:
         sentences = sentences[:limit]
-    with _progress() as bar:
+    with progress_bar() as bar:
         task = bar.add_task("evaluating", total=len(sentences), status="")
 
         def report(done: int, total: int) -> None:
@@ -173,6 +137,6 @@ def evaluate(
                 },
             )
         except (ModelMissingError, ValueError) as exc:
-            raise _fail(str(exc)) from None
+            raise fail(str(exc)) from None
     Console().print((out / "report.md").read_text(encoding="utf-8"))
     log.info("evaluation: %s", table)

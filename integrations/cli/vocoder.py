@@ -8,15 +8,11 @@ from pathlib import Path
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+from integrations.cli.fitting import fail, run_fit, with_overrides
 
 app = typer.Typer(help="Train and measure the neural vocoder (features -> audio).", no_args_is_help=True)
 log = logging.getLogger(__name__)
-
-
-def _fail(message: str) -> typer.Exit:
-    Console(stderr=True, soft_wrap=True).print(f"[bold red]error[/]: {message}", highlight=False)
-    return typer.Exit(2)
 
 
 @app.command("fit")
@@ -28,40 +24,14 @@ def fit(
     time_limit_min: float | None = typer.Option(None, "--time-limit-min", help="stop after N minutes"),
 ) -> None:
     """Train the vocoder on a dataset's stored speech: resumable checkpoints and loss.csv in --out."""
-    from avatar_core.data.samples import DatasetError
     from avatar_core.vocoder.config import VocoderConfigError, load_vocoder_config
-    from avatar_core.vocoder.train import fit as run_fit
+    from avatar_core.vocoder.train import fit as fit_vocoder
 
     try:
         fit_config = load_vocoder_config(config)
     except VocoderConfigError as exc:
-        raise _fail(str(exc)) from None
-    overrides: dict[str, object] = {}
-    if steps is not None:
-        overrides["steps"] = steps
-    if time_limit_min is not None:
-        overrides["time_limit_min"] = time_limit_min
-    if overrides:
-        fit_config = fit_config.model_copy(update={"train": fit_config.train.model_copy(update=overrides)})
-    progress = Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        TextColumn("{task.fields[status]}"),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-        console=Console(stderr=True),
-    )
-    with progress as bar:
-        task = bar.add_task("vocoder", total=fit_config.train.steps, status="")
-
-        def report(step: int, total: int, losses: dict[str, float]) -> None:
-            bar.update(task, completed=step, status=" ".join(f"{k} {v:.3f}" for k, v in losses.items()))
-
-        try:
-            last = run_fit(data_dir, out, fit_config, report)
-        except (DatasetError, RuntimeError) as exc:
-            raise _fail(str(exc)) from None
-    Console().print(f"checkpoint: {last}")
+        raise fail(str(exc)) from None
+    run_fit("vocoder", fit_vocoder, data_dir, out, with_overrides(fit_config, steps, time_limit_min))
 
 
 @app.command("export")
@@ -75,7 +45,7 @@ def export(
     try:
         export_checkpoint(checkpoint, dst)
     except ValueError as exc:
-        raise _fail(str(exc)) from None
+        raise fail(str(exc)) from None
     Console().print(f"{dst}: {dst.stat().st_size / 1e6:.1f} MB")
 
 
@@ -91,5 +61,5 @@ def rtf(
     try:
         vocoder = NeuralVocoder.load(checkpoint, threads=threads)
     except ValueError as exc:
-        raise _fail(str(exc)) from None
+        raise fail(str(exc)) from None
     print(json.dumps(vocoder.measure_rtf(seconds)))
