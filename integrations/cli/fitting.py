@@ -16,6 +16,12 @@ _Fit = TypeVar("_Fit", bound=SizedFitConfig)
 FitFn = Callable[[Path, Path, _Fit, Callable[[int, int, dict[str, float]], None]], Path]
 
 
+# The options every ``fit`` command takes besides its --config and --out.
+DATA_OPTION = typer.Option(..., "--data", help="dataset folder from `dyad train data`")
+STEPS_OPTION = typer.Option(None, "--steps", help="override train.steps")
+TIME_LIMIT_OPTION = typer.Option(None, "--time-limit-min", help="stop after this many minutes")
+
+
 def fail(message: str) -> typer.Exit:
     """Print ``error: message`` on stderr; the caller raises the returned exit (status 2)."""
     Console(stderr=True, soft_wrap=True).print(f"[bold red]error[/]: {message}", highlight=False)
@@ -46,18 +52,32 @@ def with_overrides(config: _Fit, steps: int | None, time_limit_min: float | None
     return config.model_copy(update={"train": config.train.model_copy(update=overrides)})
 
 
-def run_fit(label: str, fit: FitFn[_Fit], data_dir: Path, out: Path, config: _Fit) -> None:
-    """Run a training loop under a progress bar showing its losses; its errors become ``error:`` lines."""
+def run_fit(
+    label: str,
+    load: Callable[[Path], _Fit],
+    fit: FitFn[_Fit],
+    config: Path,
+    data_dir: Path,
+    out: Path,
+    steps: int | None,
+    time_limit_min: float | None,
+) -> None:
+    """Read the YAML ``config`` with ``load``, apply the overrides and run ``fit`` under a progress bar
+    showing its losses; a bad config, dataset or device becomes an ``error:`` line (exit 2)."""
     from avatar_core.data.samples import DatasetError
 
+    try:
+        fit_config = with_overrides(load(config), steps, time_limit_min)
+    except ValueError as exc:  # the loaders' ModelConfigError / VocoderConfigError name the field
+        raise fail(str(exc)) from None
     with progress_bar() as bar:
-        task = bar.add_task(label, total=config.train.steps, status="")
+        task = bar.add_task(label, total=fit_config.train.steps, status="")
 
         def report(step: int, total: int, losses: dict[str, float]) -> None:
             bar.update(task, completed=step, status=" ".join(f"{k} {v:.3f}" for k, v in losses.items()))
 
         try:
-            last = fit(data_dir, out, config, report)
+            last = fit(data_dir, out, fit_config, report)
         except (DatasetError, RuntimeError) as exc:
             raise fail(str(exc)) from None
     Console().print(f"checkpoint: {last}")

@@ -9,7 +9,14 @@ import typer
 from rich.console import Console
 
 from avatar_core.config import KOKORO_VOICES, AppSettings
-from integrations.cli.fitting import fail, progress_bar, run_fit, with_overrides
+from integrations.cli.fitting import (
+    DATA_OPTION,
+    STEPS_OPTION,
+    TIME_LIMIT_OPTION,
+    fail,
+    progress_bar,
+    run_fit,
+)
 
 app = typer.Typer(help="Build the teacher dataset and train the joint model.", no_args_is_help=True)
 log = logging.getLogger(__name__)
@@ -77,22 +84,16 @@ def _from_videos(folder: Path, out: Path, workers: int) -> None:
 @app.command("fit")
 def fit(
     config: Path = typer.Option(Path("configs/model/base.yaml"), "--config", help="model/training YAML"),
-    data_dir: Path = typer.Option(..., "--data", help="dataset folder from `dyad train data`"),
+    data_dir: Path = DATA_OPTION,
     out: Path = typer.Option(Path("runs/avflow"), "--out", help="run folder (resumed if it has last.pt)"),
-    steps: int | None = typer.Option(None, "--steps", help="override train.steps"),
-    time_limit_min: float | None = typer.Option(
-        None, "--time-limit-min", help="stop after this many minutes"
-    ),
+    steps: int | None = STEPS_OPTION,
+    time_limit_min: float | None = TIME_LIMIT_OPTION,
 ) -> None:
     """Train the joint model: resumable checkpoints, loss.csv and loss.png in --out."""
-    from avatar_core.model.config import ModelConfigError, load_fit_config
+    from avatar_core.model.config import load_fit_config
     from avatar_core.model.train import fit as fit_model
 
-    try:
-        fit_config = load_fit_config(config)
-    except ModelConfigError as exc:
-        raise fail(str(exc)) from None
-    run_fit("training", fit_model, data_dir, out, with_overrides(fit_config, steps, time_limit_min))
+    run_fit("training", load_fit_config, fit_model, config, data_dir, out, steps, time_limit_min)
 
 
 @app.command("eval")

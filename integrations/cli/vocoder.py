@@ -9,7 +9,7 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
-from integrations.cli.fitting import fail, run_fit, with_overrides
+from integrations.cli.fitting import DATA_OPTION, STEPS_OPTION, TIME_LIMIT_OPTION, fail, run_fit
 
 app = typer.Typer(help="Train and measure the neural vocoder (features -> audio).", no_args_is_help=True)
 log = logging.getLogger(__name__)
@@ -18,20 +18,16 @@ log = logging.getLogger(__name__)
 @app.command("fit")
 def fit(
     config: Path = typer.Option(Path("configs/vocoder/small.yaml"), "--config", help="vocoder YAML"),
-    data_dir: Path = typer.Option(..., "--data", help="dataset folder from `dyad train data`"),
+    data_dir: Path = DATA_OPTION,
     out: Path = typer.Option(..., "--out", help="run folder (resumed if it has last.pt)"),
-    steps: int | None = typer.Option(None, "--steps", help="override train.steps"),
-    time_limit_min: float | None = typer.Option(None, "--time-limit-min", help="stop after N minutes"),
+    steps: int | None = STEPS_OPTION,
+    time_limit_min: float | None = TIME_LIMIT_OPTION,
 ) -> None:
     """Train the vocoder on a dataset's stored speech: resumable checkpoints and loss.csv in --out."""
-    from avatar_core.vocoder.config import VocoderConfigError, load_vocoder_config
+    from avatar_core.vocoder.config import load_vocoder_config
     from avatar_core.vocoder.train import fit as fit_vocoder
 
-    try:
-        fit_config = load_vocoder_config(config)
-    except VocoderConfigError as exc:
-        raise fail(str(exc)) from None
-    run_fit("vocoder", fit_vocoder, data_dir, out, with_overrides(fit_config, steps, time_limit_min))
+    run_fit("vocoder", load_vocoder_config, fit_vocoder, config, data_dir, out, steps, time_limit_min)
 
 
 @app.command("export")
