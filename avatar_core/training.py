@@ -12,7 +12,7 @@ import math
 import os
 import pickle
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import numpy as np
@@ -122,3 +122,69 @@ class LossLog:
 def out_of_time(started: float, limit_min: float) -> bool:
     """Whether a run begun at ``started`` (``time.monotonic()``) has used its ``limit_min`` (0 = none)."""
     return bool(limit_min) and (time.monotonic() - started) / 60 >= limit_min
+
+
+class Run:
+    """The loop's bookkeeping after each optimiser step: the step count, the learning rate, the loss
+    log, checkpoints every ``checkpoint_every`` steps (and at the end or the time limit), the clock."""
+
+    def __init__(
+        self,
+        train: TrainSettings,
+        opt: torch.optim.Optimizer,
+        loss_log: LossLog,
+        save: Callable[[dict[str, object]], None],
+        resumed: tuple[int, float, np.random.Generator] | None,
+        device: torch.device,
+    ) -> None:
+        self.train, self.opt, self.loss_log, self.save = train, opt, loss_log, save
+        self.step, self.wall = (resumed[0], resumed[1]) if resumed else (0, 0.0)
+        self.hardware = hardware_name(device)
+        self.started = time.monotonic()
+
+    @property
+    def done(self) -> bool:
+        """Whether ``train.steps`` are reached."""
+        return self.step >= self.train.steps
+
+    def wall_s(self) -> float:
+        """Seconds of training so far, over all the runs that resumed each other."""
+        return self.wall + time.monotonic() - self.started
+
+    def set_lr(self) -> None:
+        """The learning rate of the coming step on every parameter group."""
+        for group in self.opt.param_groups:
+            group["lr"] = warmup_cosine_lr(self.step, self.train)
+
+    def checkpoint(self) -> None:
+        """Call ``save`` with the run's part of the checkpoint: optimiser, step, wall seconds, hardware."""
+        self.save(
+            {
+                "optimizer": self.opt.state_dict(),
+                "step": self.step,
+                "wall_s": self.wall_s(),
+                "hardware": self.hardware,
+            }
+        )
+
+    def end_step(
+        self,
+        values: Mapping[str, float],
+        progress: Callable[[int, int, dict[str, float]], None] | None,
+        extra: tuple[object, ...] = (),
+    ) -> bool:
+        """Count a finished step with its losses; log, report and checkpoint when due. True: stop now."""
+        train = self.train
+        self.step += 1
+        self.loss_log.add(values)
+        if self.step % train.log_every == 0 or self.step == train.steps:
+            lr = warmup_cosine_lr(self.step, train)
+            means = self.loss_log.write(self.step, lr, self.wall_s(), extra)
+            if progress:
+                progress(self.step, train.steps, means)
+        stop = out_of_time(self.started, train.time_limit_min)
+        if self.step % train.checkpoint_every == 0 or self.step == train.steps or stop:
+            self.checkpoint()
+        if stop:
+            log.info("time limit reached at step %d", self.step)
+        return stop

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import csv
 import logging
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,12 +24,10 @@ from avatar_core.model.flow import Batch, losses
 from avatar_core.training import (
     EXPORT_KEYS,
     LossLog,
-    hardware_name,
-    out_of_time,
+    Run,
     read_checkpoint,
     resume,
     setup,
-    warmup_cosine_lr,
     write_checkpoint,
 )
 
@@ -205,11 +202,10 @@ def fit(
     model = AVFlow(model_config, vocab_size()).to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=train.lr, weight_decay=train.weight_decay)
     last = out / "last.pt"
-    step, wall = 0, 0.0
     rng = np.random.default_rng(train.seed)
     resumed = resume(last, model, opt, train.seed, device)
     if resumed:
-        step, wall, rng = resumed
+        rng = resumed[2]
     else:
         _fit_vae(model, data, train.vae_steps, rng, device)
         model.cpu()
@@ -217,49 +213,27 @@ def fit(
         model.to(device)
     # The folder's name only: a checkpoint (and the reports made from it) must not carry this machine's paths.
     data_info = {"folder": data_dir.name, "samples": len(data.samples), "hours": round(data.hours, 3)}
-    hardware = hardware_name(device)
     loss_log = LossLog(out / "loss.csv", LOSS_KEYS)
-    started = time.monotonic()
 
-    def checkpoint() -> None:
+    def save(run_state: dict[str, object]) -> None:
         save_checkpoint(
-            last,
-            model,
-            {
-                "optimizer": opt.state_dict(),
-                "step": step,
-                "wall_s": wall + time.monotonic() - started,
-                "data": data_info,
-                "train_config": config.model_dump(mode="json"),
-                "hardware": hardware,
-            },
+            last, model, {**run_state, "data": data_info, "train_config": config.model_dump(mode="json")}
         )
         plot_losses(loss_log.path, out / "loss.png")
 
+    run = Run(train, opt, loss_log, save, resumed, device)
     model.train()
     for p in model.head_vae.parameters():
         p.requires_grad_(False)  # the VAE is fitted in stage 1 and frozen, so its latent space is stable
-    while step < train.steps:
-        for group in opt.param_groups:
-            group["lr"] = warmup_cosine_lr(step, train)
+    while not run.done:
+        run.set_lr()
         batch = data.batch(train.batch_size, train.crop_frames, rng).to(device)
         parts = losses(model, batch)
         opt.zero_grad(set_to_none=True)
         parts["total"].backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), train.grad_clip)
         opt.step()
-        step += 1
-        loss_log.add({key: parts[key].item() for key in LOSS_KEYS})
-        if step % train.log_every == 0 or step == train.steps:
-            elapsed = wall + time.monotonic() - started
-            means = loss_log.write(step, warmup_cosine_lr(step, train), elapsed)
-            if progress:
-                progress(step, train.steps, means)
-        stop = out_of_time(started, train.time_limit_min)
-        if step % train.checkpoint_every == 0 or step == train.steps or stop:
-            checkpoint()
-        if stop:
-            log.info("time limit reached at step %d", step)
+        if run.end_step({key: parts[key].item() for key in LOSS_KEYS}, progress):
             break
     return last
 

@@ -10,7 +10,6 @@ Letters in shape comments: B batch, T feature frames (40 fps), F = FEATURE_DIM, 
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,12 +23,10 @@ from avatar_core.speech.features import HOP
 from avatar_core.training import (
     EXPORT_KEYS,
     LossLog,
-    hardware_name,
-    out_of_time,
+    Run,
     read_checkpoint,
     resume,
     setup,
-    warmup_cosine_lr,
     write_checkpoint,
 )
 from avatar_core.vocoder.config import VocoderConfig, VocoderFitConfig
@@ -148,39 +145,27 @@ def fit(
         model.parameters(), lr=train.lr, betas=(0.8, 0.9), weight_decay=train.weight_decay
     )
     last = out / "last.pt"
-    step, wall = 0, 0.0
     rng = np.random.default_rng(train.seed)
     resumed = resume(last, model, opt, train.seed, device)
     if resumed:
-        step, wall, rng = resumed
+        rng = resumed[2]
     else:
         mean, std = clips.statistics()
         model.set_statistics(mean.to(device), std.to(device))
-    hardware = hardware_name(device)
-    loss_log = LossLog(out / "loss.csv", LOSS_KEYS, extra=("samples",))
-    started = time.monotonic()
 
-    def checkpoint() -> None:
+    def save(run_state: dict[str, object]) -> None:
+        # the folder's name only: a checkpoint must not carry this machine's paths
+        data = {"folder": data_dir.name, "clips": len(clips.audio), "hours": round(clips.hours, 3)}
         save_checkpoint(
-            last,
-            model,
-            {
-                "optimizer": opt.state_dict(),
-                "step": step,
-                "wall_s": wall + time.monotonic() - started,
-                # the folder's name only: a checkpoint must not carry this machine's paths
-                "data": {"folder": data_dir.name, "clips": len(clips.audio), "hours": round(clips.hours, 3)},
-                "train_config": config.model_dump(mode="json"),
-                "hardware": hardware,
-            },
+            last, model, {**run_state, "data": data, "train_config": config.model_dump(mode="json")}
         )
 
+    run = Run(train, opt, LossLog(out / "loss.csv", LOSS_KEYS, extra=("samples",)), save, resumed, device)
     model.train()
-    while step < train.steps:
-        if step and step % train.reload_every == 0:
+    while not run.done:
+        if run.step and run.step % train.reload_every == 0:
             log.info("%d new clips", clips.reload())
-        for group in opt.param_groups:
-            group["lr"] = warmup_cosine_lr(step, train)
+        run.set_lr()
         feats, target = clips.batch(train.batch_size, train.crop_frames, rng)
         pred = model(feats.to(device))  # (B, S)
         parts = vocoder_losses(pred, target.to(device))
@@ -189,17 +174,7 @@ def fit(
         total.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), train.grad_clip)
         opt.step()
-        step += 1
-        loss_log.add({"total": total.item(), "stft": parts["stft"].item(), "mel": parts["mel"].item()})
-        if step % train.log_every == 0 or step == train.steps:
-            elapsed = wall + time.monotonic() - started
-            means = loss_log.write(step, warmup_cosine_lr(step, train), elapsed, (len(clips.audio),))
-            if progress:
-                progress(step, train.steps, means)
-        stop = out_of_time(started, train.time_limit_min)
-        if step % train.checkpoint_every == 0 or step == train.steps or stop:
-            checkpoint()
-        if stop:
-            log.info("time limit reached at step %d", step)
+        values = {"total": total.item(), "stft": parts["stft"].item(), "mel": parts["mel"].item()}
+        if run.end_step(values, progress, (len(clips.audio),)):
             break
     return last
