@@ -11,13 +11,12 @@ import asyncio
 import json
 import logging
 import socket
-import time
-from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 import pytest
 from aiohttp import web
+from polling import waiter
 
 from agent.events import AgentTranscript, ErrorEvent, SessionEvent
 from agent.persona import Persona, load_persona
@@ -90,11 +89,7 @@ def persona(base_url: str) -> Persona:
     return Persona.model_validate(data)
 
 
-async def until(condition: Callable[[], bool], what: str) -> None:
-    deadline = time.monotonic() + WAIT_S
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        await asyncio.sleep(0.05)
+until = waiter(WAIT_S)
 
 
 def finals(events: list[SessionEvent]) -> list[AgentTranscript]:

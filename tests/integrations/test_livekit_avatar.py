@@ -8,8 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any, Literal, cast
 
@@ -21,6 +20,7 @@ from livekit import rtc
 from livekit.agents import Agent, AgentSession, APIConnectOptions, llm, tts, utils
 from livekit.agents.types import DEFAULT_API_CONNECT_OPTIONS
 from livekit.agents.voice.avatar import AudioSegmentEnd
+from polling import waiter
 from test_livekit_doubles import PlayedAudio, PlayedVideo, RecordingRoom, RemoteParticipant, ScriptedReader
 
 from agent.persona import Persona, load_persona
@@ -58,11 +58,7 @@ def persona() -> Persona:
     return Persona.model_validate(data)
 
 
-async def until(condition: Callable[[], bool], what: str) -> None:
-    deadline = time.monotonic() + WAIT_S
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        await asyncio.sleep(0.02)
+until = waiter(WAIT_S, poll_s=0.02)
 
 
 def tone(seconds: float, rate: int = RATE, channels: int = 1) -> np.ndarray:

@@ -8,14 +8,14 @@ the real ones (Silero VAD, Whisper, the embedded LLM, Kokoro, the renderer)."""
 from __future__ import annotations
 
 import asyncio
-import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from typing import cast
 
 import numpy as np
 import pytest
 import pytest_asyncio
 from livekit import api, rtc
+from polling import waiter
 from scipy.signal import resample_poly
 from test_livekit_doubles import PlayedAudio, RecordingRoom, RemoteParticipant, ScriptedReader, Stream
 from typer.testing import CliRunner
@@ -108,11 +108,7 @@ async def server() -> AsyncIterator[LocalLLMServer]:
         yield running
 
 
-async def until(condition: Callable[[], bool], what: str) -> None:
-    deadline = time.monotonic() + WAIT_S
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        await asyncio.sleep(0.05)
+until = waiter(WAIT_S)
 
 
 def finals(streams: list[Stream], sender: str | None) -> list[Stream]:

@@ -7,14 +7,14 @@ from __future__ import annotations
 
 import asyncio
 import threading
-import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from typing import cast
 
 import numpy as np
 import pytest
 import pytest_asyncio
 from livekit import rtc
+from polling import waiter
 from scipy.signal import resample_poly
 from test_livekit_doubles import (
     PlayedAudio,
@@ -56,11 +56,7 @@ def question() -> np.ndarray:
     return np.concatenate([np.zeros(48_000), speech, np.zeros(16_000)]).astype(np.float32)  # 3 s lead
 
 
-async def until(condition: Callable[[], bool], what: str) -> None:
-    deadline = time.monotonic() + WAIT_S
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        await asyncio.sleep(0.05)
+until = waiter(WAIT_S)
 
 
 class TypedMessage:

@@ -9,9 +9,8 @@ the real Session emits them is ``tests/agent/test_session_answers.py``.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 
-import pytest
 import pytest_asyncio
 from mosquitto import WAIT_S, Broker, FakeHost, FakeSession, Watcher
 
@@ -22,14 +21,6 @@ from integrations.mqtt.kiosk import Kiosk
 
 KIOSK = "desk-2"
 P = f"dyad/{KIOSK}/"
-
-
-@pytest.fixture(scope="module")
-def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Broker]:
-    running = Broker(tmp_path_factory.mktemp("mosquitto"))
-    running.start()
-    yield running
-    running.stop()
 
 
 @pytest_asyncio.fixture

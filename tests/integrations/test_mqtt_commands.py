@@ -7,10 +7,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
-import pytest
 import pytest_asyncio
 from mosquitto import WAIT_S, Broker, FakeHost, FakeSession, Watcher
 
@@ -22,14 +21,6 @@ from integrations.mqtt.messages import MAX_PAYLOAD_BYTES, parse_command
 
 KIOSK = "lobby-1"
 P = f"dyad/{KIOSK}/"
-
-
-@pytest.fixture(scope="module")
-def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Broker]:
-    running = Broker(tmp_path_factory.mktemp("mosquitto"))
-    running.start()
-    yield running
-    running.stop()
 
 
 @dataclass

@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import wave
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any, cast
 
@@ -32,14 +32,6 @@ from integrations.stack import AvatarStack, open_stack
 
 CACHE = AppSettings().cache_dir
 SLOW_S = 300.0  # models load and run on a shared 2-core machine: generous, never asserted
-
-
-@pytest.fixture(scope="module")
-def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Broker]:
-    running = Broker(tmp_path_factory.mktemp("mosquitto"))
-    running.start()
-    yield running
-    running.stop()
 
 
 class SpeakerHost:
