@@ -44,7 +44,7 @@ STOPWORDS = frozenset(
     someone somebody bit really maybe excuse sorry again still else way go going after before during
     until till since around near nearby inside outside between within without through across every each
     other another more most less few all both only same such anywhere somewhere everywhere thing things
-    stuff right available possible offer offers provide""".split()  # noqa: SIM905
+    stuff right available possible offer offers provide come comes coming came long ready""".split()  # noqa: SIM905
 )
 _CONTRACTIONS = (
     (re.compile(r"\bcan't\b"), "can not"),
@@ -52,6 +52,37 @@ _CONTRACTIONS = (
     (re.compile(r"n't\b"), " not"),
     (re.compile(r"'(s|re|ve|ll|d|m)\b"), ""),
 )
+# Ways of asking that say the same as a simpler word: applied to questions and curated phrasings alike.
+_PHRASES = (
+    (re.compile(r"\b(?:can not|cannot|could not) find (my|our)\b"), r"lost \1"),  # my card: lost it
+    (re.compile(r"\b(come|comes|coming|came) back\b"), r"\1"),  # results "come back": they arrive
+    (re.compile(r"\b(?:first (?:time|visit)|never been here)\b"), "new"),  # a new patient, member...
+    (re.compile(r"\bsign(?:ing)? in\b"), "check in"),
+    (re.compile(r"\b(?:pick|picking|collect|collecting) (?:up )?\b"), "get "),
+    (re.compile(r"\bno[- ]shows?\b"), "missed appointment"),
+)
+# Words a visitor uses for the same thing: a question's word also matches the others of its group (in
+# the FTS5 query), and a passage holding any of them counts as holding the word.
+SYNONYMS: tuple[frozenset[str], ...] = tuple(
+    frozenset(group.split())
+    for group in (
+        "toilet toilets restroom restrooms bathroom bathrooms washroom loo",
+        "fee fees charge charges cost costs price prices fine fines",
+        "doctor doctors physician gp",
+        "medicine medicines medication medications meds drugs",
+        "wifi internet wireless",
+        "lab laboratory",
+        "vaccine vaccines vaccination vaccinations vaccinated shot shots jab",
+        "child children kid kids",
+        "id identification",
+        "copay copayment copayments",
+        "borrow borrowing loan",
+        "limit limits maximum max",
+        "lost lose misplaced",
+        "accessible accessibility wheelchair wheelchairs disabled",
+    )
+)
+_SYNONYMS_OF: dict[str, frozenset[str]] = {word: group for group in SYNONYMS for word in group}
 _TOKEN = re.compile(r"[^\W_]+", re.UNICODE)
 _PREFIX_MIN = 4  # shorter words are matched exactly: "car*" would match "card"
 _TRUNCATE_MIN = 7
@@ -63,7 +94,7 @@ _MAX_PASSAGE_CHARS = 600
 def normalise(text: str) -> str:
     """Lower case, straight apostrophes, contractions expanded."""
     text = text.lower().replace("\u2019", "'").replace("\u2018", "'")
-    for pattern, replacement in _CONTRACTIONS:
+    for pattern, replacement in (*_CONTRACTIONS, *_PHRASES):
         text = pattern.sub(replacement, text)
     return text
 
@@ -78,6 +109,15 @@ def content_terms(text: str) -> list[str]:
 
 
 def _fts_term(term: str) -> str:
+    """One word as an FTS5 expression: the word or any of its :data:`SYNONYMS`."""
+    group = _SYNONYMS_OF.get(term)
+    if group is None:
+        return _fts_word(term)
+    # The group spells out its forms: no shortened prefixes ("internet" must not match "interpreter").
+    return "(" + " OR ".join(f'"{word}"' for word in sorted(group)) + ")"
+
+
+def _fts_word(term: str) -> str:
     """One word as an FTS5 expression. The index and the query are both porter-stemmed, but the stemmer
     keeps some forms apart ("delivery" -> "deliveri", "deliver" -> "deliv"): a long word also matches as
     a prefix of its first letters."""
@@ -344,6 +384,8 @@ class KnowledgeIndex:
         return rows[passage_row], text
 
 
+# When something is wanted ("for next week"): it fills a slot, it is not what is asked about.
+_TIME_SLOT = re.compile(r"\b(?:next|this|last|coming) (?:week|month|year|morning|afternoon|evening)\b", re.I)
 _POINTS_BACK = re.compile(r"^(it|they|this|that|these|those|there|he|she)\b", re.IGNORECASE)
 
 
@@ -499,7 +541,8 @@ class Answerer:
         terms = content_terms(user_text)
         # Days and numbers fill a tool's slots ("open on Sunday", "my appointment at four"): the intent is
         # what is asked about them.
-        intent_terms = [t for t in content_terms(strip_day_words(user_text)) if t not in _NUMBER_WORDS]
+        slots_out = _TIME_SLOT.sub(" ", strip_day_words(user_text))
+        intent_terms = [t for t in content_terms(slots_out) if t not in _NUMBER_WORDS]
         intent_terms = [t for t in intent_terms if not t.isdigit()] or terms
         matches = self.index.match_intents(intent_terms)
         best = matches[0] if matches else None

@@ -281,6 +281,35 @@ def test_content_terms_drop_filler() -> None:
     ]
 
 
+def test_ways_of_asking_and_synonyms_reach_the_same_fact(tmp_path: Path) -> None:
+    faq = """\
+faq:
+  - question: Where are the toilets?
+    answer: The toilets are behind the counter.
+  - question: Is there a fee for a missed order?
+    answer: A missed order costs 4 dollars.
+  - question: I'm a new customer
+    answer: Welcome! New customers get a loyalty card.
+  - question: Can I get an interpreter?
+    answer: Yes, our interpreters speak Spanish and Polish.
+"""
+    (tmp_path / "more.yaml").write_text(faq)
+    knowledge = KNOWLEDGE.replace("files: [faq.yaml, bakery.md]", "files: [faq.yaml, bakery.md, more.yaml]")
+    answerer = Answerer(load_persona(str(write_persona(tmp_path, knowledge))), now=lambda: NOW)
+    assert content_terms("It's my first visit") == ["new"]
+    assert content_terms("I can't find my card") == ["lost", "card"]
+    for question, words in [
+        ("Where is the restroom?", "behind the counter"),
+        ("Is there a charge if I miss my order?", "4 dollars"),
+        ("It's my first time here", "loyalty card"),
+    ]:
+        answer = answerer.answer(question)
+        assert isinstance(answer, DirectAnswer), (question, answer)
+        assert words in answer.text
+    # A group spells its words out: "internet" does not match "interpreter" through a short prefix.
+    assert isinstance(answerer.answer("Do you have internet?"), UnknownAnswer)
+
+
 def test_invented_numbers_are_found() -> None:
     assert numbers_in("Open 9:00 to 8:30, ten cents, 2.50 dollars") == {"9", "8:30", "10", "2.5"}
     assert ungrounded_numbers("We open at 9 am and it costs 5 dollars.", "open 9:00 to 17:00") == {"5"}
