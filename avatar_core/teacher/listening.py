@@ -1,9 +1,16 @@
 """Listening motion driven by the partner: backchannel nods, smile mirroring, gaze, face reactions.
 
 Rules (one frame at a time, so the live Engine and the offline dataset share them):
-- a backchannel opportunity follows a low-pitch region of the partner's speech (below their running
-  26th-percentile F0) lasting >= 110 ms after >= 0.7 s of speech (Ward & Tsukahara 2000), or a pause
-  of >= 250 ms after >= 1 s of speech; the avatar nods at it with ``behaviour.backchannel_rate``;
+- a backchannel opportunity is a low-pitch region of the partner's speech (below their running
+  26th-percentile F0) lasting >= 110 ms after >= 0.7 s of speech, answered 700 ms after it is detected
+  (Ward & Tsukahara 2000: the wait puts the nod where the phrase that ends low is followed by a pause),
+  or a pause of >= 250 ms after >= 0.5 s of speech (a short phrase such as "Of course." counts; a lone
+  "Hi." or a hesitation does not), answered 150-300 ms later; the avatar nods at each with
+  ``behaviour.backchannel_rate``, so a pause after a low-pitched phrase end, two cues, is answered more
+  often than either cue alone; the chance rises the longer the avatar has given no feedback (a
+  listener is not still for long while someone talks to it);
+- nods keep ``NOD_REFRACTORY_S`` apart, so the avatar does not nod constantly; a pause heard while the
+  last nod is too recent is answered once that time is over, if the pause is still going on;
 - the partner's smile is mirrored after a lag drawn once per session from 0.3-0.6 s;
 - gaze rests on the partner and leaves it in short episodes, ``behaviour.gaze_aversion`` of the time;
 - the partner's nods and brow raises are echoed, smaller, a moment later.
@@ -21,9 +28,14 @@ from avatar_core.motion import INDEX, MOTION_DIM, FloatArray, clip
 from avatar_core.partner import PartnerFrame
 from avatar_core.teacher.idle import IdleLayer, compose
 
-LOW_PITCH_MIN_S = 0.11
-PAUSE_MIN_S = 0.25
-NOD_REFRACTORY_S = 1.5
+LOW_PITCH_MIN_S = 0.11  # a region of low pitch this long ...
+LOW_PITCH_SPEECH_S = 0.7  # ... after this much speech is a cue ...
+LOW_PITCH_WAIT_S = (0.6, 0.8)  # ... answered this long after it is detected (Ward & Tsukahara: 700 ms)
+PAUSE_MIN_S = 0.25  # a silence this long ...
+PAUSE_SPEECH_S = 0.5  # ... after this much speech is a cue ...
+PAUSE_WAIT_S = (0.15, 0.3)  # ... answered this long after it is heard (a listener's reaction time)
+NOD_REFRACTORY_S = 1.5  # between the starts of two nods (a nod lasts _NOD_S)
+FEEDBACK_DUE_S = 3.0  # the chance of a nod grows with the time since the last (see _chance)
 _NOD_S = 0.45
 
 
@@ -42,6 +54,7 @@ class ListeningLayer:
         self.pause_run = 0.0
         self.low_fired = False
         self.pause_fired = False
+        self.pause_waiting = False  # a pause heard during the refractory time, to answer after it
         self.nods: list[tuple[float, float]] = []  # (start time, amplitude)
         self.last_nod = -10.0
         self.smile_lag = float(rng.uniform(0.3, 0.6))
@@ -56,11 +69,23 @@ class ListeningLayer:
 
     # -- decisions ---------------------------------------------------------------------------------
 
-    def _opportunity(self, strength: float) -> None:
-        if self.t - self.last_nod < NOD_REFRACTORY_S or self.rng.uniform() > self.behaviour.backchannel_rate:
+    def _refractory(self, start: float) -> bool:
+        """Whether a nod starting at ``start`` would come too soon after the last one."""
+        return start - self.last_nod < NOD_REFRACTORY_S
+
+    def _chance(self, start: float) -> float:
+        """The chance of answering a cue with a nod at ``start``: ``backchannel_rate``, rising the longer
+        the avatar has given no feedback (each ``FEEDBACK_DUE_S`` of it past the refractory time counts
+        as one more cue), so a listener is never still for long while someone talks to it."""
+        quiet = max(0.0, start - self.last_nod - NOD_REFRACTORY_S)
+        return float(1.0 - (1.0 - self.behaviour.backchannel_rate) ** (1.0 + quiet / FEEDBACK_DUE_S))
+
+    def _opportunity(self, strength: float, wait_s: tuple[float, float]) -> None:
+        """A backchannel cue: nod ``wait_s`` later with the persona's chance, unless too soon."""
+        start = self.t + float(self.rng.uniform(*wait_s))
+        if self._refractory(start) or self.rng.uniform() > self._chance(start):
             return
         amplitude = 0.09 * strength * self.behaviour.expressiveness * float(self.rng.uniform(0.8, 1.2))
-        start = self.t + float(self.rng.uniform(0.15, 0.3))
         self.nods.append((start, amplitude))
         if self.rng.uniform() < 0.3:  # sometimes a double nod
             self.nods.append((start + _NOD_S * 0.9, 0.6 * amplitude))
@@ -74,21 +99,32 @@ class ListeningLayer:
         if partner.speaking:
             self.speech_run += self.dt
             if self.pause_run > 0:
-                self.pause_fired = False
+                self.pause_fired = self.pause_waiting = False
             self.pause_run = 0.0
         else:
             self.pause_run += self.dt
-            if self.pause_run >= PAUSE_MIN_S and self.speech_run >= 1.0 and not self.pause_fired:
+            if self.pause_run >= PAUSE_MIN_S and self.speech_run >= PAUSE_SPEECH_S and not self.pause_fired:
                 self.pause_fired = True
-                self._opportunity(1.0)
+                # Too soon after the last nod: answer once the refractory time is over, if still silent.
+                self.pause_waiting = self._refractory(self.t + PAUSE_WAIT_S[1])
+                if not self.pause_waiting:
+                    self._opportunity(1.0, PAUSE_WAIT_S)
+            elif self.pause_waiting and not self._refractory(self.t + PAUSE_WAIT_S[0]):
+                self.pause_waiting = False
+                self._opportunity(1.0, PAUSE_WAIT_S)
             if self.pause_run >= 1.0:
                 self.speech_run = 0.0
+                self.pause_waiting = False
         threshold = float(np.percentile(self.f0_history, 26)) if len(self.f0_history) >= 20 else 0.0
         if voiced and threshold > 0 and partner.f0_hz < threshold:
             self.low_run += self.dt
-            if self.low_run >= LOW_PITCH_MIN_S and self.speech_run >= 0.7 and not self.low_fired:
+            if (
+                self.low_run >= LOW_PITCH_MIN_S
+                and self.speech_run >= LOW_PITCH_SPEECH_S
+                and not self.low_fired
+            ):
                 self.low_fired = True
-                self._opportunity(0.8)
+                self._opportunity(0.8, LOW_PITCH_WAIT_S)
         elif voiced or not partner.speaking:
             self.low_run = 0.0
             self.low_fired = False
