@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import threading
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -19,6 +20,9 @@ from avatar_core.speech.prosody import prosody_from_audio
 from avatar_core.speech.world import shift_pitch
 from avatar_core.teacher.speaking import speech_layer
 from avatar_core.voice import AudioDriver, Utterance
+
+if TYPE_CHECKING:
+    from avatar_core.tts.kokoro import KokoroTTS
 
 
 class CascadeVoice:
@@ -35,13 +39,14 @@ class CascadeVoice:
         fps: float,
         cache_dir: Path,
         driver: AudioDriver | None = None,
+        tts: KokoroTTS | None = None,
     ) -> None:
         from avatar_core.tts.kokoro import KokoroTTS
 
         self.voice = voice
         self.behaviour = behaviour
         self.fps = fps
-        self.tts = KokoroTTS(cache_dir)
+        self.tts = tts if tts is not None else KokoroTTS(cache_dir)  # a shared one is thread-safe
         self.driver = driver
         self._count = 0
         self._lock = threading.Lock()

@@ -2,8 +2,9 @@
 renderer, Engine and Session, and take it all down again. Every transport starts here.
 
 The models that several conversations in one process can share (the embedded LLM server, the bundled
-Whisper, the joint model) are owned by one :class:`SharedModels`, loaded the first time a conversation
-needs them and closed with it; a conversation opened without one loads and closes its own.
+Whisper, the joint model, Kokoro, each persona's knowledge index) are owned by one :class:`SharedModels`,
+loaded off the event loop the first time a conversation needs them and closed with it; a conversation
+opened without one loads and closes its own.
 """
 
 from __future__ import annotations
@@ -12,10 +13,11 @@ import asyncio
 import contextlib
 import logging
 import threading
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
+from agent.knowledge import Answerer
 from agent.llm import ChatLLM
 from agent.persona import EMBEDDED, Persona
 from agent.session import Session
@@ -28,6 +30,9 @@ from avatar_core.model.inference import JointModel, ModelMissingError
 from avatar_core.render import make_renderer
 from avatar_core.render.base import Renderer
 from integrations.llm.local_server import LOCAL_API_KEY, LocalLLMServer
+
+if TYPE_CHECKING:
+    from avatar_core.tts.kokoro import KokoroTTS
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +56,7 @@ class AvatarStack:
 def load_joint_model(settings: AppSettings) -> JointModel | None:
     """The joint model, or None without a checkpoint (blocking: loads it)."""
     try:
-        return JointModel(settings.model)
+        return JointModel.from_settings(settings)
     except ModelMissingError as exc:
         log.warning("%s; speaking with Kokoro and the procedural teacher instead", exc)
         return None
@@ -65,12 +70,16 @@ def build_voice(
     settings: AppSettings,
     mode: Literal["joint", "cascade"] | None = None,
     model: JointModel | object | None = _LOAD,
+    *,
+    kokoro: Callable[[], KokoroTTS] | None = None,
 ) -> tuple[Voice, JointModel | None]:
     """The persona's voice and the audio-driven motion model (blocking: loads models).
 
     joint: the AV-Flow checkpoint speaks and moves the face. cascade: Kokoro speaks; the face follows the
     audio through the checkpoint's audio-driven mode. Without a checkpoint both fall back to Kokoro with
     the procedural teacher, and say so. ``model``: a joint model already loaded (or None: there is none).
+    ``kokoro``: gives the Kokoro to speak with if a cascade voice is built (a shared one); without it the
+    voice loads its own.
     """
     mode = mode or persona.voice.mode
     fps = persona.appearance.video.fps
@@ -80,13 +89,18 @@ def build_voice(
     if mode == "joint" and model is not None:
         # joint even when the mode is overridden: an unknown speaker is then an error, not a silent swap
         return JointVoice(persona.voice.model_copy(update={"mode": "joint"}), fps, model), model
-    return CascadeVoice(persona.voice, persona.behaviour, fps, settings.cache_dir, driver=model), model
+    tts = kokoro() if kokoro is not None else None
+    return CascadeVoice(
+        persona.voice, persona.behaviour, fps, settings.cache_dir, driver=model, tts=tts
+    ), model
 
 
 class SharedModels:
     """The models several conversations in one process share, each loaded once, on first need: the
     embedded LLM server (or one given, which stays the caller's), the bundled Whisper (one per STT
-    configuration; it serialises its calls) and the joint model (it serialises its inferences).
+    configuration; it serialises its calls), the joint model (it serialises its inferences), Kokoro for
+    cascade voices (one ONNX session; it serialises its runs) and each persona's :class:`Answerer` (its
+    SQLite FTS5 index takes one lock per query).
 
     Conversations on different threads, each with its own event loop (a LiveKit worker's rooms), may
     share one: the models are guarded by a thread lock and loaded off every event loop. The embedded
@@ -101,7 +115,11 @@ class SharedModels:
         self._own_server = False
         self._stt: dict[str, WhisperSTT] = {}
         self._model: JointModel | object | None = _LOAD
+        self._kokoro: KokoroTTS | None = None
+        self._answerers: dict[str, Answerer] = {}
         self._loading = threading.Lock()  # the models: any thread
+        self._loading_kokoro = threading.Lock()  # apart, so Kokoro loads while the joint model does
+        self._loading_answerer = threading.Lock()
         self._starting: asyncio.Lock | None = None  # the LLM server: the loop that starts it
 
     async def llm_server(self, persona: Persona) -> LocalLLMServer | None:
@@ -154,6 +172,30 @@ class SharedModels:
                 self._model = load_joint_model(self.settings)
         assert self._model is None or isinstance(self._model, JointModel)
         return self._model
+
+    def kokoro_blocking(self) -> KokoroTTS:
+        """Kokoro, loaded the first time (blocking: call it off the event loop)."""
+        from avatar_core.tts.kokoro import KokoroTTS
+
+        with self._loading_kokoro:
+            if self._kokoro is None:
+                self._kokoro = KokoroTTS(self.settings.cache_dir)
+            return self._kokoro
+
+    async def answerer(self, persona: Persona) -> Answerer:
+        """``persona``'s knowledge and tools (:class:`Answerer`), its index built off the event loop
+        the first time; sessions of the same persona get the same one."""
+        key = persona.model_dump_json()
+        found = self._answerers.get(key)
+        return found if found is not None else await asyncio.to_thread(self.answerer_blocking, persona)
+
+    def answerer_blocking(self, persona: Persona) -> Answerer:
+        """:meth:`answerer` for any thread but an event loop's (it may build the index)."""
+        key = persona.model_dump_json()
+        with self._loading_answerer:
+            if key not in self._answerers:
+                self._answerers[key] = Answerer(persona)
+            return self._answerers[key]
 
     async def aclose(self) -> None:
         """Stop what this object started: the LLM server, the Whisper models."""
@@ -218,7 +260,7 @@ async def open_stack(
         else:
             model = _LOAD if own is not None else await shared.joint_model()  # own: load alongside
             (voice, driver), renderer = await asyncio.gather(
-                asyncio.to_thread(build_voice, persona, settings, None, model),
+                asyncio.to_thread(build_voice, persona, settings, None, model, kokoro=shared.kokoro_blocking),
                 asyncio.to_thread(make_renderer, persona.appearance),
             )
         clock = VirtualClock() if virtual else RealClock()
@@ -232,7 +274,7 @@ async def open_stack(
             driver=driver,
             listener=driver,
         )
-        session = Session(persona, engine, stt, llm)
+        session = Session(persona, engine, stt, llm, answerer=await shared.answerer(persona))
         try:
             yield AvatarStack(persona, engine, session, stt, llm, server or shared.server)
         finally:

@@ -161,7 +161,9 @@ def prewarm(config: WorkerConfig, proc: JobProcess) -> None:
         stt = models.whisper_blocking(persona)
         if stt is not None:
             asyncio.run(stt.warmup())
-        models.joint_model_blocking()
+        if models.joint_model_blocking() is None or persona.voice.mode == "cascade":
+            models.kokoro_blocking()
+        models.answerer_blocking(persona)
         log.info("shared models ready for %s in %.1f s", config.persona, time.perf_counter() - started)
         return
     parts = prewarm_parts(persona, settings)
