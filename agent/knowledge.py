@@ -12,6 +12,14 @@ in-memory SQLite FTS5 index (porter stemming, BM25 ranking). For each turn :meth
   sentence is quoted, found with FTS5 too;
 - else, when the persona has facts at all, its ``unknown_line``: nothing is invented.
 
+Questions and curated phrasings are normalised the same way first: ways of asking that say the same as
+a simpler word ("my first visit" -> "new", "sign in" -> "check in"), and a question's word also matches
+its synonyms (restroom/toilet, fee/charge/cost...) in every FTS5 query.
+
+:meth:`Answerer.reply` streams an LLM answer: with the persona's tools offered to an endpoint that does
+function calling, and each sentence checked for numbers (hours, prices, dates) found in nothing the
+model was given; such a sentence ends the reply with the ``unknown_line`` instead.
+
 Confidence of a phrasing = (BM25 of the question against it / BM25 of the phrasing against itself) x
 (share of the question's content words it contains, weighted by their IDF): the first says how much of
 the phrasing was asked, the second how much of the question it explains. Both come from FTS5 queries.
@@ -19,19 +27,24 @@ the phrasing was asked, the second how much of the question it explains. Both co
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import math
 import re
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
+from agent.llm import ChatLLM, ChatModel
 from agent.persona import EMBEDDED, FAQEntry, Persona
 from agent.tools import ToolBox, ToolResult, strip_day_words
+
+log = logging.getLogger(__name__)
 
 # Function words and conversational filler: what is left is what the question is about.
 STOPWORDS = frozenset(
@@ -480,6 +493,7 @@ class LLMAnswer(_Answer):
     messages: list[dict[str, str]]
     sources: tuple[str, ...] = ()  # passage ids given as facts
     facts: str = ""  # the facts' text, to check a reply against (see ungrounded_numbers)
+    tools: tuple[dict[str, Any], ...] = ()  # OpenAI function definitions offered to the LLM
 
     def metadata(self) -> dict[str, Any]:
         return {**super().metadata(), "source": ",".join(self.sources) or None}
@@ -529,6 +543,11 @@ class Answerer:
         self.has_facts = bool(self.faq or self.config.passage_files())
         mode = self.config.passage_answers
         self.quote_passages = mode == "quote" or (mode == "auto" and persona.llm.base_url == EMBEDDED)
+        # Function calling for endpoints that do it; the embedded SmolLM2 does not call tools reliably
+        # (the deterministic layer above answers its tools instead).
+        self.llm_tools: tuple[dict[str, Any], ...] = (
+            tuple(self.tools.openai_tools()) if persona.llm.base_url != EMBEDDED else ()
+        )
 
     def answer(self, user_text: str, history: Sequence[Mapping[str, str]] = ()) -> Answer:
         """The answer to ``user_text``; ``history`` is the conversation before it (chat messages)."""
@@ -574,10 +593,13 @@ class Answerer:
                 sources=tuple(h.passage.id for h in hits),
                 facts=facts,
                 score=max(h.coverage for h in hits),
+                tools=self.llm_tools,
             )
         if self.has_facts and terms:
             return UnknownAnswer(text=self.config.unknown_line, score=top)
-        return LLMAnswer(text="", messages=self._messages(user_text, history, ""), score=top)
+        return LLMAnswer(
+            text="", messages=self._messages(user_text, history, ""), score=top, tools=self.llm_tools
+        )
 
     def _direct(self, match: IntentMatch, user_text: str) -> Answer:
         intent = match.intent
@@ -603,6 +625,92 @@ class Answerer:
         window = [dict(m) for m in history if m.get("role") in {"user", "assistant"}]
         window = window[-2 * self.persona.llm.history_turns :]
         return [{"role": "system", "content": system}, *window, {"role": "user", "content": user_text}]
+
+    async def reply(self, llm: ChatModel, answer: LLMAnswer) -> AsyncGenerator[str | Answer, None]:
+        """The LLM's reply to ``answer``: its text deltas, and the :data:`Answer` of each function it
+        called (an action or hand-off is for the caller to publish) before the text that follows.
+
+        With facts, text is let through a sentence at a time: a sentence that states a number (time,
+        price, date) found in nothing the model was given (prompt, facts, conversation, tool results) is
+        an invented fact; it is logged, and the reply ends with an :class:`UnknownAnswer` and its text,
+        the ``unknown_line``, instead. Raises
+        :class:`agent.llm.LLMError` as :meth:`ChatLLM.stream` does.
+        """
+        called: list[Answer] = []
+        grounds = [str(m.get("content", "")) for m in answer.messages]
+
+        def run_tool(name: str, arguments: str) -> str:
+            try:
+                result = self.tools.call_json(name, arguments)
+            except ValueError as exc:
+                log.warning("the LLM's call %s(%s) failed: %s", name, arguments[:200], exc)
+                return f"error: {exc}"
+            called.append(answer_from_tool(result))
+            grounds.append(result.text)
+            return result.text
+
+        checked = self.has_facts
+        pending = ""  # text of the sentence under way, not yet checked
+        stream: AsyncIterator[str]
+        if answer.tools and isinstance(llm, ChatLLM):  # an OpenAI-compatible endpoint: offer the tools
+            stream = llm.stream(answer.messages, answer.tools, run_tool)
+        else:
+            stream = llm.stream(answer.messages)
+        async with _closing(stream) as deltas:
+            async for delta in deltas:
+                while called:
+                    yield called.pop(0)
+                if not checked:
+                    yield delta
+                    continue
+                pending += delta
+                done, pending = _split_finished(pending)
+                for sentence in done:
+                    if not self._grounded(sentence, grounds):
+                        yield (instead := UnknownAnswer(text=self.config.unknown_line))
+                        yield instead.text
+                        return
+                    yield sentence
+        while called:
+            yield called.pop(0)
+        if pending and not self._grounded(pending, grounds):
+            yield (instead := UnknownAnswer(text=self.config.unknown_line))
+            yield instead.text
+        elif pending:
+            yield pending
+
+    def _grounded(self, sentence: str, grounds: Sequence[str]) -> bool:
+        invented = ungrounded_numbers(sentence, *grounds)
+        if invented:
+            log.warning(
+                "invented number(s) %s in the LLM's reply %r: said the unknown line instead",
+                ", ".join(sorted(invented)),
+                sentence.strip()[:200],
+            )
+        return not invented
+
+
+@contextlib.asynccontextmanager
+async def _closing(stream: AsyncIterator[str]) -> AsyncGenerator[AsyncIterator[str], None]:
+    """Close ``stream`` (and so its HTTP request) when the reply ends early."""
+    try:
+        yield stream
+    finally:
+        close = getattr(stream, "aclose", None)
+        if close is not None:
+            await close()
+
+
+_FINISHED = re.compile(r"(?<=[.!?])\s+")
+
+
+def _split_finished(text: str) -> tuple[list[str], str]:
+    """The finished sentences of streamed ``text`` (each with the space after it) and the unfinished rest."""
+    parts = _FINISHED.split(text)
+    if len(parts) == 1:
+        return [], text
+    spaces = _FINISHED.findall(text)
+    return [part + space for part, space in zip(parts[:-1], spaces, strict=True)], parts[-1]
 
 
 def answer_from_tool(result: ToolResult, *, score: float = 1.0) -> Answer:
@@ -644,19 +752,41 @@ _NUMBER = re.compile(r"\d+(?:[.,:]\d+)?|[a-z]+")
 
 def numbers_in(text: str) -> set[str]:
     """The numbers ``text`` states, canonical: ``9:00`` -> 9, ``ten`` -> 10, ``2.50`` -> 2.5."""
-    found: set[str] = set()
-    for token in _NUMBER.findall(text.lower()):
+    return {primary for primary, _ in _numbers(text)}
+
+
+_MERIDIEM = re.compile(r"\s*([ap])\.?m\b\.?")
+
+
+def _numbers(text: str) -> list[tuple[str, frozenset[str]]]:
+    """Each number of ``text``, canonical, with the forms that say the same: a clock hour in 12- and
+    24-hour form (``5 pm`` and ``17:00`` are one time)."""
+    lowered = text.lower()
+    found: list[tuple[str, frozenset[str]]] = []
+    for match in _NUMBER.finditer(lowered):
+        token = match.group()
         if token.isalpha():
             if token in _NUMBER_WORDS:
-                found.add(str(_NUMBER_WORDS[token]))
+                value = str(_NUMBER_WORDS[token])
+                found.append((value, frozenset({value})))
             continue
         parts = re.split(r"[:.,]", token)
-        if ":" in token:  # a clock time: 9:00 is 9, 8:30 is 8:30
-            found.add(str(int(parts[0])) if int(parts[1]) == 0 else f"{int(parts[0])}:{parts[1]}")
+        meridiem = _MERIDIEM.match(lowered, match.end())
+        if ":" in token or (meridiem and token.isdigit()):  # a clock time: 9:00 is 9, 8:30 is 8:30
+            hour, minutes = int(parts[0]), parts[1] if len(parts) > 1 else "00"
+            hours = {hour}
+            if meridiem and meridiem.group(1) == "p" and hour < 12:
+                hours.add(hour + 12)
+            elif not meridiem and 12 < hour < 24:
+                hours.add(hour - 12)
+            forms = {h: str(h) if int(minutes) == 0 else f"{h}:{minutes}" for h in hours}
+            found.append((forms[hour], frozenset(forms.values())))
         elif len(parts) == 2 and len(parts[1]) == 3 and "," in token:  # 1,000
-            found.add(str(int(parts[0] + parts[1])))
+            value = str(int(parts[0] + parts[1]))
+            found.append((value, frozenset({value})))
         else:
-            found.add(str(float(token.replace(",", "."))).removesuffix(".0"))
+            value = str(float(token.replace(",", "."))).removesuffix(".0")
+            found.append((value, frozenset({value})))
     return found
 
 
@@ -664,5 +794,6 @@ def ungrounded_numbers(reply: str, *sources: str) -> set[str]:
     """Numbers in ``reply`` found in none of ``sources`` (facts, the question): invented hours or prices."""
     allowed: set[str] = set()
     for source in sources:
-        allowed |= numbers_in(source)
-    return numbers_in(reply) - allowed
+        for _, forms in _numbers(source):
+            allowed |= forms
+    return {primary for primary, forms in _numbers(reply) if not forms & allowed}

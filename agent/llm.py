@@ -3,6 +3,8 @@
 The embedded SmolLM2 server and remote APIs are reached the same way, through ``openai.AsyncOpenAI``.
 :class:`ChatLLM` adds what a live conversation needs on top: a bound on the time to the first token and
 on every gap after it, retries only while nothing has been said yet, and errors that say how to fix them.
+Given ``tools`` (OpenAI function definitions) and a runner, it also does function calling: the model's
+calls are run between requests, their results sent back, and the reply after them streamed.
 """
 
 from __future__ import annotations
@@ -13,8 +15,9 @@ import logging
 import os
 import re
 from collections import deque
-from collections.abc import AsyncGenerator, AsyncIterator
-from typing import Any, cast
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol, cast
 
 import openai
 from openai import AsyncOpenAI
@@ -26,6 +29,19 @@ log = logging.getLogger(__name__)
 PLACEHOLDER_API_KEY = "sk-dyad-no-key"  # local servers check no key, but the client insists on one
 BACKOFF_START_S = 0.25
 BACKOFF_MAX_S = 2.0
+MAX_TOOL_ROUNDS = 3  # requests that may call tools per reply; the one after them offers none
+
+# Runs one function call: (name, JSON arguments) -> the result text sent back to the model.
+ToolRunner = Callable[[str, str], str]
+Messages = Sequence[Mapping[str, Any]]
+
+
+class ChatModel(Protocol):
+    """What a conversation needs of an LLM: a streamed reply. :class:`ChatLLM` is one (and also calls
+    tools); tests use small fakes."""
+
+    def stream(self, messages: list[dict[str, str]]) -> AsyncIterator[str]: ...
+
 
 # Chat-template tokens a badly configured server can leak into the text. An end-of-turn token ends the
 # reply: whatever follows it is the model inventing the next turn.
@@ -190,19 +206,55 @@ class ChatLLM:
         """Close the HTTP connections."""
         await self._client.close()
 
-    async def stream(self, messages: list[dict[str, str]]) -> AsyncIterator[str]:
+    async def stream(
+        self, messages: Messages, tools: Sequence[Mapping[str, Any]] = (), run_tool: ToolRunner | None = None
+    ) -> AsyncGenerator[str, None]:
         """Stream the reply's text deltas.
 
-        Failures before the first delta is yielded are retried ``max_retries`` times when they may pass
-        (connection, timeout, 5xx, 429); after it, any failure raises :class:`LLMError` at once, so the
-        caller keeps what it has already said.
+        Failures before the first delta of a request is yielded are retried ``max_retries`` times when
+        they may pass (connection, timeout, 5xx, 429); after it, any failure raises :class:`LLMError` at
+        once, so the caller keeps what it has already said.
+
+        With ``tools`` the model may call them: each call is run by ``run_tool`` once the request has
+        ended (never again on a retry), its result goes back as a ``tool`` message, and the next request
+        streams on; after :data:`MAX_TOOL_ROUNDS` requests with tools, one more is made without them.
         """
+        if tools and run_tool is None:
+            raise ValueError("tools need a run_tool to run the model's calls")
+        conversation = [dict(m) for m in messages]
+        for round_ in range(MAX_TOOL_ROUNDS + 1):
+            calls: list[_ToolCall] = []
+            said: list[str] = []
+            offered = tools if round_ < MAX_TOOL_ROUNDS else ()
+            async with contextlib.aclosing(self._request(conversation, offered, calls)) as deltas:
+                async for delta in deltas:
+                    said.append(delta)
+                    yield delta
+            if not calls:
+                return
+            assert run_tool is not None
+            conversation.append(
+                {
+                    "role": "assistant",
+                    "content": "".join(said) or None,
+                    "tool_calls": [call.message() for call in calls],
+                }
+            )
+            for call in calls:
+                result = run_tool(call.name, call.arguments)
+                log.info("tool call %s(%s) -> %r", call.name, call.arguments[:200], result[:200])
+                conversation.append({"role": "tool", "tool_call_id": call.id, "content": result})
+
+    async def _request(
+        self, messages: Messages, tools: Sequence[Mapping[str, Any]], calls: list[_ToolCall]
+    ) -> AsyncGenerator[str, None]:
+        """One request's deltas, retried while nothing has been yielded; ``calls`` gets its tool calls."""
         attempts = 0
         while True:
             attempts += 1
             yielded = False
             try:
-                async with contextlib.aclosing(self._attempt(messages)) as deltas:
+                async with contextlib.aclosing(self._attempt(messages, tools, calls)) as deltas:
                     async for delta in deltas:
                         yielded = True
                         yield delta
@@ -220,8 +272,12 @@ class ChatLLM:
                 log.warning("LLM attempt %d failed (%s); retrying in %.2f s", attempts, exc, delay)
                 await asyncio.sleep(delay)
 
-    async def _attempt(self, messages: list[dict[str, str]]) -> AsyncGenerator[str, None]:
-        """One request; every failure becomes an :class:`LLMError` (``retryable`` where a retry may pass)."""
+    async def _attempt(
+        self, messages: Messages, tools: Sequence[Mapping[str, Any]], calls: list[_ToolCall]
+    ) -> AsyncGenerator[str, None]:
+        """One request; every failure becomes an :class:`LLMError` (``retryable`` where a retry may pass).
+        The tool calls it streams are put in ``calls`` (emptied first: a retry starts over)."""
+        calls.clear()
         loop = asyncio.get_running_loop()
         timeout = self.config.timeout_s
         deadline = loop.time() + timeout  # moves on with every token: bounds the first token and each gap
@@ -234,6 +290,7 @@ class ChatLLM:
                     max_tokens=self.config.max_tokens,
                     stream=True,
                     seed=openai.omit if self.seed is None else self.seed,
+                    tools=cast(Any, list(tools)) if tools else openai.omit,
                 )
         except TimeoutError:
             raise LLMError(self._timeout_reason(0), retryable=True) from None
@@ -261,6 +318,8 @@ class ChatLLM:
                 except TimeoutError:
                     raise LLMError(self._timeout_reason(tokens), retryable=not spoken) from None
                 events += 1
+                if tools:
+                    _add_tool_calls(chunk, calls)
                 delta = _content_of(chunk, self.base_url)
                 if not delta:
                     continue
@@ -289,8 +348,11 @@ class ChatLLM:
             await response.close()
         if events == 0:
             raise LLMError(self._not_a_stream(f"no stream events, content-type {content_type or 'none'}"))
-        if not spoken:
+        if not spoken and not calls:
             raise LLMError(f"empty reply from {self.config.model!r} at {self.base_url}")
+        for call in calls:
+            if not call.id or not call.name:
+                raise LLMError(self._not_a_stream(f"a tool call without an id or a name: {call}"))
 
     def _not_a_stream(self, detail: str) -> str:
         return (
@@ -358,3 +420,36 @@ def _content_of(chunk: object, base_url: str) -> str:
     delta = getattr(choices[0], "delta", None)
     content = getattr(delta, "content", None)
     return content if isinstance(content, str) else ""
+
+
+@dataclass
+class _ToolCall:
+    """One function call of the model, assembled from the stream's fragments."""
+
+    id: str = ""
+    name: str = ""
+    arguments: str = ""  # JSON text
+
+    def message(self) -> dict[str, Any]:
+        """The call as the assistant message's ``tool_calls`` entry that goes back to the model."""
+        return {
+            "id": self.id,
+            "type": "function",
+            "function": {"name": self.name, "arguments": self.arguments},
+        }
+
+
+def _add_tool_calls(chunk: object, calls: list[_ToolCall]) -> None:
+    """Add one chunk's tool-call fragments to ``calls``: a call arrives as its id and name, then pieces
+    of its arguments, all under the same ``index``."""
+    choices = getattr(chunk, "choices", None) or []
+    delta = getattr(choices[0], "delta", None) if choices else None
+    for part in getattr(delta, "tool_calls", None) or []:
+        index = int(getattr(part, "index", len(calls)) or 0)
+        while len(calls) <= index:
+            calls.append(_ToolCall())
+        call = calls[index]
+        call.id = getattr(part, "id", None) or call.id
+        function = getattr(part, "function", None)
+        call.name = getattr(function, "name", None) or call.name
+        call.arguments += getattr(function, "arguments", None) or ""

@@ -45,7 +45,7 @@ from agent.events import (
     UserTranscript,
 )
 from agent.knowledge import ActionAnswer, Answer, Answerer, HandoffAnswer, LLMAnswer
-from agent.llm import ChatHistory, LLMError
+from agent.llm import ChatHistory, ChatModel, LLMError
 from agent.persona import Persona
 from agent.states import OVERLAP_MOVES, PHASE_MOVES, PUBLIC, Overlap, Phase, StateMachine
 from agent.stt import STT, STTError
@@ -91,12 +91,6 @@ class VoiceActivity(Protocol):
     def push(self, samples: npt.NDArray[np.float32], t: float) -> list[VADEvent]: ...
 
 
-class ChatModel(Protocol):
-    """What the Session needs of an LLM; :class:`agent.llm.ChatLLM` is one."""
-
-    def stream(self, messages: list[dict[str, str]]) -> AsyncIterator[str]: ...
-
-
 def answer_events(answer: Answer, t: float, turn: int) -> list[SessionEvent]:
     """What saying ``answer`` publishes: a kiosk action, or a request for a person (else nothing)."""
     if isinstance(answer, ActionAnswer):
@@ -138,7 +132,7 @@ class _Speculation:
     stt_ms: float | None = None
     transcript_wall: float | None = None
     llm: asyncio.Task[None] | None = None
-    tokens: asyncio.Queue[str | LLMError | None] = field(default_factory=asyncio.Queue)
+    tokens: asyncio.Queue[str | Answer | LLMError | None] = field(default_factory=asyncio.Queue)
     llm_ttft_ms: float | None = None
     first_token_wall: float | None = None
     first_token_at: float | None = None
@@ -590,7 +584,7 @@ class Session:
         if text:
             spec.answer = self.decide(text)
             if isinstance(spec.answer, LLMAnswer):
-                spec.llm = self._spawn(self._prefetch(spec, spec.answer.messages))
+                spec.llm = self._spawn(self._prefetch(spec, spec.answer))
 
     @staticmethod
     def _commit(turn: _Turn, spec: _Speculation) -> None:
@@ -599,11 +593,11 @@ class Session:
             turn.committed = _join(turn.committed, spec.tail)
             turn.committed_samples = spec.samples
 
-    async def _prefetch(self, spec: _Speculation, messages: list[dict[str, str]]) -> None:
+    async def _prefetch(self, spec: _Speculation, answer: LLMAnswer) -> None:
         started = time.perf_counter()
         try:
-            async for delta in self.llm.stream(messages):
-                if spec.first_token_wall is None and delta.strip():
+            async for delta in self.answerer.reply(self.llm, answer):
+                if isinstance(delta, str) and spec.first_token_wall is None and delta.strip():
                     spec.first_token_wall = time.perf_counter()
                     spec.first_token_at = self._now()
                     spec.llm_ttft_ms = 1000 * (spec.first_token_wall - started)
@@ -752,9 +746,17 @@ class Session:
         started = time.perf_counter()
         said = False
         answer = turn.answer
-        messages = answer.messages if isinstance(answer, LLMAnswer) else self.history.messages()
+        deltas: AsyncIterator[str | Answer]
+        if isinstance(answer, LLMAnswer):
+            deltas = self.answerer.reply(self.llm, answer)  # with tools and the grounding check
+        else:
+            deltas = self.llm.stream(self.history.messages())
         try:
-            async for delta in self.llm.stream(messages):
+            async for delta in deltas:
+                if not isinstance(delta, str):  # a function the LLM called: publish its action
+                    for event in answer_events(delta, self._now(), turn.number):
+                        self._emit(event)
+                    continue
                 if not said and delta.strip():
                     said = True
                     turn.first_token_wall = time.perf_counter()
@@ -775,6 +777,10 @@ class Session:
                 if not said:
                     yield self.persona.llm.fallback_line
                 return
+            if not isinstance(item, str):  # a function the LLM called: publish its action now
+                for event in answer_events(item, self._now(), turn.number):
+                    self._emit(event)
+                continue
             if not said and item.strip():
                 said = True
                 turn.llm_ttft_ms, turn.first_token_wall = spec.llm_ttft_ms, spec.first_token_wall

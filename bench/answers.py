@@ -1,9 +1,12 @@
 """Answer benchmark: a persona's question file through its answer layer and the real embedded LLM.
 
     .venv/bin/python bench/answers.py --persona library_receptionist [--questions FILE] [--no-llm]
+        [--passage-answers llm --out bench/results/answers_library_receptionist_llm_path.json]
 
 Each question goes through :class:`agent.knowledge.Answerer` (clock fixed at the file's ``now``); an
-``llm`` answer is streamed from the persona's LLM (the embedded SmolLM2-135M server by default, seed 0).
+``llm`` answer is streamed from the persona's LLM (the embedded SmolLM2-135M server by default, seed 0)
+through :meth:`Answerer.reply`, as a Session says it (a sentence with an invented number ends the reply
+with the unknown line; ``replaced`` counts them).
 Reported: the share of in-scope questions whose answer holds every named fact, the share of off-topic
 questions declined with the unknown line, numbers in answers that are in neither the knowledge nor the
 question (invented hours and prices), per answer kind, and the answer layer's time per turn (LLM
@@ -25,7 +28,7 @@ from zoneinfo import ZoneInfo
 import numpy as np
 import yaml
 
-from agent.knowledge import Answerer, LLMAnswer, ungrounded_numbers
+from agent.knowledge import Answerer, LLMAnswer, UnknownAnswer, ungrounded_numbers
 from agent.llm import ChatLLM, LLMError
 from agent.persona import EMBEDDED, Persona, load_persona
 from integrations.llm.local_server import LOCAL_API_KEY, LocalLLMServer
@@ -55,18 +58,26 @@ def knowledge_text(answerer: Answerer) -> str:
     return "\n".join([*passages, answerer.config.unknown_line, answerer.config.handoff_line])
 
 
-async def ask_llm(llm: ChatLLM, answer: LLMAnswer) -> tuple[str, float, str | None]:
-    """The LLM's whole reply, its duration in seconds, and the error if it failed (the reply is then "")."""
+async def ask_llm(answerer: Answerer, llm: ChatLLM, answer: LLMAnswer) -> tuple[str, float, str | None, bool]:
+    """The LLM's whole reply, its duration in seconds, the error if it failed (the reply is then ""), and
+    whether the grounding check replaced an invented number with the unknown line."""
     start = time.perf_counter()
     try:
-        text = "".join([delta async for delta in llm.stream(answer.messages)])
+        parts = [delta async for delta in answerer.reply(llm, answer)]
     except LLMError as exc:
-        return "", time.perf_counter() - start, str(exc)
-    return text.strip(), time.perf_counter() - start, None
+        return "", time.perf_counter() - start, str(exc), False
+    text = "".join(part for part in parts if isinstance(part, str))
+    replaced = any(isinstance(part, UnknownAnswer) for part in parts)
+    return text.strip(), time.perf_counter() - start, None, replaced
 
 
-async def run(persona_name: str, questions_path: Path, use_llm: bool) -> dict[str, Any]:
+async def run(
+    persona_name: str, questions_path: Path, use_llm: bool, passage_answers: str | None = None
+) -> dict[str, Any]:
     persona: Persona = load_persona(persona_name)
+    if passage_answers is not None:
+        knowledge = persona.knowledge.model_copy(update={"passage_answers": passage_answers})
+        persona = persona.model_copy(update={"knowledge": knowledge})
     local_now, questions = load_questions(questions_path)
     now = local_now.replace(tzinfo=ZoneInfo(persona.knowledge.timezone))
     answerer = Answerer(persona, now=lambda: now)
@@ -93,12 +104,12 @@ async def run(persona_name: str, questions_path: Path, use_llm: bool) -> dict[st
     llm_seconds = []
     try:
         for item, answer in zip(questions, answers, strict=True):
-            text, error = answer.text, None
+            text, error, replaced = answer.text, None, False
             if isinstance(answer, LLMAnswer):
                 if llm is None:
                     error = "skipped (--no-llm)"
                 else:
-                    text, seconds, error = await ask_llm(llm, answer)
+                    text, seconds, error, replaced = await ask_llm(answerer, llm, answer)
                     llm_seconds.append(seconds)
             off_topic = bool(item.get("off_topic"))
             declined = unknown_line in text.lower()
@@ -117,6 +128,7 @@ async def run(persona_name: str, questions_path: Path, use_llm: bool) -> dict[st
                     "answer": text,
                     "invented": invented,
                     "llm_error": error,
+                    "replaced": replaced,
                     **{k: v for k, v in answer.metadata().items() if k not in {"answer", "retrieval_ms"}},
                 }
             )
@@ -149,6 +161,7 @@ def report(
         "off_topic_declined": _share(off_topic),
         "invented_numbers": len(invented),
         "invented": invented,
+        "llm_replaced_by_unknown_line": sum(r["replaced"] for r in rows),
         "by_kind": {
             kind: {
                 "in_scope": _share([r for r in in_scope if r["kind"] == kind]),
@@ -182,10 +195,15 @@ def main() -> None:
     parser.add_argument("--questions", type=Path, help="default: bench/questions/<persona>.yaml")
     parser.add_argument("--no-llm", action="store_true", help="do not start the LLM (llm answers fail)")
     parser.add_argument("--out", type=Path, help="default: bench/results/answers_<persona>.json")
+    parser.add_argument(
+        "--passage-answers",
+        choices=["auto", "llm", "quote"],
+        help="override the persona's knowledge.passage_answers (llm: found passages go to the LLM)",
+    )
     args = parser.parse_args()
     name = Path(args.persona).stem
     questions = args.questions or HERE / "questions" / f"{name}.yaml"
-    result = asyncio.run(run(args.persona, questions, use_llm=not args.no_llm))
+    result = asyncio.run(run(args.persona, questions, not args.no_llm, args.passage_answers))
     out = args.out or HERE / "results" / f"answers_{name}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")

@@ -27,7 +27,7 @@ import typer
 from rich.console import Console
 
 from agent.events import to_dict
-from agent.knowledge import Answerer, LLMAnswer
+from agent.knowledge import Answer, Answerer, LLMAnswer
 from agent.llm import ChatHistory, ChatLLM, LLMError
 from agent.persona import EMBEDDED, Persona
 from agent.session import answer_events
@@ -110,13 +110,17 @@ class TextChat:
         answer = self.answerer.answer(text, self.history.messages())
         self.history.add_user(text)
         start_ms = None
+        called: list[Answer] = []  # functions the LLM called
         if isinstance(answer, LLMAnswer):
             llm, start_ms = await self._open_llm()
             if start_ms is not None:
                 started += start_ms / 1000
             parts: list[str] = []
             try:
-                async for delta in llm.stream(answer.messages):
+                async for delta in self.answerer.reply(llm, answer):  # tools, grounding check
+                    if not isinstance(delta, str):
+                        called.append(delta)
+                        continue
                     parts.append(delta)
                     if on_text is not None:
                         on_text(delta)
@@ -133,7 +137,11 @@ class TextChat:
                 on_text(reply)
         self.history.add_assistant(reply)
         elapsed_ms = 1000 * (time.perf_counter() - started)
-        events = [to_dict(e) for e in answer_events(answer, elapsed_ms / 1000, self.turns)]
+        events = [
+            to_dict(e)
+            for done in (*called, answer)
+            for e in answer_events(done, elapsed_ms / 1000, self.turns)
+        ]
         meta = answer.metadata()
         return ChatReply(
             answer=reply,

@@ -191,11 +191,17 @@ def test_llm_answer_carries_the_passages_and_the_rule(tmp_path: Path) -> None:
     )
     assert isinstance(answer, LLMAnswer)
     assert answer.sources[0] == "bakery.md#2"
-    system = answer.messages[0]["content"]
-    assert system.startswith("You are Bo at the Corner Bakery.")
-    assert "handles nuts" in system and "using only these facts" in system and UNKNOWN in system
+    # The system prompt stays the persona's own (a prefix the LLM server's cache keeps); this turn's facts
+    # and the rule for them come with the question.
+    assert answer.messages[0]["content"] == "You are Bo at the Corner Bakery."
     assert [m["role"] for m in answer.messages] == ["system", "user", "assistant", "user"]
-    assert answer.messages[-1]["content"] == "Does your kitchen handle nuts?"
+    assert answer.messages[1:3] == [
+        {"role": "user", "content": "hi"},
+        {"role": "assistant", "content": "Hi!"},
+    ]
+    latest = answer.messages[-1]["content"]
+    assert "handles nuts" in latest and "using only these facts" in latest and UNKNOWN in latest
+    assert latest.endswith("Question: Does your kitchen handle nuts?")
 
 
 def test_a_persona_without_facts_chats_with_the_llm(tmp_path: Path) -> None:
@@ -312,7 +318,10 @@ faq:
 
 def test_invented_numbers_are_found() -> None:
     assert numbers_in("Open 9:00 to 8:30, ten cents, 2.50 dollars") == {"9", "8:30", "10", "2.5"}
-    assert ungrounded_numbers("We open at 9 am and it costs 5 dollars.", "open 9:00 to 17:00") == {"5"}
+    assert ungrounded_numbers("We open at 9 am and it costs 5 dollars.", "open 9:00 to 16:00") == {"5"}
+    # A clock time in 12- or 24-hour form is the same time.
+    assert ungrounded_numbers("We close at 5 pm, or 17:30 on Fridays.", "until 17:00; Fri 5:30 pm") == set()
+    assert ungrounded_numbers("We close at 6 pm.", "until 17:00") == {"6"}
 
 
 # -- with the real embedded LLM (slow: one test) -----------------------------------------------------
