@@ -1,7 +1,8 @@
 """Faults a live avatar must survive, with the real stack (Silero VAD, the joint model, the renderer,
 the Engine and Session, the openai client) against an OpenAI-compatible server on 127.0.0.1 that the
-test kills and restarts: the LLM server dropping a reply, the voice raising, user audio at odd rates and
-channel counts, and API keys kept out of the logs. Errors become ``error`` events, which every transport
+test kills and restarts: the LLM server dropping a reply, the voice raising, Whisper raising mid-turn
+(spoken turns through a transport), user audio at odd rates and channel counts, and API keys kept out of
+the logs. Errors become ``error`` events, which every transport
 forwards (MQTT ``error``, LiveKit ``dyad.events`` data, the browser page's data channel); the avatar
 keeps listening."""
 
@@ -11,17 +12,25 @@ import asyncio
 import json
 import logging
 import socket
+import time
+from collections import deque
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 import pytest
 from aiohttp import web
 from polling import waiter
+from scipy.signal import resample_poly
 
-from agent.events import AgentTranscript, ErrorEvent, SessionEvent
+from agent.events import AgentTranscript, ErrorEvent, SessionEvent, UserTranscript
 from agent.persona import Persona, load_persona
-from integrations.stack import open_stack
-from integrations.transport import USER_RATE, UserAudio
+from agent.stt import WhisperSTT
+from avatar_core.config import AppSettings
+from avatar_core.frames import OutputFrame
+from avatar_core.tts.kokoro import KokoroTTS
+from integrations.stack import AvatarStack, open_stack
+from integrations.transport import USER_RATE, AvatarTransport, UserAudio
 
 WAIT_S = 180.0  # the machine is slow and shared; generous, never a timing assertion
 ANSWER = "We open at nine."
@@ -164,6 +173,97 @@ async def _drain(frames: Any) -> None:
 async def _stop_when_died(llm: FakeLLM) -> None:
     await llm.died.wait()
     await llm.stop()  # killed: retries find nothing listening
+
+
+class ClientTransport(AvatarTransport):
+    """The smallest real transport: frames go nowhere, every Session event is what a client receives
+    (``publish`` is the hook each transport forwards from: MQTT ``error``, LiveKit ``dyad.events``, the
+    page's data channel); a microphone pushes 20 ms of 16 kHz audio every 20 ms, speech when queued."""
+
+    def __init__(self, stack: AvatarStack) -> None:
+        super().__init__(stack, name="client")
+        self.received: list[SessionEvent] = []
+        self._speech: deque[npt.NDArray[np.float32]] = deque()
+
+    async def send_frame(self, frame: OutputFrame) -> None:
+        return None
+
+    def publish(self, event: SessionEvent) -> None:
+        self.received.append(event)
+
+    async def close_media(self) -> None:
+        return None
+
+    def say(self, clip: npt.NDArray[np.float32]) -> None:
+        chunk = USER_RATE // 50
+        self._speech.extend(clip[k : k + chunk] for k in range(0, clip.size, chunk))
+
+    async def microphone(self) -> None:
+        chunk = USER_RATE // 50
+        due = time.monotonic()
+        while True:
+            due += chunk / USER_RATE
+            await asyncio.sleep(max(0.0, due - time.monotonic()))
+            samples = self._speech.popleft() if self._speech else np.zeros(chunk, np.float32)
+            await self.push_user_audio(samples)
+
+
+def spoken(text: str) -> npt.NDArray[np.float32]:
+    """``text`` as the user says it: Kokoro speech at 16 kHz with a second of silence after, (S,)."""
+    audio = KokoroTTS(AppSettings().cache_dir).synthesize(text, "jm_kumo")  # (S,) 24 kHz
+    speech = np.asarray(resample_poly(audio, 2, 3), np.float32)
+    return np.concatenate([speech, np.zeros(USER_RATE, np.float32)])
+
+
+async def test_stt_raising_mid_turn(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Whisper raises while the user's turn is recognised: the client gets an ``stt`` error event and
+    the fallback line, the avatar listens again, and the next spoken turn is recognised and answered."""
+    monkeypatch.setenv(KEY_ENV, SECRET)
+    llm = FakeLLM()
+    await llm.start()
+    config = persona(llm.base_url)
+    question = await asyncio.to_thread(spoken, "When do you open on Saturdays?")
+    try:
+        async with open_stack(config) as stack:
+            stt = stack.stt
+            assert isinstance(stt, WhisperSTT)
+            real = stt._transcribe_blocking
+            broken = [True]
+
+            def flaky(model: Any, samples: npt.NDArray[np.float32]) -> str:
+                if broken[0]:
+                    raise RuntimeError("the Whisper decoder crashed")
+                return real(model, samples)
+
+            monkeypatch.setattr(stt, "_transcribe_blocking", flaky)
+            client = ClientTransport(stack)
+            client.start_output()
+            await stack.session.start()
+            mic = asyncio.create_task(client.microphone())
+            events = client.received
+
+            # 1. The turn's recognition raises: an stt error reaches the client, the fallback line is said.
+            client.say(question)
+            await until(lambda: bool(errors(events, "stt")), "the stt error event")
+            error = errors(events, "stt")[0]
+            assert error.recoverable and "decoder crashed" in error.message
+            await until(lambda: bool(finals(events)), "the fallback line")
+            assert finals(events)[0].text == config.llm.fallback_line
+            await until(lambda: stack.session.state == "listening", "listening after the stt failure")
+            failures = len(errors(events, "stt"))
+
+            # 2. Whisper works again: the next spoken turn is recognised and answered by the LLM.
+            broken[0] = False
+            client.say(question)
+            await until(lambda: len(finals(events)) == 2, "the answer to the next turn")
+            heard = [e for e in events if isinstance(e, UserTranscript) and e.final and e.text]
+            assert heard and "open" in heard[-1].text.lower()
+            assert finals(events)[1].text == ANSWER
+            assert len(errors(events, "stt")) == failures  # nothing failed the second time
+            mic.cancel()
+            await client.aclose()
+    finally:
+        await llm.stop()
 
 
 @pytest.mark.parametrize(("rate", "channels"), [(48_000, 2), (44_100, 1), (8_000, 1), (24_000, 6)])
