@@ -40,7 +40,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
-from agent.llm import ChatLLM, ChatModel
+from agent.llm import ChatLLM, ChatModel, turn_messages
 from agent.persona import EMBEDDED, FAQEntry, Persona
 from agent.tools import ToolBox, ToolResult, strip_day_words
 
@@ -614,17 +614,17 @@ class Answerer:
     def _messages(
         self, user_text: str, history: Sequence[Mapping[str, str]], facts: str
     ) -> list[dict[str, str]]:
-        system = self.persona.llm.system_prompt
+        context = ""  # with the question, not in the system prompt: see turn_messages
         if facts:
             rule = GROUNDING_INSTRUCTION.format(unknown=self.config.unknown_line)
-            system = f"{system}\n\nFacts:\n{facts}\n\n{rule}"
+            context = f"Facts:\n{facts}\n\n{rule}"
         elif self.has_facts:
-            system += (
-                f"\n\nYou know no facts about this. If asked for one, say exactly: {self.config.unknown_line}"
+            context = (
+                f"You know no facts about this. If asked for one, say exactly: {self.config.unknown_line}"
             )
         window = [dict(m) for m in history if m.get("role") in {"user", "assistant"}]
         window = window[-2 * self.persona.llm.history_turns :]
-        return [{"role": "system", "content": system}, *window, {"role": "user", "content": user_text}]
+        return turn_messages(self.persona.llm.system_prompt, window, user_text, context)
 
     async def reply(self, llm: ChatModel, answer: LLMAnswer) -> AsyncGenerator[str | Answer, None]:
         """The LLM's reply to ``answer``: its text deltas, and the :data:`Answer` of each function it

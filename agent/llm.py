@@ -116,6 +116,21 @@ class ChatHistory:
         return [{"role": "system", "content": self.system_prompt}, *(dict(m) for m in self._messages)]
 
 
+def turn_messages(
+    system_prompt: str, history: Sequence[Mapping[str, str]], user_text: str, context: str = ""
+) -> list[dict[str, str]]:
+    """One turn's chat request: the unchanging system prompt, the conversation, then the user's words
+    with this turn's ``context`` (retrieved facts and how to use them) in front of them.
+
+    What changes from turn to turn goes last because llama.cpp reuses its KV cache only for the prefix a
+    prompt shares with the previous one: facts in the system message would make the embedded server
+    evaluate the whole conversation again on every turn. ``history`` stays the words said, without facts.
+    """
+    latest = f"{context}\n\nQuestion: {user_text}" if context else user_text
+    window = [{"role": m["role"], "content": m["content"]} for m in history]
+    return [{"role": "system", "content": system_prompt}, *window, {"role": "user", "content": latest}]
+
+
 class _SpecialTokenFilter:
     """Removes leaked chat-template tokens from a stream of deltas, even when split across deltas."""
 
