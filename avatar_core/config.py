@@ -178,6 +178,13 @@ class AppSettings(BaseSettings):
     model: Path | None = Field(
         None, description="joint-model checkpoint (default: the bundled avatar_core/assets/avflow/avflow.pt)"
     )
+    vocoder: Literal["neural", "world"] = Field(
+        "neural", description="the joint model's vocoder: the trained network, or pyworld synthesis"
+    )
+    vocoder_checkpoint: Path | None = Field(
+        None,
+        description="neural vocoder checkpoint (default: the bundled avatar_core/assets/vocoder/vocoder.pt)",
+    )
 
     def configs(self) -> Path:
         """The configs folder: ``DYAD_CONFIG_DIR``, else the source checkout's, else the installed copy."""

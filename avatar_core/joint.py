@@ -9,6 +9,8 @@ together) and ``voice.pitch_semitones`` shifts the predicted F0 before the vocod
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 
 from avatar_core.config import VoiceConfig
@@ -18,6 +20,8 @@ from avatar_core.model.inference import JointModel
 from avatar_core.motion import resample
 from avatar_core.speech.features import MODEL_FPS
 from avatar_core.voice import Utterance
+
+log = logging.getLogger(__name__)
 
 
 class JointVoice:
@@ -35,6 +39,12 @@ class JointVoice:
         self.voice = voice
         self.fps = fps
         self.model = model
+        vocoder = model.vocoder_for(voice.pitch_semitones)
+        if vocoder is not model.vocoder:
+            log.info(
+                "voice.pitch_semitones %+.1f: speaking through the %s vocoder (the %s one does not follow "
+                "a shifted pitch)", voice.pitch_semitones, vocoder.name, model.vocoder.name,
+            )  # fmt: skip
 
     def utterance(self, text: str) -> Utterance:
         """Speak ``text``: audio, complete motion at ``fps`` and the phoneme timeline."""

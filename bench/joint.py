@@ -1,8 +1,9 @@
 """Joint-model speed against Kokoro in the same run: real-time factor and first-chunk latency. Prints JSON.
 
     .venv/bin/python bench/joint.py [--sentences 20] [--steps 8] [--threads 2] [--checkpoint PATH]
+        [--vocoder neural|world]
 
-For each held-out sentence: the joint model (network + WORLD vocoder) and Kokoro-82M synthesize it; the
+For each held-out sentence: the joint model (network + vocoder) and Kokoro-82M synthesize it; the
 first chunk the Engine would synthesize (SentenceChunker) is timed separately. One JSON line per system
 and one summary line with the speed-up.
 """
@@ -23,6 +24,7 @@ from avatar_core.data import corpus
 from avatar_core.model.inference import JointModel
 from avatar_core.text.chunking import SentenceChunker
 from avatar_core.tts.kokoro import KokoroTTS
+from avatar_core.vocoder.infer import VOCODERS, load_speech_vocoder
 
 
 def first_chunk(text: str) -> str:
@@ -37,10 +39,11 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=8)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--checkpoint", type=Path, default=None)
+    parser.add_argument("--vocoder", choices=VOCODERS, default="neural")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     sentences = corpus.split("heldout")[: args.sentences]
-    model = JointModel(args.checkpoint, steps=args.steps)
+    model = JointModel(args.checkpoint, steps=args.steps, vocoder=load_speech_vocoder(args.vocoder))
     tts = KokoroTTS(AppSettings().cache_dir, threads=args.threads)
     model.generate("Hello.")
     tts.synthesize("Hello.")
@@ -66,7 +69,8 @@ def main() -> None:
         "system": "joint", "rtf": round(joint_rtf, 4), "network_rtf": round(model_s / joint_audio, 4),
         "vocoder_rtf": round(vocoder_s / joint_audio, 4), "audio_s": round(joint_audio, 1),
         "first_chunk_ms_p50": round(float(np.median(firsts)), 1),
-        "first_chunk_ms_p95": round(float(np.percentile(firsts, 95)), 1), "steps": args.steps, **machine,
+        "first_chunk_ms_p95": round(float(np.percentile(firsts, 95)), 1), "steps": args.steps,
+        "vocoder": args.vocoder, **machine,
     }))  # fmt: skip
     print(
         json.dumps(

@@ -6,7 +6,8 @@ on held-out text, per voice, in one run.
 * **ceiling**: the teacher's speech analysed into our speech features and resynthesised by our vocoder
   (speech only): the best a perfect joint model could sound. Every change to the representation is
   judged by it first, before any training;
-* **joint**: the AV-Flow checkpoint, text -> speech features + motion, WORLD vocoder;
+* **joint**: the AV-Flow checkpoint, text -> speech features + motion, and the chosen vocoder (the
+  trained network or pyworld, the same one as the ceiling's);
 * **cascade**: Kokoro speech, motion from the checkpoint's audio-driven mode.
 
 Speech is judged by Whisper tiny.en (WER on normalised words, :mod:`avatar_core.eval.judge`), lips by
@@ -95,15 +96,19 @@ def evaluate(
     voices: Sequence[str] | None = None,
     progress: Callable[[int, int], None] | None = None,
     details: dict[str, object] | None = None,
+    vocoder: str = "neural",
 ) -> dict[str, dict[str, dict[str, float]]]:
     """Run the four systems on ``sentences`` in each of ``voices`` (default: the checkpoint's) and write
     the reports into ``out``; returns voice -> system -> metric."""
     from avatar_core.model.checkpoint import check_speaker
     from avatar_core.model.inference import JointModel
+    from avatar_core.vocoder.infer import VOCODERS, load_speech_vocoder
 
     if not sentences:
         raise ValueError("no held-out sentences to evaluate")
-    model = JointModel(checkpoint, steps=steps)
+    if vocoder not in VOCODERS:
+        raise ValueError(f"unknown vocoder {vocoder!r}; use one of {', '.join(VOCODERS)}")
+    model = JointModel(checkpoint, steps=steps, vocoder=load_speech_vocoder(vocoder))
     chosen = tuple(voices or model.voices)
     for voice in chosen:
         check_speaker(voice, model.voices, model.path)
@@ -190,7 +195,7 @@ def _evaluate_voice(
         results["teacher"].clips.append(Clip(timed.audio, teacher_motion, timed.phones, k_s))
 
         start = time.perf_counter()
-        ceiling = features.resynthesize(timed.audio)
+        ceiling = model.vocoder.synthesize(features.analyze(timed.audio))[: timed.audio.size]
         results["ceiling"].clips.append(
             Clip(ceiling, teacher_motion, timed.phones, time.perf_counter() - start)
         )

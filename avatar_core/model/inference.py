@@ -1,7 +1,7 @@
 """Running a trained joint model: text -> audio + motion, audio -> motion, partner -> listening motion.
 
-All methods are blocking (torch and pyworld): call them from a worker thread. Results are deterministic
-for a given text and seed, so a streamed utterance equals the one-shot one.
+All methods are blocking (torch, and pyworld for the WORLD vocoder): call them from a worker thread.
+Results are deterministic for a given text and seed, so a streamed utterance equals the one-shot one.
 
 Letters in shape comments: S samples at 24 kHz, T model frames (40 fps), F speech features, D motion
 fields, P partner features.
@@ -14,6 +14,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import numpy.typing as npt
@@ -27,6 +28,10 @@ from avatar_core.partner import PARTNER_DIM, PartnerFrame, partner_vector
 from avatar_core.speech import features
 from avatar_core.speech.features import MODEL_FPS
 from avatar_core.teacher.speaking import Phone
+from avatar_core.vocoder.infer import SpeechVocoder, WorldVocoder, load_speech_vocoder
+
+if TYPE_CHECKING:
+    from avatar_core.config import AppSettings
 
 __all__ = ["JointModel", "JointOutput", "ModelMissingError", "checkpoint_path", "silent_partner"]
 
@@ -43,7 +48,7 @@ class JointOutput:
     speech: FloatArray  # (T, F) WORLD features
     phones: list[Phone]  # the phoneme timeline (pads have the symbol "")
     model_s: float  # seconds spent in the network
-    vocoder_s: float  # seconds spent in WORLD synthesis
+    vocoder_s: float  # seconds spent in the vocoder
 
     @property
     def duration_s(self) -> float:
@@ -57,10 +62,16 @@ def silent_partner(frames: int) -> FloatArray:
 
 
 class JointModel:
-    """A loaded checkpoint. ``steps``: Euler steps (8 by default, as AV-Flow)."""
+    """A loaded checkpoint. ``steps``: Euler steps (8 by default, as AV-Flow); ``vocoder``: what turns
+    its speech features into audio (default: the bundled neural vocoder)."""
 
     def __init__(
-        self, checkpoint: Path | None = None, steps: int = 8, threads: int | None = None, seed: int = 0
+        self,
+        checkpoint: Path | None = None,
+        steps: int = 8,
+        threads: int | None = None,
+        seed: int = 0,
+        vocoder: SpeechVocoder | None = None,
     ) -> None:
         from avatar_core.model.train import load_model
 
@@ -77,7 +88,22 @@ class JointModel:
         self.model, self.info = load_model(path)
         self.steps = steps
         self.seed = seed
+        self.vocoder = vocoder if vocoder is not None else load_speech_vocoder()
+        self._world = WorldVocoder()
         self._lock = threading.Lock()  # one inference at a time per model
+
+    @classmethod
+    def from_settings(cls, settings: AppSettings, **kwargs: int) -> JointModel:
+        """The checkpoint and vocoder the process settings name (``DYAD_MODEL``, ``DYAD_VOCODER``...)."""
+        vocoder = load_speech_vocoder(settings.vocoder, settings.vocoder_checkpoint)
+        return cls(settings.model, vocoder=vocoder, **kwargs)
+
+    def vocoder_for(self, pitch_semitones: float) -> SpeechVocoder:
+        """The vocoder that renders speech shifted by ``pitch_semitones``: pyworld when the chosen one does
+        not follow a shifted F0 (see docs/design.md, "The joint model")."""
+        if pitch_semitones == 0.0 or self.vocoder.follows_pitch:
+            return self.vocoder
+        return self._world
 
     @property
     def voices(self) -> tuple[str, ...]:
@@ -143,7 +169,7 @@ class JointModel:
             speech_np[:, features.LF0] += pitch_semitones * np.log(2.0) / 12.0
         model_s = time.perf_counter() - start
         start = time.perf_counter()
-        audio = features.synthesize(speech_np)
+        audio = self.vocoder_for(pitch_semitones).synthesize(speech_np)
         vocoder_s = time.perf_counter() - start
         edges = np.concatenate([[0], np.cumsum(durations[0].numpy())]) / MODEL_FPS
         symbols = ["" if i == 0 else VOCAB[i] for i in ids]

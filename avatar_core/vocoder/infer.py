@@ -1,5 +1,8 @@
 """The trained vocoder at inference: a drop-in for ``features.synthesize``, whole or in streamed chunks.
 
+The joint model's speech features become audio through a :data:`SpeechVocoder`: the trained network
+(:class:`NeuralVocoder`, the bundled checkpoint ``avatar_core/assets/vocoder/vocoder.pt`` by default) or
+``pyworld`` (:class:`WorldVocoder`); :func:`load_speech_vocoder` picks one by name (``DYAD_VOCODER``).
 ``NeuralVocoder.synthesize(features)`` turns WORLD features (T, F) into 24 kHz audio (T * 600,), as
 ``features.synthesize`` does. ``StreamingVocoder`` vocodes a joint-model stream chunk by chunk: each
 chunk is run with ``context`` frames of the past and ``lookahead`` frames of the future around it, so
@@ -12,21 +15,38 @@ from __future__ import annotations
 
 import math
 import time
+from importlib import resources
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import numpy.typing as npt
 import torch
 
+from avatar_core.speech import features as world
 from avatar_core.speech.features import FEATURE_DIM, HOP, MODEL_FPS, SAMPLE_RATE
 from avatar_core.vocoder.model import Vocoder
 from avatar_core.vocoder.train import load_vocoder
 
 FloatArray = npt.NDArray[np.float32]
+VocoderName = Literal["neural", "world"]
+VOCODERS: tuple[VocoderName, ...] = ("neural", "world")
+PACKAGE = "avatar_core.assets"
+RESOURCE = "vocoder/vocoder.pt"  # inside the package, beside its model card
+
+
+def bundled_vocoder() -> Path:
+    """The vocoder checkpoint shipped inside the installed ``avatar_core`` package."""
+    return Path(str(resources.files(PACKAGE).joinpath(RESOURCE)))
 
 
 class NeuralVocoder:
     """A trained :class:`Vocoder` on the CPU, in inference mode."""
+
+    name: VocoderName = "neural"
+    # Measured on the joint model's output: a +4 semitone F0 shift comes out as +1.4 to +2.3 (it learned
+    # each voice's pitch range from the envelope too), so shifted pitch is rendered by pyworld instead.
+    follows_pitch = False
 
     def __init__(self, model: Vocoder, threads: int = 0) -> None:
         self.model = model.eval()
@@ -79,6 +99,33 @@ class NeuralVocoder:
             "audio_s": frames / MODEL_FPS,
             "threads": torch.get_num_threads(),
         }
+
+
+class WorldVocoder:
+    """``pyworld`` synthesis of the same features (no training; the representation's own decoder)."""
+
+    name: VocoderName = "world"
+    follows_pitch = True  # WORLD synthesises exactly the F0 it is given
+
+    def synthesize(self, features: npt.NDArray[np.floating]) -> FloatArray:
+        """WORLD features (T, F) -> 24 kHz float audio (T * 600,) in [-1, 1]."""
+        return world.synthesize(features)
+
+
+SpeechVocoder = NeuralVocoder | WorldVocoder
+
+
+def load_speech_vocoder(
+    name: VocoderName = "neural", checkpoint: Path | None = None, threads: int = 0
+) -> SpeechVocoder:
+    """The vocoder called ``name``; ``checkpoint`` replaces the bundled network (``neural`` only)."""
+    if name == "world":
+        if checkpoint is not None:
+            raise ValueError("a vocoder checkpoint was given with vocoder 'world'; use vocoder 'neural'")
+        return WorldVocoder()
+    if name != "neural":
+        raise ValueError(f"unknown vocoder {name!r}; use one of {', '.join(VOCODERS)}")
+    return NeuralVocoder.load(checkpoint or bundled_vocoder(), threads)
 
 
 class StreamingVocoder:

@@ -150,7 +150,7 @@ class Checks:
         from avatar_core.eval.judge import check_guard, guard, transcriber
         from avatar_core.model.inference import JointModel
 
-        model = JointModel(self.settings.model)
+        model = JointModel.from_settings(self.settings)
         model.generate("Hello.")  # warm-up
         start = time.perf_counter()
         out = model.generate("Hello, how are you today?")
@@ -159,7 +159,8 @@ class Checks:
         rtf = elapsed / out.duration_s
         quality = check_guard(guard(model, transcriber()))
         return (
-            f"{out.duration_s:.2f} s of speech + motion in {elapsed * 1000:.0f} ms (RTF {rtf:.3f}); {quality}"
+            f"{out.duration_s:.2f} s of speech + motion in {elapsed * 1000:.0f} ms (RTF {rtf:.3f}, "
+            f"{model.vocoder.name} vocoder); {quality}"
         )
 
     def joint_model_path(self) -> Path | None:

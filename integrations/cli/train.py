@@ -107,6 +107,9 @@ def evaluate(
     voices: str = typer.Option(
         "", "--voices", help="comma-separated speakers to evaluate (default: all the checkpoint's)"
     ),
+    vocoder: str = typer.Option(
+        "neural", "--vocoder", help="neural (the bundled network) or world (pyworld)"
+    ),
 ) -> None:
     """Evaluate teacher, representation ceiling, dyad joint and dyad cascade side by side on the held-out
     split, per voice."""
@@ -133,9 +136,10 @@ def evaluate(
                 voices=_voices(voices, "--voices") if voices else None,
                 progress=report,
                 details={
-                    "command": f"dyad train eval --limit {limit} --steps {steps}"
+                    "command": f"dyad train eval --limit {limit} --steps {steps} --vocoder {vocoder}"
                     + (f" --voices {voices}" if voices else "")
                 },
+                vocoder=vocoder,
             )
         except (ModelMissingError, ValueError) as exc:
             raise fail(str(exc)) from None

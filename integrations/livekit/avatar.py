@@ -452,7 +452,7 @@ def _build_engine(persona: Persona, settings: AppSettings) -> Engine:
     from avatar_core.render import make_renderer
 
     try:
-        model = JointModel(settings.model)
+        model = JointModel.from_settings(settings)
     except ModelMissingError as exc:
         raise AvatarError(
             f"the dyad avatar animates the app's TTS with the joint model's audio-driven mode: {exc}"

@@ -136,6 +136,7 @@ def test_rate_scales_the_predicted_durations(committed: JointModel) -> None:
 
 
 def test_pitch_shifts_the_spoken_f0(committed: JointModel) -> None:
+    assert committed.vocoder_for(4.0).follows_pitch and committed.vocoder_for(0.0) is committed.vocoder
     plain = committed.generate(TEXT)
     up = committed.generate(TEXT, pitch_semitones=4.0)
 

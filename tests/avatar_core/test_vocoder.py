@@ -144,3 +144,33 @@ def test_inference_returns_the_right_length_and_streams_the_same_audio() -> None
 def test_rtf_is_reported() -> None:
     result = NeuralVocoder(tiny(), threads=1).measure_rtf(seconds=1.0, repeats=1)
     assert result["rtf"] > 0 and result["audio_s"] == 1.0
+
+
+def test_the_joint_models_vocoder_is_chosen_by_name() -> None:
+    """The bundled network by default, pyworld by name; a wrong name or combination says what to use."""
+    from avatar_core.vocoder.infer import WorldVocoder, bundled_vocoder, load_speech_vocoder
+
+    assert bundled_vocoder().is_file()
+    neural = load_speech_vocoder()
+    assert isinstance(neural, NeuralVocoder) and neural.name == "neural"
+    world = load_speech_vocoder("world")
+    assert isinstance(world, WorldVocoder)
+    feats = features.analyze(vowel(0.5))  # (T, F)
+    for vocoder in (neural, world):
+        audio = vocoder.synthesize(feats)
+        assert audio.shape == (feats.shape[0] * HOP,) and np.isfinite(audio).all()
+    with pytest.raises(ValueError, match="neural, world"):
+        load_speech_vocoder("griffin-lim")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="vocoder 'neural'"):
+        load_speech_vocoder("world", bundled_vocoder())
+
+
+def test_settings_select_the_joint_models_vocoder(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``DYAD_VOCODER`` reaches the loaded joint model (what every transport builds through)."""
+    from avatar_core.config import AppSettings
+    from avatar_core.model.inference import JointModel
+
+    monkeypatch.setenv("DYAD_VOCODER", "world")
+    model = JointModel.from_settings(AppSettings(), threads=1)
+    assert model.vocoder.name == "world"
+    assert JointModel.from_settings(AppSettings(vocoder="neural"), threads=1).vocoder.name == "neural"
