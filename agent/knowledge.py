@@ -12,6 +12,10 @@ in-memory SQLite FTS5 index (porter stemming, BM25 ranking). For each turn :meth
   sentence is quoted, found with FTS5 too;
 - else, when the persona has facts at all, its ``unknown_line``: nothing is invented.
 
+A declared action with ``ask`` is a small form: its trigger says the question, and while that question
+is the avatar's last line the visitor's answers fill the parameters (``agent.tools.read_slots``) until
+the action can be called with them; the state is the conversation itself, nothing is kept here.
+
 Questions and curated phrasings are normalised the same way first: ways of asking that say the same as
 a simpler word ("my first visit" -> "new", "sign in" -> "check in"), and a question's word also matches
 its synonyms (restroom/toilet, fee/charge/cost...) in every FTS5 query.
@@ -41,8 +45,8 @@ from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 from agent.llm import ChatLLM, ChatModel, turn_messages
-from agent.persona import EMBEDDED, FAQEntry, Persona
-from agent.tools import ToolBox, ToolResult, strip_day_words
+from agent.persona import EMBEDDED, FAQEntry, KioskAction, Persona
+from agent.tools import ToolBox, ToolResult, is_question, read_slots, strip_day_words
 
 log = logging.getLogger(__name__)
 
@@ -468,6 +472,18 @@ class ActionAnswer(_Answer):
 
 
 @dataclass(frozen=True, kw_only=True)
+class AskAnswer(_Answer):
+    """A declared action needs its parameters first: ``text`` asks for them, and the visitor's answer
+    fills them (see ``KioskAction.ask``); nothing is published yet."""
+
+    kind: ClassVar[str] = "ask"
+    name: str
+
+    def metadata(self) -> dict[str, Any]:
+        return {**super().metadata(), "source": f"action:{self.name}"}
+
+
+@dataclass(frozen=True, kw_only=True)
 class HandoffAnswer(_Answer):
     """The user asked for a person: say ``text`` and emit ``handoff_requested`` with ``reason``."""
 
@@ -499,7 +515,7 @@ class LLMAnswer(_Answer):
         return {**super().metadata(), "source": ",".join(self.sources) or None}
 
 
-Answer = DirectAnswer | ToolAnswer | ActionAnswer | HandoffAnswer | UnknownAnswer | LLMAnswer
+Answer = DirectAnswer | ToolAnswer | ActionAnswer | AskAnswer | HandoffAnswer | UnknownAnswer | LLMAnswer
 
 GROUNDING_INSTRUCTION = (
     "Answer the visitor in one or two short sentences using only these facts. Do not add times, prices "
@@ -565,7 +581,14 @@ class Answerer:
         intent_terms = [t for t in intent_terms if not t.isdigit()] or terms
         matches = self.index.match_intents(intent_terms)
         best = matches[0] if matches else None
-        if best is not None and best.confidence >= self.config.direct_threshold:
+        confident = best is not None and best.confidence >= self.config.direct_threshold
+        form = self._form_in_progress(history)
+        # An answer to the action's question fills its parameters; a question or another request
+        # (matched with confidence) leaves the form.
+        same = best is not None and form is not None and best.intent.target == form.action.name
+        if form is not None and not is_question(user_text) and (not confident or same):
+            return self._fill_form(form, user_text)
+        if best is not None and confident:
             return self._direct(best, user_text)
         hits = [h for h in self.index.search(terms, limit=10) if h.coverage >= self.config.min_relevance]
         hits = hits[: self.config.max_passages]
@@ -600,6 +623,40 @@ class Answerer:
         return LLMAnswer(
             text="", messages=self._messages(user_text, history, ""), score=top, tools=self.llm_tools
         )
+
+    def _form_in_progress(self, history: Sequence[Mapping[str, str]]) -> _Form | None:
+        """The action whose question the avatar said last, the visitor's words since it first asked,
+        and how many times it has asked again."""
+        form: _Form | None = None
+        answers: list[str] = []
+        for message in reversed(history):
+            role, content = message.get("role"), str(message.get("content", "")).strip()
+            if role == "user":
+                answers.insert(0, content)
+                continue
+            asking = next((a for a in self.tools.actions.values() if a.ask and content.endswith(a.ask)), None)
+            if role != "assistant" or asking is None or (form is not None and asking is not form.action):
+                break
+            form = _Form(asking, list(answers), 0 if form is None else form.asked_again + 1)
+            if content == asking.ask:  # the first time it asked; asking again prefixes what was missing
+                break
+        if form is None:
+            return None
+        return replace(form, answers=answers)
+
+    def _fill_form(self, form: _Form, user_text: str) -> Answer:
+        action = form.action
+        values = read_slots(action.collect, [*form.answers, user_text])
+        missing = [p.replace("_", " ") for p in action.parameters if p not in values]
+        if not missing:
+            return answer_from_tool(self.tools.call(action.name, values))
+        if form.asked_again + 1 >= MAX_ASKS:
+            log.info("%s: could not read %s from %r", action.name, ", ".join(missing), form.answers)
+            reason = f"{action.name}: could not read the {' and '.join(missing)}"
+            return HandoffAnswer(text=self.config.handoff_line, reason=reason)
+        assert action.ask is not None
+        again = f"Sorry, I didn't catch your {' and '.join(missing)}. {action.ask}"
+        return AskAnswer(text=again, name=action.name)
 
     def _direct(self, match: IntentMatch, user_text: str) -> Answer:
         intent = match.intent
@@ -713,8 +770,20 @@ def _split_finished(text: str) -> tuple[list[str], str]:
     return [part + space for part, space in zip(parts[:-1], spaces, strict=True)], parts[-1]
 
 
+MAX_ASKS = 3  # times an action asks for its parameters before it hands over to a person
+
+
+@dataclass(frozen=True)
+class _Form:
+    action: KioskAction
+    answers: list[str]  # what the visitor said since the action first asked, oldest first
+    asked_again: int
+
+
 def answer_from_tool(result: ToolResult, *, score: float = 1.0) -> Answer:
     """The :data:`Answer` for a tool's result (also for an LLM's function call)."""
+    if result.kind == "ask":
+        return AskAnswer(text=result.text, name=result.name, score=score)
     if result.kind == "action":
         return ActionAnswer(text=result.text, name=result.name, args=result.args, score=score)
     if result.kind == "handoff":

@@ -169,6 +169,9 @@ class FAQEntry(StrictModel):
     answer: NonBlank = Field(description="spoken word for word when the question matches")
 
 
+SlotKind = Literal["name", "date", "number", "text"]
+
+
 class KioskAction(StrictModel):
     """An action the kiosk can do (published over MQTT when the LLM or a trigger phrase calls it)."""
 
@@ -177,6 +180,28 @@ class KioskAction(StrictModel):
     say: NonBlank = Field(description="what the avatar says when it does it")
     triggers: list[NonBlank] = Field(default_factory=list, description="phrases that call it directly")
     parameters: dict[str, NonBlank] = Field(default_factory=dict, description="argument -> description")
+    ask: NonBlank | None = Field(
+        None, description="said when a trigger calls it without its parameters; the answer fills them"
+    )
+    collect: dict[str, SlotKind] = Field(
+        default_factory=dict, description="how to read each parameter from the answer to `ask`"
+    )
+
+    @model_validator(mode="after")
+    def _form(self) -> KioskAction:
+        if (self.ask is None) != (not self.collect):
+            raise ValueError("`ask` and `collect` go together: the question, and what its answer fills")
+        unknown = sorted(set(self.collect) - set(self.parameters))
+        if unknown:
+            raise ValueError(f"collect names {', '.join(unknown)}, which are not in parameters")
+        missing = sorted(set(self.parameters) - set(self.collect)) if self.collect else []
+        if missing:
+            raise ValueError(f"collect must read every parameter; add {', '.join(missing)}")
+        placeholders = set(re.findall(r"{(\w+)}", self.say))
+        if not placeholders <= set(self.parameters):
+            extra = ", ".join(sorted(placeholders - set(self.parameters)))
+            raise ValueError(f"say uses {{{extra}}}, which is not a parameter")
+        return self
 
 
 def read_faq_file(path: Path) -> list[FAQEntry]:

@@ -2,7 +2,9 @@
 
 The embedded SmolLM2 cannot tell the time and invents opening hours, so these are computed: the time and
 date in the persona's time zone, its opening hours (per day, or the week), whether it is open now, and a
-hand-off to a person. Kiosk actions declared in the persona (``print_ticket``...) are called the same way.
+hand-off to a person. Kiosk actions declared in the persona (``print_ticket``...) are called the same way;
+one with an ``ask`` is a small form: its trigger asks for the parameters, and :func:`read_slots` reads
+them (a name, a date...) from the visitor's answer.
 :meth:`ToolBox.openai_tools` describes all of them in OpenAI function-calling form for endpoints that
 support it, and :meth:`ToolBox.call` runs such a call.
 """
@@ -13,11 +15,11 @@ import json
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, time, timedelta
+from datetime import date, datetime, time, timedelta
 from typing import Any, Literal, cast
 from zoneinfo import ZoneInfo
 
-from agent.persona import ALL_TOOLS, KioskAction, KnowledgeConfig, ToolName, Weekday
+from agent.persona import ALL_TOOLS, KioskAction, KnowledgeConfig, SlotKind, ToolName, Weekday
 
 DAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
 
@@ -65,12 +67,13 @@ TOOL_PHRASES: dict[ToolName, tuple[str, ...]] = {
     ),
 }
 
-ToolKind = Literal["tool", "action", "handoff"]
+ToolKind = Literal["tool", "action", "handoff", "ask"]
 
 
 @dataclass(frozen=True)
 class ToolResult:
-    """What a tool produced: ``text`` to say, and for an action or hand-off what to publish."""
+    """What a tool produced: ``text`` to say, and for an action or hand-off what to publish (``ask``: an
+    action's question for its parameters, nothing published yet)."""
 
     kind: ToolKind
     name: str
@@ -240,6 +243,8 @@ class ToolBox:
         """Run a tool or action matched from ``user_text`` (a question's days fill the hours tool)."""
         if name in self.actions:
             action = self.actions[name]
+            if action.ask is not None:  # its parameters come with the answer to its question
+                return ToolResult("ask", name, action.ask)
             return ToolResult("action", name, action.say)
         now = self.local_now()
         days = mentioned_days(user_text, now.weekday())
@@ -255,7 +260,8 @@ class ToolBox:
             missing = [p for p in action.parameters if not str(args.get(p, "")).strip()]
             if missing:
                 raise ValueError(f"action {name} needs {', '.join(missing)}")
-            return ToolResult("action", name, action.say, {p: str(args[p]) for p in action.parameters})
+            values = {p: str(args[p]).strip() for p in action.parameters}
+            return ToolResult("action", name, action.say.format_map(values), values)
         if name == "time":
             return ToolResult("tool", name, f"It's {spoken_time(now.time().replace(second=0))}.")
         if name == "date":
@@ -347,3 +353,100 @@ class ToolBox:
         if not isinstance(args, dict):
             raise ValueError(f"tool call {name}: arguments must be a JSON object, got {arguments!r}")
         return self.call(name, args)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Reading an action's parameters from what the visitor said
+# ---------------------------------------------------------------------------------------------------
+
+_MONTH_NAMES = (
+    "january february march april may june july august september october november december".split()  # noqa: SIM905
+)
+_MONTHS = {name: i for i, name in enumerate(_MONTH_NAMES, 1)} | {
+    name[:3]: i for i, name in enumerate(_MONTH_NAMES, 1)
+}
+_MONTHS["sept"] = 9
+_MONTH = "(" + "|".join(sorted(_MONTHS, key=len, reverse=True)) + r")\.?"
+_DAY = r"(\d{1,2})(?:st|nd|rd|th)?"
+_DATE_FORMS: tuple[tuple[re.Pattern[str], tuple[int, int, int]], ...] = (
+    # (pattern, the groups holding year, month, day)
+    (re.compile(r"\b(\d{4})-(\d{1,2})-(\d{1,2})\b"), (1, 2, 3)),
+    (re.compile(rf"\b{_MONTH}\s+(?:the\s+)?{_DAY},?\s+(\d{{4}})\b", re.IGNORECASE), (3, 1, 2)),
+    (re.compile(rf"\b(?:the\s+)?{_DAY}\s+(?:of\s+)?{_MONTH},?\s+(\d{{4}})\b", re.IGNORECASE), (3, 2, 1)),
+    (re.compile(r"\b(\d{1,2})[/.](\d{1,2})[/.](\d{4})\b"), (3, 0, 0)),  # day and month: see _numeric
+)
+_NAME_FILLER = re.compile(
+    r"\b(?:hi|hello|hey|yes|yeah|yep|sure|ok|okay|so|um|uh|er|well|please|thanks|thank you|sorry|"
+    r"my (?:full )?name is|my name's|name is|the name is|i am|i'm|it's|it is|this is|call me|here|"
+    r"(?:my )?(?:date of birth|birth date|birthday|dob)(?: is)?|(?:and )?(?:i was )?born(?: on| in)?|"
+    r"and|on|of|the|my|is|was)\b",
+    re.IGNORECASE,
+)
+_NAME_WORD = re.compile(r"[^\W\d_][\w'-]*")
+_QUESTION_START = re.compile(
+    r"^\s*(?:what|where|when|why|who|which|how|can|could|would|will|do|does|did|is|are|should|may)\b",
+    re.IGNORECASE,
+)
+
+
+def is_question(text: str) -> bool:
+    """Whether ``text`` asks something (rather than answers): a question mark or a question word first."""
+    return "?" in text or bool(_QUESTION_START.match(text))
+
+
+def find_date(text: str) -> tuple[date, tuple[int, int]] | None:
+    """The first date ``text`` states (``10 December 1815``, ``December 10th, 1815``, ``1815-12-10``,
+    or ``25/12/1990`` where day and month cannot be confused), with its span."""
+    for pattern, (y, m, d) in _DATE_FORMS:
+        for match in pattern.finditer(text):
+            if m == 0:
+                parts = _numeric(int(match.group(1)), int(match.group(2)))
+                if parts is None:
+                    continue
+                month, day = parts
+            else:
+                month_text = match.group(m).lower().rstrip(".")
+                month = _MONTHS[month_text] if month_text in _MONTHS else int(month_text)
+                day = int(match.group(d))
+            try:
+                return date(int(match.group(y)), month, day), match.span()
+            except ValueError:
+                continue
+    return None
+
+
+def _numeric(first: int, second: int) -> tuple[int, int] | None:
+    """(month, day) of ``first/second``, None when either order could be meant (``03/04``)."""
+    if first > 12 >= second:
+        return second, first
+    if second > 12 >= first:
+        return first, second
+    return (first, second) if first == second else None
+
+
+def read_slots(kinds: Mapping[str, SlotKind], texts: list[str]) -> dict[str, str]:
+    """The parameters ``kinds`` names, read from ``texts`` (what the visitor said, oldest first; a later
+    answer wins): a date as ``YYYY-MM-DD``, a number, a name (title case, at most five words, the words
+    left when dates, numbers and filler such as "my name is" are taken out), or the whole text."""
+    found: dict[str, str] = {}
+    for text in texts:
+        rest = text
+        for slot, kind in kinds.items():
+            if kind == "date" and (hit := find_date(rest)) is not None:
+                value, (start, end) = hit
+                found[slot] = value.isoformat()
+                rest = rest[:start] + " " + rest[end:]
+            elif kind == "date":  # a date that is not one (31 February) is not part of a name either
+                for pattern, _ in _DATE_FORMS:
+                    rest = pattern.sub(" ", rest)
+            elif kind == "number" and (number := re.search(r"\d+", rest)) is not None:
+                found[slot] = number.group()
+                rest = rest[: number.start()] + " " + rest[number.end() :]
+        for slot, kind in kinds.items():
+            if kind == "text" and text.strip():
+                found[slot] = text.strip()
+            elif kind == "name":
+                words = _NAME_WORD.findall(_NAME_FILLER.sub(" ", re.sub(r"\d+", " ", rest)))
+                if 0 < len(words) <= 5:
+                    found[slot] = " ".join(w[:1].upper() + w[1:] for w in words)
+    return found
