@@ -66,7 +66,10 @@ class ChatHistory:
     The window slides in steps of a quarter of its size (from 8 turns back to 6), not one turn at a
     time: each slide changes every token after the system prompt, so llama.cpp's prompt cache (which
     reuses the longest common prefix of the last prompt) must evaluate the whole window again; in
-    steps, most turns only append to the last prompt.
+    steps, most turns only append to the last prompt. It slides when a reply is recorded, leaving room
+    for the next question (a prompt holds at most ``max_turns`` user messages, the new one included),
+    so :meth:`messages` between turns is already the start of the next prompt and can be evaluated
+    before the user has finished speaking (:meth:`ChatLLM.warm`).
     """
 
     def __init__(self, system_prompt: str, max_turns: int) -> None:
@@ -98,15 +101,18 @@ class ChatHistory:
             self._messages[-1]["content"] += " " + text
         else:
             self._messages.append({"role": "assistant", "content": text})
-        self._trim()
+        self._trim(upcoming=1)
 
     def clear(self) -> None:
         """Forget the conversation, keep the system prompt."""
         self._messages.clear()
 
-    def _trim(self) -> None:
+    def _trim(self, upcoming: int = 0) -> None:
+        """Slide the window when it holds more than ``max_turns`` user messages, counting ``upcoming``
+        ones still to come."""
         users = sum(1 for m in self._messages if m["role"] == "user")
-        keep = self.max_turns - self.slide if users > self.max_turns else self.max_turns
+        over = users + upcoming > self.max_turns
+        keep = self.max_turns - (self.slide if over else 0) - upcoming
         while users > keep or (self._messages and self._messages[0]["role"] == "assistant"):
             dropped = self._messages.popleft()
             users -= dropped["role"] == "user"
@@ -191,11 +197,18 @@ class ChatLLM:
     """Streams chat completions from an OpenAI-compatible endpoint at an already resolved ``base_url``."""
 
     def __init__(
-        self, config: LLMConfig, base_url: str, api_key: str | None = None, seed: int | None = None
+        self,
+        config: LLMConfig,
+        base_url: str,
+        api_key: str | None = None,
+        seed: int | None = None,
+        *,
+        warm_prompts: bool = False,
     ) -> None:
         self.config = config
         self.base_url = base_url.rstrip("/")
         self.seed = seed
+        self.warm_prompts = warm_prompts  # a local llama.cpp server: see warm()
         if api_key is None:
             api_key = self._api_key_from_env()
         self._client = AsyncOpenAI(
@@ -220,6 +233,21 @@ class ChatLLM:
     async def aclose(self) -> None:
         """Close the HTTP connections."""
         await self._client.close()
+
+    async def warm(self, messages: Messages) -> None:
+        """Have the server evaluate ``messages`` now (a one-token request), when they are the start of
+        the next request (:meth:`ChatHistory.messages` between turns): llama.cpp keeps the last prompt
+        in its KV cache, so the next request evaluates only what follows, even after the history window
+        slid. Only with ``warm_prompts`` (the embedded server; a paid API would bill it); a failure is
+        logged and otherwise ignored: the next request evaluates the prompt itself."""
+        if not self.warm_prompts:
+            return
+        try:
+            await self._client.chat.completions.create(
+                model=self.config.model, messages=cast(Any, list(messages)), max_tokens=1, temperature=0.0
+            )
+        except openai.APIError as exc:
+            log.info("LLM prompt warm-up failed (the next request evaluates it): %s", exc)
 
     async def stream(
         self, messages: Messages, tools: Sequence[Mapping[str, Any]] = (), run_tool: ToolRunner | None = None

@@ -45,7 +45,7 @@ from agent.events import (
     UserTranscript,
 )
 from agent.knowledge import ActionAnswer, Answer, Answerer, HandoffAnswer, LLMAnswer
-from agent.llm import ChatHistory, ChatModel, LLMError
+from agent.llm import ChatHistory, ChatLLM, ChatModel, LLMError
 from agent.persona import Persona
 from agent.states import OVERLAP_MOVES, PHASE_MOVES, PUBLIC, Overlap, Phase, StateMachine
 from agent.stt import STT, STTError
@@ -812,6 +812,7 @@ class Session:
             spoken = handle.played_text()
             if spoken:
                 self.history.add_assistant(spoken)
+                self._warm_prompt()
             self._emit(AgentTranscript(self._now(), number, spoken, True, handle.id, handle.interrupted))
             if handle.error is not None:
                 self._error("tts", handle.error, turn=number)
@@ -821,6 +822,12 @@ class Session:
                 self._reply = None
                 self._release_playback()
                 self._floor_free()
+
+    def _warm_prompt(self) -> None:
+        """Have the LLM server evaluate the conversation so far while the user speaks: the next request
+        then evaluates only its question, even when the history window has just slid."""
+        if isinstance(self.llm, ChatLLM) and self.llm.warm_prompts and not self._closed:
+            self._spawn(self.llm.warm(self.history.messages()))
 
     def _sync_agent_transcript(self) -> None:
         handle = self._reply

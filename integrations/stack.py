@@ -253,7 +253,10 @@ async def open_stack(
         stt = (
             loaded.stt if loaded is not None and loaded.stt is not None else whisper or make_stt(persona.stt)
         )
-        llm = ChatLLM(persona.llm, base_url, api_key, seed=seed)
+        # The embedded server's KV cache is warmed between turns (ChatLLM.warm); a remote API's is not.
+        llm = ChatLLM(
+            persona.llm, base_url, api_key, seed=seed, warm_prompts=persona.llm.base_url == EMBEDDED
+        )
         fps = persona.appearance.video.fps
         if loaded is not None:
             voice, driver, renderer = loaded.voice, loaded.model, loaded.renderer

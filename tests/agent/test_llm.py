@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
+import re
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from typing import Any, cast
+from typing import Any
 
 import pytest
 import pytest_asyncio
@@ -24,6 +25,8 @@ from agent.persona import LLMConfig
 from integrations.llm.local_server import MODEL_ALIAS, LocalLLMServer, free_port
 
 module_loop = pytest.mark.asyncio(loop_scope="module")
+# llama-cpp-python's log line for a request whose prompt starts with the cached one (reused, evaluated).
+PREFIX_HIT = re.compile(r"Llama\.generate: (\d+) prefix-match hit, remaining (\d+) prompt tokens")
 
 
 def config(**overrides: Any) -> LLMConfig:
@@ -170,15 +173,50 @@ async def test_embedded_server_follows_a_conversation(embedded: LocalLLMServer) 
             history.add_assistant(reply)
     finally:
         await llm.aclose()
+    # Between turns the window already leaves room for the next question (max_turns=2 in a prompt).
     roles = [m["role"] for m in history.messages()]
-    assert roles == ["system", "user", "assistant", "user", "assistant"]
+    assert roles == ["system", "user", "assistant"]
+
+
+@module_loop
+async def test_a_warmed_prompt_leaves_only_the_new_question_to_evaluate(embedded: LocalLLMServer) -> None:
+    """The server's own log: after ChatLLM.warm, the next request reuses the whole conversation from
+    llama.cpp's KV cache (here the window slides every turn, which would otherwise change it all)."""
+    llm = ChatLLM(config(max_tokens=8, timeout_s=60.0), embedded.base_url, seed=1, warm_prompts=True)
+    history = ChatHistory("You are a friendly librarian.", max_turns=2)
+    hits: list[tuple[int, int]] = []
+    try:
+        for question in ["Hello!", "Do you have books about cats?", "Thanks. Where are they?"]:
+            history.add_user(question)
+            seen = len(embedded.log_tail(10**6))
+            reply = "".join(await collect(llm, history.messages()))
+            logged = "\n".join(embedded.log_tail(10**6)[seen:])
+            hits += [(int(a), int(b)) for a, b in PREFIX_HIT.findall(logged)]
+            history.add_assistant(reply)
+            await llm.warm(history.messages())
+    finally:
+        await llm.aclose()
+    reused, evaluated = hits[-1]  # the third question's request
+    assert reused > 30 and evaluated <= 20, hits  # the question and the chat template's few tokens
+
+
+async def test_warming_is_off_unless_asked_and_never_raises() -> None:
+    port = free_port()  # nothing listens there
+    cold = ChatLLM(config(), f"http://127.0.0.1:{port}/v1")
+    warm = ChatLLM(config(timeout_s=1.0), f"http://127.0.0.1:{port}/v1", warm_prompts=True)
+    try:
+        await cold.warm(QUESTION)  # no request at all
+        await warm.warm(QUESTION)  # the request fails: logged, not raised
+    finally:
+        await cold.aclose()
+        await warm.aclose()
 
 
 @module_loop
 async def test_closing_the_stream_early_releases_the_request(embedded: LocalLLMServer) -> None:
     llm = ChatLLM(config(max_tokens=64, timeout_s=30.0), embedded.base_url)
     try:
-        stream = cast(AsyncGenerator[str, None], llm.stream(QUESTION))
+        stream = llm.stream(QUESTION)
         first = await anext(stream)
         await stream.aclose()
         assert first
@@ -198,12 +236,12 @@ def test_history_keeps_the_system_prompt_and_the_last_turns_in_order() -> None:
     for i in range(5):
         history.add_user(f"question {i}")
         history.add_assistant(f"answer {i}")
+    history.add_user("question 5")
     assert history.messages() == [
         {"role": "system", "content": "Be brief."},
-        {"role": "user", "content": "question 3"},
-        {"role": "assistant", "content": "answer 3"},
         {"role": "user", "content": "question 4"},
         {"role": "assistant", "content": "answer 4"},
+        {"role": "user", "content": "question 5"},
     ]
 
 
@@ -502,3 +540,12 @@ def test_the_history_window_slides_in_steps_so_prompts_share_a_prefix() -> None:
     # A prompt that does not extend the one before (the prompt cache evaluates it all again) is rare.
     slides = [i for i in range(1, 14) if prompts[i][: len(prompts[i - 1])] != prompts[i - 1]]
     assert slides == [8, 11]
+
+
+def test_the_history_between_turns_is_the_start_of_the_next_prompt() -> None:
+    history = ChatHistory("sys", max_turns=8)
+    for i in range(14):
+        between = history.messages()  # what ChatLLM.warm evaluates while the user speaks
+        history.add_user(f"question {i}")
+        assert history.messages() == [*between, {"role": "user", "content": f"question {i}"}], i
+        history.add_assistant(f"answer {i}")
