@@ -18,6 +18,7 @@ Rules (one frame at a time, so the live Engine and the offline dataset share the
 
 from __future__ import annotations
 
+import bisect
 from collections import deque
 from collections.abc import Sequence
 
@@ -48,7 +49,8 @@ class ListeningLayer:
         self.behaviour = behaviour
         self.rng = rng
         self.t = 0.0
-        self.f0_history: deque[float] = deque(maxlen=int(10 * fps))
+        self.f0_history: deque[float] = deque(maxlen=int(10 * fps))  # the last 10 s of voiced F0 ...
+        self.f0_sorted: list[float] = []  # ... and the same values sorted, for the running percentile
         self.speech_run = 0.0  # seconds the partner has been speaking in this stretch
         self.low_run = 0.0
         self.pause_run = 0.0
@@ -92,10 +94,24 @@ class ListeningLayer:
         self.last_nod = start
         self.backchannels += 1
 
+    def _low_pitch(self) -> float:
+        """The partner's running 26th-percentile F0 (``np.percentile``'s linear interpolation), 0 until
+        20 voiced frames are known. Kept sorted as it goes: a percentile per frame costs too much."""
+        values = self.f0_sorted
+        if len(values) < 20:
+            return 0.0
+        position = 0.26 * (len(values) - 1)
+        low = int(position)
+        high = min(low + 1, len(values) - 1)
+        return values[low] + (values[high] - values[low]) * (position - low)
+
     def _hear(self, partner: PartnerFrame) -> None:
         voiced = partner.speaking and partner.f0_hz > 0
         if voiced:
+            if len(self.f0_history) == self.f0_history.maxlen:
+                del self.f0_sorted[bisect.bisect_left(self.f0_sorted, self.f0_history[0])]
             self.f0_history.append(partner.f0_hz)
+            bisect.insort(self.f0_sorted, partner.f0_hz)
         if partner.speaking:
             self.speech_run += self.dt
             if self.pause_run > 0:
@@ -115,7 +131,7 @@ class ListeningLayer:
             if self.pause_run >= 1.0:
                 self.speech_run = 0.0
                 self.pause_waiting = False
-        threshold = float(np.percentile(self.f0_history, 26)) if len(self.f0_history) >= 20 else 0.0
+        threshold = self._low_pitch() if voiced else 0.0
         if voiced and threshold > 0 and partner.f0_hz < threshold:
             self.low_run += self.dt
             if (

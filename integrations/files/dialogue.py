@@ -22,10 +22,11 @@ import json
 import logging
 import math
 import re
+import threading
 import time
 from collections import deque
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Protocol
@@ -271,17 +272,45 @@ class AvatarPartner:
 
 
 class RecordingVoice:
-    """A voice that keeps every utterance it makes (for line timing, transcripts and lip-sync scores)."""
+    """A voice that keeps every utterance it makes (for line timing, transcripts and lip-sync scores) and
+    synthesizes a line's chunks ahead (``ahead``) as soon as the line is known, while the scene plays
+    the lines before it: synthesis then overlaps rendering instead of holding the virtual clock.
+
+    All synthesis runs in one worker thread, in the order asked, so a voice with state (a random
+    generator) gives the same speech as without synthesizing ahead.
+    """
 
     def __init__(self, voice: Voice) -> None:
         self.voice = voice
         self.fps = voice.fps
         self.utterances: list[Utterance] = []
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="dyad-synth-ahead")
+        self._ahead: dict[str, deque[Future[Utterance]]] = {}
+        self._lock = threading.Lock()  # _ahead: filled on the event loop, taken in the Engine's thread
+
+    def ahead(self, text: str) -> None:
+        """Start synthesizing ``text`` in the chunks the Engine will ask for (``chunk_text``)."""
+        for chunk in chunk_text(text):
+            future = self._pool.submit(self.voice.utterance, chunk)
+            with self._lock:
+                self._ahead.setdefault(chunk, deque()).append(future)
 
     def utterance(self, text: str) -> Utterance:
-        out = self.voice.utterance(text)
+        """The utterance of ``text``: synthesized ahead, or now. Blocking: call it from a worker thread."""
+        with self._lock:
+            queue = self._ahead.get(text)
+            future = queue.popleft() if queue else None
+            if queue is not None and not queue:
+                del self._ahead[text]
+        out = (future or self._pool.submit(self.voice.utterance, text)).result()
         self.utterances.append(out)
         return out
+
+    def close(self) -> None:
+        """Drop what was synthesized ahead and stop the worker thread."""
+        with self._lock:
+            self._ahead.clear()
+        self._pool.shutdown(wait=False, cancel_futures=True)
 
 
 def _audible(audio: npt.NDArray[np.int16]) -> tuple[float, float]:
@@ -454,6 +483,7 @@ class Scene:
                 self._exhausted = True
                 return
             self._waiting = line
+            self.sides[line.speaker].voice.ahead(line.text)  # lines come in order: so does synthesis
         line = self._waiting
         side = self.sides[line.speaker]
         if side.engine.speaking:
@@ -531,25 +561,35 @@ class Scene:
             audio.append(frame)
             side.audio.append(frame.samples)
         # Each hears the other's audio of this tick; the perception counts from the tick's end.
-        for i, side in enumerate(self.sides):
-            other = audio[1 - i].samples
-            await loop.run_in_executor(self._pool, side.partner.hear, other)
-            side.engine.observe_user(side.partner.frame(self.t + AUDIO_FRAME_S))
-        images: list[npt.NDArray[np.uint8]] = []
+        await loop.run_in_executor(self._pool, self._hear, [frame.samples for frame in audio])
         for side in self.sides:
-            while side.video_index / self.fps < self.t + AUDIO_FRAME_S - 1e-9:
-                video = await anext(side.frames)
-                assert isinstance(video, VideoFrame), "the Engine yields the video frames of a tick"
-                side.video_index += 1
-                side.motion.append(video.motion)
-                side.speaking.append(video.state == "speaking")
-                images.append(video.image)
+            side.engine.observe_user(side.partner.frame(self.t + AUDIO_FRAME_S))
+        # Both faces are drawn at the same time, each in its own Engine's render thread.
+        drawn = await asyncio.gather(*(self._video(side) for side in self.sides))
+        images = [image for side_images in drawn for image in side_images]
         if images:  # each sees the other's face as just drawn
             for i, side in enumerate(self.sides):
                 self.sides[1 - i].partner.see(side.motion[-1], (side.video_index - 1) / self.fps)
         mixed = np.clip(audio[0].samples.astype(np.int32) + audio[1].samples, -32768, 32767).astype(np.int16)
         self.t += AUDIO_FRAME_S
         return images, mixed
+
+    def _hear(self, audio: list[npt.NDArray[np.int16]]) -> None:
+        """Each side hears the other's audio (480,) of this tick. Blocking (the VAD, the F0 tracker)."""
+        for i, side in enumerate(self.sides):
+            side.partner.hear(audio[1 - i])
+
+    async def _video(self, side: Side) -> list[npt.NDArray[np.uint8]]:
+        """The side's video frames of this tick (none or one at 25 fps), recorded in ``side``."""
+        images = []
+        while side.video_index / self.fps < self.t + AUDIO_FRAME_S - 1e-9:
+            video = await anext(side.frames)
+            assert isinstance(video, VideoFrame), "the Engine yields the video frames of a tick"
+            side.video_index += 1
+            side.motion.append(video.motion)
+            side.speaking.append(video.state == "speaking")
+            images.append(video.image)
+        return images
 
     async def aclose(self) -> None:
         if self._next is not None:
@@ -693,6 +733,7 @@ async def dialogue(
             await scene.aclose()
         for side in sides:
             await side.engine.aclose()
+            side.voice.close()
         await source.aclose()
         if output is not None:
             await output.close()

@@ -252,3 +252,15 @@ def test_teacher_on_real_kokoro_timing(tmp_path_factory: pytest.TempPathFactory)
         assert closed(track)[inside].all() if inside.any() else closed(track)[round(p.start * FPS)]
     assert get(track, "jaw_open").max() > 0.3
     assert INDEX["jaw_open"] == 0
+
+
+def test_the_running_low_pitch_threshold_is_the_26th_percentile() -> None:
+    from avatar_core.teacher.listening import ListeningLayer
+
+    rng = np.random.default_rng(1)
+    layer = ListeningLayer(FPS, BehaviourConfig(), np.random.default_rng(0))
+    for k in range(600):  # longer than the 10 s the history keeps
+        f0 = float(rng.uniform(80.0, 300.0)) if rng.uniform() < 0.7 else 0.0
+        layer.step(PartnerFrame(k / FPS, speaking=True, f0_hz=f0))
+        if len(layer.f0_history) >= 20:
+            assert layer._low_pitch() == pytest.approx(float(np.percentile(layer.f0_history, 26)), abs=1e-9)
