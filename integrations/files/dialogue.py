@@ -695,7 +695,9 @@ async def dialogue(
                 w, h = max(2, round(size.width * height / size.height) // 2 * 2), height
             face_model = None if persona.voice.mode == "cascade" and cascade_face == "teacher" else joint
             (voice, driver), renderer = await asyncio.gather(
-                asyncio.to_thread(build_voice, persona, settings, None, face_model),
+                asyncio.to_thread(
+                    build_voice, persona, settings, None, face_model, kokoro=shared.kokoro_blocking
+                ),
                 asyncio.to_thread(make_renderer, persona.appearance, w, h),
             )
             recording = RecordingVoice(voice)
