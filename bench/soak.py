@@ -1,34 +1,46 @@
-"""A long session in real time: does anything drift, grow or freeze? Prints JSON, writes
-``bench/results/soak.json``.
+"""A long session in real time: does anything drift, grow or freeze? Prints JSON lines, writes
+``bench/results/soak.json`` (or ``--out``).
 
-    nice .venv/bin/python bench/soak.py [--minutes 60] [--report-every 5]
+    nice .venv/bin/python bench/soak.py [--minutes 60] [--report-every 5] [--sessions 1] [--out PATH]
 
-A simulated person (Kokoro speech in another voice) talks to the avatar through the real Session,
-Engine and a transport (:class:`MeasuringTransport`, an :class:`~integrations.transport.AvatarTransport`
-that plays frames out at the wall clock as a room's audio source does): questions, backchannels
-("mm-hm") while the avatar answers, and barge-ins. Every ``--report-every`` minutes it prints RSS,
-threads, open files, asyncio tasks, video frame gaps over 100 ms, audio/video drift (audio seconds sent
-vs video frames sent / fps vs the wall clock) and voice-to-voice p50/p95.
+A simulated person (Kokoro speech in a voice other than the avatar's, synthesised before the sessions
+start) talks to the avatar through the real Session, Engine and a transport
+(:class:`MeasuringTransport`, an :class:`~integrations.transport.AvatarTransport` that plays frames
+out at the wall clock as a room's audio source does). Its microphone (:class:`Mic`) delivers 20 ms
+of audio every 20 ms of wall time, speech or silence, as a device does. It asks a question, waits for
+the answer to start, then lets it play, says a backchannel ("mm-hm") over it, or barges in with the
+next question.
+
+Every ``--report-every`` minutes it prints one JSON line for the interval since the last one: RSS,
+threads, open files, asyncio tasks, CPU, video fps and frame gaps over 100 ms, the event loop's worst
+lag (a starved loop is the bench's fault, a late engine the product's), audio/video drift (audio
+seconds sent vs video frames sent / fps vs the wall clock), voice-to-voice p50/p95 and the turns,
+backchannels and barge-ins counted from the Session's events. ``--events`` writes every Session event
+as a JSON line, for finding out why a turn went wrong.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
+import sys
 import threading
 import time
-from dataclasses import dataclass, field
+from collections import Counter, deque
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any
+from typing import IO, Any, Literal
 
 import numpy as np
 import numpy.typing as npt
 import psutil
 from scipy.signal import resample_poly
 
-from agent.events import SessionEvent, TurnMetrics
+from agent.events import AgentTranscript, ErrorEvent, SessionEvent, TurnMetrics, UserTranscript, to_dict
 from agent.persona import Persona, load_persona
 from avatar_core.config import AppSettings
 from avatar_core.frames import AUDIO_RATE, AudioFrame, OutputFrame
@@ -43,34 +55,130 @@ QUESTIONS = [
     "How do I get a library card?", "Can I borrow a laptop?", "Are you open on Sunday?",
 ]  # fmt: skip
 BACKCHANNEL = "Mm-hm."
+PERSON_VOICES = ("jf_alpha", "jm_kumo")  # the person speaks in the first that is not the avatar's
 GAP_S = 0.1
-CHUNK = USER_RATE // 50  # 20 ms
+CHUNK_S = 0.02
+CHUNK = int(USER_RATE * CHUNK_S)  # 20 ms of 16 kHz audio
+MAX_BURST = 50  # a stalled microphone delivers at most 1 s at once; older audio is lost
+ONSET_LEVEL = 0.02  # |sample| that marks the start of speech in a clip
+REPLY_START_S = 30.0  # how long the person waits for an answer to become audible
+REPLY_END_S = 90.0  # ... and for it to finish
+OVERLAP_AFTER_S = 1.0  # speech into the answer before a backchannel or barge-in
+LOOP_TICK_S = 0.05
+
+Overlap = Literal["backchannel", "barge-in"]
 
 
 def percentile(values: list[float], q: float) -> float | None:
     return round(float(np.percentile(values, q)), 1) if values else None
 
 
+# ---------------------------------------------------------------------------------------------------
+# What is measured
+# ---------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Tally:
+    """Counts of one session's conversation and output (cumulative)."""
+
+    questions: int = 0  # asked by the person
+    user_turns: int = 0  # final user transcripts
+    answered: int = 0  # replies that became audible and played to the end
+    interrupted: int = 0  # replies cut off (a barge-in)
+    unanswered: int = 0  # replies that never made a sound (an empty transcript, an error...)
+    no_reply: int = 0  # questions after which nothing became audible within REPLY_START_S
+    backchannels: int = 0  # said over an answer
+    backchannels_kept: int = 0  # ... after which the answer played on
+    barge_ins: int = 0  # questions said over an answer
+    barge_ins_stopped: int = 0  # ... that interrupted it
+    errors: int = 0  # error events
+    video_frames: int = 0
+    audio_samples: int = 0
+    gaps_over_100ms: int = 0
+    mic_overruns: int = 0  # microphone audio lost because the bench stalled for over MAX_BURST
+
+    def minus(self, other: Tally) -> Tally:
+        """The counts since ``other`` (an earlier copy)."""
+        return Tally(**{f.name: getattr(self, f.name) - getattr(other, f.name) for f in fields(self)})
+
+    def plus(self, other: Tally) -> Tally:
+        """Both sessions' counts together."""
+        return Tally(**{f.name: getattr(self, f.name) + getattr(other, f.name) for f in fields(self)})
+
+
 @dataclass
 class Meter:
-    """What one session's output looked like on the wall clock."""
+    """What one session's output and conversation looked like on the wall clock."""
 
-    started: float | None = None
-    audio_samples: int = 0
-    video_frames: int = 0
+    tally: Tally = field(default_factory=Tally)
+    started: float | None = None  # monotonic time of engine time 0
     last_video: float | None = None
-    gaps_over_100ms: int = 0
-    max_gap_ms: float = 0.0
+    max_gap_ms: float = 0.0  # since the last report
+    run_max_gap_ms: float = 0.0  # over the whole run
     voice_to_voice_ms: list[float] = field(default_factory=list)
+    barge_in_stop_ms: list[float] = field(default_factory=list)  # barge-in onset -> avatar audio silent
+    answers: Counter[str] = field(default_factory=Counter)  # how replies were decided
     errors: list[str] = field(default_factory=list)
+    speaking_turn: int | None = None  # the turn whose answer is being played
+    overlap: tuple[Overlap, int] | None = None  # what the person said over which turn's answer
+    barge_in_onset: float | None = None  # monotonic time the barge-in's speech began, until silence
+    barge_in_silent_ms: float | None = None  # onset -> the first silent audio frame after it
+    barge_in_confirmed: bool = False  # the reply was interrupted (before its audio went silent)
+
+    def barge_in_silent(self, ms: float) -> None:
+        """The avatar's audio went silent ``ms`` after a barge-in began (counted once the reply is
+        known to have been interrupted, not just ended)."""
+        self.barge_in_onset = None
+        if self.barge_in_confirmed:
+            self.barge_in_stop_ms.append(ms)
+            self.barge_in_confirmed = False
+        else:
+            self.barge_in_silent_ms = ms
+
+    def barge_in_outcome(self, interrupted: bool) -> None:
+        """The reply a barge-in was said over ended, ``interrupted`` or not."""
+        if interrupted and self.barge_in_silent_ms is not None:
+            self.barge_in_stop_ms.append(self.barge_in_silent_ms)
+        self.barge_in_confirmed = interrupted and self.barge_in_silent_ms is None
+        if not self.barge_in_confirmed:
+            self.barge_in_onset = None
+        self.barge_in_silent_ms = None
+
+
+@dataclass
+class LoopLag:
+    """How late the event loop wakes up (its worst since the last report)."""
+
+    max_ms: float = 0.0
+    over_100ms: int = 0
+    run_max_ms: float = 0.0  # over the whole run
+    run_over_100ms: int = 0
+
+
+async def watch_loop(lag: LoopLag) -> None:
+    """Measure the event loop's scheduling delay until cancelled."""
+    while True:
+        start = time.monotonic()
+        await asyncio.sleep(LOOP_TICK_S)
+        late = 1000 * (time.monotonic() - start - LOOP_TICK_S)
+        lag.max_ms = max(lag.max_ms, late)
+        lag.over_100ms += late > 100
+        lag.run_max_ms = max(lag.run_max_ms, late)
+        lag.run_over_100ms += late > 100
 
 
 class MeasuringTransport(AvatarTransport):
-    """Frames are 'sent' when their time comes on the wall clock, and measured."""
+    """Frames are 'sent' when their time comes on the wall clock, and measured; the Session's events
+    are counted (and written to ``events``, one JSON line each, if given)."""
 
-    def __init__(self, stack: AvatarStack, meter: Meter) -> None:
+    def __init__(
+        self, stack: AvatarStack, meter: Meter, events: IO[str] | None = None, index: int = 0
+    ) -> None:
         super().__init__(stack, name="soak")
         self.meter = meter
+        self._events = events
+        self._index = index
 
     async def send_frame(self, frame: OutputFrame) -> None:
         meter = self.meter
@@ -82,214 +190,424 @@ class MeasuringTransport(AvatarTransport):
             await asyncio.sleep(wait)  # a room's audio source plays out in real time the same way
         now = time.monotonic()
         if isinstance(frame, AudioFrame):
-            meter.audio_samples += frame.samples.size
+            meter.tally.audio_samples += frame.samples.size
+            if frame.speech_id is None and meter.barge_in_onset is not None:
+                meter.barge_in_silent(round(1000 * (now - meter.barge_in_onset), 1))
             return
-        meter.video_frames += 1
+        meter.tally.video_frames += 1
         if meter.last_video is not None:
             gap = now - meter.last_video
             meter.max_gap_ms = max(meter.max_gap_ms, 1000 * gap)
-            meter.gaps_over_100ms += gap > GAP_S
+            meter.run_max_gap_ms = max(meter.run_max_gap_ms, 1000 * gap)
+            meter.tally.gaps_over_100ms += gap > GAP_S
         meter.last_video = now
 
     def publish(self, event: SessionEvent) -> None:
-        if isinstance(event, TurnMetrics) and event.first_audio is not None and not event.interrupted:
-            self.meter.voice_to_voice_ms.append(event.first_audio)
-        if event.type == "error":
-            self.meter.errors.append(f"{event.source}: {event.message}")
+        meter, tally = self.meter, self.meter.tally
+        if isinstance(event, UserTranscript) and event.final:
+            tally.user_turns += 1
+        elif isinstance(event, AgentTranscript) and not event.final:
+            meter.speaking_turn = event.turn
+        elif isinstance(event, TurnMetrics):
+            self._count_reply(event)
+        elif isinstance(event, ErrorEvent):
+            tally.errors += 1
+            meter.errors.append(f"{event.source}: {event.message}")
+        if self._events is not None:
+            self._events.write(json.dumps({"session": self._index, **to_dict(event)}) + "\n")
+
+    def _count_reply(self, event: TurnMetrics) -> None:
+        meter, tally = self.meter, self.meter.tally
+        if event.interrupted:
+            tally.interrupted += 1
+        elif event.first_audio is None:
+            tally.unanswered += 1
+        else:
+            tally.answered += 1
+            meter.voice_to_voice_ms.append(event.first_audio)
+        meter.answers[event.answer or "none"] += 1
+        if meter.overlap is not None and meter.overlap[1] <= event.turn:
+            kind, turn = meter.overlap
+            if turn == event.turn:
+                if kind == "backchannel":
+                    tally.backchannels_kept += not event.interrupted
+                else:
+                    tally.barge_ins_stopped += event.interrupted
+                    meter.barge_in_outcome(event.interrupted)
+            meter.overlap = None
 
     async def close_media(self) -> None:
         return None
 
 
-def user_clips() -> tuple[list[npt.NDArray[np.float32]], npt.NDArray[np.float32]]:
-    """The person's questions and backchannel as 16 kHz float32 speech (cached by Kokoro)."""
+# ---------------------------------------------------------------------------------------------------
+# The simulated person
+# ---------------------------------------------------------------------------------------------------
+
+
+def person_voice(persona: Persona) -> str:
+    """A Kokoro voice that is not the avatar's, so the two are never confused."""
+    return next(v for v in PERSON_VOICES if v != persona.voice.speaker)
+
+
+def user_clips(persona: Persona) -> tuple[list[npt.NDArray[np.float32]], npt.NDArray[np.float32]]:
+    """The person's questions and backchannel as 16 kHz float32 speech (blocking: synthesises them)."""
     tts = KokoroTTS(AppSettings().cache_dir)
+    voice = person_voice(persona)
 
     def speech(text: str) -> npt.NDArray[np.float32]:
-        audio: npt.NDArray[np.float32] = resample_poly(tts.synthesize(text, "jm_kumo"), 2, 3).astype(
-            np.float32
-        )
-        return audio  # 24 -> 16 kHz
+        audio = resample_poly(tts.synthesize(text, voice), 2, 3)  # 24 -> 16 kHz
+        return np.asarray(audio, np.float32)
 
-    return [speech(q) for q in QUESTIONS], speech(BACKCHANNEL)
+    return [speech(q) for q in QUESTIONS], backchannel_clip(speech(BACKCHANNEL), persona)
+
+
+def backchannel_clip(clip: npt.NDArray[np.float32], persona: Persona) -> npt.NDArray[np.float32]:
+    """A short backchannel: Kokoro's "Mm-hm." is voiced for about 0.8 s, longer than the speech that
+    interrupts the avatar (``barge_in_min_speech_ms``), so it is cut to a quarter of the way from the
+    shortest speech the VAD confirms (``min_speech_ms``) to that (the VAD's voiced run can outlast the
+    voice by a window or two of 32 ms), and faded out."""
+    turn_taking = persona.turn_taking
+    keep_s = (
+        turn_taking.min_speech_ms + (turn_taking.barge_in_min_speech_ms - turn_taking.min_speech_ms) / 4
+    ) / 1000
+    voiced = np.flatnonzero(np.abs(clip) > ONSET_LEVEL)
+    start = int(voiced[0]) if voiced.size else 0
+    cut = clip[start : start + int(keep_s * USER_RATE)].copy()  # (S,)
+    fade = min(cut.size, int(0.04 * USER_RATE))
+    cut[cut.size - fade :] *= np.linspace(1.0, 0.0, fade, dtype=np.float32)
+    return cut
+
+
+@dataclass
+class _Utterance:
+    samples: npt.NDArray[np.float32]  # (S,) 16 kHz
+    done: asyncio.Future[None]
+    onset: int  # first voiced sample
+    on_onset: Callable[[float], None] | None
+    offset: int = 0
+
+
+class Mic:
+    """The person's microphone: 20 ms of 16 kHz audio every 20 ms of wall time on an absolute
+    schedule (after a stall, what is due is delivered at once, as a device buffer does), the queued
+    speech or else silence. :meth:`run` is its one task."""
+
+    def __init__(self, transport: MeasuringTransport) -> None:
+        self.transport = transport
+        self._queue: deque[_Utterance] = deque()
+
+    def say(
+        self, clip: npt.NDArray[np.float32], on_onset: Callable[[float], None] | None = None
+    ) -> asyncio.Future[None]:
+        """Queue ``clip`` (S,); the future is done once all of it has been delivered. ``on_onset`` is
+        called with the monotonic time its first voiced sample was delivered."""
+        voiced = np.flatnonzero(np.abs(clip) > ONSET_LEVEL)
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._queue.append(_Utterance(clip, done, int(voiced[0]) if voiced.size else 0, on_onset))
+        return done
+
+    def _take(self, n: int) -> npt.NDArray[np.float32]:
+        out = np.zeros(n, np.float32)
+        filled = 0
+        while filled < n and self._queue:
+            u = self._queue[0]
+            take = min(n - filled, u.samples.size - u.offset)
+            out[filled : filled + take] = u.samples[u.offset : u.offset + take]
+            if u.on_onset is not None and u.offset <= u.onset < u.offset + take:
+                u.on_onset(time.monotonic())
+            u.offset += take
+            filled += take
+            if u.offset >= u.samples.size:
+                self._queue.popleft()
+                if not u.done.done():
+                    u.done.set_result(None)
+        return out
+
+    async def run(self) -> None:
+        """Deliver audio until cancelled."""
+        due = time.monotonic()
+        while True:
+            delay = due - time.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            chunks = 1 + int((time.monotonic() - due) / CHUNK_S)
+            if chunks > MAX_BURST:
+                self.transport.meter.tally.mic_overruns += 1
+                due += (chunks - MAX_BURST) * CHUNK_S
+                chunks = MAX_BURST
+            await self.transport.push_user_audio(self._take(chunks * CHUNK))
+            due += chunks * CHUNK_S
+
+
+async def _wait_for(condition: Callable[[], bool], timeout_s: float) -> bool:
+    """Poll ``condition`` every 50 ms for up to ``timeout_s``; whether it came true."""
+    end = time.monotonic() + timeout_s
+    while not condition():
+        if time.monotonic() >= end:
+            return False
+        await asyncio.sleep(0.05)
+    return True
 
 
 async def person(
-    transport: MeasuringTransport,
+    mic: Mic,
     questions: list[npt.NDArray[np.float32]],
     backchannel: npt.NDArray[np.float32],
     until: float,
     seed: int,
 ) -> None:
-    """Talk in real time until ``until`` (monotonic): a question, then while the answer plays either a
-    backchannel, a barge-in (the next question over it) or nothing; silence is fed between."""
+    """Talk until ``until`` (monotonic): a question; once the answer is audible, either let it play, say
+    a backchannel over it, or barge in with the next question (the microphone sends silence between)."""
     rng = np.random.default_rng(seed)
-    session = transport.session
-    silence = np.zeros(CHUNK, np.float32)
-
-    async def say(clip: npt.NDArray[np.float32]) -> None:
-        for k in range(0, clip.size, CHUNK):
-            await transport.push_user_audio(clip[k : k + CHUNK])
-            await asyncio.sleep(CHUNK / USER_RATE)
-
-    async def quiet(seconds: float, stop: Any = None) -> None:
-        end = time.monotonic() + seconds
-        while time.monotonic() < end and not (stop is not None and stop()):
-            await transport.push_user_audio(silence)
-            await asyncio.sleep(CHUNK / USER_RATE)
-
+    transport = mic.transport
+    session, meter = transport.session, transport.meter
+    if session.persona.llm.greeting.strip():  # the greeting is heard out
+        await _wait_for(lambda: session.state == "speaking", REPLY_START_S)
+        await _wait_for(lambda: session.state == "listening", REPLY_END_S)
     turn = 0
+    barging = False
     while time.monotonic() < until:
-        await say(questions[turn % len(questions)])
+        clip = questions[turn % len(questions)]
         turn += 1
-        await quiet(8.0, lambda: session.state == "speaking")  # wait for the answer to start
-        kind = rng.choice(["listen", "backchannel", "barge-in"], p=[0.6, 0.25, 0.15])
-        if kind == "backchannel":
-            await quiet(1.0)
-            await say(backchannel)
-        elif kind == "barge-in":
-            await quiet(1.5)
-            continue  # the next question interrupts
-        await quiet(30.0, lambda: session.state == "listening")
-        await quiet(1.0)
+        meter.tally.questions += 1
+        if barging:
+            meter.tally.barge_ins += 1
 
+            def onset(t: float) -> None:
+                if session.state == "speaking":  # the answer is still playing as the barge-in begins
+                    meter.barge_in_onset = t
 
-def snapshot(meters: list[Meter], elapsed_s: float) -> dict[str, Any]:
-    """The process and the sessions' output now."""
-    process = psutil.Process()
-    drift = []
-    for m in meters:
-        if m.started is None:
+            await mic.say(clip, onset)
+        else:
+            await mic.say(clip)
+        barging = False
+        if not await _wait_for(lambda: session.state == "speaking", REPLY_START_S):
+            meter.tally.no_reply += 1
+            await _wait_for(lambda: session.state == "listening", REPLY_END_S)
             continue
-        audio_s = m.audio_samples / AUDIO_RATE
-        wall_s = time.monotonic() - m.started
-        drift.append(
-            {
-                "audio_minus_video_ms": round(1000 * (audio_s - m.video_frames / FPS[0]), 1),
-                "audio_minus_wall_ms": round(1000 * (audio_s - wall_s), 1),
-            }
+        kind = rng.choice(["listen", "backchannel", "barge-in"], p=[0.6, 0.25, 0.15])
+        await asyncio.sleep(OVERLAP_AFTER_S)
+        if kind != "listen" and session.state == "speaking" and meter.speaking_turn is not None:
+            if kind == "barge-in":
+                meter.overlap = ("barge-in", meter.speaking_turn)
+                barging = True
+                continue  # the next question interrupts
+            meter.overlap = ("backchannel", meter.speaking_turn)
+            meter.tally.backchannels += 1
+            await mic.say(backchannel)
+        await _wait_for(lambda: session.state == "listening", REPLY_END_S)
+        await asyncio.sleep(1.0)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Reports
+# ---------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class _Mark:
+    """The state of the run at the previous report."""
+
+    at: float
+    cpu_s: float
+    server_cpu_s: float
+    tallies: list[Tally]
+    v2v: int  # voice-to-voice figures already reported
+    barge: int
+
+
+class Reporter:
+    """Snapshots of the process and the sessions, each covering the interval since the last."""
+
+    def __init__(self, meters: list[Meter], lag: LoopLag, fps: float, server_pid: int | None) -> None:
+        self.meters, self.lag, self.fps = meters, lag, fps
+        self.process = psutil.Process()
+        self.server = psutil.Process(server_pid) if server_pid is not None else None
+        self.start = time.monotonic()
+        self._mark = self._now_mark()
+        self._first = self._mark
+
+    def _cpu(self) -> tuple[float, float]:
+        own = self.process.cpu_times()
+        server = 0.0
+        if self.server is not None:
+            with contextlib.suppress(psutil.Error):
+                times = self.server.cpu_times()
+                server = times.user + times.system
+        return own.user + own.system, server
+
+    def _now_mark(self) -> _Mark:
+        cpu, server = self._cpu()
+        return _Mark(
+            time.monotonic(),
+            cpu,
+            server,
+            [replace(m.tally) for m in self.meters],
+            sum(len(m.voice_to_voice_ms) for m in self.meters),
+            sum(len(m.barge_in_stop_ms) for m in self.meters),
         )
-    v2v = [v for m in meters for v in m.voice_to_voice_ms]
-    return {
-        "minute": round(elapsed_s / 60, 2),
-        "rss_mb": round(process.memory_info().rss / 2**20, 1),
-        "threads": threading.active_count(),
-        "os_threads": process.num_threads(),
-        "open_files": process.num_fds(),
-        "asyncio_tasks": len(asyncio.all_tasks()),
-        "video_frames": sum(m.video_frames for m in meters),
-        "gaps_over_100ms": sum(m.gaps_over_100ms for m in meters),
-        "max_gap_ms": round(max((m.max_gap_ms for m in meters), default=0.0), 1),
-        "drift": drift,
-        "turns": len(v2v),
-        "voice_to_voice_p50_ms": percentile(v2v, 50),
-        "voice_to_voice_p95_ms": percentile(v2v, 95),
-        "errors": sum(len(m.errors) for m in meters),
-    }
+
+    def snapshot(self, whole_run: bool = False) -> dict[str, Any]:
+        """The interval since the previous snapshot (or, ``whole_run``, since the start), and the
+        process now."""
+        since = self._first if whole_run else self._mark
+        now = self._now_mark()
+        seconds = max(1e-9, now.at - since.at)
+        counts = Tally()
+        for new, old in zip(now.tallies, since.tallies, strict=True):
+            counts = counts.plus(new.minus(old))
+        v2v = [v for m in self.meters for v in m.voice_to_voice_ms][since.v2v :]
+        barge = [v for m in self.meters for v in m.barge_in_stop_ms][since.barge :]
+        report: dict[str, Any] = {
+            "minute": round((now.at - self.start) / 60, 2),
+            "interval_min": round(seconds / 60, 2),
+            "rss_mb": round(self.process.memory_info().rss / 2**20, 1),
+            "threads": threading.active_count(),
+            "os_threads": self.process.num_threads(),
+            "open_files": self.process.num_fds(),
+            "asyncio_tasks": len(asyncio.all_tasks()),
+            "cpu_cores": round((now.cpu_s - since.cpu_s) / seconds, 2),
+            "llm_server_cpu_cores": round((now.server_cpu_s - since.server_cpu_s) / seconds, 2),
+            "load_avg_1m": round(os.getloadavg()[0], 2),
+            "fps": round(counts.video_frames / seconds / len(self.meters), 2),
+            "gaps_over_100ms": counts.gaps_over_100ms,
+            "max_gap_ms": round(max(m.run_max_gap_ms if whole_run else m.max_gap_ms for m in self.meters), 1),
+            "loop_lag_max_ms": round(self.lag.run_max_ms if whole_run else self.lag.max_ms, 1),
+            "loop_lags_over_100ms": self.lag.run_over_100ms if whole_run else self.lag.over_100ms,
+            "drift": [self._drift(m) for m in self.meters],
+            "voice_to_voice_p50_ms": percentile(v2v, 50),
+            "voice_to_voice_p95_ms": percentile(v2v, 95),
+            "barge_in_stop_p50_ms": percentile(barge, 50),
+            "turns": {f.name: getattr(counts, f.name) for f in fields(Tally)
+                      if f.name not in ("video_frames", "audio_samples", "gaps_over_100ms")},
+        }  # fmt: skip
+        if not whole_run:
+            self._mark = now
+            self.lag.max_ms = 0.0
+            self.lag.over_100ms = 0
+            for m in self.meters:
+                m.max_gap_ms = 0.0
+        return report
+
+    def _drift(self, m: Meter) -> dict[str, float | None]:
+        if m.started is None:
+            return {"audio_minus_video_ms": None, "audio_minus_wall_ms": None}
+        audio_s = m.tally.audio_samples / AUDIO_RATE
+        return {
+            "audio_minus_video_ms": round(1000 * (audio_s - m.tally.video_frames / self.fps), 1),
+            "audio_minus_wall_ms": round(1000 * (audio_s - (time.monotonic() - m.started)), 1),
+        }
 
 
-FPS = [25.0]  # the persona's video fps, set by run_sessions
+# ---------------------------------------------------------------------------------------------------
+# The run
+# ---------------------------------------------------------------------------------------------------
 
 
 async def run_sessions(
-    persona: Persona, n: int, minutes: float, report_every_min: float, label: str
+    persona: Persona,
+    n: int,
+    minutes: float,
+    report_every_min: float,
+    label: str,
+    events_path: Path | None = None,
 ) -> dict[str, Any]:
-    """``n`` concurrent sessions sharing one set of models for ``minutes``; a snapshot every
-    ``report_every_min`` minutes (printed) and the summary."""
-    FPS[0] = float(persona.appearance.video.fps)
-    questions, backchannel = await asyncio.to_thread(user_clips)
-    process = psutil.Process()
+    """``n`` concurrent sessions sharing one set of models for ``minutes``; a report every
+    ``report_every_min`` minutes (printed as a JSON line) and the summary of the whole run."""
+    questions, backchannel = await asyncio.to_thread(user_clips, persona)
     models = SharedModels()
     meters = [Meter() for _ in range(n)]
+    lag = LoopLag()
     reports: list[dict[str, Any]] = []
+    events = events_path.open("w") if events_path is not None else None
     try:
         async with _stacks(persona, models, n) as stacks:
             transports = [
-                MeasuringTransport(stack, meter) for stack, meter in zip(stacks, meters, strict=True)
+                MeasuringTransport(stack, meter, events, k)
+                for k, (stack, meter) in enumerate(zip(stacks, meters, strict=True))
             ]
-            for transport in transports:
-                transport.start_output()
-                await transport.session.start()
-            started = time.monotonic()
-            cpu_start = process.cpu_times()
+            rss_models_mb = round(psutil.Process().memory_info().rss / 2**20, 1)
             server = models.server
-            server_proc = (
-                psutil.Process(server._process.pid) if server is not None and server._process else None
-            )
-            server_cpu_start = server_proc.cpu_times() if server_proc else None
-            until = started + 60 * minutes
+            server_pid = server._process.pid if server is not None and server._process else None
+            reporter = Reporter(meters, lag, float(persona.appearance.video.fps), server_pid)
+            mics = [Mic(t) for t in transports]
+            background = [asyncio.create_task(watch_loop(lag))]
+            for transport, mic in zip(transports, mics, strict=True):
+                transport.start_output()
+                background.append(asyncio.create_task(mic.run()))
+                await transport.session.start()
+            until = reporter.start + 60 * minutes
             people = [
-                asyncio.create_task(person(t, questions, backchannel, until, seed=k))
-                for k, t in enumerate(transports)
+                asyncio.create_task(person(mic, questions, backchannel, until, seed=k))
+                for k, mic in enumerate(mics)
             ]
-            next_report = started + 60 * report_every_min
+            next_report = reporter.start + 60 * report_every_min
             while time.monotonic() < until:
-                await asyncio.sleep(min(5.0, max(0.1, until - time.monotonic())))
+                left = min(1.0, until - time.monotonic(), next_report - time.monotonic())
+                await asyncio.sleep(max(0.05, left))
                 if time.monotonic() >= next_report:
-                    reports.append(snapshot(meters, time.monotonic() - started))
+                    reports.append(reporter.snapshot())
                     print(json.dumps({label: reports[-1]}), flush=True)
                     next_report += 60 * report_every_min
+            for task in people:  # a person mid-question stops at the end of the run
+                task.cancel()
             await asyncio.gather(*people, return_exceptions=True)
-            elapsed = time.monotonic() - started
-            final = snapshot(meters, elapsed)
-            cpu = process.cpu_times()
-            own = cpu.user + cpu.system - cpu_start.user - cpu_start.system
-            llm = 0.0
-            if server_proc is not None and server_cpu_start is not None:
-                now = server_proc.cpu_times()
-                llm = now.user + now.system - server_cpu_start.user - server_cpu_start.system
+            final = reporter.snapshot(whole_run=True)
+            for task in background:
+                task.cancel()
+            await asyncio.gather(*background, return_exceptions=True)
             for transport in transports:
                 await transport.aclose()
     finally:
         await models.aclose()
-    fps = [m.video_frames / elapsed for m in meters]
+        if events is not None:
+            events.close()
+    answers: Counter[str] = Counter()
+    for m in meters:
+        answers.update(m.answers)
     return {
         "sessions": n,
-        "minutes": round(elapsed / 60, 2),
-        "fps_min": round(min(fps), 2),
-        "cpu_cores_per_session": round((own + llm) / elapsed / n, 3),
+        "minutes": final["interval_min"],
+        "fps_min": round(min(m.tally.video_frames for m in meters) / (60 * final["interval_min"]), 2),
+        "cpu_cores_per_session": round((final["cpu_cores"] + final["llm_server_cpu_cores"]) / n, 3),
+        "rss_mb_after_models": rss_models_mb,
         "rss_mb_per_session": round(final["rss_mb"] / n, 1),
         "final": final,
+        "answers": dict(answers),
         "reports": reports,
         "errors": [e for m in meters for e in m.errors][:10],
     }
 
 
-class _stacks:
+@contextlib.asynccontextmanager
+async def _stacks(persona: Persona, models: SharedModels, n: int) -> AsyncIterator[list[AvatarStack]]:
     """``n`` avatar stacks on one set of shared models, opened and closed together."""
-
-    def __init__(self, persona: Persona, models: SharedModels, n: int) -> None:
-        self.persona, self.models, self.n = persona, models, n
-        self._contexts: list[Any] = []
-
-    async def __aenter__(self) -> list[AvatarStack]:
-        stacks = []
-        for seed in range(self.n):
-            context = open_stack(self.persona, seed=seed, models=self.models)
-            stacks.append(await context.__aenter__())
-            self._contexts.append(context)
-        return stacks
-
-    async def __aexit__(self, *exc: object) -> None:
-        for context in reversed(self._contexts):
-            await context.__aexit__(None, None, None)
+    async with contextlib.AsyncExitStack() as exits:
+        yield [await exits.enter_async_context(open_stack(persona, seed=k, models=models)) for k in range(n)]
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     parser.add_argument("--minutes", type=float, default=60.0)
-    parser.add_argument("--report-every", type=float, default=5.0, help="minutes between snapshots")
+    parser.add_argument("--report-every", type=float, default=5.0, help="minutes between reports")
+    parser.add_argument("--sessions", type=int, default=1, help="concurrent sessions on shared models")
     parser.add_argument("--persona", default="library_receptionist")
     parser.add_argument("--out", type=Path, default=RESULTS / "soak.json")
+    parser.add_argument("--events", type=Path, help="write every Session event here (JSON lines)")
+    parser.add_argument("--label", default="soak", help="the key of each printed report")
     args = parser.parse_args()
     persona = load_persona(args.persona)
-    result = asyncio.run(run_sessions(persona, 1, args.minutes, args.report_every, "soak"))
+    result = asyncio.run(
+        run_sessions(persona, args.sessions, args.minutes, args.report_every, args.label, args.events)
+    )
     first = result["reports"][0] if result["reports"] else None
     final = result["final"]
     result["rss_growth_after_first_report"] = (
         round(final["rss_mb"] / first["rss_mb"] - 1, 4) if first else None
     )
     result["machine"] = {"cpus": os.cpu_count()}
+    result["command"] = " ".join(["bench/soak.py", *sys.argv[1:]])
     print(json.dumps(result, indent=2))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
