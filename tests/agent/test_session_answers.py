@@ -176,9 +176,11 @@ async def test_found_passages_go_to_the_llm_with_the_grounding_instruction() -> 
     await line.close()
 
     (messages,) = llm.requests
-    system = messages[0]["content"]
-    assert messages[0]["role"] == "system" and "KioskGuest" in system and UNKNOWN in system
-    assert messages[-1] == {"role": "user", "content": "Is the wifi free for guests, and what is it called?"}
+    # The system prompt stays the persona's own; this turn's facts and their rule come with the question.
+    assert messages[0] == {"role": "system", "content": p.llm.system_prompt}
+    latest = messages[-1]
+    assert latest["role"] == "user" and "KioskGuest" in latest["content"] and UNKNOWN in latest["content"]
+    assert latest["content"].endswith("Is the wifi free for guests, and what is it called?")
     (metrics,) = line.of(TurnMetrics)
     assert metrics.answer == "llm" and metrics.answer_source == "faq#1"
     assert agent_lines(line) == ["The guest wifi is KioskGuest."]
