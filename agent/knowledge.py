@@ -824,6 +824,16 @@ def numbers_in(text: str) -> set[str]:
     return {primary for primary, _ in _numbers(text)}
 
 
+_BEFORE_PRONOUN_ONE = frozenset("the this that which any every no each".split())  # noqa: SIM905
+_AFTER_PRONOUN_ONE = re.compile(r" (?:of|who|that|which)\b")
+
+
+def _pronoun_one(text: str, start: int, end: int) -> bool:
+    """Whether the "one" at ``text[start:end]`` is a pronoun ("the one on the left", "one of us")."""
+    before = text[:start].split()
+    return bool(before and before[-1] in _BEFORE_PRONOUN_ONE) or bool(_AFTER_PRONOUN_ONE.match(text, end))
+
+
 _MERIDIEM = re.compile(r"\s*([ap])\.?m\b\.?")
 
 
@@ -835,6 +845,8 @@ def _numbers(text: str) -> list[tuple[str, frozenset[str]]]:
     for match in _NUMBER.finditer(lowered):
         token = match.group()
         if token.isalpha():
+            if token == "one" and _pronoun_one(lowered, match.start(), match.end()):
+                continue  # "the one on the left", "one of our staff": not a number
             if token in _NUMBER_WORDS:
                 value = str(_NUMBER_WORDS[token])
                 found.append((value, frozenset({value})))

@@ -322,6 +322,9 @@ def test_invented_numbers_are_found() -> None:
     # A clock time in 12- or 24-hour form is the same time.
     assert ungrounded_numbers("We close at 5 pm, or 17:30 on Fridays.", "until 17:00; Fri 5:30 pm") == set()
     assert ungrounded_numbers("We close at 6 pm.", "until 17:00") == {"6"}
+    # "one" as a pronoun states no number; as a count it does.
+    assert ungrounded_numbers("The one on the left; one of us will come.", "") == set()
+    assert ungrounded_numbers("You can borrow one book.", "") == {"1"}
 
 
 # -- with the real embedded LLM (slow: one test) -----------------------------------------------------
