@@ -66,6 +66,7 @@ def run_n(n: int, minutes: float, persona: str) -> dict[str, Any]:
         "loop_lag_max_ms": final["loop_lag_max_ms"],
         "voice_to_voice_p50_ms": final["voice_to_voice_p50_ms"],
         "voice_to_voice_p95_ms": final["voice_to_voice_p95_ms"],
+        "heard_voice_to_voice_p95_ms": final["heard_voice_to_voice_p95_ms"],
         "turns": final["turns"],
         "drift": final["drift"],
         "cpu_cores": round(final["cpu_cores"] + final["llm_server_cpu_cores"], 3),

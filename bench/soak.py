@@ -43,6 +43,7 @@ from scipy.signal import resample_poly
 from agent.events import AgentTranscript, ErrorEvent, SessionEvent, TurnMetrics, UserTranscript, to_dict
 from agent.persona import Persona, load_persona
 from avatar_core.config import AppSettings
+from avatar_core.engine import RealClock
 from avatar_core.frames import AUDIO_RATE, AudioFrame, OutputFrame
 from avatar_core.tts.kokoro import KokoroTTS
 from integrations.stack import AvatarStack, SharedModels, open_stack
@@ -65,6 +66,7 @@ REPLY_START_S = 30.0  # how long the person waits for an answer to become audibl
 REPLY_END_S = 90.0  # ... and for it to finish
 OVERLAP_AFTER_S = 1.0  # speech into the answer before a backchannel or barge-in
 LOOP_TICK_S = 0.05
+MIX = (0.6, 0.25, 0.15)  # once an answer is audible: let it play, backchannel, barge in
 
 Overlap = Literal["backchannel", "barge-in"]
 
@@ -116,7 +118,11 @@ class Meter:
     last_video: float | None = None
     max_gap_ms: float = 0.0  # since the last report
     run_max_gap_ms: float = 0.0  # over the whole run
-    voice_to_voice_ms: list[float] = field(default_factory=list)
+    voice_to_voice_ms: list[float] = field(default_factory=list)  # as the Session measures it
+    heard_voice_to_voice_ms: list[float] = field(default_factory=list)  # end of speech -> reply sent
+    turn_end: dict[int, float] = field(default_factory=dict)  # turn -> monotonic end of the user's speech
+    turn_speech: dict[int, str] = field(default_factory=dict)  # turn -> the speech id of its reply
+    heard_at: dict[str, float] = field(default_factory=dict)  # speech id -> monotonic first frame sent
     barge_in_stop_ms: list[float] = field(default_factory=list)  # barge-in onset -> avatar audio silent
     answers: Counter[str] = field(default_factory=Counter)  # how replies were decided
     errors: list[str] = field(default_factory=list)
@@ -191,6 +197,8 @@ class MeasuringTransport(AvatarTransport):
         now = time.monotonic()
         if isinstance(frame, AudioFrame):
             meter.tally.audio_samples += frame.samples.size
+            if frame.speech_id is not None and frame.speech_id not in meter.heard_at:
+                meter.heard_at[frame.speech_id] = now
             if frame.speech_id is None and meter.barge_in_onset is not None:
                 meter.barge_in_silent(round(1000 * (now - meter.barge_in_onset), 1))
             return
@@ -206,8 +214,13 @@ class MeasuringTransport(AvatarTransport):
         meter, tally = self.meter, self.meter.tally
         if isinstance(event, UserTranscript) and event.final:
             tally.user_turns += 1
-        elif isinstance(event, AgentTranscript) and not event.final:
-            meter.speaking_turn = event.turn
+            clock = self.engine.clock
+            if event.end is not None and isinstance(clock, RealClock) and clock.origin is not None:
+                meter.turn_end[event.turn] = clock.origin + event.end
+        elif isinstance(event, AgentTranscript):
+            meter.turn_speech[event.turn] = event.speech_id
+            if not event.final:
+                meter.speaking_turn = event.turn
         elif isinstance(event, TurnMetrics):
             self._count_reply(event)
         elif isinstance(event, ErrorEvent):
@@ -225,6 +238,12 @@ class MeasuringTransport(AvatarTransport):
         else:
             tally.answered += 1
             meter.voice_to_voice_ms.append(event.first_audio)
+        # The same figure on the wall clock: from the end of the user's speech until the reply's first
+        # frame was sent. It exceeds the Session's figure when the engine runs behind the wall clock.
+        end, speech = meter.turn_end.pop(event.turn, None), meter.turn_speech.pop(event.turn, None)
+        heard = meter.heard_at.pop(speech, None) if speech is not None else None
+        if not event.interrupted and end is not None and heard is not None:
+            meter.heard_voice_to_voice_ms.append(round(1000 * (heard - end), 1))
         meter.answers[event.answer or "none"] += 1
         if meter.overlap is not None and meter.overlap[1] <= event.turn:
             kind, turn = meter.overlap
@@ -356,9 +375,11 @@ async def person(
     backchannel: npt.NDArray[np.float32],
     until: float,
     seed: int,
+    mix: tuple[float, float, float] = MIX,
 ) -> None:
     """Talk until ``until`` (monotonic): a question; once the answer is audible, either let it play, say
-    a backchannel over it, or barge in with the next question (the microphone sends silence between)."""
+    a backchannel over it, or barge in with the next question, in the shares ``mix`` (the microphone
+    sends silence between)."""
     rng = np.random.default_rng(seed)
     transport = mic.transport
     session, meter = transport.session, transport.meter
@@ -386,7 +407,7 @@ async def person(
             meter.tally.no_reply += 1
             await _wait_for(lambda: session.state == "listening", REPLY_END_S)
             continue
-        kind = rng.choice(["listen", "backchannel", "barge-in"], p=[0.6, 0.25, 0.15])
+        kind = rng.choice(["listen", "backchannel", "barge-in"], p=mix)
         await asyncio.sleep(OVERLAP_AFTER_S)
         if kind != "listen" and session.state == "speaking" and meter.speaking_turn is not None:
             if kind == "barge-in":
@@ -414,6 +435,7 @@ class _Mark:
     server_cpu_s: float
     tallies: list[Tally]
     v2v: int  # voice-to-voice figures already reported
+    heard: int
     barge: int
 
 
@@ -445,6 +467,7 @@ class Reporter:
             server,
             [replace(m.tally) for m in self.meters],
             sum(len(m.voice_to_voice_ms) for m in self.meters),
+            sum(len(m.heard_voice_to_voice_ms) for m in self.meters),
             sum(len(m.barge_in_stop_ms) for m in self.meters),
         )
 
@@ -458,6 +481,7 @@ class Reporter:
         for new, old in zip(now.tallies, since.tallies, strict=True):
             counts = counts.plus(new.minus(old))
         v2v = [v for m in self.meters for v in m.voice_to_voice_ms][since.v2v :]
+        heard = [v for m in self.meters for v in m.heard_voice_to_voice_ms][since.heard :]
         barge = [v for m in self.meters for v in m.barge_in_stop_ms][since.barge :]
         report: dict[str, Any] = {
             "minute": round((now.at - self.start) / 60, 2),
@@ -478,6 +502,8 @@ class Reporter:
             "drift": [self._drift(m) for m in self.meters],
             "voice_to_voice_p50_ms": percentile(v2v, 50),
             "voice_to_voice_p95_ms": percentile(v2v, 95),
+            "heard_voice_to_voice_p50_ms": percentile(heard, 50),
+            "heard_voice_to_voice_p95_ms": percentile(heard, 95),
             "barge_in_stop_p50_ms": percentile(barge, 50),
             "turns": {f.name: getattr(counts, f.name) for f in fields(Tally)
                       if f.name not in ("video_frames", "audio_samples", "gaps_over_100ms")},
@@ -512,9 +538,11 @@ async def run_sessions(
     report_every_min: float,
     label: str,
     events_path: Path | None = None,
+    mix: tuple[float, float, float] = MIX,
 ) -> dict[str, Any]:
     """``n`` concurrent sessions sharing one set of models for ``minutes``; a report every
-    ``report_every_min`` minutes (printed as a JSON line) and the summary of the whole run."""
+    ``report_every_min`` minutes (printed as a JSON line) and the summary of the whole run. ``mix``: see
+    :func:`person`."""
     questions, backchannel = await asyncio.to_thread(user_clips, persona)
     models = SharedModels()
     meters = [Meter() for _ in range(n)]
@@ -539,7 +567,7 @@ async def run_sessions(
                 await transport.session.start()
             until = reporter.start + 60 * minutes
             people = [
-                asyncio.create_task(person(mic, questions, backchannel, until, seed=k))
+                asyncio.create_task(person(mic, questions, backchannel, until, k, mix))
                 for k, mic in enumerate(mics)
             ]
             next_report = reporter.start + 60 * report_every_min
@@ -596,10 +624,22 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=RESULTS / "soak.json")
     parser.add_argument("--events", type=Path, help="write every Session event here (JSON lines)")
     parser.add_argument("--label", default="soak", help="the key of each printed report")
+    parser.add_argument(
+        "--mix",
+        default=",".join(map(str, MIX)),
+        help="shares of listen,backchannel,barge-in once an answer is audible (e.g. 0.2,0.4,0.4 to see "
+        "all three in a short run)",
+    )
     args = parser.parse_args()
+    shares = [float(x) for x in args.mix.split(",")]
+    if len(shares) != 3 or min(shares) < 0 or abs(sum(shares) - 1) > 1e-6:
+        parser.error(
+            f"--mix takes three shares that add up to 1 (listen,backchannel,barge-in), got {args.mix!r}"
+        )
+    mix = (shares[0], shares[1], shares[2])
     persona = load_persona(args.persona)
     result = asyncio.run(
-        run_sessions(persona, args.sessions, args.minutes, args.report_every, args.label, args.events)
+        run_sessions(persona, args.sessions, args.minutes, args.report_every, args.label, args.events, mix)
     )
     first = result["reports"][0] if result["reports"] else None
     final = result["final"]
