@@ -382,7 +382,9 @@ class DialogueResult:
 
 
 class _Output:
-    """The MP4 file(s): frames are encoded in a worker thread, one frame behind the scene."""
+    """The MP4 file(s): frames are encoded in a worker thread, one video frame behind the scene; the
+    audio of the ticks between video frames goes with the next frame (one hand-off per frame, not per
+    tick: each costs a thread switch)."""
 
     def __init__(self, out: Path, names: Sequence[str], fps: float, layout: Layout, height: int) -> None:
         if layout == "side-by-side":
@@ -394,10 +396,13 @@ class _Output:
         self.height = height
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="dyad-encode")
         self._pending: asyncio.Future[None] | None = None
+        self._audio: list[npt.NDArray[np.int16]] = []  # (480,) per tick since the last video frame
+        self._video_frames = 0
 
     @property
     def video_frames(self) -> int:
-        return self.writers[0].frames
+        """Video frames written so far (or queued for writing)."""
+        return self._video_frames
 
     def _fit(self, image: npt.NDArray[np.uint8]) -> npt.NDArray[np.uint8]:
         h, w = image.shape[:2]
@@ -409,7 +414,7 @@ class _Output:
     def _write(self, images: list[npt.NDArray[np.uint8]], audio: npt.NDArray[np.int16]) -> None:
         faces = [self._fit(image) for image in images]
         if not faces:
-            pass  # a tick between video frames: audio only
+            pass  # the audio held at the end: audio only
         elif self.layout == "side-by-side":
             self.writers[0].write_video(np.hstack(faces))
         else:
@@ -419,13 +424,24 @@ class _Output:
             writer.write_audio(audio)
 
     async def write(self, images: list[npt.NDArray[np.uint8]], audio: npt.NDArray[np.int16]) -> None:
-        """Queue both faces' frame (none on a tick between frames) and the tick's mixed audio (480,);
-        waits for the previous write first."""
+        """Add the tick's mixed audio (480,) and both faces' frame (none on a tick between frames); a
+        frame is queued for encoding with the audio since the last one, after the previous write."""
+        self._audio.append(audio)
+        if images:
+            self._video_frames += 1
+            await self._flush(images)
+
+    async def _flush(self, images: list[npt.NDArray[np.uint8]]) -> None:
         if self._pending is not None:
             await self._pending
+        audio = np.concatenate(self._audio) if self._audio else np.zeros(0, np.int16)
+        self._audio = []
         self._pending = asyncio.get_running_loop().run_in_executor(self._pool, self._write, images, audio)
 
     async def close(self) -> None:
+        """Write the audio still held, then finish the file(s)."""
+        if self._audio:
+            await asyncio.gather(self._flush([]), return_exceptions=True)
         if self._pending is not None:
             await asyncio.gather(self._pending, return_exceptions=True)
         await asyncio.get_running_loop().run_in_executor(self._pool, self._close_all)
@@ -459,6 +475,8 @@ class Scene:
         self._waiting: Line | None = None  # a line whose speaker is still busy with its previous one
         self._exhausted = False
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="dyad-perceive")
+        # Per tick not heard yet, each side's audio (480,).
+        self._unheard: list[list[npt.NDArray[np.int16]]] = []
 
     # -- lines --------------------------------------------------------------------------------------
 
@@ -560,10 +578,15 @@ class Scene:
             assert isinstance(frame, AudioFrame), "the Engine yields an audio frame first on each tick"
             audio.append(frame)
             side.audio.append(frame.samples)
-        # Each hears the other's audio of this tick; the perception counts from the tick's end.
-        await loop.run_in_executor(self._pool, self._hear, [frame.samples for frame in audio])
-        for side in self.sides:
-            side.engine.observe_user(side.partner.frame(self.t + AUDIO_FRAME_S))
+        # Each hears the other's audio; the perception counts from the tick's end. It is only looked at
+        # when a video frame is drawn, so the audio waits for the next frame (one hand-off per frame).
+        self._unheard.append([frame.samples for frame in audio])
+        if any(self._video_due(side) for side in self.sides):
+            heard = [np.concatenate([tick[i] for tick in self._unheard]) for i in range(len(self.sides))]
+            self._unheard.clear()
+            await loop.run_in_executor(self._pool, self._hear, heard)
+            for side in self.sides:
+                side.engine.observe_user(side.partner.frame(self.t + AUDIO_FRAME_S))
         # Both faces are drawn at the same time, each in its own Engine's render thread.
         drawn = await asyncio.gather(*(self._video(side) for side in self.sides))
         images = [image for side_images in drawn for image in side_images]
@@ -574,15 +597,19 @@ class Scene:
         self.t += AUDIO_FRAME_S
         return images, mixed
 
+    def _video_due(self, side: Side) -> bool:
+        """Whether the side draws a video frame in this tick."""
+        return side.video_index / self.fps < self.t + AUDIO_FRAME_S - 1e-9
+
     def _hear(self, audio: list[npt.NDArray[np.int16]]) -> None:
-        """Each side hears the other's audio (480,) of this tick. Blocking (the VAD, the F0 tracker)."""
+        """Each side hears the other's audio (S,) since the last hearing. Blocking (the VAD, F0)."""
         for i, side in enumerate(self.sides):
             side.partner.hear(audio[1 - i])
 
     async def _video(self, side: Side) -> list[npt.NDArray[np.uint8]]:
         """The side's video frames of this tick (none or one at 25 fps), recorded in ``side``."""
         images = []
-        while side.video_index / self.fps < self.t + AUDIO_FRAME_S - 1e-9:
+        while self._video_due(side):
             video = await anext(side.frames)
             assert isinstance(video, VideoFrame), "the Engine yields the video frames of a tick"
             side.video_index += 1
