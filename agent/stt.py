@@ -21,7 +21,14 @@ import openai
 from numpy.typing import NDArray
 
 from agent.persona import STTConfig
-from avatar_core.speech.whisper import doubtful
+from avatar_core.speech.whisper import (
+    COMPRESSION_RATIO_MAX,
+    FULL_WINDOW_S,
+    MIN_WINDOW_S,
+    doubtful,
+    fits_window,
+    transcribe_window,
+)
 
 if TYPE_CHECKING:
     from faster_whisper import WhisperModel
@@ -91,6 +98,10 @@ def resolve_whisper_model(model: str | Path) -> Path:
 class WhisperSTT:
     """faster-whisper (CTranslate2, int8, CPU), loaded once, run on its own single worker thread.
 
+    An utterance is read on an encoder window of its own length plus a margin, at least ``min_window_s``
+    (:func:`avatar_core.speech.whisper.transcribe_window`), not on Whisper's padded 30 s: about three
+    times faster for a question, with the same words; ``min_window_s=30`` keeps faster-whisper's own path.
+
     Loading starts in the background at construction, so the first utterance does not pay for it.
     Calls are serialised on the worker thread; the event loop never runs the model.
     """
@@ -102,11 +113,13 @@ class WhisperSTT:
         language: str = "en",
         beam_size: int = 1,
         cpu_threads: int = 1,
+        min_window_s: float = MIN_WINDOW_S,
     ) -> None:
         self.model_dir = resolve_whisper_model(model)
         self.language = language
         self.beam_size = beam_size
         self.cpu_threads = cpu_threads
+        self.min_window_s = min_window_s
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="dyad-whisper")
         self._model: Future[WhisperModel] = self._executor.submit(self._load)
         self._closed = False
@@ -158,6 +171,21 @@ class WhisperSTT:
             raise STTError(f"Whisper failed on {samples.size / SAMPLE_RATE:.2f} s of audio: {exc}") from exc
 
     def _transcribe_blocking(self, model: WhisperModel, samples: NDArray[np.float32]) -> str:
+        if self.min_window_s < FULL_WINDOW_S and fits_window(samples.size):
+            window = transcribe_window(
+                model,
+                samples,
+                language=self.language,
+                beam_size=self.beam_size,
+                min_window_s=self.min_window_s,
+            )
+            if window.compression_ratio <= COMPRESSION_RATIO_MAX:
+                if doubtful(window):
+                    log.debug("dropped %r (no_speech %.2f)", window.text, window.no_speech_prob)
+                    return ""
+                return window.text
+            # Whisper repeating itself is what a too short window risks: read it again on 30 s.
+            log.debug("the short window looped (%r): transcribing on 30 s", window.text[:80])
         segments, _info = model.transcribe(
             samples,
             language=self.language,

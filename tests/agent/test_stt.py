@@ -19,6 +19,8 @@ from scipy.signal import resample_poly
 from agent.persona import STTConfig
 from agent.stt import STT, OpenAISTT, STTError, WhisperSTT, make_stt, wav_bytes
 from avatar_core.config import AppSettings
+from avatar_core.speech import whisper as whisper_window
+from avatar_core.speech.whisper import WindowTranscript, fits_window, window_frames
 from avatar_core.tts.kokoro import KokoroTTS
 from integrations.llm.local_server import free_port
 
@@ -56,6 +58,49 @@ async def test_whisper_transcribes_speech(whisper: WhisperSTT, speech: NDArray[n
     text = await whisper.transcribe(speech)
     assert "library" in text.lower(), text
     assert text == text.strip()
+
+
+def test_the_encoder_window_covers_the_speech_and_a_margin() -> None:
+    assert window_frames(2 * SR) == 1500  # a question: the 15 s minimum
+    assert window_frames(16 * SR) == 1600 + 1 + 100  # the speech, one frame of padding and 1 s of margin
+    assert window_frames(2 * SR, min_window_s=5) == 500
+    assert window_frames(29 * SR) == 3000  # never more than Whisper's 30 s
+    assert fits_window(28 * SR) and not fits_window(int(29.5 * SR))
+
+
+async def test_the_short_window_hears_what_the_full_window_hears(
+    whisper: WhisperSTT, speech: NDArray[np.float32]
+) -> None:
+    full = WhisperSTT(min_window_s=30.0)  # faster-whisper's own 30 s path
+    try:
+        assert await whisper.transcribe(speech) == await full.transcribe(speech)
+        # Longer than one window: faster-whisper's path, in 30 s pieces.
+        gap = np.zeros(13 * SR, np.float32)
+        long = np.concatenate([speech, gap, speech, gap, speech])
+        assert not fits_window(long.size)
+        assert (await whisper.transcribe(long)).lower().count("library") >= 2
+    finally:
+        await full.aclose()
+
+
+async def test_a_short_window_that_loops_is_read_again_on_30_s(
+    monkeypatch: pytest.MonkeyPatch, speech: NDArray[np.float32]
+) -> None:
+    looped = WindowTranscript("library library library library", 0.0, -0.1, 9.0)
+    calls: list[int] = []
+
+    def looping(*args: Any, **kwargs: Any) -> WindowTranscript:
+        calls.append(1)
+        return looped
+
+    monkeypatch.setattr("agent.stt.transcribe_window", looping)
+    stt = WhisperSTT()
+    try:
+        text = await stt.transcribe(speech)
+    finally:
+        await stt.aclose()
+    assert calls and "library" in text.lower() and text.lower().count("library") == 1, text
+    assert looped.compression_ratio > whisper_window.COMPRESSION_RATIO_MAX
 
 
 async def test_whisper_hears_nothing_in_silence_and_low_noise(whisper: WhisperSTT) -> None:
