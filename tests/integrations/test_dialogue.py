@@ -18,8 +18,10 @@ import pytest
 
 from agent.persona import Persona, load_persona
 from avatar_core.eval.listener import nod_onsets, pauses, speech_activity
-from avatar_core.motion import NEUTRAL, frame
+from avatar_core.motion import MOTION_DIM, NEUTRAL, frame
 from avatar_core.render import make_renderer
+from avatar_core.text.chunking import chunk_text
+from avatar_core.voice import Utterance
 from integrations.files.dialogue import (
     TAIL_S,
     DialogueError,
@@ -176,3 +178,43 @@ def test_llm_lines_lose_their_stage_directions() -> None:
 
     said = _spoken_form("(Ada smiles.)Hello *nods* there, **welcome**! [waves]")
     assert said == "Hello there, welcome!"
+
+
+class CountingVoice:
+    """A voice that says each text as a short tone and records which thread asked, in what order."""
+
+    fps = FPS
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, str]] = []  # (text, thread name)
+
+    def utterance(self, text: str) -> Utterance:
+        import threading
+
+        self.calls.append((text, threading.current_thread().name))
+        audio = np.full(2400, len(self.calls), np.int16)  # (S,) 0.1 s whose value numbers the call
+        return Utterance(text, audio, np.zeros((3, MOTION_DIM), np.float32), FPS, [], [])
+
+
+def test_a_line_is_synthesized_ahead_in_order_in_one_thread() -> None:
+    from integrations.files.dialogue import RecordingVoice
+
+    voice = CountingVoice()
+    recording = RecordingVoice(voice)
+    try:
+        recording.ahead("Good morning. How can I help you today?")
+        recording.ahead("Thank you.")
+        said = [recording.utterance(text) for text in chunk_text("Good morning. How can I help you today?")]
+        unknown = recording.utterance("Something else.")  # not asked ahead: synthesized now, after those
+        thanks = recording.utterance("Thank you.")
+    finally:
+        recording.close()
+    assert [text for text, _ in voice.calls] == [
+        *chunk_text("Good morning. How can I help you today?"),
+        "Thank you.",
+        "Something else.",
+    ]
+    assert len({thread for _, thread in voice.calls}) == 1
+    assert [int(u.audio[0]) for u in said] == list(range(1, len(said) + 1))
+    assert int(thanks.audio[0]) == len(said) + 1 and int(unknown.audio[0]) == len(said) + 2
+    assert recording.utterances == [*said, unknown, thanks]
