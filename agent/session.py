@@ -812,7 +812,10 @@ class Session:
             spoken = handle.played_text()
             if spoken:
                 self.history.add_assistant(spoken)
-                self._warm_prompt()
+                # After an answer decided without the LLM (a kiosk's curated or quoted answers) the next
+                # turn likely needs none either: no warm-up, the CPU is better left to the rest.
+                if turn is None or turn.answer is None or isinstance(turn.answer, LLMAnswer):
+                    self._warm_prompt()
             self._emit(AgentTranscript(self._now(), number, spoken, True, handle.id, handle.interrupted))
             if handle.error is not None:
                 self._error("tts", handle.error, turn=number)

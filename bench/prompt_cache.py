@@ -76,7 +76,7 @@ async def run(name: str, persona: Persona, turns: int, warm: bool) -> dict[str, 
                 return numbers
 
             async def warm_up() -> dict[str, Any] | None:
-                """What the Session does once a reply is recorded (off the critical path)."""
+                """What the Session does once an LLM reply is recorded (off the critical path)."""
                 if not warm:
                     return None
                 await llm.warm(history.messages())
@@ -87,7 +87,7 @@ async def run(name: str, persona: Persona, turns: int, warm: bool) -> dict[str, 
                 history.add_user(question)
                 if not isinstance(answer, LLMAnswer):
                     history.add_assistant(answer.text)
-                    rows.append({"turn": number, "answer": answer.kind, "warm_up": await warm_up()})
+                    rows.append({"turn": number, "answer": answer.kind})  # no warm-up after it
                     continue
                 started = time.perf_counter()
                 ttft = None
