@@ -61,7 +61,7 @@ STOPWORDS = frozenset(
     someone somebody bit really maybe excuse sorry again still else way go going after before during
     until till since around near nearby inside outside between within without through across every each
     other another more most less few all both only same such anywhere somewhere everywhere thing things
-    stuff right available possible offer offers provide come comes coming came long ready""".split()  # noqa: SIM905
+    stuff right available possible offer offers provide come comes coming came long ready nearest""".split()  # noqa: SIM905
 )
 _CONTRACTIONS = (
     (re.compile(r"\bcan't\b"), "can not"),
@@ -77,6 +77,7 @@ _PHRASES = (
     (re.compile(r"\bsign(?:ing)? in\b"), "check in"),
     (re.compile(r"\b(?:pick|picking|collect|collecting) (?:up )?\b"), "get "),
     (re.compile(r"\bno[- ]shows?\b"), "missed appointment"),
+    (re.compile(r"\bhow much (?:is|are|does|do|will|would)\b"), "cost"),  # asks a price
 )
 # Words a visitor uses for the same thing: a question's word also matches the others of its group (in
 # the FTS5 query), and a passage holding any of them counts as holding the word.
@@ -90,13 +91,19 @@ SYNONYMS: tuple[frozenset[str], ...] = tuple(
         "wifi internet wireless",
         "lab laboratory",
         "vaccine vaccines vaccination vaccinations vaccinated shot shots jab",
-        "child children kid kids",
+        "child children kid kids daughter daughters son sons",
         "id identification",
         "copay copayment copayments",
         "borrow borrowing loan",
         "limit limits maximum max",
         "lost lose misplaced",
         "accessible accessibility wheelchair wheelchairs disabled",
+        # British and American spellings
+        "colour colours color colors",
+        "centre centres center centers",
+        "catalogue catalogues catalog catalogs",
+        "programme programmes program programs",
+        "theatre theater",
     )
 )
 _SYNONYMS_OF: dict[str, frozenset[str]] = {word: group for group in SYNONYMS for word in group}

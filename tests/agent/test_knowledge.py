@@ -304,10 +304,12 @@ faq:
     answerer = Answerer(load_persona(str(write_persona(tmp_path, knowledge))), now=lambda: NOW)
     assert content_terms("It's my first visit") == ["new"]
     assert content_terms("I can't find my card") == ["lost", "card"]
+    assert content_terms("How much is a missed order?") == ["cost", "missed", "order"]
     for question, words in [
         ("Where is the restroom?", "behind the counter"),
         ("Is there a charge if I miss my order?", "4 dollars"),
         ("It's my first time here", "loyalty card"),
+        ("How much is a missed order?", "4 dollars"),
     ]:
         answer = answerer.answer(question)
         assert isinstance(answer, DirectAnswer), (question, answer)
