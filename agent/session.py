@@ -45,7 +45,7 @@ from agent.events import (
     UserTranscript,
 )
 from agent.knowledge import ActionAnswer, Answer, Answerer, HandoffAnswer, LLMAnswer
-from agent.llm import ChatHistory, ChatLLM, ChatModel, LLMError
+from agent.llm import ChatHistory, ChatModel, LLMError
 from agent.persona import Persona
 from agent.states import OVERLAP_MOVES, PHASE_MOVES, PUBLIC, Overlap, Phase, StateMachine
 from agent.stt import STT, STTError
@@ -829,8 +829,9 @@ class Session:
     def _warm_prompt(self) -> None:
         """Have the LLM server evaluate the conversation so far while the user speaks: the next request
         then evaluates only its question, even when the history window has just slid."""
-        if isinstance(self.llm, ChatLLM) and self.llm.warm_prompts and not self._closed:
-            self._spawn(self.llm.warm(self.history.messages()))
+        warm = getattr(self.llm, "warm", None)  # ChatLLM.warm (a no-op unless warm_prompts)
+        if warm is not None and not self._closed:
+            self._spawn(warm(self.history.messages()))
 
     def _sync_agent_transcript(self) -> None:
         handle = self._reply

@@ -211,3 +211,31 @@ async def test_the_fallback_line_stays_when_the_llm_fails(spoken_turn: bool) -> 
 
     assert llm.calls == 1
     assert agent_lines(line) == [p.llm.fallback_line]
+
+
+@dataclass
+class WarmedLLM(ScriptedLLM):
+    """A scripted LLM that records what the Session asks it to evaluate ahead (``ChatLLM.warm``)."""
+
+    warmed: list[list[dict[str, str]]] = field(default_factory=list)
+
+    async def warm(self, messages: list[dict[str, str]]) -> None:
+        self.warmed.append(messages)
+
+
+async def test_the_conversation_is_warmed_after_an_llm_reply_not_after_a_curated_one() -> None:
+    llm = WarmedLLM("The guest wifi is KioskGuest.", ttft_s=0.05)
+    p = kiosk_persona(passage_answers="llm", direct_threshold=0.99)
+    line = spoken(p, "", llm)
+    await line.session.start()
+    await line.session.submit_text("Is the wifi free for guests, and what is it called?")
+    await line.run(3.0)
+    assert len(llm.requests) == 1
+    # Once the reply is recorded, the history (the start of the next request) is evaluated ahead.
+    assert llm.warmed[-1] == line.session.history.messages()
+    assert llm.warmed[-1][-1] == {"role": "assistant", "content": "The guest wifi is KioskGuest."}
+    warmed = len(llm.warmed)
+    await line.session.submit_text("Where are the toilets?")  # a curated answer: no LLM, no warm-up
+    await line.run(3.0)
+    await line.close()
+    assert len(llm.requests) == 1 and len(llm.warmed) == warmed
