@@ -1,6 +1,6 @@
 """How much of each turn's prompt the embedded llama.cpp server evaluates again. Prints JSON.
 
-    .venv/bin/python bench/prompt_cache.py [--persona library_receptionist] [--turns 16] [--passages llm]
+    .venv/bin/python bench/prompt_cache.py [--persona default] [--turns 16] [--passages llm] [--no-warm]
 
 Replays a conversation (the latency benchmark's questions) through the Session's own prompt assembly:
 ``Answerer.answer`` decides each turn with ``ChatHistory.messages()``, LLM answers are streamed by
@@ -8,7 +8,8 @@ Replays a conversation (the latency benchmark's questions) through the Session's
 user's words and the reply, and the prompt is warmed between turns (``ChatLLM.warm``; ``--no-warm``
 leaves it out), as the Session does. Per LLM turn it reports the server's own numbers, read from its log
 (llama-cpp-python, verbose): prompt tokens reused from the KV cache (``prefix-match hit``), tokens
-evaluated, and llama.cpp's prompt eval time; plus the time to the first token seen by the client.
+evaluated, and llama.cpp's prompt eval time (none for a prompt evaluated from scratch, where its timer
+reads ~0); plus the time to the first token seen by the client.
 ``--passages llm`` hands the persona's passages to the LLM instead of quoting them (the path whose
 per-turn facts change the prompt); the default persona has no knowledge. CPU timings on a busy machine
 are not the product's numbers; token counts are exact.
@@ -53,9 +54,11 @@ def server_numbers(lines: list[str]) -> dict[str, Any]:
         if match := _PREFIX.search(line):
             reused, evaluated = int(match.group(1)), int(match.group(2))
         elif match := _PROMPT_EVAL.search(line):
-            eval_ms, tokens = float(match.group(1)), int(match.group(2))
             if evaluated is None:  # no prefix hit: the whole prompt was evaluated
-                reused, evaluated = 0, tokens
+                # llama.cpp's timer reads ~0 ms for a prompt evaluated from scratch: no time then.
+                reused, evaluated = 0, int(match.group(2))
+            else:
+                eval_ms = float(match.group(1))
     return {"reused_tokens": reused, "evaluated_tokens": evaluated, "prompt_eval_ms": eval_ms, "log": said}
 
 
