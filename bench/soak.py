@@ -90,9 +90,9 @@ class Tally:
     interrupted: int = 0  # replies cut off (a barge-in)
     unanswered: int = 0  # replies that never made a sound (an empty transcript, an error...)
     no_reply: int = 0  # questions after which nothing became audible within REPLY_START_S
-    backchannels: int = 0  # said over an answer
+    backchannels: int = 0  # said over an answer (counted when the answer ends)
     backchannels_kept: int = 0  # ... after which the answer played on
-    barge_ins: int = 0  # questions said over an answer
+    barge_ins: int = 0  # questions said over an answer (counted when the answer ends)
     barge_ins_stopped: int = 0  # ... that interrupted it
     errors: int = 0  # error events
     video_frames: int = 0
@@ -249,8 +249,10 @@ class MeasuringTransport(AvatarTransport):
             kind, turn = meter.overlap
             if turn == event.turn:
                 if kind == "backchannel":
+                    tally.backchannels += 1
                     tally.backchannels_kept += not event.interrupted
                 else:
+                    tally.barge_ins += 1
                     tally.barge_ins_stopped += event.interrupted
                     meter.barge_in_outcome(event.interrupted)
             meter.overlap = None
@@ -383,8 +385,8 @@ async def person(
     rng = np.random.default_rng(seed)
     transport = mic.transport
     session, meter = transport.session, transport.meter
-    if session.persona.llm.greeting.strip():  # the greeting is heard out
-        await _wait_for(lambda: session.state == "speaking", REPLY_START_S)
+    if session.persona.llm.greeting.strip():  # the greeting is heard out, however late it starts
+        await _wait_for(lambda: session.state == "speaking", REPLY_END_S)
         await _wait_for(lambda: session.state == "listening", REPLY_END_S)
     turn = 0
     barging = False
@@ -393,7 +395,6 @@ async def person(
         turn += 1
         meter.tally.questions += 1
         if barging:
-            meter.tally.barge_ins += 1
 
             def onset(t: float) -> None:
                 if session.state == "speaking":  # the answer is still playing as the barge-in begins
@@ -415,7 +416,6 @@ async def person(
                 barging = True
                 continue  # the next question interrupts
             meter.overlap = ("backchannel", meter.speaking_turn)
-            meter.tally.backchannels += 1
             await mic.say(backchannel)
         await _wait_for(lambda: session.state == "listening", REPLY_END_S)
         await asyncio.sleep(1.0)

@@ -69,7 +69,8 @@ def test_replies_backchannels_and_barge_ins_are_counted() -> None:
 
     tally = meter.tally
     assert (tally.answered, tally.interrupted, tally.unanswered) == (1, 2, 1)
-    assert tally.backchannels_kept == 1 and tally.barge_ins_stopped == 2
+    assert (tally.backchannels, tally.backchannels_kept) == (1, 1)
+    assert (tally.barge_ins, tally.barge_ins_stopped) == (2, 2)
     assert meter.voice_to_voice_ms == [700.0]
     assert meter.barge_in_stop_ms == [150.0, 120.0]
     assert meter.overlap is None
