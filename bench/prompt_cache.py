@@ -8,8 +8,8 @@ Replays a conversation (the latency benchmark's questions) through the Session's
 user's words and the reply, and the prompt is warmed between turns (``ChatLLM.warm``; ``--no-warm``
 leaves it out), as the Session does. Per LLM turn it reports the server's own numbers, read from its log
 (llama-cpp-python, verbose): prompt tokens reused from the KV cache (``prefix-match hit``), tokens
-evaluated, and llama.cpp's prompt eval time (none for a prompt evaluated from scratch, where its timer
-reads ~0); plus the time to the first token seen by the client.
+evaluated (llama.cpp's own prompt eval timer is left out: it reads ~0 ms for some long prompts); plus the
+time to the first token seen by the client.
 ``--passages llm`` hands the persona's passages to the LLM instead of quoting them (the path whose
 per-turn facts change the prompt); the default persona has no knowledge. CPU timings on a busy machine
 are not the product's numbers; token counts are exact.
@@ -44,7 +44,6 @@ _PROMPT_EVAL = re.compile(r"prompt eval time =\s*([\d.]+) ms /\s*(\d+) tokens")
 def server_numbers(lines: list[str]) -> dict[str, Any]:
     """The prompt-cache figures of one request, from the log lines it wrote."""
     reused = evaluated = None
-    eval_ms = None
     said = [
         line.strip()
         for line in lines
@@ -53,13 +52,9 @@ def server_numbers(lines: list[str]) -> dict[str, Any]:
     for line in lines:
         if match := _PREFIX.search(line):
             reused, evaluated = int(match.group(1)), int(match.group(2))
-        elif match := _PROMPT_EVAL.search(line):
-            if evaluated is None:  # no prefix hit: the whole prompt was evaluated
-                # llama.cpp's timer reads ~0 ms for a prompt evaluated from scratch: no time then.
-                reused, evaluated = 0, int(match.group(2))
-            else:
-                eval_ms = float(match.group(1))
-    return {"reused_tokens": reused, "evaluated_tokens": evaluated, "prompt_eval_ms": eval_ms, "log": said}
+        elif (match := _PROMPT_EVAL.search(line)) and evaluated is None:
+            reused, evaluated = 0, int(match.group(2))  # no prefix hit: the whole prompt was evaluated
+    return {"reused_tokens": reused, "evaluated_tokens": evaluated, "log": said}
 
 
 async def run(name: str, persona: Persona, turns: int, warm: bool) -> dict[str, Any]:
@@ -140,10 +135,6 @@ async def run(name: str, persona: Persona, turns: int, warm: bool) -> dict[str, 
             "evaluated_tokens": {
                 "p50": percentile(column(later, "evaluated_tokens"), 50),
                 "max": max(column(later, "evaluated_tokens"), default=None),
-            },
-            "prompt_eval_ms": {
-                "p50": percentile(column(later, "prompt_eval_ms"), 50),
-                "p95": percentile(column(later, "prompt_eval_ms"), 95),
             },
             "ttft_ms": {
                 "p50": percentile(column(later, "ttft_ms"), 50),
