@@ -732,8 +732,8 @@ async def dialogue(
                             driver=driver, listener=joint)  # fmt: skip
             partner = await asyncio.to_thread(AvatarPartner, persona.turn_taking)
             sides.append(Side(names[i], persona, engine, recording, partner, engine.frames()))
+        await asyncio.gather(*(side.engine.warm_up() for side in sides))  # each in its own threads
         for side in sides:
-            await side.engine.warm_up()
             side.voice.utterances.clear()
         out_height = height or personas[0].appearance.video.height
         output = _Output(out, names, fps, layout, out_height)
