@@ -7,7 +7,7 @@ next audio frame; ``observe_user`` feeds the listening behaviour. A voice (:clas
 :class:`VirtualClock`) paces the output. See docs/design.md for the contract with transports.
 """
 
-from avatar_core.engine.clock import Clock, RealClock, VirtualClock
+from avatar_core.engine.clock import Clock, ManualTime, RealClock, VirtualClock
 from avatar_core.engine.engine import Engine
 from avatar_core.engine.listening import ListeningModel
 from avatar_core.engine.speech import SpeechHandle
@@ -18,6 +18,7 @@ __all__ = [
     "Clock",
     "Engine",
     "ListeningModel",
+    "ManualTime",
     "RealClock",
     "SpeechHandle",
     "Utterance",

@@ -10,6 +10,8 @@ model's listening) and :mod:`~avatar_core.engine.mixing` (the face).
 from __future__ import annotations
 
 import asyncio
+import logging
+import math
 from collections.abc import AsyncIterable, AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 
@@ -34,6 +36,8 @@ from avatar_core.motion import NEUTRAL
 from avatar_core.partner import PartnerFrame
 from avatar_core.render.base import Renderer
 from avatar_core.voice import AudioDriver, Voice
+
+log = logging.getLogger(__name__)
 
 PARTNER_STALE_S = 1.0  # a perception of the user older than this no longer counts
 
@@ -73,8 +77,10 @@ class Engine:
         self._render_pool = ThreadPoolExecutor(1, thread_name_prefix="dyad-render")
         self._partner: PartnerFrame | None = None
         self._closed = False
-        self._tick = 0  # audio frames produced
-        self._video_index = 0  # video frames produced
+        self._tick = 0  # index of the next audio frame
+        self._video_index = 0  # index of the next video frame
+        self.dropped_video = 0  # video frames skipped because the output fell behind its clock
+        self.skipped_s = 0.0  # engine time skipped for the same reason (speech was not: it resumed)
         self.state: AvatarState = "idle"
         self.on_state: Callable[[AvatarState], None] | None = None
 
@@ -144,10 +150,15 @@ class Engine:
         """Audio frames every 20 ms and video frames at ``fps``, timestamped, until closed.
 
         There is one output stream: calling ``frames()`` again continues where the last call stopped.
+        Timestamps only grow; on a real clock that the output fell behind (``Clock.resume_at``) they
+        skip ahead to the present (``dropped_video``, ``skipped_s``).
         """
         loop = asyncio.get_running_loop()
         while not self._closed:
             t = self._tick * AUDIO_FRAME_SAMPLES / AUDIO_RATE  # exact ratio, comparable with video pts
+            resume = self.clock.resume_at(t)
+            if resume > t:
+                t = self._skip_to(resume)
             await self.clock.wait_until(t)
             samples, speech_id, speaking = await self._speaker.next_audio(t)
             self._set_state(t, speaking)
@@ -155,6 +166,10 @@ class Engine:
             yield AudioFrame(t, samples, speech_id)
             while self._video_index / self.fps < t + AUDIO_FRAME_S - 1e-9:
                 vt = self._video_index / self.fps
+                if self.clock.resume_at(vt) > vt:  # fell behind since the audio frame: too late to show
+                    self._video_index += 1
+                    self.dropped_video += 1
+                    continue
                 partner = self._partner
                 if partner is not None and vt - partner.t > PARTNER_STALE_S:
                     partner = None
@@ -164,6 +179,26 @@ class Engine:
                 self._video_index += 1
                 image = await loop.run_in_executor(self._render_pool, self.renderer.render, motion)
                 yield VideoFrame(vt, image, motion, self.state)
+
+    def _skip_to(self, resume: float) -> float:
+        """The output fell too far behind its clock: continue with the audio frame under way at engine
+        time ``resume`` instead of bursting the missed frames. The video frames in between are dropped
+        and counted; speech resumes where it stopped (no sample is lost), its face with it. Returns the
+        new frame's time."""
+        tick = max(self._tick, math.floor(resume * AUDIO_RATE / AUDIO_FRAME_SAMPLES))
+        t = tick * AUDIO_FRAME_SAMPLES / AUDIO_RATE
+        skipped = t - self._tick * AUDIO_FRAME_SAMPLES / AUDIO_RATE
+        video = max(self._video_index, math.ceil(t * self.fps - 1e-9))  # the first video frame from t
+        dropped = video - self._video_index
+        self._tick, self._video_index = tick, video
+        self._speaker.skip(skipped)
+        self.dropped_video += dropped
+        self.skipped_s += skipped
+        log.warning(
+            "output %.2f s behind its clock: resuming at real time, %d video frames dropped",
+            skipped, dropped,
+        )  # fmt: skip
+        return t
 
     def _set_state(self, t: float, speaking: bool) -> None:
         if speaking:

@@ -54,6 +54,9 @@ class SpeechHandle:
         self.interrupted = False
         self.played_s = 0.0  # seconds of audio played so far
         self.started_at: float | None = None  # engine time of the first audio sample
+        # Clock time the first sample was handed out: later than started_at while the output runs
+        # behind its clock, so this is when the listener could hear it.
+        self.heard_at: float | None = None
         self.first_synthesis_s: float | None = None  # wall time to synthesize the first chunk
         self.first_ready_wall: float | None = None  # time.perf_counter() when the first chunk was ready
         self.started = asyncio.Event()  # set when the first sample plays
@@ -205,6 +208,12 @@ class Speaker:
         """Whether speech is queued or playing."""
         return any(not h.done for h in self._queue)
 
+    def skip(self, seconds: float) -> None:
+        """The output skipped ``seconds`` of engine time: the utterance being played continues where it
+        stopped, so its motion is shifted with its audio."""
+        if self._queue and self._queue[0]._current is not None:
+            self._queue[0]._current.started_at += seconds
+
     @property
     def playing(self) -> Playing | None:
         """The utterance being played, None when nothing plays or playback is paused."""
@@ -341,6 +350,7 @@ class Speaker:
                 current = handle._current = playing
             if handle.started_at is None:
                 handle.started_at = t + filled / AUDIO_RATE
+                handle.heard_at = self.clock.now() + filled / AUDIO_RATE
                 handle.started.set()
             audio = current.utterance.audio
             take = min(AUDIO_FRAME_SAMPLES - filled, audio.size - current.offset)

@@ -1,0 +1,127 @@
+"""The live output clock under CPU stalls: the Engine resumes at real pace instead of bursting.
+
+The clock is a :class:`RealClock` on a :class:`ManualTime`: time passes only when the Engine sleeps or
+when the test stalls it (a starved process), so every figure here is exact and no wall time is measured.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from avatar_core.config import AppearanceConfig, BehaviourConfig, VideoConfig
+from avatar_core.engine import Engine, ManualTime, RealClock, Utterance, VirtualClock
+from avatar_core.engine.clock import MAX_LAG_S
+from avatar_core.frames import AUDIO_FRAME_S, AUDIO_RATE, AudioFrame, OutputFrame, VideoFrame
+from avatar_core.motion import INDEX, MOTION_DIM
+from avatar_core.render.stylized import StylizedRenderer
+
+FPS = 25.0
+
+
+class RampVoice:
+    """A test double for a TTS whose output tells where it is: sample ``i`` of the audio is ``i + 1`` and
+    the jaw opens linearly from 0 to 1 over the utterance, so a frame shows which part of it is playing."""
+
+    fps = FPS
+    seconds = 1.0
+
+    def utterance(self, text: str) -> Utterance:
+        samples = round(self.seconds * AUDIO_RATE)
+        audio = (np.arange(samples) + 1).astype(np.int16)  # (S,) 24 kHz
+        frames = round(self.seconds * self.fps)
+        motion = np.zeros((frames, MOTION_DIM), np.float32)  # (T, D)
+        motion[:, INDEX["jaw_open"]] = np.linspace(0.0, 1.0, frames)
+        return Utterance(text, audio, motion, self.fps, [], [], complete=True)
+
+
+def engine(clock: RealClock | VirtualClock) -> Engine:
+    renderer = StylizedRenderer(AppearanceConfig(video=VideoConfig(width=128, height=128)).stylized, 128, 128)
+    return Engine(RampVoice(), renderer, BehaviourConfig(), fps=FPS, clock=clock)
+
+
+def test_real_clock_resumes_at_the_present_only_past_its_bound() -> None:
+    time = ManualTime(100.0)
+    clock = RealClock(0.2, monotonic=time, sleep=time.sleep)
+    assert clock.resume_at(0.0) == 0.0  # not started: nothing is late
+    clock.origin = 100.0
+    time.stall(1.0)
+    assert clock.now() == pytest.approx(1.0)
+    assert clock.resume_at(0.9) == 0.9  # 0.1 s late: caught up by not sleeping
+    assert clock.resume_at(1.5) == 1.5  # early: waits
+    assert clock.resume_at(0.5) == pytest.approx(1.0)  # 0.5 s late: resumes now
+    assert VirtualClock().resume_at(0.5) == 0.5
+    with pytest.raises(ValueError, match="max_lag_s"):
+        RealClock(0.0)
+    with pytest.raises(ValueError, match="back"):
+        time.stall(-1.0)
+
+
+async def test_a_stalled_engine_resumes_at_real_pace_without_losing_speech() -> None:
+    time = ManualTime(100.0)
+    clock = RealClock(monotonic=time, sleep=time.sleep)
+    eng = engine(clock)
+    handle = eng.say("One two three four.")
+    frames: list[OutputFrame] = []
+    late: list[float] = []  # how far behind the clock each frame was handed out
+    stall_s, stalled_at = 2.0, None
+    async for frame in eng.frames():
+        frames.append(frame)
+        late.append(clock.now() - frame.pts_s)
+        if not isinstance(frame, AudioFrame):
+            continue
+        if stalled_at is None and handle.played_s >= 0.4:
+            stalled_at = frame.pts_s
+            time.stall(stall_s)  # the process gets no CPU for 2 s
+        if handle.done and frame.pts_s > (stalled_at or 0.0) + stall_s + 0.2:
+            break
+    await eng.aclose()
+    assert stalled_at is not None and not handle.interrupted
+    audio = [f for f in frames if isinstance(f, AudioFrame)]
+    video = [f for f in frames if isinstance(f, VideoFrame)]
+
+    # Engine time only grows; it skipped the stall once, on the 20 ms grid, and no frame was handed out
+    # later than the bound (no burst of the missed frames).
+    audio_pts = np.array([f.pts_s for f in audio])
+    steps = np.diff(audio_pts)
+    assert (steps > 0).all() and (np.diff([f.pts_s for f in video]) > 0).all()
+    jumps = steps[steps > AUDIO_FRAME_S + 1e-9]
+    assert len(jumps) == 1 and jumps[0] == pytest.approx(stall_s + AUDIO_FRAME_S, abs=AUDIO_FRAME_S + 1e-9)
+    assert eng.skipped_s == pytest.approx(jumps[0] - AUDIO_FRAME_S)
+    assert max(late) <= MAX_LAG_S
+
+    # Every sample of the speech was played, in order.
+    speech = np.concatenate([f.samples for f in audio if f.speech_id == handle.id])
+    expected = RampVoice().utterance("").audio
+    assert np.array_equal(speech[: expected.size], expected) and not speech[expected.size :].any()
+    assert handle.played_s == pytest.approx(RampVoice.seconds)
+
+    # The video frames of the stall were dropped, and counted.
+    shown = {round(f.pts_s * FPS) for f in video}
+    missing = max(shown) + 1 - len(shown)
+    assert eng.dropped_video == missing and missing == pytest.approx(stall_s * FPS, abs=2)
+
+    # The face stays with the speech after the skip: the jaw shows the part of the audio playing.
+    heard_from: dict[float, float] = {}  # audio frame pts -> seconds into the utterance at its start
+    for a in audio:
+        if a.speech_id == handle.id and a.samples[0] > 0:
+            heard_from[a.pts_s] = (int(a.samples[0]) - 1) / AUDIO_RATE
+    after = [f for f in video if f.pts_s > stalled_at + stall_s and f.state == "speaking"]
+    assert len(after) >= 5
+    for f in after:
+        t = max(p for p in heard_from if p <= f.pts_s + 1e-9)
+        position = heard_from[t] + f.pts_s - t
+        if position < RampVoice.seconds - AUDIO_FRAME_S:
+            shown_frame = f.motion[INDEX["jaw_open"]] * (RampVoice.seconds * FPS - 1)  # motion frame index
+            assert abs(shown_frame - position * FPS) <= 0.5 + 1e-4  # the nearest motion frame
+
+
+async def test_a_virtual_clock_never_skips() -> None:
+    eng = engine(VirtualClock())
+    count = 0
+    async for frame in eng.frames():
+        count += isinstance(frame, AudioFrame)
+        if count == 50:
+            break
+    await eng.aclose()
+    assert eng.dropped_video == 0 and eng.skipped_s == 0.0
