@@ -1,7 +1,10 @@
 """The Session's clock: what time it is, and what a clock means for the work a chunk of input starts.
 
 On a real clock the user's audio arrives in real time: recognition and the start of a reply run in the
-background while more audio comes in, and a latency is the clock time at which something happened.
+background while more audio comes in, and a latency is the clock time at which something happened. Every
+moment is read on the clock itself (``clock.now()``), never from a frame's timestamp: while the Engine's
+output runs behind its clock, the frames carry earlier times than the wall clock at which they go out
+(a reply's first audio is stamped when its frame is handed out, ``SpeechHandle.heard_at``).
 On a virtual clock (recorded files, tests) no time passes while models compute: the work a chunk starts
 is finished before the next chunk (so a run is deterministic), and a latency after the end of the turn
 adds the wall time each stage really took.
@@ -29,8 +32,8 @@ class EngineClock(Protocol):
 
 @dataclass(frozen=True)
 class Moment:
-    """When something happened: ``t`` on the session clock and ``wall`` on ``time.perf_counter()``
-    (either may be unknown)."""
+    """When something happened: ``t`` on the session clock (``clock.now()`` then, not a frame's
+    timestamp) and ``wall`` on ``time.perf_counter()`` (either may be unknown)."""
 
     t: float | None
     wall: float | None
@@ -76,7 +79,7 @@ class RealTime:
         """Nothing to wait for: the work runs while more input arrives."""
 
     def latency_ms(self, moment: Moment, end: float, end_detected: Moment) -> float | None:
-        """``moment.t - end``."""
+        """``moment.t - end``: both read on the clock, so this is the time the person waited."""
         return None if moment.t is None else _ms(moment.t - end)
 
 

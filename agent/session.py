@@ -804,9 +804,9 @@ class Session:
                 for waiter in waiters:
                     waiter.cancel()
             if handle.started.is_set():
-                # Stamped when the first sample played, not when this task woke up (a frame later or
-                # not, depending on thread timing), so a run on a virtual clock is deterministic.
-                self._move(Phase.SPEAKING, handle.started_at)
+                # Stamped when the first sample was handed out, not when this task woke up (a frame
+                # later or not, depending on thread timing), so a run on a virtual clock is deterministic.
+                self._move(Phase.SPEAKING, handle.heard_at)
             await handle
         finally:
             spoken = handle.played_text()
@@ -850,7 +850,7 @@ class Session:
             ms = self.clock.latency_ms(moment, turn.end, end_detected)
             return None if ms is None else round(ms, 1)
 
-        first_audio = Moment(handle.started_at, handle.first_ready_wall)
+        first_audio = Moment(handle.heard_at, handle.first_ready_wall)  # on the clock, as turn.end
         synthesis = handle.first_synthesis_s
         decided = turn.answer.metadata() if turn.answer is not None else {}
         return TurnMetrics(
@@ -859,7 +859,7 @@ class Session:
             end_of_turn=round(1000 * (turn.end_detected - turn.end), 1),
             transcript=latency(Moment(turn.transcript_at, turn.transcript_wall)),
             first_token=latency(Moment(turn.first_token_at, turn.first_token_wall)),
-            first_audio=latency(first_audio) if handle.started_at is not None else None,
+            first_audio=latency(first_audio) if handle.heard_at is not None else None,
             stt_ms=None if turn.stt_ms is None else round(turn.stt_ms, 1),
             llm_ttft_ms=None if turn.llm_ttft_ms is None else round(turn.llm_ttft_ms, 1),
             tts_first_chunk_ms=None if synthesis is None else round(1000 * synthesis, 1),
