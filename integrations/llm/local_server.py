@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import importlib.util
 import logging
+import os
 import socket
 import sys
 import tempfile
@@ -89,8 +90,9 @@ class LocalLLMServer:
             )
         model = self.model_path or bundled.smollm2_gguf()
         self.port = self.port or free_port(self.host)
+        # Through integrations.llm.child: the server ends when this process does, even a killed one.
         args = [
-            sys.executable, "-m", "llama_cpp.server",
+            sys.executable, "-m", "integrations.llm.child", str(os.getpid()),
             "--model", str(model), "--model_alias", MODEL_ALIAS,
             "--host", self.host, "--port", str(self.port),
             "--n_ctx", str(self.n_ctx), "--n_threads", str(self.n_threads),

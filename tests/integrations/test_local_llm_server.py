@@ -35,3 +35,54 @@ async def test_bad_model_file_fails_with_the_server_log(tmp_path: Path) -> None:
     with pytest.raises(LocalServerError, match="exited with code"):
         await server.start()
     assert server._process is None
+
+
+def test_a_killed_app_leaves_no_server_behind(tmp_path: Path) -> None:
+    """SIGKILL the process that started the server: the server ends by itself within a few seconds."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    pid_file = tmp_path / "server.pid"
+    app = (
+        "import asyncio, pathlib, time\n"
+        "from integrations.llm.local_server import LocalLLMServer\n"
+        "async def main():\n"
+        "    server = LocalLLMServer()\n"
+        "    await server.start()\n"
+        f"    pathlib.Path({str(pid_file)!r}).write_text(str(server._process.pid))\n"
+        "    await asyncio.sleep(600)\n"
+        "asyncio.run(main())\n"
+    )
+    parent = subprocess.Popen([sys.executable, "-c", app], cwd=Path(__file__).parents[2])
+    try:
+        deadline = time.monotonic() + 120
+        while not pid_file.exists() and time.monotonic() < deadline and parent.poll() is None:
+            time.sleep(0.2)
+        assert pid_file.exists(), "the server did not start"
+        server_pid = int(pid_file.read_text())
+        parent.send_signal(signal.SIGKILL)
+        parent.wait()
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            try:
+                os.kill(server_pid, 0)
+            except ProcessLookupError:
+                return  # gone (re-parented to an init that reaped it)
+            if _is_zombie(server_pid):
+                return  # exited; a zombie waits only for its new parent to reap it
+            time.sleep(0.2)
+        os.kill(server_pid, signal.SIGKILL)
+        raise AssertionError("the server outlived the killed app")
+    finally:
+        if parent.poll() is None:
+            parent.kill()
+
+
+def _is_zombie(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(") ")[1].startswith("Z")
+    except (OSError, IndexError):
+        return False
