@@ -109,6 +109,7 @@ async def scene(lines: int, height: int, seed: int) -> dict[str, Any]:
         "scene_s": result.duration_s,
         "wall_s": round(result.wall_s, 2),
         "speed": round(result.speed, 3),
+        "speech_wait_s": round(result.speech_wait_s, 2),  # wall time the scene stood still for synthesis
         "cpu_s": round(cpu_s, 1),
         "cpu_per_scene_s": round(cpu_s / result.duration_s, 2),
         "metrics": {k: None if isinstance(v, float) and math.isnan(v) else v for k, v in metrics.items()},

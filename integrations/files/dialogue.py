@@ -374,6 +374,7 @@ class DialogueResult:
     lines: list[dict[str, Any]]
     metrics: dict[str, Any]
     tracks: list[SceneTrack]  # what each avatar did (motion, speaking, voice, /p b m/ times)
+    speech_wait_s: float = 0.0  # of wall_s, the time the scene waited for speech synthesis
 
     @property
     def speed(self) -> float:
@@ -475,6 +476,7 @@ class Scene:
         self._waiting: Line | None = None  # a line whose speaker is still busy with its previous one
         self._exhausted = False
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="dyad-perceive")
+        self.speech_wait_s = 0.0  # wall seconds the clock stood still for speech synthesis
         # Per tick not heard yet, each side's audio (480,).
         self._unheard: list[list[npt.NDArray[np.int16]]] = []
 
@@ -573,11 +575,13 @@ class Scene:
         self._release()
         loop = asyncio.get_running_loop()
         audio: list[AudioFrame] = []
+        started = time.perf_counter()
         for side in self.sides:
-            frame = await anext(side.frames)
+            frame = await anext(side.frames)  # waits while a line that is due is still being synthesized
             assert isinstance(frame, AudioFrame), "the Engine yields an audio frame first on each tick"
             audio.append(frame)
             side.audio.append(frame.samples)
+        self.speech_wait_s += time.perf_counter() - started
         # Each hears the other's audio; the perception counts from the tick's end. It is only looked at
         # when a video frame is drawn, so the audio waits for the next frame (one hand-off per frame).
         self._unheard.append([frame.samples for frame in audio])
@@ -770,7 +774,9 @@ async def dialogue(
             await shared.aclose()
     duration = scene.t
     wall = time.perf_counter() - started
-    result = DialogueResult(round(duration, 3), wall, output.paths, lines, metrics, tracks)
+    result = DialogueResult(
+        round(duration, 3), wall, output.paths, lines, metrics, tracks, scene.speech_wait_s
+    )
     if transcript is not None:
         payload = {
             "personas": names,
