@@ -53,7 +53,7 @@ from agent.turn import SmartTurnModel, TurnDecision, TurnDetector
 from agent.vad import StreamingVAD, VADEvent
 from avatar_core.bundled import MissingModelError
 from avatar_core.engine import Engine, SpeechHandle
-from avatar_core.listening_features import ListeningFeatures
+from avatar_core.listening_features import HEARD_PAUSE_MS, ListeningFeatures
 
 log = logging.getLogger(__name__)
 
@@ -233,6 +233,7 @@ class Session:
         self._audio_pool = ThreadPoolExecutor(1, thread_name_prefix="dyad-vad")
         self._video_pool = ThreadPoolExecutor(1, thread_name_prefix="dyad-video")
         self._video_busy = False
+        self._voice_until = -1.0  # end of the last audio chunk in which the VAD heard voice
         self._listeners: list[Callable[[SessionEvent], None]] = []
         self._queues: list[asyncio.Queue[SessionEvent | None]] = []
         self._tasks: set[asyncio.Task[None]] = set()
@@ -448,7 +449,11 @@ class Session:
 
     def _analyse(self, samples: npt.NDArray[np.float32], t: float) -> list[VADEvent]:
         events = self.vad.push(samples, t)
-        self.features.push_audio(samples, t, self.vad.speaking or self.vad.run_s > 0)
+        end = t + samples.size / SAMPLE_RATE
+        if self.vad.run_s > 0:
+            self._voice_until = end
+        # The listener hears the user's pauses (not the turn-taking VAD's longer silence), as a person would.
+        self.features.push_audio(samples, t, end - self._voice_until < HEARD_PAUSE_MS / 1000)
         self.engine.observe_user(self.features.frame(t + samples.size / SAMPLE_RATE))
         return events
 

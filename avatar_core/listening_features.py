@@ -50,6 +50,9 @@ F0_FLOOR, F0_CEIL = 60.0, 500.0
 YIN_THRESHOLD = 0.2  # CMND dip that counts as periodic; 0.3 let through octave errors on Kokoro speech
 VOICED_MIN_RMS = 0.003  # about -50 dBFS: quieter frames are unvoiced whatever their periodicity
 STALE_AUDIO_S = 0.3  # audio older than this reads as silence (the stream stalled)
+# A listener hears a pause after two VAD windows of silence: the ``speaking`` flag given to push_audio ends
+# then, not when the turn-taking VAD's longer silence would end a turn (a backchannel answers the pause).
+HEARD_PAUSE_MS = 64
 
 DETECT_WIDTH = 320  # frames wider than this are scaled down for the face detector
 WIDE_DETECT_WIDTH = 640  # the occasional search for faces too small to find at DETECT_WIDTH

@@ -44,7 +44,7 @@ from avatar_core.engine import Engine, SpeechHandle, Utterance, VirtualClock, Vo
 from avatar_core.eval.listener import SceneTrack, listener_report
 from avatar_core.eval.metrics import bilabial_intervals
 from avatar_core.frames import AUDIO_FRAME_S, AUDIO_RATE, AudioFrame, VideoFrame
-from avatar_core.listening_features import ListeningFeatures
+from avatar_core.listening_features import HEARD_PAUSE_MS, ListeningFeatures
 from avatar_core.media import Mp4Writer
 from avatar_core.motion import INDEX, FloatArray
 from avatar_core.partner import PartnerFrame
@@ -64,7 +64,6 @@ OVERLAP_CHANCE = 0.1  # now and then the next speaker starts before the last one
 OVERLAP_S = (0.1, 0.25)
 TAIL_S = 0.5  # the scene ends this long after the last line
 SILENCE_RMS = 10 ** (-45 / 20)  # quieter audio is silence when finding a line's audible start and end
-HEARD_PAUSE_MS = 64  # the listener hears a pause after two VAD windows of silence (not an end of turn)
 NOD_WINDOW_S = 0.5  # a nod is the head's largest pitch rise within this window (as the camera reads it)
 MAX_WAIT_S = 600.0  # no line for this long (scene time): something is stuck
 

@@ -184,10 +184,23 @@ async def test_a_short_pause_does_not_end_the_turn(
     second_at = 0.5 + bounds(first)[1] + 0.3 - bounds(second)[0]  # a 300 ms pause between the words
     user = timeline(10.0, (0.5, first), (second_at, second))
     session, engine = await make_session(p, whisper, llm_for(p, server), tts)
+    heard: list[tuple[float, bool, bool]] = []  # (t, voice heard by the listener, turn VAD speaking)
+    push = session.features.push_audio
+
+    def spy(samples: np.ndarray, t: float, speaking: bool) -> None:
+        heard.append((t, speaking, session.vad.speaking))
+        push(samples, t, speaking)
+
+    session.features.push_audio = spy  # type: ignore[method-assign]
     run = await drive(session, engine, user, 10.0)
     finals = [e for e in run.of(UserTranscript) if e.final]
     assert len(finals) == 1
     assert "like" in finals[0].text.lower() and "room" in finals[0].text.lower()
+    # The listener hears the pause (a backchannel cue) while the turn-taking VAD holds the turn open: at
+    # least 100 ms of it (Silero's probability falls about 100 ms after the voice, then 64 ms of hangover).
+    pause_from, pause_to = 0.5 + bounds(first)[1], second_at + bounds(second)[0]
+    quiet = [t for t, voice, vad in heard if pause_from <= t <= pause_to and not voice and vad]
+    assert len(quiet) * 0.02 >= 0.1, heard
 
 
 LONG = ("Our library has three floors. The ground floor has newspapers and magazines, the first floor has "
