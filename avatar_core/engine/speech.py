@@ -332,6 +332,8 @@ class Speaker:
         and whether it holds any speech."""
         out = np.zeros(AUDIO_FRAME_SAMPLES, np.int16)
         filled = 0
+        if self.paused:
+            self.skip(AUDIO_FRAME_SAMPLES / AUDIO_RATE)  # the held utterance's face waits with its audio
         while filled < AUDIO_FRAME_SAMPLES and not self.paused:
             while self._queue and self._queue[0].done:
                 self._queue.popleft()

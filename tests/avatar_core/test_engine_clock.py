@@ -12,6 +12,7 @@ import pytest
 from avatar_core.config import AppearanceConfig, BehaviourConfig, VideoConfig
 from avatar_core.engine import Engine, ManualTime, RealClock, Utterance, VirtualClock
 from avatar_core.engine.clock import MAX_LAG_S
+from avatar_core.engine.mixing import CROSSFADE_S
 from avatar_core.frames import AUDIO_FRAME_S, AUDIO_RATE, AudioFrame, OutputFrame, VideoFrame
 from avatar_core.motion import INDEX, MOTION_DIM
 from avatar_core.render.stylized import StylizedRenderer
@@ -86,7 +87,10 @@ async def test_a_stalled_engine_resumes_at_real_pace_without_losing_speech() -> 
     steps = np.diff(audio_pts)
     assert (steps > 0).all() and (np.diff([f.pts_s for f in video]) > 0).all()
     jumps = steps[steps > AUDIO_FRAME_S + 1e-9]
-    assert len(jumps) == 1 and jumps[0] == pytest.approx(stall_s + AUDIO_FRAME_S, abs=AUDIO_FRAME_S + 1e-9)
+    # How much of the stall is skipped depends on where it fell between frames: up to MAX_LAG_S of it may
+    # have been caught up by not sleeping.
+    assert len(jumps) == 1
+    assert stall_s - MAX_LAG_S - 1e-9 <= jumps[0] - AUDIO_FRAME_S <= stall_s + AUDIO_FRAME_S + 1e-9
     assert eng.skipped_s == pytest.approx(jumps[0] - AUDIO_FRAME_S)
     assert max(late) <= MAX_LAG_S
 
@@ -99,7 +103,7 @@ async def test_a_stalled_engine_resumes_at_real_pace_without_losing_speech() -> 
     # The video frames of the stall were dropped, and counted.
     shown = {round(f.pts_s * FPS) for f in video}
     missing = max(shown) + 1 - len(shown)
-    assert eng.dropped_video == missing and missing == pytest.approx(stall_s * FPS, abs=2)
+    assert eng.dropped_video == missing and missing == pytest.approx(stall_s * FPS, abs=MAX_LAG_S * FPS + 2)
 
     # The face stays with the speech after the skip: the jaw shows the part of the audio playing.
     heard_from: dict[float, float] = {}  # audio frame pts -> seconds into the utterance at its start
@@ -125,3 +129,40 @@ async def test_a_virtual_clock_never_skips() -> None:
             break
     await eng.aclose()
     assert eng.dropped_video == 0 and eng.skipped_s == 0.0
+
+
+async def test_the_face_waits_with_speech_held_by_a_pause() -> None:
+    """A backchannel pauses playback; when it resumes, the face shows the part of the audio playing."""
+    eng = engine(VirtualClock())
+    handle = eng.say("One two three four.")
+    audio: list[AudioFrame] = []
+    video: list[VideoFrame] = []
+    held = 0
+    async for frame in eng.frames():
+        if isinstance(frame, VideoFrame):
+            video.append(frame)
+            continue
+        if not isinstance(frame, AudioFrame):
+            continue
+        audio.append(frame)
+        if held == 0 and handle.played_s >= 0.3:
+            eng.pause()
+            held = 1
+        elif 0 < held < 15:  # 0.3 s of held playback
+            held += 1
+            if held == 15:
+                eng.resume()
+        if handle.done:
+            break
+    await eng.aclose()
+    heard_from = {a.pts_s: (int(a.samples[0]) - 1) / AUDIO_RATE for a in audio if a.samples[0] > 0}
+    resumed = min(p for p in heard_from if heard_from[p] > 0.3)
+    settled = resumed + CROSSFADE_S + 1 / FPS  # the face fades back from listening to speech first
+    after = [f for f in video if f.pts_s > settled and f.state == "speaking"]
+    assert len(after) >= 5
+    for f in after:
+        t = max(p for p in heard_from if p <= f.pts_s + 1e-9)
+        position = heard_from[t] + f.pts_s - t
+        if position < RampVoice.seconds - AUDIO_FRAME_S:
+            shown_frame = f.motion[INDEX["jaw_open"]] * (RampVoice.seconds * FPS - 1)
+            assert abs(shown_frame - position * FPS) <= 0.5 + 1e-4
