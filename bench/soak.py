@@ -43,7 +43,7 @@ from scipy.signal import resample_poly
 from agent.events import AgentTranscript, ErrorEvent, SessionEvent, TurnMetrics, UserTranscript, to_dict
 from agent.persona import Persona, load_persona
 from avatar_core.config import AppSettings
-from avatar_core.engine import RealClock
+from avatar_core.engine import Engine, RealClock
 from avatar_core.frames import AUDIO_RATE, AudioFrame, OutputFrame
 from avatar_core.tts.kokoro import KokoroTTS
 from integrations.stack import AvatarStack, SharedModels, open_stack
@@ -131,6 +131,7 @@ class Meter:
     barge_in_onset: float | None = None  # monotonic time the barge-in's speech began, until silence
     barge_in_silent_ms: float | None = None  # onset -> the first silent audio frame after it
     barge_in_confirmed: bool = False  # the reply was interrupted (before its audio went silent)
+    engine: Engine | None = None  # its skipped time and dropped video frames (a starved process)
 
     def barge_in_silent(self, ms: float) -> None:
         """The avatar's audio went silent ``ms`` after a barge-in began (counted once the reply is
@@ -517,12 +518,18 @@ class Reporter:
         return report
 
     def _drift(self, m: Meter) -> dict[str, float | None]:
+        """Audio against video and the wall clock; time the Engine skipped after a stall (and the video
+        frames it dropped there) is not drift, and is reported beside it."""
         if m.started is None:
             return {"audio_minus_video_ms": None, "audio_minus_wall_ms": None}
         audio_s = m.tally.audio_samples / AUDIO_RATE
+        skipped = m.engine.skipped_s if m.engine is not None else 0.0
+        dropped = m.engine.dropped_video if m.engine is not None else 0
         return {
-            "audio_minus_video_ms": round(1000 * (audio_s - m.tally.video_frames / self.fps), 1),
-            "audio_minus_wall_ms": round(1000 * (audio_s - (time.monotonic() - m.started)), 1),
+            "audio_minus_video_ms": round(1000 * (audio_s - (m.tally.video_frames + dropped) / self.fps), 1),
+            "audio_minus_wall_ms": round(1000 * (audio_s + skipped - (time.monotonic() - m.started)), 1),
+            "skipped_s": round(skipped, 3),
+            "dropped_video": dropped,
         }
 
 
@@ -555,6 +562,8 @@ async def run_sessions(
                 MeasuringTransport(stack, meter, events, k)
                 for k, (stack, meter) in enumerate(zip(stacks, meters, strict=True))
             ]
+            for stack, meter in zip(stacks, meters, strict=True):
+                meter.engine = stack.engine
             rss_models_mb = round(psutil.Process().memory_info().rss / 2**20, 1)
             server = models.server
             server_pid = server._process.pid if server is not None and server._process else None

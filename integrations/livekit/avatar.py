@@ -49,6 +49,7 @@ from livekit.agents.voice.avatar import AudioReceiver, AudioSegmentEnd, QueueAud
 from agent.persona import Persona, load_persona
 from avatar_core.config import AppSettings
 from avatar_core.engine import Engine, RealClock, SpeechHandle
+from avatar_core.engine.clock import MAX_LAG_S
 from avatar_core.frames import AUDIO_RATE, AudioFrame
 from avatar_core.listening_features import ListeningFeatures
 from avatar_core.partner import PartnerFrame
@@ -63,7 +64,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-MAX_VIDEO_LAG_S = 0.2  # video frames later than this behind the engine clock are dropped, not queued
+MAX_VIDEO_LAG_S = MAX_LAG_S  # video frames later than this behind the engine clock are dropped, not queued
 
 
 class AvatarError(RuntimeError):
