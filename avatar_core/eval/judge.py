@@ -34,11 +34,12 @@ GUARD_SENTENCES = (
 )
 
 # Measured: the committed checkpoint (jf_alpha, 9k steps, 8 Euler steps) with the bundled neural vocoder
-# scores WER 0.157 here, 8 word errors in 51 words (0.314 through pyworld; `dyad doctor` prints the
-# figure). Generation is deterministic, Whisper's int8 kernels may differ slightly between CPUs, so the
-# guard allows six more errors (0.28): an unfinished or broken checkpoint or vocoder (WER 0.3 to 1)
-# fails, and a retrained one should pass with room to spare and lower this bound.
-GUARD_WER_MAX = 0.28
+# (step 14,750) scores WER 0.255 here, 13 word errors in 51 words (0.314 through pyworld; on 40 held-out
+# sentences 0.240 against 0.316; `dyad doctor` prints the figure). Generation is deterministic, Whisper's int8
+# kernels may differ slightly between CPUs, so the guard allows five more errors (0.35): an unfinished or
+# broken checkpoint or vocoder (WER 0.5 to 1) fails, and a retrained one should pass with room to spare and
+# lower this bound.
+GUARD_WER_MAX = 0.35
 
 
 def transcriber(threads: int = 2) -> Transcribe:
