@@ -1,0 +1,62 @@
+"""The joint model's own speech through each vocoder, judged by Whisper. Prints JSON lines.
+
+    nice .venv/bin/python bench/vocoders.py [--sentences 40] [--checkpoint PATH] [--voices V,...]
+        [--vocoder NAME=CHECKPOINT ...] [--out FILE]
+
+For each of the first ``--sentences`` held-out sentences the joint model generates speech features once
+(8 Euler steps); each vocoder (``world``: pyworld, ``neural``: the bundled network, plus any
+``--vocoder NAME=CHECKPOINT``) turns them into audio, and Whisper tiny.en's corpus WER per voice and vocoder
+is printed. This is what a person hears, where ``bench/ceiling.py`` vocodes the teacher's features.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from avatar_core.data import corpus
+from avatar_core.eval.judge import spoken_wer, transcriber
+from avatar_core.model.inference import JointModel
+from avatar_core.vocoder.infer import NeuralVocoder, SpeechVocoder, WorldVocoder, bundled_vocoder
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    parser.add_argument("--sentences", type=int, default=40)
+    parser.add_argument("--checkpoint", type=Path, default=None, help="default: the bundled joint model")
+    parser.add_argument("--voices", default="", help="comma-separated (default: the checkpoint's)")
+    parser.add_argument("--vocoder", action="append", default=[], help="NAME=CHECKPOINT, more to compare")
+    parser.add_argument("--out", type=Path, default=None, help="also write the results here (JSON)")
+    args = parser.parse_args()
+    vocoders: dict[str, SpeechVocoder] = {
+        "world": WorldVocoder(),
+        "neural": NeuralVocoder.load(bundled_vocoder()),
+    }
+    for item in args.vocoder:
+        name, _, path = item.partition("=")
+        if not name or not path:
+            parser.error(f"--vocoder {item!r}: use NAME=CHECKPOINT")
+        vocoders[name] = NeuralVocoder.load(Path(path))
+    model = JointModel(args.checkpoint, threads=1, vocoder=vocoders["world"])
+    sentences = corpus.split("heldout")[: args.sentences]
+    voices = args.voices.split(",") if args.voices else list(model.voices)
+    transcribe = transcriber()
+    rows = []
+    for voice in voices:
+        speech = [model.generate(text, voice).speech for text in sentences]  # (T, F) each
+        row: dict[str, object] = {"voice": voice, "sentences": len(sentences)}
+        for name, vocoder in vocoders.items():
+            heard = [transcribe(vocoder.synthesize(f)) for f in speech]
+            row[name] = round(spoken_wer(sentences, heard), 4)
+        rows.append(row)
+        print(json.dumps(row), flush=True)
+    if args.out is not None:
+        command = "bench/vocoders.py " + " ".join(
+            [f"--sentences {args.sentences}"] + [f"--vocoder {v}" for v in args.vocoder]
+        )
+        args.out.write_text(json.dumps({"command": command, "voices": rows}, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main()
