@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 from aiohttp import web
+from local_http import serve_post
 from test_session_answers import UNKNOWN, agent_lines, kiosk_persona, spoken
 from test_session_states import ScriptedLLM
 
@@ -93,18 +94,9 @@ class ToolServer:
 @asynccontextmanager
 async def tool_server(script: Script) -> AsyncIterator[ToolServer]:
     server = ToolServer(script)
-    app = web.Application()
-    app.router.add_post("/v1/chat/completions", server.endpoint)
-    runner = web.AppRunner(app, shutdown_timeout=0.5)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    host, port = runner.addresses[0][:2]
-    server.base_url = f"http://{host}:{port}/v1"
-    try:
+    async with serve_post("/v1/chat/completions", server.endpoint) as base_url:
+        server.base_url = base_url
         yield server
-    finally:
-        await runner.cleanup()
 
 
 def remote_persona(base_url: str, **knowledge: Any) -> Persona:

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 import pytest_asyncio
 from aiohttp import web
+from local_http import serve_post
 
 from agent.llm import (
     BACKOFF_MAX_S,
@@ -119,19 +120,12 @@ async def fake_server(
         server.requests.append(await request.json())
         return await handler(server, request)
 
-    app = web.Application()
-    app.router.add_post("/v1/chat/completions", endpoint)
-    runner = web.AppRunner(app, shutdown_timeout=0.5)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    host, port = runner.addresses[0][:2]
-    server.base_url = f"http://{host}:{port}/v1"
-    try:
-        yield server
-    finally:
-        server.release.set()
-        await runner.cleanup()
+    async with serve_post("/v1/chat/completions", endpoint) as base_url:
+        server.base_url = base_url
+        try:
+            yield server
+        finally:
+            server.release.set()
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -5,14 +5,15 @@ from __future__ import annotations
 import asyncio
 import io
 import wave
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from contextlib import asynccontextmanager
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 from aiohttp import web
+from local_http import serve_post
 from numpy.typing import NDArray
 from scipy.signal import resample_poly
 
@@ -228,20 +229,9 @@ def test_wav_bytes_round_trips() -> None:
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
-@asynccontextmanager
-async def serve(handler: Handler) -> AsyncIterator[str]:
+def serve(handler: Handler) -> AbstractAsyncContextManager[str]:
     """POST /v1/audio/transcriptions on 127.0.0.1 at a free port; yields the base URL."""
-    app = web.Application()
-    app.router.add_post("/v1/audio/transcriptions", handler)
-    runner = web.AppRunner(app, shutdown_timeout=0.5)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    host, port = runner.addresses[0][:2]
-    try:
-        yield f"http://{host}:{port}/v1"
-    finally:
-        await runner.cleanup()
+    return serve_post("/v1/audio/transcriptions", handler)
 
 
 def whisper_endpoint(stt: WhisperSTT, seen: list[dict[str, str]]) -> Handler:
