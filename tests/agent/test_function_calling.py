@@ -119,6 +119,21 @@ async def reply_of(answerer: Answerer, llm: Any, answer: LLMAnswer) -> tuple[str
     return text, called
 
 
+async def remote_reply(server: ToolServer) -> tuple[str, list[Answer], LLMAnswer]:
+    """The question answered by the LLM at ``server`` with the remote persona's tools: the text, what
+    the model called, and the answer the Answerer decided."""
+    persona = remote_persona(server.base_url)
+    answerer = Answerer(persona, now=lambda: NOW)
+    answer = answerer.answer(QUESTION)
+    assert isinstance(answer, LLMAnswer)
+    llm = ChatLLM(persona.llm, server.base_url)
+    try:
+        text, called = await reply_of(answerer, llm, answer)
+    finally:
+        await llm.aclose()
+    return text, called, answer
+
+
 # ---------------------------------------------------------------------------------------------------
 # ChatLLM: the protocol
 # ---------------------------------------------------------------------------------------------------
@@ -222,17 +237,9 @@ async def test_the_llm_calls_a_declared_action_with_its_arguments() -> None:
         return text_reply("You're checked in, Ada. ", "Please take a seat.")
 
     async with tool_server(script) as server:
-        persona = remote_persona(server.base_url)
-        answerer = Answerer(persona, now=lambda: NOW)
-        answer = answerer.answer(QUESTION)
-        assert isinstance(answer, LLMAnswer)
-        names = {spec["function"]["name"] for spec in answer.tools}
-        assert {"time", "hours", "open_now", "handoff", "print_ticket", "check_in"} <= names
-        llm = ChatLLM(persona.llm, server.base_url)
-        try:
-            text, called = await reply_of(answerer, llm, answer)
-        finally:
-            await llm.aclose()
+        text, called, answer = await remote_reply(server)
+    names = {spec["function"]["name"] for spec in answer.tools}
+    assert {"time", "hours", "open_now", "handoff", "print_ticket", "check_in"} <= names
 
     assert text == "You're checked in, Ada. Please take a seat."
     (action,) = called
@@ -249,15 +256,7 @@ async def test_a_tool_result_grounds_the_numbers_of_the_reply() -> None:
         return text_reply("It is 2:05 ", "pm now.")
 
     async with tool_server(script) as server:
-        persona = remote_persona(server.base_url)
-        answerer = Answerer(persona, now=lambda: NOW)
-        answer = answerer.answer(QUESTION)
-        assert isinstance(answer, LLMAnswer)
-        llm = ChatLLM(persona.llm, server.base_url)
-        try:
-            text, called = await reply_of(answerer, llm, answer)
-        finally:
-            await llm.aclose()
+        text, called, _ = await remote_reply(server)
     # 2:05 is in no fact: the time tool's result grounds it.
     assert server.requests[1]["messages"][-1]["content"] == "It's 2:05 pm."
     assert text == "It is 2:05 pm now." and [a.kind for a in called] == ["tool"]
@@ -270,15 +269,7 @@ async def test_a_bad_call_goes_back_to_the_model_as_an_error() -> None:
         return text_reply("What is your date of birth?")
 
     async with tool_server(script) as server:
-        persona = remote_persona(server.base_url)
-        answerer = Answerer(persona, now=lambda: NOW)
-        answer = answerer.answer(QUESTION)
-        assert isinstance(answer, LLMAnswer)
-        llm = ChatLLM(persona.llm, server.base_url)
-        try:
-            text, called = await reply_of(answerer, llm, answer)
-        finally:
-            await llm.aclose()
+        text, called, _ = await remote_reply(server)
     assert text == "What is your date of birth?" and called == []
     assert "date_of_birth" in server.requests[1]["messages"][-1]["content"]
 
