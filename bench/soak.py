@@ -566,7 +566,7 @@ async def run_sessions(
                 meter.engine = stack.engine
             rss_models_mb = round(psutil.Process().memory_info().rss / 2**20, 1)
             server = models.server
-            server_pid = server._process.pid if server is not None and server._process else None
+            server_pid = server.pid if server is not None else None
             reporter = Reporter(meters, lag, float(persona.appearance.video.fps), server_pid)
             mics = [Mic(t) for t in transports]
             background = [asyncio.create_task(watch_loop(lag))]

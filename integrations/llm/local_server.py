@@ -75,6 +75,11 @@ class LocalLLMServer:
         return text.strip().splitlines()[-lines:]
 
     @property
+    def pid(self) -> int | None:
+        """The server process's id while it runs (for measuring its CPU and memory), else None."""
+        return self._process.pid if self._process is not None else None
+
+    @property
     def base_url(self) -> str:
         """The OpenAI-compatible base URL (``http://127.0.0.1:PORT/v1``)."""
         if self.port is None:
