@@ -526,7 +526,10 @@ class Reporter:
         skipped = m.engine.skipped_s if m.engine is not None else 0.0
         dropped = m.engine.dropped_video if m.engine is not None else 0
         return {
-            "audio_minus_video_ms": round(1000 * (audio_s - (m.tally.video_frames + dropped) / self.fps), 1),
+            # Both streams' positions on the engine clock: sent plus skipped (audio) or dropped (video).
+            "audio_minus_video_ms": round(
+                1000 * (audio_s + skipped - (m.tally.video_frames + dropped) / self.fps), 1
+            ),
             "audio_minus_wall_ms": round(1000 * (audio_s + skipped - (time.monotonic() - m.started)), 1),
             "skipped_s": round(skipped, 3),
             "dropped_video": dropped,

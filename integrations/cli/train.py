@@ -1,4 +1,4 @@
-"""``dyad train data|fit|eval``: the joint model's dataset, training and evaluation."""
+"""``dyad train data|fit|export|eval``: the joint model's dataset, training and evaluation."""
 
 from __future__ import annotations
 
@@ -94,6 +94,21 @@ def fit(
     from avatar_core.model.train import fit as fit_model
 
     run_fit("training", load_fit_config, fit_model, config, data_dir, out, steps, time_limit_min)
+
+
+@app.command("export")
+def export(
+    checkpoint: Path = typer.Argument(..., help="a run's last.pt"),
+    dst: Path = typer.Argument(..., help="where to write the inference-only copy"),
+) -> None:
+    """Write an inference-only copy of a joint-model checkpoint (no optimiser state)."""
+    from avatar_core.model.train import export_checkpoint
+
+    try:
+        export_checkpoint(checkpoint, dst)
+    except ValueError as exc:
+        raise fail(str(exc)) from None
+    Console().print(f"{dst}: {dst.stat().st_size / 1e6:.1f} MB")
 
 
 @app.command("eval")

@@ -1,4 +1,4 @@
-"""`dyad train data` -> `dyad train fit` -> `dyad train eval` on a few seconds of real teacher data."""
+"""`dyad train data` -> `dyad train fit` -> `dyad train export` -> `dyad train eval` on a few seconds of real teacher data."""
 
 from __future__ import annotations
 
@@ -76,12 +76,19 @@ def test_fit_resumes_writes_curves_and_eval_reports_four_systems(dataset: Path, 
     losses = np.loadtxt(run / "loss.csv", delimiter=",", skiprows=1)[:, 1]
     assert np.isfinite(losses).all()
 
+    small = tmp_path / "avflow.pt"
+    exported = dyad("train", "export", str(run / "last.pt"), str(small))
+    assert exported.returncode == 0, exported.stderr
+    assert small.stat().st_size < (run / "last.pt").stat().st_size  # no optimiser state
+    broken = dyad("train", "export", str(tmp_path / "missing.pt"), str(tmp_path / "x.pt"))
+    assert broken.returncode != 0 and "missing.pt" in broken.stderr + broken.stdout
+
     report = tmp_path / "eval"
     done = dyad(
         "train",
         "eval",
         "--checkpoint",
-        str(run / "last.pt"),
+        str(small),
         "--limit",
         "2",
         "--steps",
