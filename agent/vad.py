@@ -25,6 +25,7 @@ import numpy as np
 import numpy.typing as npt
 
 from avatar_core.bundled import silero_vad_onnx
+from avatar_core.listening_features import HEARD_PAUSE_MS
 
 F32 = npt.NDArray[np.float32]
 
@@ -194,3 +195,18 @@ class StreamingVAD:
         if not self.speaking and length >= self.min_speech_s - 1e-9:
             self.speaking = True
             events.append(VADEvent("speech_start", self._onset, length))
+
+
+class HeardVoice:
+    """Whether a voice is audible now, as a listener hears it: Silero on the stream, with only a
+    ``HEARD_PAUSE_MS`` hangover, so the listener hears the short pauses that turn-taking (with its
+    longer end-of-turn silence) does not. Blocking like :class:`StreamingVAD`.
+    """
+
+    def __init__(self, threshold: float = 0.5, min_speech_ms: int = 250) -> None:
+        self.vad = StreamingVAD(threshold, min_speech_ms, HEARD_PAUSE_MS)
+
+    def push(self, samples: F32, t: float) -> bool:
+        """Feed 16 kHz mono samples (N,) starting at ``t``; True while a voice is heard at their end."""
+        self.vad.push(samples, t)
+        return self.vad.speaking or self.vad.run_s > 0

@@ -38,13 +38,13 @@ import yaml
 
 from agent.llm import ChatHistory, ChatLLM, LLMError
 from agent.persona import EMBEDDED, Persona, TurnTakingConfig
-from agent.vad import StreamingVAD
+from agent.vad import HeardVoice, StreamingVAD
 from avatar_core.config import AppSettings
 from avatar_core.engine import Engine, SpeechHandle, Utterance, VirtualClock, Voice
 from avatar_core.eval.listener import SceneTrack, listener_report
 from avatar_core.eval.metrics import bilabial_intervals
 from avatar_core.frames import AUDIO_FRAME_S, AUDIO_RATE, AudioFrame, VideoFrame
-from avatar_core.listening_features import HEARD_PAUSE_MS, ListeningFeatures
+from avatar_core.listening_features import ListeningFeatures
 from avatar_core.media import Mp4Writer
 from avatar_core.motion import INDEX, FloatArray
 from avatar_core.partner import PartnerFrame
@@ -222,7 +222,7 @@ class AvatarPartner:
     """
 
     def __init__(self, turn_taking: TurnTakingConfig, features: ListeningFeatures | None = None) -> None:
-        self.vad = StreamingVAD(turn_taking.vad_threshold, turn_taking.min_speech_ms, HEARD_PAUSE_MS)
+        self.voice = HeardVoice(turn_taking.vad_threshold, turn_taking.min_speech_ms)
         self.features = features or ListeningFeatures()
         self.audio = UserAudio()  # 24 kHz int16 -> 16 kHz float32, one resampler for the stream
         self._pitch: deque[tuple[float, float]] = deque()  # (t, head pitch) over the last NOD_WINDOW_S
@@ -236,8 +236,7 @@ class AvatarPartner:
         t = self._heard / StreamingVAD.SAMPLE_RATE
         self._heard += pcm.size
         if pcm.size:
-            self.vad.push(pcm, t)
-            self.features.push_audio(pcm, t, self.vad.speaking or self.vad.run_s > 0)
+            self.features.push_audio(pcm, t, self.voice.push(pcm, t))
 
     def see(self, motion: FloatArray, t: float) -> None:
         """The other avatar's face at ``t``: its motion frame (D,)."""

@@ -47,6 +47,7 @@ from livekit.agents import get_job_context
 from livekit.agents.voice.avatar import AudioReceiver, AudioSegmentEnd, QueueAudioOutput, VideoGenerator
 
 from agent.persona import Persona, load_persona
+from agent.vad import HeardVoice
 from avatar_core.config import AppSettings
 from avatar_core.engine import Engine, RealClock, SpeechHandle
 from avatar_core.engine.clock import MAX_LAG_S
@@ -313,6 +314,7 @@ class AvatarSession:
         self.audio_output: QueueAudioOutput | None = None
         self.feed: AttendeeFeed | None = None
         self._features = ListeningFeatures()
+        self._voice: HeardVoice | None = None  # the user's voice as the listener hears it (persona's VAD)
         self._audio_pool = ThreadPoolExecutor(1, thread_name_prefix="dyad-avatar-listen")
         self._video_pool = ThreadPoolExecutor(1, thread_name_prefix="dyad-avatar-face")
         self._video_busy = False
@@ -345,6 +347,8 @@ class AvatarSession:
             else await asyncio.to_thread(load_persona, source, settings=self.settings)
         )
         self.persona = persona
+        taking = persona.turn_taking
+        self._voice = await asyncio.to_thread(HeardVoice, taking.vad_threshold, taking.min_speech_ms)
         engine = self.engine = await asyncio.to_thread(_build_engine, persona, self.settings)
         video = persona.appearance.video
         self.generator = DyadVideoGenerator(engine, ready=self._connected)
@@ -413,22 +417,21 @@ class AvatarSession:
         if self.feed is not None and not self._closed:
             self.feed.start()
 
-    def _user_speaking(self) -> bool:
-        session = self.agent_session
-        return session is not None and session.user_state == "speaking"
-
     async def _hear(self, samples: npt.NDArray[np.float32]) -> None:
         engine = self.engine
         if engine is None:
             return
         end = engine.clock.now()
-        speaking = self._user_speaking()
         loop = asyncio.get_running_loop()
-        partner = await loop.run_in_executor(self._audio_pool, self._analyse, samples, end, speaking)
+        partner = await loop.run_in_executor(self._audio_pool, self._analyse, samples, end)
         engine.observe_user(partner)
 
-    def _analyse(self, samples: npt.NDArray[np.float32], end: float, speaking: bool) -> PartnerFrame:
-        self._features.push_audio(samples, end - samples.size / USER_RATE, speaking)
+    def _analyse(self, samples: npt.NDArray[np.float32], end: float) -> PartnerFrame:
+        # The listener's own VAD: the agent's user_state stays "speaking" through every short pause, so
+        # the face could never answer one (docs/design.md, "The dyadic scene").
+        start = end - samples.size / USER_RATE
+        assert self._voice is not None  # set in start(), before the feed
+        self._features.push_audio(samples, start, self._voice.push(samples, start))
         return self._features.frame(end)
 
     async def _see(self, image: npt.NDArray[np.uint8]) -> None:

@@ -334,3 +334,40 @@ async def test_started_before_the_room_connects(tiny_checkpoint: Path) -> None:
     assert avatar.feed.selector.current == "visitor"
     await asyncio.wait_for(avatar.wait_for_join(), WAIT_S)
     await avatar.aclose()
+
+
+async def test_the_face_hears_the_users_short_pauses(tiny_checkpoint: Path, kokoro: KokoroTTS) -> None:
+    """The listener's voice flag comes from the avatar's own VAD: it falls in a 300 ms pause (a cue for a
+    nod) even though the agent's user_state would stay "speaking" through it."""
+    from scipy.signal import resample_poly
+
+    def speech16(text: str) -> np.ndarray:
+        audio = kokoro.synthesize(text, "jm_kumo")
+        return resample_poly(audio, 2, 3).astype(np.float32)  # 24 kHz -> 16 kHz
+
+    pause = np.zeros(int(0.3 * 16_000), np.float32)
+    quiet = np.zeros(int(0.5 * 16_000), np.float32)
+    clip = np.concatenate([quiet, speech16("I would like"), pause, speech16("to book a study room."), quiet])
+    room = RecordingRoom(identity="agent-AJ_3")
+    avatar = AvatarSession(persona(), settings=AppSettings(model=tiny_checkpoint), reader=ScriptedReader())
+    await avatar.start(AgentSession[None](), room=cast(rtc.Room, room))
+    heard: list[tuple[float, bool]] = []  # (seconds of audio, voice heard)
+    push = avatar._features.push_audio
+
+    def spy(samples: np.ndarray, t: float, speaking: bool) -> None:
+        heard.append((samples.size / 16_000, speaking))
+        push(samples, t, speaking)
+
+    avatar._features.push_audio = spy  # type: ignore[method-assign]
+    user = RemoteParticipant("visitor")
+    played = PlayedAudio(clip)
+    user.microphone(played)
+    room.join(user)
+    await until(lambda: sum(s for s, _ in heard) >= clip.size / 16_000, "the clip heard")
+    played.ended.set()
+    await avatar.aclose()
+    flags = [voice for _, voice in heard]
+    first, last = flags.index(True), len(flags) - 1 - flags[::-1].index(True)
+    silent_inside = sum(s for s, voice in heard[first:last] if not voice)
+    assert silent_inside >= 0.1, heard  # the pause, less Silero's fall time and the 64 ms hangover
+    assert sum(s for s, voice in heard if voice) >= 1.0, heard  # the words themselves are heard as voice
