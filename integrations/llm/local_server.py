@@ -25,6 +25,8 @@ log = logging.getLogger(__name__)
 
 MODEL_ALIAS = "SmolLM2-135M-Instruct"
 LOCAL_API_KEY = "sk-dyad-local"  # the server checks no key, the client needs one
+# The embedded server's prompt-state cache, in MiB of llama.cpp state (0: none); see LocalLLMServer.
+DEFAULT_CACHE_MB = 0
 
 
 class LocalServerError(RuntimeError):
@@ -51,6 +53,7 @@ class LocalLLMServer:
         n_ctx: int = 2048,
         n_threads: int = 1,
         n_threads_batch: int | None = None,
+        cache_mb: int = DEFAULT_CACHE_MB,
         startup_timeout_s: float = 60.0,
     ) -> None:
         self.model_path = model_path
@@ -63,6 +66,14 @@ class LocalLLMServer:
         # with STT, TTS and rendering, one preempted thread stalls the other, and a 17-token prompt
         # suffix took 4-38 s (0.25-2.1 s a token) while generation ran at 60-100 ms a token.
         self.n_threads_batch = n_threads if n_threads_batch is None else n_threads_batch
+        if cache_mb < 0:
+            raise ValueError(f"cache_mb must be 0 (no prompt-state cache) or more, not {cache_mb}")
+        # llama-cpp-python's RAM cache of prompt states: after each completion the server saves its
+        # context (keyed by the prompt and completion tokens), and before one it loads the saved state
+        # with the longest common prefix when that is longer than what the context holds. The server
+        # has one context, so without it two sessions talking in turn evaluate each other's whole
+        # history again on every turn; with it, each resumes its own. See docs/design.md.
+        self.cache_mb = cache_mb
         self.startup_timeout_s = startup_timeout_s
         self._process: asyncio.subprocess.Process | None = None
         self._log: IO[bytes] | None = None
@@ -103,6 +114,8 @@ class LocalLLMServer:
             "--n_ctx", str(self.n_ctx), "--n_threads", str(self.n_threads),
             "--n_threads_batch", str(self.n_threads_batch),
         ]  # fmt: skip
+        if self.cache_mb > 0:
+            args += ["--cache", "true", "--cache_type", "ram", "--cache_size", str(self.cache_mb * 2**20)]
         log.info("starting embedded LLM server on %s", self.base_url)
         # A file, not a pipe: llama.cpp logs every request and a full pipe would stall the server.
         self._log = tempfile.NamedTemporaryFile(prefix="dyad-llm-", suffix=".log", delete=False)  # noqa: SIM115
