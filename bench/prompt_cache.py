@@ -26,8 +26,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import json
-import re
 import shlex
 import sys
 import time
@@ -42,32 +42,17 @@ from latency import QUESTIONS, percentile
 from agent.knowledge import Answerer, LLMAnswer
 from agent.llm import ChatHistory, ChatLLM, LLMError
 from agent.persona import Persona, load_persona
-from integrations.llm.local_server import DEFAULT_CACHE_MB, LOCAL_API_KEY, LocalLLMServer
-
-_PREFIX = re.compile(r"Llama\.generate: (\d+) prefix-match hit, remaining (\d+) prompt tokens to eval")
-_PROMPT_EVAL = re.compile(r"prompt eval time =\s*([\d.]+) ms /\s*(\d+) tokens")
-_CACHE_HIT = "Llama._create_completion: cache hit"
+from integrations.llm.local_server import (
+    DEFAULT_CACHE_MB,
+    LOCAL_API_KEY,
+    LocalLLMServer,
+    prompt_figures,
+)
 
 
 def server_numbers(lines: list[str]) -> dict[str, Any]:
     """The prompt-cache figures of one request, from the log lines it wrote."""
-    reused = evaluated = None
-    said = [
-        line.strip()
-        for line in lines
-        if _PREFIX.search(line)
-        or "prompt eval time" in line
-        or "cached" in line
-        or "_create_completion: cache" in line
-    ]
-    for line in lines:
-        if match := _PREFIX.search(line):
-            reused, evaluated = int(match.group(1)), int(match.group(2))
-        elif (match := _PROMPT_EVAL.search(line)) and evaluated is None:
-            reused, evaluated = 0, int(match.group(2))  # no prefix hit: the whole prompt was evaluated
-    # The server loaded a saved state (its prompt-state cache held a longer prefix than its context).
-    cache_hit = any(_CACHE_HIT in line for line in lines)
-    return {"reused_tokens": reused, "evaluated_tokens": evaluated, "cache_hit": cache_hit, "log": said}
+    return dataclasses.asdict(prompt_figures(lines))
 
 
 def server_memory_mb(pid: int | None) -> dict[str, float | None]:

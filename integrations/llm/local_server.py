@@ -11,10 +11,13 @@ import contextlib
 import importlib.util
 import logging
 import os
+import re
 import socket
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import IO
@@ -27,6 +30,42 @@ MODEL_ALIAS = "SmolLM2-135M-Instruct"
 LOCAL_API_KEY = "sk-dyad-local"  # the server checks no key, the client needs one
 # The embedded server's prompt-state cache, in MiB of llama.cpp state (0: none); see LocalLLMServer.
 DEFAULT_CACHE_MB = 0
+
+
+_PREFIX = re.compile(r"Llama\.generate: (\d+) prefix-match hit, remaining (\d+) prompt tokens to eval")
+_PROMPT_EVAL = re.compile(r"prompt eval time =\s*([\d.]+) ms /\s*(\d+) tokens")
+_CACHE_HIT = "Llama._create_completion: cache hit"
+
+
+@dataclass(frozen=True)
+class PromptFigures:
+    """What the server's (verbose) log says of one request's prompt."""
+
+    reused_tokens: int | None  # kept in the context from the previous request (or a loaded state)
+    evaluated_tokens: int | None  # evaluated for this request
+    cache_hit: bool  # the prompt-state cache held a longer prefix than the context, and was loaded
+    log: list[str]  # the lines these figures were read from
+
+
+def prompt_figures(lines: Sequence[str]) -> PromptFigures:
+    """The prompt figures of one request, from the log lines it wrote (:meth:`LocalLLMServer.log_tail`).
+
+    llama.cpp's own prompt eval timer is left out: it reads ~0 ms for some long prompts."""
+    reused = evaluated = None
+    for line in lines:
+        if match := _PREFIX.search(line):
+            reused, evaluated = int(match.group(1)), int(match.group(2))
+        elif (match := _PROMPT_EVAL.search(line)) and evaluated is None:
+            reused, evaluated = 0, int(match.group(2))  # no prefix hit: the whole prompt was evaluated
+    said = [
+        line.strip()
+        for line in lines
+        if _PREFIX.search(line)
+        or "prompt eval time" in line
+        or "cached" in line
+        or "_create_completion: cache" in line
+    ]
+    return PromptFigures(reused, evaluated, any(_CACHE_HIT in line for line in lines), said)
 
 
 class LocalServerError(RuntimeError):

@@ -7,7 +7,14 @@ from pathlib import Path
 import pytest
 from openai import AsyncOpenAI
 
-from integrations.llm.local_server import LOCAL_API_KEY, MODEL_ALIAS, LocalLLMServer, LocalServerError
+from integrations.llm.local_server import (
+    LOCAL_API_KEY,
+    MODEL_ALIAS,
+    LocalLLMServer,
+    LocalServerError,
+    PromptFigures,
+    prompt_figures,
+)
 
 
 async def test_streams_a_reply_and_stops_cleanly() -> None:
@@ -86,3 +93,51 @@ def _is_zombie(pid: int) -> bool:
         return Path(f"/proc/{pid}/stat").read_text().split(") ")[1].startswith("Z")
     except (OSError, IndexError):
         return False
+
+
+def test_a_negative_cache_size_is_refused() -> None:
+    with pytest.raises(ValueError, match="cache_mb"):
+        LocalLLMServer(cache_mb=-1)
+
+
+async def _second_turns(cache_mb: int) -> list[PromptFigures]:
+    """Two conversations taking turns on one server (A, B, A, B): the figures of their second turns."""
+    system = "You are a friendly guide at a museum of natural history. Answer in one short sentence."
+    asks = {
+        "A": ["Which dinosaur skeletons can I see on the first floor of the museum today?", "And the birds?"],
+        "B": ["Is there a guided tour of the minerals and gemstones gallery this afternoon?", "How long?"],
+    }
+    conversations: dict[str, list[dict[str, str]]] = {name: [] for name in asks}
+    second: list[PromptFigures] = []
+    async with LocalLLMServer(cache_mb=cache_mb) as server:
+        client = AsyncOpenAI(base_url=server.base_url, api_key=LOCAL_API_KEY)
+        try:
+            for turn in range(2):
+                for name, questions in asks.items():
+                    messages = conversations[name]
+                    messages.append({"role": "user", "content": questions[turn]})
+                    seen = len(server.log_tail(10**6))
+                    reply = await client.chat.completions.create(
+                        model=MODEL_ALIAS,
+                        messages=[{"role": "system", "content": system}, *messages],  # type: ignore[list-item]
+                        max_tokens=8,
+                        temperature=0.0,
+                        seed=0,
+                    )
+                    messages.append({"role": "assistant", "content": reply.choices[0].message.content or ""})
+                    if turn == 1:
+                        second.append(prompt_figures(server.log_tail(10**6)[seen:]))
+        finally:
+            await client.close()
+    return second
+
+
+async def test_the_prompt_cache_lets_alternating_conversations_resume_their_own_prompts() -> None:
+    """The server has one context: without the cache, A's second turn evaluates A's whole history again
+    (B's request displaced it); with it, the server loads A's saved state and evaluates only what is new."""
+    without = await _second_turns(cache_mb=0)
+    with_cache = await _second_turns(cache_mb=64)
+    for off, on in zip(without, with_cache, strict=True):
+        assert off.evaluated_tokens is not None and on.evaluated_tokens is not None, (off.log, on.log)
+        assert not off.cache_hit and on.cache_hit, (off.log, on.log)
+        assert on.evaluated_tokens < off.evaluated_tokens, (off.log, on.log)
