@@ -92,6 +92,7 @@ class LocalLLMServer:
         n_ctx: int = 2048,
         n_threads: int = 1,
         n_threads_batch: int | None = None,
+        n_batch: int = 64,
         cache_mb: int = DEFAULT_CACHE_MB,
         startup_timeout_s: float = 60.0,
     ) -> None:
@@ -105,6 +106,11 @@ class LocalLLMServer:
         # with STT, TTS and rendering, one preempted thread stalls the other, and a 17-token prompt
         # suffix took 4-38 s (0.25-2.1 s a token) while generation ran at 60-100 ms a token.
         self.n_threads_batch = n_threads if n_threads_batch is None else n_threads_batch
+        # Prompt tokens evaluated per llama_decode call. Small, because llama-cpp-python copies that
+        # many rows of logits (n_vocab floats each: 196 KB a row for SmolLM2) into every saved prompt
+        # state without counting them in the cache's size: 12.6 MB a state at 64, up to 100 MB at
+        # its default 512. A 351-token prompt evaluated no slower at 64 than at 512.
+        self.n_batch = n_batch
         if cache_mb < 0:
             raise ValueError(f"cache_mb must be 0 (no prompt-state cache) or more, not {cache_mb}")
         # llama-cpp-python's RAM cache of prompt states: after each completion the server saves its
@@ -151,7 +157,10 @@ class LocalLLMServer:
             "--model", str(model), "--model_alias", MODEL_ALIAS,
             "--host", self.host, "--port", str(self.port),
             "--n_ctx", str(self.n_ctx), "--n_threads", str(self.n_threads),
-            "--n_threads_batch", str(self.n_threads_batch),
+            "--n_threads_batch", str(self.n_threads_batch), "--n_batch", str(self.n_batch),
+            # Logits of the last token only (llama-cpp-python's library default; the server's keeps
+            # every token's, for logprobs, which dyad never asks for): 180 MB less for a 351-token prompt.
+            "--logits_all", "false",
         ]  # fmt: skip
         if self.cache_mb > 0:
             args += ["--cache", "true", "--cache_type", "ram", "--cache_size", str(self.cache_mb * 2**20)]
