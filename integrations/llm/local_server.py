@@ -92,7 +92,7 @@ class LocalLLMServer:
         n_ctx: int = 2048,
         n_threads: int = 1,
         n_threads_batch: int | None = None,
-        n_batch: int = 64,
+        n_batch: int = 32,
         cache_mb: int = DEFAULT_CACHE_MB,
         startup_timeout_s: float = 60.0,
     ) -> None:
@@ -108,8 +108,8 @@ class LocalLLMServer:
         self.n_threads_batch = n_threads if n_threads_batch is None else n_threads_batch
         # Prompt tokens evaluated per llama_decode call. Small, because llama-cpp-python copies that
         # many rows of logits (n_vocab floats each: 196 KB a row for SmolLM2) into every saved prompt
-        # state without counting them in the cache's size: 12.6 MB a state at 64, up to 100 MB at
-        # its default 512. A 351-token prompt evaluated no slower at 64 than at 512.
+        # state without counting them in the cache's size: 6.3 MB a state at 32, up to 100 MB at its
+        # default 512. A 351-token prompt took as long at 16, 64 and 512 (one thread, ~20 ms a token).
         self.n_batch = n_batch
         if cache_mb < 0:
             raise ValueError(f"cache_mb must be 0 (no prompt-state cache) or more, not {cache_mb}")
