@@ -28,8 +28,14 @@ log = logging.getLogger(__name__)
 
 MODEL_ALIAS = "SmolLM2-135M-Instruct"
 LOCAL_API_KEY = "sk-dyad-local"  # the server checks no key, the client needs one
-# The embedded server's prompt-state cache, in MiB of llama.cpp state (0: none); see LocalLLMServer.
-DEFAULT_CACHE_MB = 0
+# The embedded server's prompt-state cache, in MiB of llama.cpp state as llama-cpp-python counts it
+# (0: none); see LocalLLMServer. Three sessions taking turns need each one's last state kept while
+# the other two save two each (reply and warm-up): five states of up to ~10 MB (420 tokens) when the
+# history window is full. At 96 MiB they resumed their own prompts on every turn but a window slide
+# (bench/prompt_cache.py --sessions 3: 708 prompt tokens evaluated after the first turns, 8279
+# without; at 64 MiB, 1339: states evicted too soon) for 195-265 MB more server memory; one session
+# evaluates the same tokens with it as without.
+DEFAULT_CACHE_MB = 96
 
 
 _PREFIX = re.compile(r"Llama\.generate: (\d+) prefix-match hit, remaining (\d+) prompt tokens to eval")
@@ -117,7 +123,9 @@ class LocalLLMServer:
         # context (keyed by the prompt and completion tokens), and before one it loads the saved state
         # with the longest common prefix when that is longer than what the context holds. The server
         # has one context, so without it two sessions talking in turn evaluate each other's whole
-        # history again on every turn; with it, each resumes its own. See docs/design.md.
+        # history again on every turn; with it, each resumes its own. See docs/design.md. Each saved
+        # state also holds n_batch rows of logits the size leaves out (see above), so the server's
+        # memory grows by 2-3 times cache_mb (96 MiB: +195 MB for one session, +265 MB for three).
         self.cache_mb = cache_mb
         self.startup_timeout_s = startup_timeout_s
         self._process: asyncio.subprocess.Process | None = None
