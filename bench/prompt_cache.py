@@ -56,7 +56,7 @@ def server_numbers(lines: list[str]) -> dict[str, Any]:
 
 
 def server_memory_mb(pid: int | None) -> dict[str, float | None]:
-    """The server process's resident memory now and at its peak (Linux ``/proc``), in MB."""
+    """The server process's resident memory now and at its peak (Linux ``/proc``), in MiB."""
     fields: dict[str, float | None] = {"rss_mb": None, "peak_rss_mb": None}
     if pid is None:
         return fields
