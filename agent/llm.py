@@ -93,12 +93,33 @@ class ChatHistory:
         self._trim()
 
     def add_assistant(self, text: str) -> None:
-        """Record only what was actually spoken (the played part on barge-in)."""
+        """Record only what was actually spoken (the played part on barge-in).
+
+        A reply that repeats an earlier reply of the window (the same words, or one the start of the
+        other, as a barge-in leaves it) is a model copying itself: a small model that sees its own reply
+        twice says it again and again (a one-hour soak of the embedded 135M model fell into answering every
+        question with "The thing you're asking about is"). Neither exchange (question and reply) stays in
+        the window, so the next reply is written afresh.
+        """
         text = text.strip()
         if not text:
             return
         if self._messages and self._messages[-1]["role"] == "assistant":
             self._messages[-1]["content"] += " " + text
+            text = self._messages.pop()["content"]
+        words = _words(text)
+        copies = [
+            m for m in self._messages if m["role"] == "assistant" and _repeats(words, _words(m["content"]))
+        ]
+        if copies:
+            log.info("reply repeats an earlier one; both exchanges left out of the prompt: %r", text[:80])
+            if self._messages and self._messages[-1]["role"] == "user":
+                self._messages.pop()  # the question this reply answered
+            for copy in copies:
+                at = next(i for i, m in enumerate(self._messages) if m is copy)
+                del self._messages[at]
+                if at > 0 and self._messages[at - 1]["role"] == "user":
+                    del self._messages[at - 1]
         else:
             self._messages.append({"role": "assistant", "content": text})
         self._trim(upcoming=1)
@@ -120,6 +141,16 @@ class ChatHistory:
     def messages(self) -> list[dict[str, str]]:
         """System first, then the window (which never starts with an assistant message)."""
         return [{"role": "system", "content": self.system_prompt}, *(dict(m) for m in self._messages)]
+
+
+def _words(text: str) -> list[str]:
+    return re.findall(r"[a-z0-9']+", text.lower())
+
+
+def _repeats(a: list[str], b: list[str]) -> bool:
+    """Whether one reply's words are the other's, or the start of them (at least four words)."""
+    n = min(len(a), len(b))
+    return n >= 4 and a[:n] == b[:n]
 
 
 def turn_messages(

@@ -265,6 +265,27 @@ def test_history_merges_repeated_roles_and_skips_empty_text() -> None:
     assert history.messages()[1]["content"] == "I need a book"  # a copy, not the window itself
 
 
+def test_a_reply_that_repeats_an_earlier_one_leaves_the_prompt_with_it() -> None:
+    """The embedded 135M model copies a reply it sees in its prompt; two copies and it says nothing else."""
+    history = ChatHistory("sys", max_turns=8)
+    history.add_user("When do you open?")
+    history.add_assistant("The thing you're asking about is there's a card.")
+    history.add_user("Are you open on Sunday?")
+    history.add_assistant("The thing you're asking about is")  # cut by a barge-in: the start of the first
+    history.add_user("Can I print?")
+    assert history.messages()[1:] == [{"role": "user", "content": "Can I print?"}]
+    history.add_assistant("Printing costs ten cents a page.")
+    history.add_user("And in colour?")
+    history.add_assistant("Printing costs fifty cents a page in colour.")  # shares three words: kept
+    history.add_user("Thanks!")
+    history.add_assistant("You're welcome.")
+    assert [m["content"] for m in history.messages() if m["role"] == "assistant"] == [
+        "Printing costs ten cents a page.",
+        "Printing costs fifty cents a page in colour.",
+        "You're welcome.",
+    ]
+
+
 def test_backoff_doubles_up_to_the_cap_with_small_jitter() -> None:
     delays = [backoff_s(i) for i in range(6)]
     for delay, base in zip(delays, [0.25, 0.5, 1.0, 2.0, 2.0, 2.0], strict=True):
