@@ -60,6 +60,19 @@ class LLMError(RuntimeError):
         self.retryable = retryable
 
 
+GENERATED = "_generated"  # ChatHistory's own mark on an LLM-written reply; never sent
+
+
+def _words(text: str) -> list[str]:
+    return re.findall(r"[a-z0-9']+", text.lower())
+
+
+def _repeats(a: list[str], b: list[str]) -> bool:
+    """Whether one reply's words are the other's, or the start of them (at least four words)."""
+    n = min(len(a), len(b))
+    return n >= 4 and a[:n] == b[:n]
+
+
 class ChatHistory:
     """System prompt + a bounded window of the last ``history_turns`` user/assistant exchanges.
 
@@ -92,25 +105,28 @@ class ChatHistory:
             self._messages.append({"role": "user", "content": text})
         self._trim()
 
-    def add_assistant(self, text: str) -> None:
-        """Record only what was actually spoken (the played part on barge-in).
+    def add_assistant(self, text: str, *, generated: bool = False) -> None:
+        """Record only what was actually spoken (the played part on barge-in); ``generated``: the LLM
+        wrote it (not a curated answer, a form's question or the greeting).
 
-        A reply that repeats an earlier reply of the window (the same words, or one the start of the
-        other, as a barge-in leaves it) is a model copying itself: a small model that sees its own reply
-        twice says it again and again (a one-hour soak of the embedded 135M model fell into answering every
-        question with "The thing you're asking about is"). Neither exchange (question and reply) stays in
-        the window, so the next reply is written afresh.
+        A generated reply that repeats an earlier generated one in the window (the same words, or one the
+        start of the other, as a barge-in leaves it) is a model copying itself: a small model that sees its
+        own reply twice says it again and again (a one-hour soak of the embedded 135M model fell into
+        answering every question with "The thing you're asking about is"). Neither exchange (question and
+        reply) stays in the window, so the next reply is written afresh. Curated answers and a form's
+        questions may repeat: a form counts its questions in the history.
         """
         text = text.strip()
         if not text:
             return
         if self._messages and self._messages[-1]["role"] == "assistant":
-            self._messages[-1]["content"] += " " + text
-            text = self._messages.pop()["content"]
-        words = _words(text)
-        copies = [
-            m for m in self._messages if m["role"] == "assistant" and _repeats(words, _words(m["content"]))
-        ]
+            last = self._messages.pop()
+            text = last["content"] + " " + text
+            generated = generated and GENERATED in last
+        copies = []
+        if generated:
+            words = _words(text)
+            copies = [m for m in self._messages if GENERATED in m and _repeats(words, _words(m["content"]))]
         if copies:
             log.info("reply repeats an earlier one; both exchanges left out of the prompt: %r", text[:80])
             if self._messages and self._messages[-1]["role"] == "user":
@@ -121,7 +137,10 @@ class ChatHistory:
                 if at > 0 and self._messages[at - 1]["role"] == "user":
                     del self._messages[at - 1]
         else:
-            self._messages.append({"role": "assistant", "content": text})
+            message = {"role": "assistant", "content": text}
+            if generated:
+                message[GENERATED] = "1"
+            self._messages.append(message)
         self._trim(upcoming=1)
 
     def clear(self) -> None:
@@ -140,17 +159,8 @@ class ChatHistory:
 
     def messages(self) -> list[dict[str, str]]:
         """System first, then the window (which never starts with an assistant message)."""
-        return [{"role": "system", "content": self.system_prompt}, *(dict(m) for m in self._messages)]
-
-
-def _words(text: str) -> list[str]:
-    return re.findall(r"[a-z0-9']+", text.lower())
-
-
-def _repeats(a: list[str], b: list[str]) -> bool:
-    """Whether one reply's words are the other's, or the start of them (at least four words)."""
-    n = min(len(a), len(b))
-    return n >= 4 and a[:n] == b[:n]
+        window = ({"role": m["role"], "content": m["content"]} for m in self._messages)
+        return [{"role": "system", "content": self.system_prompt}, *window]
 
 
 def turn_messages(

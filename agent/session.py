@@ -816,7 +816,8 @@ class Session:
         finally:
             spoken = handle.played_text()
             if spoken:
-                self.history.add_assistant(spoken)
+                generated = turn is not None and isinstance(turn.answer, LLMAnswer)
+                self.history.add_assistant(spoken, generated=generated)
                 # After an answer decided without the LLM (a kiosk's curated or quoted answers) the next
                 # turn likely needs none either: no warm-up, the CPU is better left to the rest.
                 if turn is None or turn.answer is None or isinstance(turn.answer, LLMAnswer):

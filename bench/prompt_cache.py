@@ -122,7 +122,7 @@ class Conversation:
                 reply.append(delta)
         except LLMError as exc:
             error = str(exc)
-        self.history.add_assistant("".join(reply))
+        self.history.add_assistant("".join(reply), generated=True)
         numbers = log.new_numbers()
         warm_up = None
         if self.llm.warm_prompts:  # what the Session does once an LLM reply is recorded

@@ -135,7 +135,7 @@ class TextChat:
             reply = answer.text
             if on_text is not None:
                 on_text(reply)
-        self.history.add_assistant(reply)
+        self.history.add_assistant(reply, generated=isinstance(answer, LLMAnswer))
         elapsed_ms = 1000 * (time.perf_counter() - started)
         events = [
             to_dict(e)

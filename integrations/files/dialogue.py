@@ -190,7 +190,7 @@ class DrivenLines:
             log.warning("%s's LLM failed (%s); it says its fallback line", persona.identity.display_name, exc)
             text = ""
         text = text or persona.llm.fallback_line
-        history.add_assistant(text)
+        history.add_assistant(text, generated=True)
         self.histories[1 - speaker].add_user(text)
         return Line(speaker, text)
 

@@ -269,21 +269,32 @@ def test_a_reply_that_repeats_an_earlier_one_leaves_the_prompt_with_it() -> None
     """The embedded 135M model copies a reply it sees in its prompt; two copies and it says nothing else."""
     history = ChatHistory("sys", max_turns=8)
     history.add_user("When do you open?")
-    history.add_assistant("The thing you're asking about is there's a card.")
+    history.add_assistant("The thing you're asking about is there's a card.", generated=True)
     history.add_user("Are you open on Sunday?")
-    history.add_assistant("The thing you're asking about is")  # cut by a barge-in: the start of the first
+    # Cut by a barge-in: the start of the first.
+    history.add_assistant("The thing you're asking about is", generated=True)
     history.add_user("Can I print?")
     assert history.messages()[1:] == [{"role": "user", "content": "Can I print?"}]
-    history.add_assistant("Printing costs ten cents a page.")
+    history.add_assistant("Printing costs ten cents a page.", generated=True)
     history.add_user("And in colour?")
-    history.add_assistant("Printing costs fifty cents a page in colour.")  # shares three words: kept
+    history.add_assistant("Printing costs fifty cents a page in colour.", generated=True)  # 3 words: kept
     history.add_user("Thanks!")
-    history.add_assistant("You're welcome.")
+    history.add_assistant("You're welcome.", generated=True)
     assert [m["content"] for m in history.messages() if m["role"] == "assistant"] == [
         "Printing costs ten cents a page.",
         "Printing costs fifty cents a page in colour.",
         "You're welcome.",
     ]
+    assert all(set(m) == {"role", "content"} for m in history.messages())  # the mark is never sent
+
+
+def test_curated_answers_and_a_forms_questions_may_repeat() -> None:
+    history = ChatHistory("sys", max_turns=8)
+    ask = "Sorry, I didn't catch your date of birth. What is your date of birth?"
+    for said in ("tomorrow maybe", "uh", "hmm"):
+        history.add_user(said)
+        history.add_assistant(ask)  # a form asking again: it counts these in the history
+    assert [m["content"] for m in history.messages()].count(ask) == 3
 
 
 def test_backoff_doubles_up_to_the_cap_with_small_jitter() -> None:
