@@ -28,6 +28,19 @@ def fail(message: str) -> typer.Exit:
     return typer.Exit(2)
 
 
+CHECKPOINT_ARGUMENT = typer.Argument(..., help="a run's last.pt")
+EXPORT_ARGUMENT = typer.Argument(..., help="where to write the inference-only copy")
+
+
+def run_export(export_checkpoint: Callable[[Path, Path], None], checkpoint: Path, dst: Path) -> None:
+    """``dyad train|vocoder export``: write the inference-only copy and say how big it is."""
+    try:
+        export_checkpoint(checkpoint, dst)
+    except ValueError as exc:
+        raise fail(str(exc)) from None
+    Console().print(f"{dst}: {dst.stat().st_size / 1e6:.1f} MB")
+
+
 def progress_bar() -> Progress:
     """A bar on stderr with a status text, elapsed and remaining time."""
     return Progress(

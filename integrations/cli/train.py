@@ -10,11 +10,14 @@ from rich.console import Console
 
 from avatar_core.config import KOKORO_VOICES, AppSettings
 from integrations.cli.fitting import (
+    CHECKPOINT_ARGUMENT,
     DATA_OPTION,
+    EXPORT_ARGUMENT,
     STEPS_OPTION,
     TIME_LIMIT_OPTION,
     fail,
     progress_bar,
+    run_export,
     run_fit,
 )
 
@@ -97,18 +100,11 @@ def fit(
 
 
 @app.command("export")
-def export(
-    checkpoint: Path = typer.Argument(..., help="a run's last.pt"),
-    dst: Path = typer.Argument(..., help="where to write the inference-only copy"),
-) -> None:
+def export(checkpoint: Path = CHECKPOINT_ARGUMENT, dst: Path = EXPORT_ARGUMENT) -> None:
     """Write an inference-only copy of a joint-model checkpoint (no optimiser state)."""
     from avatar_core.model.train import export_checkpoint
 
-    try:
-        export_checkpoint(checkpoint, dst)
-    except ValueError as exc:
-        raise fail(str(exc)) from None
-    Console().print(f"{dst}: {dst.stat().st_size / 1e6:.1f} MB")
+    run_export(export_checkpoint, checkpoint, dst)
 
 
 @app.command("eval")

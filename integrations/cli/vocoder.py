@@ -7,9 +7,17 @@ import logging
 from pathlib import Path
 
 import typer
-from rich.console import Console
 
-from integrations.cli.fitting import DATA_OPTION, STEPS_OPTION, TIME_LIMIT_OPTION, fail, run_fit
+from integrations.cli.fitting import (
+    CHECKPOINT_ARGUMENT,
+    DATA_OPTION,
+    EXPORT_ARGUMENT,
+    STEPS_OPTION,
+    TIME_LIMIT_OPTION,
+    fail,
+    run_export,
+    run_fit,
+)
 
 app = typer.Typer(help="Train and measure the neural vocoder (features -> audio).", no_args_is_help=True)
 log = logging.getLogger(__name__)
@@ -31,18 +39,11 @@ def fit(
 
 
 @app.command("export")
-def export(
-    checkpoint: Path = typer.Argument(..., help="a run's last.pt"),
-    dst: Path = typer.Argument(..., help="where to write the inference-only copy"),
-) -> None:
+def export(checkpoint: Path = CHECKPOINT_ARGUMENT, dst: Path = EXPORT_ARGUMENT) -> None:
     """Write an inference-only copy of a vocoder checkpoint (no optimiser state)."""
     from avatar_core.vocoder.train import export_checkpoint
 
-    try:
-        export_checkpoint(checkpoint, dst)
-    except ValueError as exc:
-        raise fail(str(exc)) from None
-    Console().print(f"{dst}: {dst.stat().st_size / 1e6:.1f} MB")
+    run_export(export_checkpoint, checkpoint, dst)
 
 
 @app.command("rtf")
