@@ -93,7 +93,7 @@ def test_the_face_follows_the_person_first_then_the_other_avatar() -> None:
     voice = KokoroTTS(AppSettings().cache_dir).synthesize("Good morning, how can I help?", "jm_kumo") * 32767
     for k in range(0, voice.size - 480, 480):  # the other avatar's 20 ms output frames at 24 kHz
         listening.hear(voice[k : k + 480].astype(np.int16))
-        if listening.peer.vad.speaking:
+        if listening.peer.voice.vad.speaking:
             break
     other = listening.frame(3.0)
     assert other.speaking and other.t == 3.0 and listening.peer_heard_speaking  # on the listener's clock
