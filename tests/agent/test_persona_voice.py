@@ -9,6 +9,7 @@ import torch
 from typer.testing import CliRunner
 
 from agent.persona import PersonaError, load_persona
+from avatar_core.config import KOKORO_VOICES
 from avatar_core.model.avflow import AVFlow
 from avatar_core.model.config import SIZES, ModelConfig
 from avatar_core.model.train import save_checkpoint
@@ -48,14 +49,18 @@ def two_voices(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return path
 
 
-def test_unknown_joint_speaker_is_an_error_naming_the_valid_ones(tmp_path: Path) -> None:
-    # The committed checkpoint knows jf_alpha only.
+def test_unknown_joint_speaker_is_an_error_naming_the_valid_ones(tmp_path: Path, two_voices: Path) -> None:
     with pytest.raises(PersonaError) as caught:
         load_persona(str(persona_file(tmp_path, "jf_nezumi")))
     [issue] = caught.value.issues
     assert issue.location == "voice.speaker"
-    assert "jf_nezumi" in issue.message and "jf_alpha" in issue.message
+    assert "jf_nezumi" in issue.message and "jf_alpha, jm_kumo" in issue.message
     assert "jf_alpha" in issue.hint and "cascade" in issue.hint
+
+
+@pytest.mark.parametrize("speaker", KOKORO_VOICES)
+def test_the_committed_checkpoint_speaks_every_kokoro_voice(tmp_path: Path, speaker: str) -> None:
+    assert load_persona(str(persona_file(tmp_path, speaker))).voice.speaker == speaker
 
 
 def test_cascade_speaks_any_kokoro_voice(tmp_path: Path) -> None:
@@ -84,8 +89,8 @@ def test_an_unreadable_checkpoint_is_named(tmp_path: Path, monkeypatch: pytest.M
         load_persona(str(persona_file(tmp_path, "jf_alpha")))
 
 
-def test_validate_command_lists_the_speakers(tmp_path: Path) -> None:
-    result = runner.invoke(app, ["persona", "validate", str(persona_file(tmp_path, "jm_kumo"))])
+def test_validate_command_lists_the_speakers(tmp_path: Path, two_voices: Path) -> None:
+    result = runner.invoke(app, ["persona", "validate", str(persona_file(tmp_path, "jf_nezumi"))])
     assert result.exit_code == 2
     assert "voice.speaker" in result.output and "jf_alpha" in result.output
     assert "Traceback" not in result.output

@@ -24,7 +24,7 @@ from polling import waiter
 from test_livekit_doubles import PlayedAudio, PlayedVideo, RecordingRoom, RemoteParticipant, ScriptedReader
 
 from agent.persona import Persona, load_persona
-from avatar_core.config import AppSettings
+from avatar_core.config import KOKORO_VOICES, AppSettings
 from avatar_core.engine import Engine
 from avatar_core.model.avflow import AVFlow
 from avatar_core.model.config import SIZES, ModelConfig
@@ -41,7 +41,7 @@ RATE = 24_000
 @pytest.fixture(scope="module")
 def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     torch.manual_seed(0)
-    net = AVFlow(ModelConfig.model_validate(SIZES["tiny"]), len(VOCAB))
+    net = AVFlow(ModelConfig.model_validate({**SIZES["tiny"], "voices": KOKORO_VOICES}), len(VOCAB))
     path: Path = tmp_path_factory.mktemp("model") / "tiny.pt"
     save_checkpoint(path, net, {"step": 0})
     return path

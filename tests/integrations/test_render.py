@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from avatar_core.config import KOKORO_VOICES
 from avatar_core.model.avflow import AVFlow
 from avatar_core.model.config import SIZES, ModelConfig
 from avatar_core.model.train import save_checkpoint
@@ -23,7 +24,7 @@ DYAD = [sys.executable, "-m", "integrations.cli.main"]
 @pytest.fixture(scope="module")
 def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     torch.manual_seed(0)
-    net = AVFlow(ModelConfig.model_validate(SIZES["tiny"]), len(VOCAB))
+    net = AVFlow(ModelConfig.model_validate({**SIZES["tiny"], "voices": KOKORO_VOICES}), len(VOCAB))
     with torch.no_grad():
         net.duration[-1].bias.fill_(1.6)  # about 100 ms per phoneme
     path: Path = tmp_path_factory.mktemp("model") / "tiny.pt"

@@ -17,8 +17,9 @@ QUESTIONS = ["When do you open on Saturday?", "How do I get a library card?", "C
 
 
 def persona(**llm: str) -> Persona:
-    """The library receptionist (a cascade voice, knowledge files) on an LLM that is never called."""
+    """The library receptionist (in cascade mode, knowledge files) on an LLM that is never called."""
     data = load_persona("library_receptionist").model_dump()
+    data["voice"]["mode"] = "cascade"
     data["llm"].update({"base_url": "http://127.0.0.1:9/v1", "greeting": "", **llm})
     data["appearance"]["video"].update({"width": 128, "height": 128})
     return Persona.model_validate(data)
