@@ -1,11 +1,13 @@
 """Lifecycles shared by every transport and command: stopping on signals, background tasks kept until
-they end, and closing a Session that may hang. Light on imports, so any command can use it."""
+they end, closing a Session that may hang, and how many sessions to serve at once. Light on imports, so any
+command can use it."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 import time
 from collections.abc import Callable, Coroutine, Iterator
@@ -16,6 +18,17 @@ if TYPE_CHECKING:
     from avatar_core.engine import Engine
 
 log = logging.getLogger(__name__)
+
+# Sessions one process serves at once by default: one per core. Measured with the joint voice on the 2-core
+# machine (bench/sessions.py, bench/results/sessions.json): two sessions held 25 fps with no frame gap over
+# 100 ms and voice to voice p95 0.94 s; three had frame gaps.
+SESSIONS_PER_CORE = 1
+
+
+def default_max_sessions() -> int:
+    """How many sessions (browser tabs, kiosk sessions, worker rooms) to serve at once on this machine."""
+    return max(1, SESSIONS_PER_CORE * (os.cpu_count() or 1))
+
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 

@@ -10,6 +10,7 @@ import typer
 from rich.console import Console
 
 from avatar_core.config import AppSettings
+from integrations.lifecycle import default_max_sessions
 
 app = typer.Typer(help="Join LiveKit rooms as an AI participant.", no_args_is_help=True)
 err = Console(stderr=True, soft_wrap=True)
@@ -37,7 +38,7 @@ def worker(
     ),
     url: str | None = typer.Option(None, "--url", help="LiveKit server URL (env LIVEKIT_URL)"),
     max_sessions: int = typer.Option(
-        max(1, (os.cpu_count() or 2) - 1), "--max-sessions", min=1, help="rooms at once (about a core each)"
+        default_max_sessions(), "--max-sessions", min=1, help="rooms at once (one per core)"
     ),
     idle_processes: int = typer.Option(1, "--idle-processes", min=0, help="room processes kept prewarmed"),
     agent_name: str = typer.Option(

@@ -12,6 +12,7 @@ from rich.table import Table
 from avatar_core.config import AppSettings
 from integrations.cli import chat, dialogue, doctor, kiosk, livekit, persona, render, train, vocoder
 from integrations.cli.logs import configure_logging
+from integrations.lifecycle import default_max_sessions
 
 app = typer.Typer(
     name="dyad",
@@ -99,7 +100,9 @@ def serve(
     ),
     port: int = typer.Option(8080, "--port", help="port to listen on"),
     persona_name: str | None = typer.Option(None, "--persona", help="persona name or YAML path"),
-    max_sessions: int = typer.Option(2, "--max-sessions", min=1, help="browser tabs served at once"),
+    max_sessions: int = typer.Option(
+        default_max_sessions(), "--max-sessions", min=1, help="browser tabs served at once (one per core)"
+    ),
     ice_server: list[str] = typer.Option(
         [],
         "--ice-server",
