@@ -1,4 +1,4 @@
-"""`dyad train data` -> `dyad train fit` -> `dyad train export` -> `dyad train eval` on a few seconds of real teacher data."""
+"""`dyad train data` -> `fit` -> `export` -> `eval` on a few seconds of real teacher data."""
 
 from __future__ import annotations
 
