@@ -352,13 +352,5 @@ async def test_an_llm_error_before_any_text_still_raises() -> None:
         return web.json_response({"error": {"message": "bad model"}}, status=400)
 
     async with tool_server(script) as server:
-        persona = remote_persona(server.base_url)
-        answerer = Answerer(persona, now=lambda: NOW)
-        answer = answerer.answer(QUESTION)
-        assert isinstance(answer, LLMAnswer)
-        llm = ChatLLM(persona.llm, server.base_url)
-        try:
-            with pytest.raises(LLMError, match="bad model"):
-                await reply_of(answerer, llm, answer)
-        finally:
-            await llm.aclose()
+        with pytest.raises(LLMError, match="bad model"):
+            await remote_reply(server)
