@@ -16,7 +16,11 @@ threads, open files, asyncio tasks, CPU, video fps and frame gaps over 100 ms, t
 lag (a starved loop is the bench's fault, a late engine the product's), audio/video drift (audio
 seconds sent vs video frames sent / fps vs the wall clock), voice-to-voice p50/p95 and the turns,
 backchannels and barge-ins counted from the Session's events. ``--events`` writes every Session event
-as a JSON line, for finding out why a turn went wrong.
+as a JSON line, for finding out why a turn went wrong. ``--trace-memory`` adds, to every report, where
+memory went: the Python heap traced by ``tracemalloc`` (started once the models are loaded) with the
+source lines that grew most since then, and glibc's own count of the bytes ``malloc`` has handed out
+and holds (``mallinfo2``), so growth in Python objects, in native allocations and in heap fragmentation
+can be told apart. Tracing slows Python's allocations: use it to find a leak, not for the other figures.
 """
 
 from __future__ import annotations
@@ -24,11 +28,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import ctypes
 import json
 import os
 import sys
 import threading
 import time
+import tracemalloc
 from collections import Counter, deque
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field, fields, replace
@@ -440,11 +446,69 @@ class _Mark:
     barge: int
 
 
+class _MallInfo2(ctypes.Structure):
+    _fields_ = [(name, ctypes.c_size_t) for name in (
+        "arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks", "fordblks",
+        "keepcost",
+    )]  # fmt: skip
+
+
+class MemoryTrace:
+    """Where the memory went since :meth:`start`: tracemalloc's Python heap and glibc's malloc counts."""
+
+    TOP = 8
+
+    def __init__(self) -> None:
+        self._baseline: tracemalloc.Snapshot | None = None
+        self._mallinfo2: Any = None
+        try:
+            libc = ctypes.CDLL("libc.so.6")
+            self._mallinfo2 = libc.mallinfo2
+            self._mallinfo2.restype = _MallInfo2
+        except (OSError, AttributeError):  # not glibc >= 2.33
+            pass
+
+    def start(self) -> None:
+        tracemalloc.start(10)
+        self._baseline = tracemalloc.take_snapshot()
+
+    def report(self) -> dict[str, Any]:
+        """Traced and malloc'd megabytes now, and the lines whose allocations grew most."""
+        out: dict[str, Any] = {}
+        if self._mallinfo2 is not None:
+            info = self._mallinfo2()
+            # in use: handed out by malloc (heap + mmapped); free: held in the heap but unused
+            out["malloc_in_use_mb"] = round((info.uordblks + info.hblkhd) / 2**20, 1)
+            out["malloc_free_held_mb"] = round(info.fordblks / 2**20, 1)
+        if self._baseline is not None:
+            snapshot = tracemalloc.take_snapshot().filter_traces(
+                [tracemalloc.Filter(False, tracemalloc.__file__)]
+            )
+            out["python_traced_mb"] = round(tracemalloc.get_traced_memory()[0] / 2**20, 1)
+            growth = snapshot.compare_to(self._baseline, "lineno")[: self.TOP]
+            out["python_growth"] = [
+                {
+                    "where": str(stat.traceback[0]),
+                    "kb": round(stat.size_diff / 1024),
+                    "count": stat.count_diff,
+                }
+                for stat in growth
+            ]
+        return out
+
+
 class Reporter:
     """Snapshots of the process and the sessions, each covering the interval since the last."""
 
-    def __init__(self, meters: list[Meter], lag: LoopLag, fps: float, server_pid: int | None) -> None:
-        self.meters, self.lag, self.fps = meters, lag, fps
+    def __init__(
+        self,
+        meters: list[Meter],
+        lag: LoopLag,
+        fps: float,
+        server_pid: int | None,
+        memory: MemoryTrace | None = None,
+    ) -> None:
+        self.meters, self.lag, self.fps, self.memory = meters, lag, fps, memory
         self.process = psutil.Process()
         self.server = psutil.Process(server_pid) if server_pid is not None else None
         self.start = time.monotonic()
@@ -509,6 +573,8 @@ class Reporter:
             "turns": {f.name: getattr(counts, f.name) for f in fields(Tally)
                       if f.name not in ("video_frames", "audio_samples", "gaps_over_100ms")},
         }  # fmt: skip
+        if self.memory is not None:
+            report["memory"] = self.memory.report()
         if not whole_run:
             self._mark = now
             self.lag.max_ms = 0.0
@@ -549,6 +615,7 @@ async def run_sessions(
     label: str,
     events_path: Path | None = None,
     mix: tuple[float, float, float] = MIX,
+    trace_memory: bool = False,
 ) -> dict[str, Any]:
     """``n`` concurrent sessions sharing one set of models for ``minutes``; a report every
     ``report_every_min`` minutes (printed as a JSON line) and the summary of the whole run. ``mix``: see
@@ -570,13 +637,16 @@ async def run_sessions(
             rss_models_mb = round(psutil.Process().memory_info().rss / 2**20, 1)
             server = models.server
             server_pid = server.pid if server is not None else None
-            reporter = Reporter(meters, lag, float(persona.appearance.video.fps), server_pid)
+            memory = MemoryTrace() if trace_memory else None
+            reporter = Reporter(meters, lag, float(persona.appearance.video.fps), server_pid, memory)
             mics = [Mic(t) for t in transports]
             background = [asyncio.create_task(watch_loop(lag))]
             for transport, mic in zip(transports, mics, strict=True):
                 transport.start_output()
                 background.append(asyncio.create_task(mic.run()))
                 await transport.session.start()
+            if memory is not None:
+                memory.start()
             until = reporter.start + 60 * minutes
             people = [
                 asyncio.create_task(person(mic, questions, backchannel, until, k, mix))
@@ -642,6 +712,9 @@ def main() -> None:
         help="shares of listen,backchannel,barge-in once an answer is audible (e.g. 0.2,0.4,0.4 to see "
         "all three in a short run)",
     )
+    parser.add_argument(
+        "--trace-memory", action="store_true", help="report where memory grows (tracemalloc, mallinfo2)"
+    )
     args = parser.parse_args()
     shares = [float(x) for x in args.mix.split(",")]
     if len(shares) != 3 or min(shares) < 0 or abs(sum(shares) - 1) > 1e-6:
@@ -651,7 +724,16 @@ def main() -> None:
     mix = (shares[0], shares[1], shares[2])
     persona = load_persona(args.persona)
     result = asyncio.run(
-        run_sessions(persona, args.sessions, args.minutes, args.report_every, args.label, args.events, mix)
+        run_sessions(
+            persona,
+            args.sessions,
+            args.minutes,
+            args.report_every,
+            args.label,
+            args.events,
+            mix,
+            args.trace_memory,
+        )
     )
     first = result["reports"][0] if result["reports"] else None
     final = result["final"]

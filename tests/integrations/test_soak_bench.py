@@ -1,11 +1,12 @@
 """The soak bench's own bookkeeping (``bench/soak.py``), without models: the simulated person's
-microphone, its backchannel, and how replies, backchannels and barge-ins are counted."""
+microphone, its backchannel, how replies, backchannels and barge-ins are counted, and its memory trace."""
 
 from __future__ import annotations
 
 import asyncio
 import importlib.util
 import sys
+import tracemalloc
 from pathlib import Path
 from types import ModuleType
 from typing import Any, cast
@@ -87,3 +88,19 @@ def test_loop_lag_watcher_stops_when_cancelled() -> None:
         assert lag.run_max_ms >= 0.0 and task.cancelled()
 
     asyncio.run(run())
+
+
+def test_memory_trace_reports_python_growth_and_malloc_counts() -> None:
+    trace = soak.MemoryTrace()
+    trace.start()
+    try:
+        kept = [bytearray(4096) for _ in range(500)]  # about 2 MB allocated on one line after the start
+        report = trace.report()
+    finally:
+        tracemalloc.stop()
+    assert report["python_traced_mb"] >= 1.5
+    top = report["python_growth"][0]
+    assert "test_soak_bench.py" in top["where"] and top["kb"] >= 1900 and top["count"] >= 500
+    if "malloc_in_use_mb" in report:  # glibc >= 2.33
+        assert report["malloc_in_use_mb"] > 0
+    assert len(kept) == 500
