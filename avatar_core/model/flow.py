@@ -120,16 +120,19 @@ def euler(
     steps: int = 8,
     speech: Tensor | None = None,
     generator: torch.Generator | None = None,
+    temperature: float = 1.0,
 ) -> tuple[Tensor, Tensor]:
     """Integrate both flows from t = 0 to 1 with ``steps`` Euler steps -> normalised (B,T,F), (B,T,M).
 
     With ``speech`` (normalised, (B, T, F)) the speech tower reads it at t = 1 and only motion is
-    generated (audio-driven mode).
+    generated (audio-driven mode). ``temperature`` scales the speech tower's source noise around its
+    prior (Grad-TTS's temperature): below 1 the speech is clearer and its prosody plainer; motion
+    always starts from the trained noise.
     """
     b, t = cond.shape[:2]
     valid = torch.ones(b, t, dtype=torch.bool, device=cond.device)
     noise = model.config.noise_scale
-    xs0 = speech if speech is not None else mu_s + noise * _randn(mu_s, generator)
+    xs0 = speech if speech is not None else mu_s + temperature * noise * _randn(mu_s, generator)
     xm0 = mu_m + noise * _randn(mu_m, generator)
 
     def velocity(tau: Tensor, x: tuple[Tensor, ...]) -> tuple[Tensor, ...]:

@@ -37,6 +37,9 @@ __all__ = ["JointModel", "JointOutput", "ModelMissingError", "checkpoint_path", 
 
 LEAD_FRAMES = 2  # silence kept before the first phoneme (50 ms): more is pure latency
 TAIL_FRAMES = (3, 10)  # the closing pad's duration is kept in this range
+# The speech flow's sampling temperature (docs/design.md, "The joint model"): chosen by measurement,
+# see the model card's "Sampling temperature" table.
+SPEECH_TEMPERATURE = 0.4
 
 
 @dataclass(frozen=True)
@@ -63,7 +66,8 @@ def silent_partner(frames: int) -> FloatArray:
 
 class JointModel:
     """A loaded checkpoint. ``steps``: Euler steps (8 by default, as AV-Flow); ``vocoder``: what turns
-    its speech features into audio (default: the bundled neural vocoder)."""
+    its speech features into audio (default: the bundled neural vocoder); ``temperature``: the scale of
+    the speech flow's source noise (:data:`SPEECH_TEMPERATURE`; 1 samples as trained)."""
 
     def __init__(
         self,
@@ -72,6 +76,7 @@ class JointModel:
         threads: int | None = None,
         seed: int = 0,
         vocoder: SpeechVocoder | None = None,
+        temperature: float = SPEECH_TEMPERATURE,
     ) -> None:
         from avatar_core.model.train import load_model
 
@@ -86,8 +91,11 @@ class JointModel:
         self.path = path
         self.model: AVFlow
         self.model, self.info = load_model(path)
+        if temperature < 0:
+            raise ValueError(f"temperature must be >= 0, got {temperature}")
         self.steps = steps
         self.seed = seed
+        self.temperature = temperature
         self.vocoder = vocoder if vocoder is not None else load_speech_vocoder()
         self._world = WorldVocoder()
         self._lock = threading.Lock()  # one inference at a time per model
@@ -158,14 +166,7 @@ class JointModel:
             durations = phone_frames(real)  # (1, N)
             durations[0, 0] = LEAD_FRAMES
             durations[0, -1] = durations[0, -1].clamp(*TAIL_FRAMES)
-            frames = int(durations.sum())
-            cond, mu_s, mu_m = m.condition(h, durations, frames, speaker, torch.ones(1, dtype=torch.bool))
-            p = partner if partner is not None else silent_partner(frames)
-            p_t = torch.from_numpy(_fit(p, frames))[None]
-            xs, xm = euler(m, cond, mu_s, mu_m, p_t, steps or self.steps, generator=self._generator(text))
-            speech, channels = m.denormalize(xs, xm)
-            motion = clip(m.motion_frames(channels)[0].numpy())
-            speech_np = speech[0].numpy().copy()
+            speech_np, motion = self._sample(h, durations, speaker, partner, steps, text)
             speech_np[:, features.LF0] += pitch_semitones * np.log(2.0) / 12.0
         model_s = time.perf_counter() - start
         start = time.perf_counter()
@@ -175,6 +176,46 @@ class JointModel:
         symbols = ["" if i == 0 else VOCAB[i] for i in ids]
         phones = [Phone(s, float(edges[k]), float(edges[k + 1])) for k, s in enumerate(symbols)]
         return JointOutput(audio, motion, speech_np, phones, model_s, vocoder_s)
+
+    def _sample(
+        self,
+        h: torch.Tensor,
+        durations: torch.Tensor,
+        speaker: torch.Tensor,
+        partner: FloatArray | None,
+        steps: int | None,
+        key: str,
+    ) -> tuple[FloatArray, FloatArray]:
+        """Encoded text h (1, N, C) held for ``durations`` (1, N) frames -> speech features (T, F) and
+        motion (T, D); the caller holds the lock."""
+        m = self.model
+        frames = int(durations.sum())
+        cond, mu_s, mu_m = m.condition(h, durations, frames, speaker, torch.ones(1, dtype=torch.bool))
+        p = partner if partner is not None else silent_partner(frames)
+        p_t = torch.from_numpy(_fit(p, frames))[None]
+        xs, xm = euler(
+            m, cond, mu_s, mu_m, p_t, steps or self.steps,
+            generator=self._generator(key), temperature=self.temperature,
+        )  # fmt: skip
+        speech, channels = m.denormalize(xs, xm)
+        return speech[0].numpy().copy(), clip(m.motion_frames(channels)[0].numpy())
+
+    @torch.inference_mode()
+    def speech_for(
+        self, tokens: npt.NDArray[np.int64], durations: npt.NDArray[np.int64], voice: str, key: str
+    ) -> FloatArray:
+        """The speech features (T, F) the model predicts for phoneme ``tokens`` (N,) held for given
+        ``durations`` (N,) frames (a teacher's), so they line up with that teacher's audio frame by frame:
+        the vocoder's fine-tuning data (``dyad vocoder gta``)."""
+        voice = check_speaker(voice, self.voices, self.path)
+        with self._lock:
+            m = self.model
+            ids = torch.from_numpy(np.asarray(tokens, np.int64))[None]  # (1, N)
+            speaker = torch.tensor([self.voices.index(voice)])
+            h, _ = m.encode_text(ids, torch.ones_like(ids, dtype=torch.bool), speaker)
+            dur = torch.from_numpy(np.asarray(durations, np.int64))[None]  # (1, N)
+            speech, _ = self._sample(h, dur, speaker, None, None, key)
+        return speech
 
     @torch.inference_mode()
     def drive(self, audio: npt.NDArray[np.float32], partner: FloatArray | None = None) -> FloatArray:

@@ -133,8 +133,13 @@ def fit(
     out: Path,
     config: VocoderFitConfig,
     progress: Callable[[int, int, dict[str, float]], None] | None = None,
+    init: Path | None = None,
 ) -> Path:
-    """Train (or continue training) into ``out``; returns the path of ``last.pt``."""
+    """Train (or continue training) into ``out``; returns the path of ``last.pt``.
+
+    ``init``: a new run starts from that vocoder checkpoint's weights and feature statistics
+    (fine-tuning, e.g. on ``dyad vocoder gta`` data) instead of from scratch; a resumed run ignores it.
+    """
     out.mkdir(parents=True, exist_ok=True)
     train = config.train
     device = setup(train)
@@ -149,6 +154,12 @@ def fit(
     resumed = resume(last, model, opt, train.seed, device)
     if resumed:
         rng = resumed[2]
+    elif init is not None:
+        start, _ = load_vocoder(init, device)
+        if start.config != model.config:
+            raise RuntimeError(f"{init}: its network ({start.config}) is not this config's ({model.config})")
+        model.load_state_dict(start.state_dict())
+        log.info("fine-tuning from %s", init)
     else:
         mean, std = clips.statistics()
         model.set_statistics(mean.to(device), std.to(device))

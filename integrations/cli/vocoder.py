@@ -1,7 +1,8 @@
-"""``dyad vocoder fit|rtf``: the neural vocoder of the joint model's speech features."""
+"""``dyad vocoder fit|gta|export|rtf``: the neural vocoder of the joint model's speech features."""
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 from pathlib import Path
@@ -15,6 +16,7 @@ from integrations.cli.fitting import (
     STEPS_OPTION,
     TIME_LIMIT_OPTION,
     fail,
+    progress_bar,
     run_export,
     run_fit,
 )
@@ -30,12 +32,48 @@ def fit(
     out: Path = typer.Option(..., "--out", help="run folder (resumed if it has last.pt)"),
     steps: int | None = STEPS_OPTION,
     time_limit_min: float | None = TIME_LIMIT_OPTION,
+    init: Path | None = typer.Option(
+        None, "--init", help="start a new run from this vocoder checkpoint's weights (fine-tuning)"
+    ),
 ) -> None:
     """Train the vocoder on a dataset's stored speech: resumable checkpoints and loss.csv in --out."""
     from avatar_core.vocoder.config import load_vocoder_config
     from avatar_core.vocoder.train import fit as fit_vocoder
 
-    run_fit("vocoder", load_vocoder_config, fit_vocoder, config, data_dir, out, steps, time_limit_min)
+    if init is not None and not init.is_file():
+        raise fail(f"--init {init}: no such checkpoint; give a vocoder run's last.pt or an exported copy")
+    fit_from = functools.partial(fit_vocoder, init=init)
+    run_fit("vocoder", load_vocoder_config, fit_from, config, data_dir, out, steps, time_limit_min)
+
+
+@app.command("gta")
+def gta(
+    data_dir: Path = DATA_OPTION,
+    out: Path = typer.Option(..., "--out", help="folder of the fine-tuning samples (resumed if it has some)"),
+    checkpoint: Path | None = typer.Option(
+        None, "--checkpoint", help="joint-model checkpoint (default: the bundled one)"
+    ),
+    temperature: float | None = typer.Option(
+        None, "--temperature", help="speech sampling temperature (default: the one dyad speaks with)"
+    ),
+) -> None:
+    """Write the vocoder's fine-tuning data: the joint model's speech features for every speaking sample
+    of --data, predicted with the teacher's durations so they line up with its audio."""
+    from avatar_core.data.samples import DatasetError
+    from avatar_core.model.checkpoint import ModelMissingError
+    from avatar_core.vocoder.gta import write_gta
+
+    with progress_bar() as bar:
+        task = bar.add_task("gta", total=None, status="")
+
+        def report(done: int, total: int) -> None:
+            bar.update(task, completed=done, total=total)
+
+        try:
+            written = write_gta(data_dir, out, checkpoint, temperature, report)
+        except (DatasetError, ModelMissingError, ValueError) as exc:
+            raise fail(str(exc)) from None
+    print(json.dumps({"written": written, "out": str(out)}))
 
 
 @app.command("export")
