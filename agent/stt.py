@@ -11,7 +11,7 @@ import io
 import logging
 import os
 import wave
-from concurrent.futures import Future
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 from urllib.parse import urlsplit
@@ -21,7 +21,6 @@ import openai
 from numpy.typing import NDArray
 
 from agent.persona import STTConfig
-from avatar_core.priority import background_pool
 from avatar_core.speech.whisper import (
     COMPRESSION_RATIO_MAX,
     FULL_WINDOW_S,
@@ -121,7 +120,7 @@ class WhisperSTT:
         self.beam_size = beam_size
         self.cpu_threads = cpu_threads
         self.min_window_s = min_window_s
-        self._executor = background_pool("dyad-whisper")
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="dyad-whisper")
         self._model: Future[WhisperModel] = self._executor.submit(self._load)
         self._closed = False
 

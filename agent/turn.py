@@ -41,7 +41,6 @@ import numpy.typing as npt
 
 from agent.persona import TurnTakingConfig
 from avatar_core.bundled import MissingModelError
-from avatar_core.priority import background_pool
 
 F32 = npt.NDArray[np.float32]
 log = logging.getLogger(__name__)
@@ -295,7 +294,7 @@ class TurnDetector:
             return self._decide(None)
         audio = self.turn_audio()
         if self._pool is None:
-            self._pool = background_pool("dyad-turn")
+            self._pool = ThreadPoolExecutor(1, thread_name_prefix="dyad-turn")
         return await asyncio.get_running_loop().run_in_executor(self._pool, self._decide, audio)
 
     def _decide(self, audio: F32 | None) -> TurnDecision:

@@ -16,6 +16,7 @@ import logging
 import time
 from collections import deque
 from collections.abc import AsyncIterable, Coroutine
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -25,7 +26,6 @@ import numpy.typing as npt
 from avatar_core.engine.clock import Clock
 from avatar_core.frames import AUDIO_FRAME_SAMPLES, AUDIO_RATE
 from avatar_core.motion import FloatArray, resample
-from avatar_core.priority import background_pool
 from avatar_core.speech.features import HOP, MODEL_FPS
 from avatar_core.text.chunking import SentenceChunker
 from avatar_core.voice import AudioDriver, Utterance, Voice
@@ -171,7 +171,7 @@ class Speaker:
         self.driver = driver
         self.paused = False
         self._queue: deque[SpeechHandle] = deque()
-        self._pool = background_pool("dyad-synth")
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="dyad-synth")
         self._tasks: set[asyncio.Task[None]] = set()
 
     async def warm_up(self) -> None:

@@ -23,7 +23,6 @@ from types import TracebackType
 from typing import IO
 
 from avatar_core import bundled
-from avatar_core.priority import lower_priority
 
 log = logging.getLogger(__name__)
 
@@ -179,9 +178,6 @@ class LocalLLMServer:
         self._process = await asyncio.create_subprocess_exec(
             *args, stdout=asyncio.subprocess.DEVNULL, stderr=self._log
         )
-        # Background priority, set before the model loads, so llama.cpp's threads inherit it: a reply
-        # may wait a little, a video frame may not (docs/design.md, "Priorities").
-        lower_priority(self._process.pid)
         try:
             await self._wait_ready()
         except BaseException:
