@@ -1,12 +1,15 @@
 """The joint model's own speech through each vocoder, judged by Whisper. Prints JSON lines.
 
     nice .venv/bin/python bench/vocoders.py [--sentences 40] [--checkpoint PATH] [--voices V,...]
-        [--vocoder NAME=CHECKPOINT ...] [--out FILE]
+        [--vocoder NAME=CHECKPOINT ...] [--temperatures 1.0,0.4] [--out FILE]
 
 For each of the first ``--sentences`` held-out sentences the joint model generates speech features once
-(8 Euler steps); each vocoder (``world``: pyworld, ``neural``: the bundled network, plus any
-``--vocoder NAME=CHECKPOINT``) turns them into audio, and Whisper tiny.en's corpus WER per voice and vocoder
-is printed. This is what a person hears, where ``bench/ceiling.py`` vocodes the teacher's features.
+per speech temperature (8 Euler steps; default: the temperature dyad speaks with); each vocoder (``world``:
+pyworld, ``neural``: the bundled network, plus any ``--vocoder NAME=CHECKPOINT``) turns them into audio,
+and Whisper tiny.en's corpus WER per voice and vocoder
+is printed, with the spread of the predicted F0 (standard deviation over voiced frames, semitones, mean
+over sentences: how much prosody the temperature leaves). This is what a person hears, where
+``bench/ceiling.py`` vocodes the teacher's features.
 """
 
 from __future__ import annotations
@@ -15,10 +18,21 @@ import argparse
 import json
 from pathlib import Path
 
+import numpy as np
+
 from avatar_core.data import corpus
 from avatar_core.eval.judge import spoken_wer, transcriber
-from avatar_core.model.inference import JointModel
+from avatar_core.model.inference import SPEECH_TEMPERATURE, JointModel
+from avatar_core.speech import features
 from avatar_core.vocoder.infer import NeuralVocoder, SpeechVocoder, WorldVocoder, bundled_vocoder
+
+
+def f0_spread(speech: np.ndarray) -> float:
+    """Standard deviation of log F0 over the voiced frames of features (T, F), in semitones."""
+    voiced = speech[:, features.VOICED] > 0.5
+    if voiced.sum() < 2:
+        return 0.0
+    return float(np.std(speech[voiced, features.LF0]) * 12 / np.log(2))
 
 
 def main() -> None:
@@ -27,8 +41,12 @@ def main() -> None:
     parser.add_argument("--checkpoint", type=Path, default=None, help="default: the bundled joint model")
     parser.add_argument("--voices", default="", help="comma-separated (default: the checkpoint's)")
     parser.add_argument("--vocoder", action="append", default=[], help="NAME=CHECKPOINT, more to compare")
+    parser.add_argument(
+        "--temperatures", default=str(SPEECH_TEMPERATURE), help="comma-separated speech temperatures"
+    )
     parser.add_argument("--out", type=Path, default=None, help="also write the results here (JSON)")
     args = parser.parse_args()
+    temperatures = [float(t) for t in args.temperatures.split(",")]
     vocoders: dict[str, SpeechVocoder] = {
         "world": WorldVocoder(),
         "neural": NeuralVocoder.load(bundled_vocoder()),
@@ -43,17 +61,25 @@ def main() -> None:
     voices = args.voices.split(",") if args.voices else list(model.voices)
     transcribe = transcriber()
     rows = []
-    for voice in voices:
-        speech = [model.generate(text, voice).speech for text in sentences]  # (T, F) each
-        row: dict[str, object] = {"voice": voice, "sentences": len(sentences)}
-        for name, vocoder in vocoders.items():
-            heard = [transcribe(vocoder.synthesize(f)) for f in speech]
-            row[name] = round(spoken_wer(sentences, heard), 4)
-        rows.append(row)
-        print(json.dumps(row), flush=True)
+    for temperature in temperatures:
+        model.temperature = temperature
+        for voice in voices:
+            speech = [model.generate(text, voice).speech for text in sentences]  # (T, F) each
+            row: dict[str, object] = {
+                "voice": voice,
+                "temperature": temperature,
+                "sentences": len(sentences),
+                "f0_spread_semitones": round(float(np.mean([f0_spread(f) for f in speech])), 2),
+            }
+            for name, vocoder in vocoders.items():
+                heard = [transcribe(vocoder.synthesize(f)) for f in speech]
+                row[name] = round(spoken_wer(sentences, heard), 4)
+            rows.append(row)
+            print(json.dumps(row), flush=True)
     if args.out is not None:
         command = "bench/vocoders.py " + " ".join(
-            [f"--sentences {args.sentences}"] + [f"--vocoder {v}" for v in args.vocoder]
+            [f"--sentences {args.sentences}", f"--temperatures {args.temperatures}"]
+            + [f"--vocoder {v}" for v in args.vocoder]
         )
         args.out.write_text(json.dumps({"command": command, "voices": rows}, indent=1) + "\n")
 
