@@ -61,7 +61,7 @@ def gta(
     of --data, predicted with the teacher's durations so they line up with its audio."""
     from avatar_core.data.samples import DatasetError
     from avatar_core.model.checkpoint import ModelMissingError
-    from avatar_core.vocoder.gta import write_gta
+    from avatar_core.model.gta import write_gta
 
     with progress_bar() as bar:
         task = bar.add_task("gta", total=None, status="")

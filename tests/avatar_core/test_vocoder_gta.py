@@ -10,11 +10,11 @@ import torch
 
 from avatar_core.data.samples import Sample, load_sample, sample_paths
 from avatar_core.model.checkpoint import bundled_checkpoint
+from avatar_core.model.gta import write_gta
 from avatar_core.model.inference import JointModel
 from avatar_core.motion import MOTION_DIM
 from avatar_core.partner import PARTNER_DIM
 from avatar_core.speech.features import FEATURE_DIM, HOP, MODEL_FPS
-from avatar_core.vocoder.gta import write_gta
 from avatar_core.vocoder.train import fit, load_vocoder
 from tests.avatar_core.test_vocoder import losses, tiny_fit, vowel, write_clip
 
