@@ -32,11 +32,10 @@ def write_gta(
 ) -> int:
     """Write one GTA sample into ``out`` for each speaking sample (with audio, in one of the checkpoint's
     voices) of ``data_dir``; returns how many were written now (blocking: torch)."""
-    from avatar_core.model.inference import JointModel
+    from avatar_core.model.inference import SPEECH_TEMPERATURE, JointModel
 
-    model = JointModel(checkpoint)
-    if temperature is not None:  # otherwise the temperature the model speaks with at run time
-        model.temperature = temperature
+    # by default the temperature the model speaks with at run time; the constructor checks the value
+    model = JointModel(checkpoint, temperature=SPEECH_TEMPERATURE if temperature is None else temperature)
     out.mkdir(parents=True, exist_ok=True)
     paths = sample_paths(data_dir)
     written = 0

@@ -80,6 +80,8 @@ class JointModel:
     ) -> None:
         from avatar_core.model.train import load_model
 
+        if temperature < 0:  # before the load: a bad argument costs nothing
+            raise ValueError(f"temperature must be >= 0, got {temperature}")
         path = checkpoint_path(checkpoint)
         if not path.exists():
             raise ModelMissingError(
@@ -91,8 +93,6 @@ class JointModel:
         self.path = path
         self.model: AVFlow
         self.model, self.info = load_model(path)
-        if temperature < 0:
-            raise ValueError(f"temperature must be >= 0, got {temperature}")
         self.steps = steps
         self.seed = seed
         self.temperature = temperature
