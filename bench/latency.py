@@ -32,6 +32,7 @@ from agent.persona import Persona, load_persona
 from avatar_core.config import AppSettings
 from avatar_core.frames import AudioFrame
 from avatar_core.tts.kokoro import KokoroTTS
+from integrations.lifecycle import cap_malloc_arenas
 from integrations.stack import open_stack
 
 QUESTIONS = [
@@ -169,6 +170,7 @@ async def run(turns: int, barge_ins: int, persona: Persona) -> dict[str, object]
 
 
 def main() -> None:
+    cap_malloc_arenas()  # as `dyad` does: the product's memory, measured
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )

@@ -52,6 +52,7 @@ from avatar_core.config import AppSettings
 from avatar_core.engine import Engine, RealClock
 from avatar_core.frames import AUDIO_RATE, AudioFrame, OutputFrame
 from avatar_core.tts.kokoro import KokoroTTS
+from integrations.lifecycle import cap_malloc_arenas
 from integrations.stack import AvatarStack, SharedModels, open_stack
 from integrations.transport import USER_RATE, AvatarTransport
 
@@ -698,6 +699,7 @@ async def _stacks(persona: Persona, models: SharedModels, n: int) -> AsyncIterat
 
 
 def main() -> None:
+    cap_malloc_arenas()  # as `dyad` does: the product's memory, measured
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     parser.add_argument("--minutes", type=float, default=60.0)
     parser.add_argument("--report-every", type=float, default=5.0, help="minutes between reports")
@@ -740,7 +742,7 @@ def main() -> None:
     result["rss_growth_after_first_report"] = (
         round(final["rss_mb"] / first["rss_mb"] - 1, 4) if first else None
     )
-    result["machine"] = {"cpus": os.cpu_count()}
+    result["machine"] = {"cpus": os.cpu_count(), "malloc_arena_max": os.environ.get("MALLOC_ARENA_MAX")}
     result["command"] = " ".join(["bench/soak.py", *sys.argv[1:]])
     print(json.dumps(result, indent=2))
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import logging
 import os
 import signal
@@ -28,6 +29,34 @@ SESSIONS_PER_CORE = 1
 def default_max_sessions() -> int:
     """How many sessions (browser tabs, kiosk sessions, worker rooms) to serve at once on this machine."""
     return max(1, SESSIONS_PER_CORE * (os.cpu_count() or 1))
+
+
+# glibc's malloc gives threads that allocate at the same time their own arenas (up to 8 per core) and does
+# not hand memory freed in one arena to a thread of another, so a process with a dozen busy threads (audio,
+# video, Whisper, ONNX, torch) holds more and more freed memory. Two arenas, measured side by side in
+# 15-minute soaks (bench/soak.py --trace-memory): RSS 69-76 MB lower, growing 12.0 instead of 18.5 MB in 10
+# minutes, and the free memory malloc holds stops growing; latency and frame gaps unchanged.
+MALLOC_ARENAS = 2
+_M_ARENA_MAX = -8  # mallopt parameter, glibc's malloc.h
+
+
+def cap_malloc_arenas(arenas: int = MALLOC_ARENAS) -> bool:
+    """Limit glibc's malloc arenas in this process and the processes it starts (LLM server, worker jobs).
+
+    Call it first thing, before threads start: a thread keeps the arena it was given. A
+    ``MALLOC_ARENA_MAX`` already in the environment is the user's choice and is left alone. Returns
+    whether this call set the limit (False on a C library without ``mallopt``).
+    """
+    if "MALLOC_ARENA_MAX" in os.environ:
+        return False
+    os.environ["MALLOC_ARENA_MAX"] = str(arenas)  # child processes read it when their malloc starts
+    try:
+        mallopt = ctypes.CDLL(None).mallopt
+    except (OSError, AttributeError):
+        return False
+    mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
+    mallopt.restype = ctypes.c_int
+    return bool(mallopt(_M_ARENA_MAX, arenas))
 
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
