@@ -133,6 +133,16 @@ class TurnTakingConfig(StrictModel):
         1000, ge=200, le=10000, description="the wait when the turn model is sure the user will go on"
     )
 
+    # The words' veto (agent/turn_text.py): a pause whose transcript does not end a sentence waits
+    # max_wait_ms. Chosen by bench/turns.py (bench/results/turns.json, docs/design.md "End of turn").
+    text_veto_below: float = Field(
+        0.05,
+        ge=0.0,
+        lt=1.0,
+        description="a pause waits max_wait_ms when a small language model gives the words so far less "
+        "than this probability of ending a sentence; 0 turns the check off",
+    )
+
     @model_validator(mode="after")
     def _barge_in_after_speech(self) -> TurnTakingConfig:
         if self.barge_in_min_speech_ms < self.min_speech_ms:

@@ -26,7 +26,7 @@ from collections import deque
 from collections.abc import AsyncIterator, Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Generic, Protocol, TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -50,12 +50,14 @@ from agent.persona import Persona
 from agent.states import OVERLAP_MOVES, PHASE_MOVES, PUBLIC, Overlap, Phase, StateMachine
 from agent.stt import STT, STTError
 from agent.turn import SmartTurnModel, TurnDecision, TurnDetector
+from agent.turn_text import TextTurnModel, TextVerdict, vetoes
 from agent.vad import StreamingVAD, VADEvent
 from avatar_core.bundled import MissingModelError
 from avatar_core.engine import Engine, SpeechHandle
 from avatar_core.listening_features import HEARD_PAUSE_MS, ListeningFeatures
 
 log = logging.getLogger(__name__)
+M = TypeVar("M")
 
 SAMPLE_RATE = 16_000
 PAUSE_AFTER_S = 0.1  # user speech over the avatar that pauses its playback
@@ -65,21 +67,29 @@ PARTIAL_EVERY_S = 0.6  # interim transcripts while the user talks
 SPECULATE_AFTER_S = 0.15  # silence after which recognition and the LLM start before the turn is over
 
 
-_turn_model_lock = threading.Lock()
-_turn_model: list[SmartTurnModel | None] = []  # [] until loaded; [None] when it is not installed
+class _ProcessModel(Generic[M]):
+    """A model loaded once per process and shared by every session. Calling it loads it the first time
+    (blocking: call it off the event loop); None, with one warning in the log, when it is not installed."""
+
+    def __init__(self, load: Callable[[], M], without: str) -> None:
+        self._load = load
+        self._without = without  # what happens without it, for the warning
+        self._lock = threading.Lock()
+        self._model: list[M | None] = []  # [] until loaded; [None] when it is not installed
+
+    def __call__(self) -> M | None:
+        with self._lock:
+            if not self._model:
+                try:
+                    self._model.append(self._load())
+                except MissingModelError as exc:
+                    log.warning("%s; %s", exc, self._without)
+                    self._model.append(None)
+            return self._model[0]
 
 
-def shared_turn_model() -> SmartTurnModel | None:
-    """Smart Turn v3.2, loaded once per process and shared by every session (blocking: call it off the
-    event loop); None, with one warning in the log, when it is not installed."""
-    with _turn_model_lock:
-        if not _turn_model:
-            try:
-                _turn_model.append(SmartTurnModel())
-            except MissingModelError as exc:
-                log.warning("%s; turns end on silence alone", exc)
-                _turn_model.append(None)
-        return _turn_model[0]
+shared_turn_model = _ProcessModel(SmartTurnModel, "turns end on silence alone")
+shared_text_turn_model = _ProcessModel(TextTurnModel, "pauses are not checked against the words")
 
 
 class VoiceActivity(Protocol):
@@ -136,6 +146,7 @@ class _Speculation:
     llm_ttft_ms: float | None = None
     first_token_wall: float | None = None
     first_token_at: float | None = None
+    verdict: TextVerdict | None = None  # do the words end a sentence (with the text check on)
 
     def cancel(self) -> None:
         for task in (self.task, self.llm):
@@ -183,9 +194,10 @@ class Session:
     ``clock``: the session's time and what it means for background work (:mod:`agent.clock`); by
     default the one matching ``engine.clock``. ``turn_detector``: what ends a turn; by default the
     persona's (``turn_taking.turn_detector``), with Smart Turn loaded once per process
-    (:func:`shared_turn_model`). ``answerer``: the persona's knowledge and tools, which
-    decide each reply before (or instead of) the LLM; built from ``persona`` when not given (sessions
-    of one persona may share one).
+    (:func:`shared_turn_model`); ``text_turn``: the words' check of a pause
+    (``turn_taking.text_veto_below``), by default SmolLM2 loaded once per process. ``answerer``: the
+    persona's knowledge and tools, which decide each reply before (or instead of) the LLM; built from
+    ``persona`` when not given (sessions of one persona may share one).
     """
 
     def __init__(
@@ -199,6 +211,7 @@ class Session:
         features: ListeningFeatures | None = None,
         clock: SessionClock | None = None,
         turn_detector: TurnDetector | None = None,
+        text_turn: TextTurnModel | None = None,
         answerer: Answerer | None = None,
     ) -> None:
         self.persona = persona
@@ -221,6 +234,9 @@ class Session:
         self.turn_detector: TurnDetector | None = (
             turn_detector if turn_detector is not None or semantic else TurnDetector(turn_taking)
         )
+        # The words' veto: None until loaded (with the turn detector) when the persona asks for it.
+        self.text_turn = text_turn
+        self._text_loaded = text_turn is not None or turn_taking.text_veto_below == 0
         self.features = features or ListeningFeatures()
         self.history = ChatHistory(persona.llm.system_prompt, persona.llm.history_turns)
         self.clock = clock if clock is not None else session_clock(engine.clock)
@@ -338,9 +354,15 @@ class Session:
             await self.say(self.persona.llm.greeting)
 
     async def _load_turn_detector(self) -> TurnDetector:
-        """The turn detector, Smart Turn loaded off the event loop the first time."""
+        """The turn detector (and the words' check), their models loaded off the event loop the first
+        time."""
+        loop = asyncio.get_running_loop()
+        if not self._text_loaded:
+            text_turn = await loop.run_in_executor(None, shared_text_turn_model)
+            if not self._text_loaded:
+                self.text_turn, self._text_loaded = text_turn, True
         if self.turn_detector is None:
-            model = await asyncio.get_running_loop().run_in_executor(None, shared_turn_model)
+            model = await loop.run_in_executor(None, shared_turn_model)
             if self.turn_detector is None:
                 self.turn_detector = TurnDetector(self.persona.turn_taking, model)
         return self.turn_detector
@@ -541,12 +563,28 @@ class Session:
         if pause is None or self.vad.run_s > 0:
             return
         silent_for = now - pause.since
+        max_wait_s = self.persona.turn_taking.max_wait_ms / 1000.0
         if pause.decision is None:
-            if silent_for < self.persona.turn_taking.max_wait_ms / 1000.0:
+            if silent_for < max_wait_s:
                 return
         elif pause.decision.remaining_s(silent_for) > 0:
             return
+        if silent_for < max_wait_s and self._words_hold(turn) is not False:
+            return  # the words do not end a sentence (or are still being read): wait up to max_wait_ms
         await self._speech_ended(turn, now)
+
+    def _words_hold(self, turn: _Turn) -> bool | None:
+        """Whether the turn's words so far veto ending it in this pause: None while they are being
+        recognised and judged, False without the check or its verdict (recognition failed)."""
+        if self.text_turn is None:
+            return False
+        spec = turn.speculation
+        if spec is None or spec.last_voice != turn.last_voice:
+            return None  # the speculation for this pause starts SPECULATE_AFTER_S into it
+        if spec.verdict is not None:
+            assert spec.text is not None
+            return vetoes(spec.text, spec.verdict.probability, self.persona.turn_taking.text_veto_below)
+        return None if spec.task is not None and not spec.task.done() else False
 
     async def _maybe_speculate(self, turn: _Turn, now: float) -> None:
         if self.vad.run_s > 0:
@@ -590,6 +628,15 @@ class Session:
             spec.answer = self.decide(text)
             if isinstance(spec.answer, LLMAnswer):
                 spec.llm = self._spawn(self._prefetch(spec, spec.answer))
+        if self.text_turn is not None:
+            try:
+                spec.verdict = await self.text_turn.judge(text, self._last_reply())
+            except Exception:  # the check is an aid: without it the audio decides
+                log.exception("the words' end-of-turn check failed; this pause ends on the audio alone")
+
+    def _last_reply(self) -> str:
+        """What the avatar said last (the context the user's words answer)."""
+        return next((m["content"] for m in reversed(self.history.messages()) if m["role"] == "assistant"), "")
 
     @staticmethod
     def _commit(turn: _Turn, spec: _Speculation) -> None:

@@ -12,25 +12,33 @@ the :class:`agent.turn.TurnDetector` as a session feeds them. After ``min_wait_m
 
 * silence: the turn ends ``end_of_turn_silence_ms`` after the speech unless the user speaks first;
 * smart_turn: the model is asked (its real wall time on this machine counts: the turn cannot end before
-  the answer is there) and its probability sets the silence that ends the turn.
+  the answer is there) and its probability sets the silence that ends the turn;
+* smart_turn_words: the same, and the words so far are checked as a Session checks them
+  (:mod:`agent.turn_text`): Whisper tiny.en transcribes the turn up to the pause (the Session starts it
+  ``SPECULATE_AFTER_S`` into the pause and, after earlier pauses, reads only the words since them; here the
+  whole turn is read, so the transcript comes no sooner than in a session), SmolLM2 gives the probability
+  that the words end a sentence, with the persona's greeting as the avatar's last reply; the turn cannot
+  end before that verdict (or ``max_wait_ms``), and a veto makes it wait ``max_wait_ms``. Both real wall
+  times count.
 
 Reported for each: end-of-turn delay on complete utterances (decision - end of speech, where the speech
 ends at the last 10 ms frame within 40 dB of the loudest), p50/p95; false cut-offs on paused ones (the
 turn declared over before the user resumed), and cut-offs inside complete ones; plus the model's
-probabilities, its inference time, and the same decisions for other ``max_wait_ms`` values (recomputed
-from the recorded probabilities: the model is not run again).
+probabilities, its inference time, and the same decisions for other ``max_wait_ms`` and
+``text_veto_below`` values (recomputed from the recorded probabilities: the models are not run again).
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import datetime
 import json
 import os
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -38,7 +46,10 @@ import numpy.typing as npt
 from scipy.signal import resample_poly
 
 from agent.persona import TurnTakingConfig, load_persona
+from agent.session import SPECULATE_AFTER_S
+from agent.stt import WhisperSTT
 from agent.turn import SAMPLE_RATE, SmartTurnModel, TurnDetector, silence_for
+from agent.turn_text import TextTurnModel, vetoes
 from agent.vad import WINDOW, StreamingVAD
 from avatar_core.config import KOKORO_VOICES, AppSettings
 from avatar_core.tts.kokoro import KokoroTTS
@@ -62,6 +73,7 @@ NOISE = 1e-4  # a quiet microphone's noise floor (about -80 dBFS), so the input 
 FADE_S = 0.005  # fades at a cut, so it does not click
 PAUSE_S = (0.4, 0.8)
 SWEEP_MAX_WAIT_MS = (800, 1000, 1500, 2000, 3000)
+SWEEP_VETO_BELOW = (0.02, 0.05, 0.1, 0.2)
 RESULTS = Path(__file__).parent / "results" / "turns.json"
 
 
@@ -85,6 +97,9 @@ class Pause:
     probability: float
     inference_s: float
     resume_t: float  # the first speech window after it (inf: none)
+    words: str = ""  # the turn's words up to the pause (Whisper tiny.en)
+    text_probability: float = 1.0  # that they end a sentence (agent.turn_text)
+    text_s: float = 0.0  # recognition + the text model, wall time
 
 
 def speech_end(audio: F32) -> float:
@@ -163,7 +178,10 @@ def run_stream(stream: Stream, config: TurnTakingConfig, model: SmartTurnModel) 
                         "inference_s": decision.inference_s,
                     }
                 )
-    return [Pause(**{"resume_t": float("inf"), **p}) for p in pauses]
+    return [
+        Pause(p["end_t"], p["heard_t"], p["probability"], p["inference_s"], p.get("resume_t", float("inf")))
+        for p in pauses
+    ]
 
 
 def declared(pauses: list[Pause], deadline: Callable[[Pause], float]) -> float | None:
@@ -217,17 +235,58 @@ def smart_deadline(
     )
 
 
-def run(sentences: int, voices: list[str], seed: int, config: TurnTakingConfig) -> dict[str, object]:
+def words_deadline(
+    config: TurnTakingConfig, below: float | None = None, max_wait_ms: int | None = None
+) -> Callable[[Pause], float]:
+    """Session's rule with the words' check: Smart Turn's deadline, but not before the words' verdict
+    (at most ``max_wait_ms``), and ``max_wait_ms`` when the words veto the end."""
+    audio = smart_deadline(config, max_wait_ms)
+    limit = (max_wait_ms or config.max_wait_ms) / 1000
+    threshold = config.text_veto_below if below is None else below
+
+    def deadline(p: Pause) -> float:
+        cap = p.end_t + limit
+        if vetoes(p.words, p.text_probability, threshold):
+            return max(audio(p), cap)
+        return max(audio(p), min(cap, p.end_t + SPECULATE_AFTER_S + p.text_s))
+
+    return deadline
+
+
+def read_words(
+    stream: Stream, pauses: list[Pause], stt: WhisperSTT, text: TextTurnModel, reply: str
+) -> list[Pause]:
+    """Each pause with the words so far and the text model's verdict, both timed."""
+    out = []
+    for pause in pauses:
+        start = time.perf_counter()
+        words = asyncio.run(stt.transcribe(stream.audio[: round(pause.end_t * SAMPLE_RATE)])).strip()
+        probability = text.probability(words, reply)
+        out.append(
+            replace(pause, words=words, text_probability=probability, text_s=time.perf_counter() - start)
+        )
+    return out
+
+
+def run(
+    sentences: int, voices: list[str], seed: int, config: TurnTakingConfig, greeting: str
+) -> dict[str, object]:
     started = time.monotonic()
     tts = KokoroTTS(AppSettings().cache_dir, threads=1)
     model = SmartTurnModel()
+    stt, text = WhisperSTT(), TextTurnModel()
     tail_s = max(SWEEP_MAX_WAIT_MS) / 1000 + 0.5
     streams = make_streams(tts, SENTENCES[:sentences], voices, tail_s, seed)
     pauses = [run_stream(stream, config, model) for stream in streams]
+    pauses = [
+        read_words(stream, found, stt, text, greeting) for stream, found in zip(streams, pauses, strict=True)
+    ]
     silence_s = config.end_of_turn_silence_ms / 1000
     silence_only = evaluate(streams, pauses, lambda p: p.end_t + silence_s)
     smart = evaluate(streams, pauses, smart_deadline(config))
+    words = evaluate(streams, pauses, words_deadline(config))
     inference = [1000 * p.inference_s for found in pauses for p in found]
+    text_ms = [1000 * p.text_s for found in pauses for p in found]
     # The model's answer at the end of each complete one, and in each inserted pause (the last pause the
     # VAD confirmed before the speech came back).
     at_end: dict[str, list[float]] = {}
@@ -264,10 +323,17 @@ def run(sentences: int, voices: list[str], seed: int, config: TurnTakingConfig) 
                 "end_of_turn_silence_ms",
                 "min_wait_ms",
                 "max_wait_ms",
+                "text_veto_below",
             }
         ),
         "silence": silence_only,
         "smart_turn": smart,
+        "smart_turn_words": words,
+        "words_recognised_and_judged_ms": {
+            "p50": percentile(text_ms, 50),
+            "p95": percentile(text_ms, 95),
+            "n": len(text_ms),
+        },
         "smart_turn_inference_ms": {
             "p50": percentile(inference, 50),
             "p95": percentile(inference, 95),
@@ -286,6 +352,20 @@ def run(sentences: int, voices: list[str], seed: int, config: TurnTakingConfig) 
         "smart_turn_by_max_wait_ms": {
             str(ms): evaluate(streams, pauses, smart_deadline(config, ms)) for ms in SWEEP_MAX_WAIT_MS
         },
+        "smart_turn_words_by_veto_below": {
+            str(b): evaluate(streams, pauses, words_deadline(config, b)) for b in SWEEP_VETO_BELOW
+        },
+        "smart_turn_words_by_max_wait_ms": {
+            str(ms): evaluate(streams, pauses, words_deadline(config, max_wait_ms=ms))
+            for ms in SWEEP_MAX_WAIT_MS
+        },
+        "words_at_vetoed_ends": [
+            {"stream": stream.name, "words": found[-1].words, "p": round(found[-1].text_probability, 3)}
+            for stream, found in zip(streams, pauses, strict=True)
+            if stream.resume_s is None
+            and found
+            and vetoes(found[-1].words, found[-1].text_probability, config.text_veto_below)
+        ],
         "wall_s": round(time.monotonic() - started, 1),
     }
 
@@ -306,8 +386,8 @@ def main() -> None:
     unknown = sorted(set(voices) - set(KOKORO_VOICES))
     if unknown or not 1 <= args.sentences <= len(SENTENCES):
         parser.error(f"voices must be among {KOKORO_VOICES} (got {unknown}); --sentences 1..{len(SENTENCES)}")
-    config = load_persona(args.persona).turn_taking
-    result = run(args.sentences, voices, args.seed, config)
+    persona = load_persona(args.persona)
+    result = run(args.sentences, voices, args.seed, persona.turn_taking, persona.llm.greeting)
     text = json.dumps(result, indent=2)
     print(text)
     if not args.no_write:

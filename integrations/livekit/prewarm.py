@@ -4,9 +4,10 @@ livekit-agents starts each room's process ahead of time and runs a setup functio
 models there is only worth it if the room then uses what was loaded: building the parts again costs
 as much as the first time (about 8 s on a 2-core machine: the ONNX and CTranslate2 sessions and the
 first synthesis, not the imports). So :func:`prewarm_parts` loads the default persona's voice (with one
-synthesis), the joint model, the renderer (with one frame) and Whisper, and :func:`stack_from` assembles
-a room's :class:`AvatarStack` from them, exactly as ``integrations.stack.open_stack`` does from scratch.
-A room asking for another persona gets a fresh ``open_stack``.
+synthesis), the joint model, the renderer (with one frame), Whisper and the end-of-turn models, and
+:func:`stack_from` assembles a room's :class:`AvatarStack` from them, exactly as
+``integrations.stack.open_stack`` does from scratch. A room asking for another persona gets a fresh
+``open_stack``.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 from agent.persona import Persona
+from agent.session import shared_text_turn_model, shared_turn_model
 from agent.stt import WhisperSTT, make_stt
 from agent.vad import StreamingVAD
 from avatar_core.config import AppSettings
@@ -55,6 +57,10 @@ def prewarm_parts(persona: Persona, settings: AppSettings) -> Prewarmed:
     renderer.render(NEUTRAL)
     turn_taking = persona.turn_taking
     StreamingVAD(turn_taking.vad_threshold, turn_taking.min_speech_ms, turn_taking.end_of_turn_silence_ms)
+    if turn_taking.turn_detector == "smart_turn":
+        shared_turn_model()  # the end-of-turn models are kept for the process, shared by its sessions
+    if turn_taking.text_veto_below > 0:
+        shared_text_turn_model()
     ListeningFeatures()  # loads the face-landmark model, which the module keeps for the process
     stt = None
     if persona.stt.backend == "whisper":

@@ -203,6 +203,28 @@ async def test_a_short_pause_does_not_end_the_turn(
     assert len(quiet) * 0.02 >= 0.1, heard
 
 
+@pytest.mark.parametrize("veto", [0.05, 0.0])
+async def test_words_that_do_not_end_a_sentence_hold_the_turn_open(
+    veto: float, tts: KokoroTTS, server: LocalLLMServer, whisper: WhisperSTT
+) -> None:
+    # Silence alone would end the turn 500 ms into the 800 ms pause; "I would like to book" cannot end a
+    # sentence, so the words' check (agent/turn_text.py) makes it wait max_wait_ms (1000) and the user goes
+    # on. With the check off (text_veto_below: 0) the pause ends the turn.
+    data = persona(detector="silence").model_dump()
+    data["turn_taking"]["text_veto_below"] = veto
+    p = Persona.model_validate(data)
+    first, second = speech(tts, "I would like to book"), speech(tts, "a study room for this afternoon.")
+    second_at = 0.5 + bounds(first)[1] + 0.8 - bounds(second)[0]
+    user = timeline(12.0, (0.5, first), (second_at, second))
+    session, engine = await make_session(p, whisper, llm_for(p, server), tts)
+    run = await drive(session, engine, user, 12.0)
+    finals = [e.text.lower() for e in run.of(UserTranscript) if e.final]
+    if veto:
+        assert len(finals) == 1 and "book" in finals[0] and "room" in finals[0], finals
+    else:
+        assert len(finals) == 2 and "book" in finals[0] and "room" in finals[1], finals
+
+
 LONG = ("Our library has three floors. The ground floor has newspapers and magazines, the first floor has "
         "fiction, and the second floor has quiet study rooms you can book at the desk.")  # fmt: skip
 
@@ -331,7 +353,9 @@ async def test_llm_fault_says_the_fallback_and_keeps_listening(
     session, engine = await make_session(p, whisper, ChatLLM(p.llm, url, "sk-test"), tts)
     question = speech(tts, "Can I renew my books?")
     try:
-        run = await drive(session, engine, timeline(10.0, (0.5, question), (7.0, question)), 10.0)
+        # The second question comes after the fallback line, which may start a second after the first
+        # question (the words' check holds "can I renew my books" without context: it could go on).
+        run = await drive(session, engine, timeline(11.0, (0.5, question), (8.0, question)), 11.0)
     finally:
         if runner is not None:
             await runner.cleanup()

@@ -1,0 +1,147 @@
+"""End of turn from the words: does the transcript so far end a sentence?
+
+Smart Turn (agent/turn.py) hears intonation, and intonation misleads it in a pause inside a sentence
+("I'd like to book an appointment ... for Tuesday"): on the project's paused set it ended a third of the
+turns too early. The words tell those pauses apart: "please remind me what time the doctor can see me on"
+cannot end. Like LiveKit's turn detector (a fine-tuned SmolLM2-135M that reads the chat so far), a small
+language model reads the user's words and gives the probability that the next token closes the sentence:
+``.``, ``?``, ``!`` or the end of the message. Here it is the SmolLM2-135M-Instruct the embedded LLM
+server already bundles, run in this process (a separate llama.cpp context, so it never queues behind the
+reply the server is writing), on the prompt
+
+    <|im_start|>system\\n{SYSTEM}<|im_end|>\\n[<|im_start|>assistant\\n{last reply}<|im_end|>\\n]
+    <|im_start|>user\\n{words, lower case, without punctuation}
+
+The words lose their punctuation because Whisper puts a full stop after nearly anything it hears,
+cut-off sentences included. The probability is a veto, never a shortcut: Session waits ``max_wait_ms``
+in a pause whose words do not end a sentence (``turn_taking.text_veto_below``), and otherwise the audio
+decides. Measured by bench/turns.py (docs/design.md, "End of turn").
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import logging
+import re
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from avatar_core.bundled import MissingModelError
+
+log = logging.getLogger(__name__)
+
+SYSTEM = "You are a helpful assistant at a front desk."
+END_PIECES = (".", "?", "!")  # and <|im_end|>: the tokens that close what the user says
+CONTEXT_TOKENS = 512  # prompt + last reply + the user's words; longer inputs keep their end
+LAST_REPLY_CHARS = 300  # the end of the avatar's last reply is context enough
+# Fewer words are never vetoed: a pause after one or two words is seldom inside a sentence, and with so
+# little to read the model underrates short complete turns ("hello" 0.03, "thank you" 0.05).
+MIN_VETO_WORDS = 3
+_PUNCTUATION = re.compile(r"[^\w' ]+")
+
+
+def words_only(text: str) -> str:
+    """The transcript as the model reads it: lower case, punctuation dropped, spaces collapsed."""
+    return " ".join(_PUNCTUATION.sub(" ", text.lower()).split())
+
+
+def vetoes(words: str, probability: float, below: float) -> bool:
+    """Whether a pause after ``words``, which end a sentence with ``probability``, must wait longer."""
+    return probability < below and len(words_only(words).split()) >= MIN_VETO_WORDS
+
+
+@dataclass(frozen=True)
+class TextVerdict:
+    """The words' probability of ending a sentence, and the call's wall time."""
+
+    probability: float
+    inference_s: float
+
+
+class TextTurnModel:
+    """SmolLM2-135M-Instruct (llama.cpp, one thread) judging whether the words so far end the turn.
+
+    :meth:`probability` is blocking and thread-safe (one call at a time: a llama.cpp context is not
+    shared); :meth:`judge` runs it on the model's own worker thread. One model serves every session of a
+    process. The system prompt (and the last reply, while it is the same) stays evaluated between calls,
+    so a call reads only the new tokens: 30-60 ms on one thread of the 2-core machine.
+    """
+
+    def __init__(self, model_path: Path | None = None, threads: int = 1) -> None:
+        if importlib.util.find_spec("llama_cpp") is None:
+            raise MissingModelError(
+                "the text end-of-turn check needs llama-cpp-python (the [local] extra): "
+                "pip install 'dyad[local]', or set turn_taking.text_veto_below: 0"
+            )
+        from llama_cpp import Llama
+
+        from avatar_core import bundled
+
+        self.path = model_path if model_path is not None else bundled.smollm2_gguf()
+        self._llm = Llama(
+            str(self.path),
+            n_ctx=CONTEXT_TOKENS,
+            n_threads=threads,
+            n_threads_batch=threads,
+            logits_all=True,  # the scores of the last prompt token are read back
+            verbose=False,
+        )
+        ends = self._llm.tokenize(b"<|im_end|>", add_bos=False, special=True)
+        if len(ends) != 1:
+            raise MissingModelError(f"{self.path}: not a SmolLM2 chat model (no single <|im_end|> token)")
+        pieces = (self._llm.tokenize(p.encode(), add_bos=False)[-1] for p in END_PIECES)
+        self._ends = sorted({ends[0], *pieces})
+        self._lock = threading.Lock()
+        self._pool: ThreadPoolExecutor | None = None
+
+    def prompt(self, words: str, last_reply: str = "") -> str:
+        """The chat prompt whose next token is judged."""
+        context = f"<|im_start|>system\n{SYSTEM}<|im_end|>\n"
+        if last_reply.strip():
+            context += f"<|im_start|>assistant\n{last_reply.strip()[-LAST_REPLY_CHARS:]}<|im_end|>\n"
+        return f"{context}<|im_start|>user\n{words_only(words)}"
+
+    def probability(self, words: str, last_reply: str = "") -> float:
+        """Probability that the user's ``words`` end a sentence (blocking). Empty words: 1.0 (nothing to
+        wait for)."""
+        if not words_only(words):
+            return 1.0
+        tokens = self._llm.tokenize(self.prompt(words, last_reply).encode(), add_bos=False, special=True)
+        tokens = tokens[-(CONTEXT_TOKENS - 1) :]
+        with self._lock:
+            llm = self._llm
+            held = llm.input_ids[: llm.n_tokens]
+            same = 0  # the evaluated prefix still valid for this prompt (llama.cpp keeps its cache)
+            for a, b in zip(held, tokens[:-1], strict=False):
+                if a != b:
+                    break
+                same += 1
+            llm.n_tokens = same
+            llm.eval(tokens[same:])
+            logits = np.asarray(llm.scores[llm.n_tokens - 1], dtype=np.float64)  # (vocab,)
+        shifted = np.exp(logits - logits.max())
+        return float(shifted[self._ends].sum() / shifted.sum())
+
+    async def judge(self, words: str, last_reply: str = "") -> TextVerdict:
+        """:meth:`probability` on the model's worker thread, timed."""
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(1, thread_name_prefix="dyad-turn-text")
+
+        def timed() -> TextVerdict:
+            start = time.perf_counter()
+            p = self.probability(words, last_reply)
+            return TextVerdict(p, time.perf_counter() - start)
+
+        return await asyncio.get_running_loop().run_in_executor(self._pool, timed)
+
+    def close(self) -> None:
+        """Stop the worker thread (a call in progress finishes)."""
+        if self._pool is not None:
+            self._pool.shutdown(wait=False)
+            self._pool = None

@@ -1,0 +1,63 @@
+"""The words' end-of-turn check (agent/turn_text.py) with the bundled SmolLM2-135M-Instruct."""
+
+from __future__ import annotations
+
+import pytest
+
+from agent.persona import TurnTakingConfig
+from agent.turn_text import MIN_VETO_WORDS, TextTurnModel, vetoes, words_only
+
+
+@pytest.fixture(scope="module")
+def model() -> TextTurnModel:
+    return TextTurnModel()
+
+
+# (sentence, a cut inside it where a person might pause)
+CUTS = [
+    ("Please remind me what time the doctor can see me on Friday.",
+     "Please remind me what time the doctor can see me on"),
+    ("I'd like to book an appointment for Tuesday morning.", "I'd like to book an"),
+    ("Can you check whether the book I reserved last week has arrived?",
+     "Can you check whether the book I reserved"),
+]  # fmt: skip
+
+
+def test_words_are_read_without_case_or_punctuation() -> None:
+    assert words_only("  Hello, there!  Is it  Tuesday?") == "hello there is it tuesday"
+
+
+@pytest.mark.parametrize(("sentence", "cut"), CUTS)
+def test_a_finished_sentence_ends_and_a_cut_one_does_not(
+    model: TextTurnModel, sentence: str, cut: str
+) -> None:
+    whole, part = model.probability(sentence), model.probability(cut)
+    assert part < TurnTakingConfig().text_veto_below <= whole, (whole, part)
+
+
+def test_the_last_reply_is_context(model: TextTurnModel) -> None:
+    # An answer to a question ends where the same words alone might go on.
+    alone = model.probability("on tuesday at ten")
+    answer = model.probability("on tuesday at ten", "Which day and time would suit you?")
+    assert answer > alone
+
+
+def test_the_kept_prefix_gives_the_same_answer_as_a_fresh_context(model: TextTurnModel) -> None:
+    first = model.probability(CUTS[0][0], "Hello!")
+    model.probability(CUTS[1][1])  # another prompt in between: only a shorter prefix stays valid
+    again = model.probability(CUTS[0][0], "Hello!")
+    fresh = TextTurnModel().probability(CUTS[0][0], "Hello!")
+    assert again == pytest.approx(first, abs=1e-4) and fresh == pytest.approx(first, abs=1e-4)
+
+
+def test_nothing_said_is_not_held_and_short_turns_are_never_vetoed(model: TextTurnModel) -> None:
+    assert model.probability("  ...  ") == 1.0
+    assert not vetoes("thank you", 0.0, 0.05)  # under MIN_VETO_WORDS words
+    assert vetoes("I would like", 0.0, 0.05) and MIN_VETO_WORDS == 3
+    assert not vetoes("I would like", 0.0, 0.0)  # 0 turns the check off
+
+
+async def test_judge_runs_off_the_loop_and_times_the_call(model: TextTurnModel) -> None:
+    verdict = await model.judge(CUTS[1][1])
+    assert verdict.probability == pytest.approx(model.probability(CUTS[1][1]), abs=1e-4)
+    assert verdict.inference_s > 0
