@@ -454,6 +454,18 @@ class _MallInfo2(ctypes.Structure):
     )]  # fmt: skip
 
 
+def rss_parts() -> dict[str, float]:
+    """This process's resident memory by kind (Linux): anonymous (the heaps: what a leak grows) and
+    file-backed (mapped model files and libraries, paged in as code paths first touch them), MB."""
+    parts: dict[str, float] = {}
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/self/status").read_text().splitlines():
+            key, _, value = line.partition(":")
+            if key in ("RssAnon", "RssFile"):
+                parts[f"rss_{key[3:].lower()}_mb"] = round(int(value.split()[0]) / 1024, 1)  # kB
+    return parts
+
+
 class MemoryTrace:
     """Where the memory went since :meth:`start`: tracemalloc's Python heap and glibc's malloc counts."""
 
@@ -553,6 +565,7 @@ class Reporter:
             "minute": round((now.at - self.start) / 60, 2),
             "interval_min": round(seconds / 60, 2),
             "rss_mb": round(self.process.memory_info().rss / 2**20, 1),
+            **rss_parts(),
             "threads": threading.active_count(),
             "os_threads": self.process.num_threads(),
             "open_files": self.process.num_fds(),

@@ -104,3 +104,11 @@ def test_memory_trace_reports_python_growth_and_malloc_counts() -> None:
     if "malloc_in_use_mb" in report:  # glibc >= 2.33
         assert report["malloc_in_use_mb"] > 0
     assert len(kept) == 500
+
+
+def test_resident_memory_is_split_into_heap_and_mapped_files() -> None:
+    parts = soak.rss_parts()
+    if sys.platform.startswith("linux"):
+        assert set(parts) == {"rss_anon_mb", "rss_file_mb"} and min(parts.values()) > 0
+    else:
+        assert parts == {}
