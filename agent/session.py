@@ -569,14 +569,18 @@ class Session:
                 return
         elif pause.decision.remaining_s(silent_for) > 0:
             return
-        if silent_for < max_wait_s and self._words_hold(turn) is not False:
+        if silent_for < max_wait_s and self._words_hold(turn, pause) is not False:
             return  # the words do not end a sentence (or are still being read): wait up to max_wait_ms
         await self._speech_ended(turn, now)
 
-    def _words_hold(self, turn: _Turn) -> bool | None:
+    def _words_hold(self, turn: _Turn, pause: _Pause) -> bool | None:
         """Whether the turn's words so far veto ending it in this pause: None while they are being
-        recognised and judged, False without the check or its verdict (recognition failed)."""
-        if self.text_turn is None:
+        recognised and judged, False without the check or its verdict (recognition failed) and when
+        Smart Turn is sure enough (``turn_taking.trust_smart_turn_above``)."""
+        heard = pause.decision.probability if pause.decision is not None else None
+        if self.text_turn is None or (
+            heard is not None and heard >= self.persona.turn_taking.trust_smart_turn_above
+        ):
             return False
         spec = turn.speculation
         if spec is None or spec.last_voice != turn.last_voice:
@@ -631,8 +635,15 @@ class Session:
         if self.text_turn is not None:
             try:
                 spec.verdict = await self.text_turn.judge(text, self._last_reply())
+                log.debug("the words %r end a sentence with p=%.3f", text, spec.verdict.probability)
             except Exception:  # the check is an aid: without it the audio decides
                 log.exception("the words' end-of-turn check failed; this pause ends on the audio alone")
+
+    async def _prime_words(self, text_turn: TextTurnModel) -> None:
+        try:
+            await text_turn.prime_async(self._last_reply())
+        except Exception:  # the verdict will read the context itself
+            log.exception("the words' end-of-turn check could not read the last reply ahead")
 
     def _last_reply(self) -> str:
         """What the avatar said last (the context the user's words answer)."""
@@ -677,6 +688,8 @@ class Session:
         if self.turn_detector is not None:
             self.turn_detector.reset()
             self.turn_detector.speech_started(self._turn.start)
+        if self.text_turn is not None:  # read the avatar's last reply now, not in the user's pause
+            self._spawn(self._prime_words(self.text_turn))
         self._move(Phase.USER_SPEAKING)
 
     async def _speech_ended(self, turn: _Turn, now: float) -> None:

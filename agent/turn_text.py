@@ -15,7 +15,8 @@ reply the server is writing), on the prompt
 The words lose their punctuation because Whisper puts a full stop after nearly anything it hears,
 cut-off sentences included. The probability is a veto, never a shortcut: Session waits ``max_wait_ms``
 in a pause whose words do not end a sentence (``turn_taking.text_veto_below``), and otherwise the audio
-decides. Measured by bench/turns.py (docs/design.md, "End of turn").
+decides; a pause Smart Turn is sure of (``turn_taking.trust_smart_turn_above``) does not wait for the
+words. Measured by bench/turns.py (docs/design.md, "End of turn").
 """
 
 from __future__ import annotations
@@ -70,7 +71,8 @@ class TextTurnModel:
     :meth:`probability` is blocking and thread-safe (one call at a time: a llama.cpp context is not
     shared); :meth:`judge` runs it on the model's own worker thread. One model serves every session of a
     process. The system prompt (and the last reply, while it is the same) stays evaluated between calls,
-    so a call reads only the new tokens: 30-60 ms on one thread of the 2-core machine.
+    and :meth:`prime` evaluates a new reply before the user's pause, so a call reads only the user's
+    words: 30-60 ms on one thread of the 2-core machine.
     """
 
     def __init__(self, model_path: Path | None = None, threads: int = 1) -> None:
@@ -100,45 +102,67 @@ class TextTurnModel:
         self._lock = threading.Lock()
         self._pool: ThreadPoolExecutor | None = None
 
-    def prompt(self, words: str, last_reply: str = "") -> str:
-        """The chat prompt whose next token is judged."""
+    @staticmethod
+    def context(last_reply: str = "") -> str:
+        """The prompt up to the user's words: the system prompt, the avatar's last reply, the user's turn."""
         context = f"<|im_start|>system\n{SYSTEM}<|im_end|>\n"
         if last_reply.strip():
             context += f"<|im_start|>assistant\n{last_reply.strip()[-LAST_REPLY_CHARS:]}<|im_end|>\n"
-        return f"{context}<|im_start|>user\n{words_only(words)}"
+        return f"{context}<|im_start|>user\n"
+
+    def prompt(self, words: str, last_reply: str = "") -> str:
+        """The chat prompt whose next token is judged."""
+        return self.context(last_reply) + words_only(words)
 
     def probability(self, words: str, last_reply: str = "") -> float:
         """Probability that the user's ``words`` end a sentence (blocking). Empty words: 1.0 (nothing to
         wait for)."""
         if not words_only(words):
             return 1.0
-        tokens = self._llm.tokenize(self.prompt(words, last_reply).encode(), add_bos=False, special=True)
-        tokens = tokens[-(CONTEXT_TOKENS - 1) :]
         with self._lock:
-            llm = self._llm
-            held = llm.input_ids[: llm.n_tokens]
-            same = 0  # the evaluated prefix still valid for this prompt (llama.cpp keeps its cache)
-            for a, b in zip(held, tokens[:-1], strict=False):
-                if a != b:
-                    break
-                same += 1
-            llm.n_tokens = same
-            llm.eval(tokens[same:])
-            logits = np.asarray(llm.scores[llm.n_tokens - 1], dtype=np.float64)  # (vocab,)
+            self._evaluate(self.prompt(words, last_reply))
+            logits = np.asarray(self._llm.scores[self._llm.n_tokens - 1], dtype=np.float64)  # (vocab,)
         shifted = np.exp(logits - logits.max())
         return float(shifted[self._ends].sum() / shifted.sum())
 
-    async def judge(self, words: str, last_reply: str = "") -> TextVerdict:
-        """:meth:`probability` on the model's worker thread, timed."""
+    def prime(self, last_reply: str = "") -> None:
+        """Evaluate the context now (blocking), so that the next :meth:`probability` with the same
+        ``last_reply`` reads only the user's words: a reply's 50-80 tokens cost 0.3-1.5 s on one busy
+        core, too long to wait for in a pause."""
+        with self._lock:
+            self._evaluate(self.context(last_reply))
+
+    def _evaluate(self, text: str) -> None:
+        """Bring the context's tokens to ``text``'s, evaluating only what the held prefix lacks."""
+        llm = self._llm
+        tokens = llm.tokenize(text.encode(), add_bos=False, special=True)[-(CONTEXT_TOKENS - 1) :]
+        held = llm.input_ids[: llm.n_tokens]
+        same = 0  # the evaluated prefix still valid for this text (llama.cpp keeps its cache)
+        for a, b in zip(held, tokens[:-1], strict=False):  # the last token is always evaluated
+            if a != b:
+                break
+            same += 1
+        llm.n_tokens = same
+        llm.eval(tokens[same:])
+
+    def _submit(self) -> ThreadPoolExecutor:
         if self._pool is None:
             self._pool = ThreadPoolExecutor(1, thread_name_prefix="dyad-turn-text")
+        return self._pool
+
+    async def judge(self, words: str, last_reply: str = "") -> TextVerdict:
+        """:meth:`probability` on the model's worker thread, timed."""
 
         def timed() -> TextVerdict:
             start = time.perf_counter()
             p = self.probability(words, last_reply)
             return TextVerdict(p, time.perf_counter() - start)
 
-        return await asyncio.get_running_loop().run_in_executor(self._pool, timed)
+        return await asyncio.get_running_loop().run_in_executor(self._submit(), timed)
+
+    async def prime_async(self, last_reply: str = "") -> None:
+        """:meth:`prime` on the model's worker thread."""
+        await asyncio.get_running_loop().run_in_executor(self._submit(), self.prime, last_reply)
 
     def close(self) -> None:
         """Stop the worker thread (a call in progress finishes)."""

@@ -69,6 +69,8 @@ async def run(turns: int, barge_ins: int, persona: Persona) -> dict[str, object]
             if detector is not None and detector.semantic
             else f"silence ({persona.turn_taking.end_of_turn_silence_ms} ms)"
         )
+        if session.text_turn is not None:
+            turn_detector += f" + the words' veto (SmolLM2, below {persona.turn_taking.text_veto_below})"
         server = psutil.Process(stack.server._process.pid) if stack.server and stack.server._process else None
         cpu0 = process.cpu_times()
         server_cpu0 = server.cpu_times() if server else None
@@ -147,6 +149,7 @@ async def run(turns: int, barge_ins: int, persona: Persona) -> dict[str, object]
             "min_wait_ms": persona.turn_taking.min_wait_ms,
             "max_wait_ms": persona.turn_taking.max_wait_ms,
             "end_of_turn_silence_ms": persona.turn_taking.end_of_turn_silence_ms,
+            "text_veto_below": persona.turn_taking.text_veto_below,
         },
         "cpus": os.cpu_count(),
         "turns_measured": len(answered),

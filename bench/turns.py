@@ -17,9 +17,9 @@ the :class:`agent.turn.TurnDetector` as a session feeds them. After ``min_wait_m
   (:mod:`agent.turn_text`): Whisper tiny.en transcribes the turn up to the pause (the Session starts it
   ``SPECULATE_AFTER_S`` into the pause and, after earlier pauses, reads only the words since them; here the
   whole turn is read, so the transcript comes no sooner than in a session), SmolLM2 gives the probability
-  that the words end a sentence, with the persona's greeting as the avatar's last reply; the turn cannot
-  end before that verdict (or ``max_wait_ms``), and a veto makes it wait ``max_wait_ms``. Both real wall
-  times count.
+  that the words end a sentence, with the persona's greeting as the avatar's last reply; unless Smart Turn
+  is sure (``trust_smart_turn_above``) the turn cannot end before that verdict (or ``max_wait_ms``), and a
+  veto makes it wait ``max_wait_ms``. Both real wall times count.
 
 Reported for each: end-of-turn delay on complete utterances (decision - end of speech, where the speech
 ends at the last 10 ms frame within 40 dB of the loudest), p50/p95; false cut-offs on paused ones (the
@@ -74,6 +74,7 @@ FADE_S = 0.005  # fades at a cut, so it does not click
 PAUSE_S = (0.4, 0.8)
 SWEEP_MAX_WAIT_MS = (800, 1000, 1500, 2000, 3000)
 SWEEP_VETO_BELOW = (0.02, 0.05, 0.1, 0.2)
+SWEEP_TRUST_ABOVE = (0.8, 0.9, 0.95, 0.98, 1.0)
 RESULTS = Path(__file__).parent / "results" / "turns.json"
 
 
@@ -224,6 +225,20 @@ def evaluate(
     }
 
 
+def cut_words(
+    streams: list[Stream], pauses: list[list[Pause]], deadline: Callable[[Pause], float]
+) -> list[dict[str, object]]:
+    """The words heard at each false cut-off of a policy: the pause that ended a paused utterance early."""
+    out: list[dict[str, object]] = []
+    for stream, found in zip(streams, pauses, strict=True):
+        if stream.resume_s is None:
+            continue
+        cut = next((p for p in found if deadline(p) < p.resume_t), None)
+        if cut is not None and deadline(cut) < stream.resume_s:
+            out.append({"stream": stream.name, "words": cut.words, "p": round(cut.text_probability, 3)})
+    return out
+
+
 def smart_deadline(
     config: TurnTakingConfig, max_wait_ms: int | None = None, *, model_time: bool = True
 ) -> Callable[[Pause], float]:
@@ -236,16 +251,23 @@ def smart_deadline(
 
 
 def words_deadline(
-    config: TurnTakingConfig, below: float | None = None, max_wait_ms: int | None = None
+    config: TurnTakingConfig,
+    below: float | None = None,
+    max_wait_ms: int | None = None,
+    trust_above: float | None = None,
 ) -> Callable[[Pause], float]:
     """Session's rule with the words' check: Smart Turn's deadline, but not before the words' verdict
-    (at most ``max_wait_ms``), and ``max_wait_ms`` when the words veto the end."""
+    (at most ``max_wait_ms``), and ``max_wait_ms`` when the words veto the end; a pause Smart Turn is
+    sure of (``trust_smart_turn_above``) does not wait for the words."""
     audio = smart_deadline(config, max_wait_ms)
     limit = (max_wait_ms or config.max_wait_ms) / 1000
     threshold = config.text_veto_below if below is None else below
+    trusted = config.trust_smart_turn_above if trust_above is None else trust_above
 
     def deadline(p: Pause) -> float:
         cap = p.end_t + limit
+        if p.probability >= trusted:
+            return audio(p)
         if vetoes(p.words, p.text_probability, threshold):
             return max(audio(p), cap)
         return max(audio(p), min(cap, p.end_t + SPECULATE_AFTER_S + p.text_s))
@@ -324,6 +346,7 @@ def run(
                 "min_wait_ms",
                 "max_wait_ms",
                 "text_veto_below",
+                "trust_smart_turn_above",
             }
         ),
         "silence": silence_only,
@@ -355,10 +378,15 @@ def run(
         "smart_turn_words_by_veto_below": {
             str(b): evaluate(streams, pauses, words_deadline(config, b)) for b in SWEEP_VETO_BELOW
         },
+        "smart_turn_words_by_trust_above": {
+            str(t): evaluate(streams, pauses, words_deadline(config, trust_above=t))
+            for t in SWEEP_TRUST_ABOVE
+        },
         "smart_turn_words_by_max_wait_ms": {
             str(ms): evaluate(streams, pauses, words_deadline(config, max_wait_ms=ms))
             for ms in SWEEP_MAX_WAIT_MS
         },
+        "words_at_false_cutoffs": cut_words(streams, pauses, words_deadline(config)),
         "words_at_vetoed_ends": [
             {"stream": stream.name, "words": found[-1].words, "p": round(found[-1].text_probability, 3)}
             for stream, found in zip(streams, pauses, strict=True)

@@ -61,3 +61,12 @@ async def test_judge_runs_off_the_loop_and_times_the_call(model: TextTurnModel) 
     verdict = await model.judge(CUTS[1][1])
     assert verdict.probability == pytest.approx(model.probability(CUTS[1][1]), abs=1e-4)
     assert verdict.inference_s > 0
+
+
+def test_priming_reads_the_reply_ahead_and_changes_nothing(model: TextTurnModel) -> None:
+    reply = "We open at nine on weekdays and at ten on Saturdays. Is there anything else I can help with?"
+    unprimed = TextTurnModel().probability("do you open on sunday", reply)
+    model.prime(reply)
+    held = model._llm.n_tokens  # the context's tokens, evaluated
+    assert held > 20
+    assert model.probability("do you open on sunday", reply) == pytest.approx(unprimed, abs=1e-4)
