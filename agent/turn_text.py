@@ -81,17 +81,17 @@ class TextTurnModel:
                 "the text end-of-turn check needs llama-cpp-python (the [local] extra): "
                 "pip install 'dyad[local]', or set turn_taking.text_veto_below: 0"
             )
-        from llama_cpp import Llama
+        import llama_cpp
 
         from avatar_core import bundled
 
         self.path = model_path if model_path is not None else bundled.smollm2_gguf()
-        self._llm = Llama(
+        self._llm = llama_cpp.Llama(
             str(self.path),
             n_ctx=CONTEXT_TOKENS,
             n_threads=threads,
             n_threads_batch=threads,
-            logits_all=True,  # the scores of the last prompt token are read back
+            logits_all=False,  # only the last token's logits: a full scores matrix is n_ctx x 49152 floats
             verbose=False,
         )
         ends = self._llm.tokenize(b"<|im_end|>", add_bos=False, special=True)
@@ -99,6 +99,8 @@ class TextTurnModel:
             raise MissingModelError(f"{self.path}: not a SmolLM2 chat model (no single <|im_end|> token)")
         pieces = (self._llm.tokenize(p.encode(), add_bos=False)[-1] for p in END_PIECES)
         self._ends = sorted({ends[0], *pieces})
+        self._vocab = self._llm.n_vocab()
+        self._logits_ith = llama_cpp.llama_get_logits_ith
         self._lock = threading.Lock()
         self._pool: ThreadPoolExecutor | None = None
 
@@ -121,7 +123,8 @@ class TextTurnModel:
             return 1.0
         with self._lock:
             self._evaluate(self.prompt(words, last_reply))
-            logits = np.asarray(self._llm.scores[self._llm.n_tokens - 1], dtype=np.float64)  # (vocab,)
+            last = self._logits_ith(self._llm.ctx, -1)  # the last evaluated token's
+            logits = np.ctypeslib.as_array(last, shape=(self._vocab,)).astype(np.float64)  # (vocab,)
         shifted = np.exp(logits - logits.max())
         return float(shifted[self._ends].sum() / shifted.sum())
 
