@@ -102,7 +102,8 @@ class TextTurnModel:
         self._vocab = self._llm.n_vocab()
         self._logits_ith = llama_cpp.llama_get_logits_ith
         self._lock = threading.Lock()
-        self._pool: ThreadPoolExecutor | None = None
+        # The model's worker thread (started on the first call), shared by every caller's event loop.
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="dyad-turn-text")
 
     @staticmethod
     def context(last_reply: str = "") -> str:
@@ -148,11 +149,6 @@ class TextTurnModel:
         llm.n_tokens = same
         llm.eval(tokens[same:])
 
-    def _submit(self) -> ThreadPoolExecutor:
-        if self._pool is None:
-            self._pool = ThreadPoolExecutor(1, thread_name_prefix="dyad-turn-text")
-        return self._pool
-
     async def judge(self, words: str, last_reply: str = "") -> TextVerdict:
         """:meth:`probability` on the model's worker thread, timed."""
 
@@ -161,14 +157,12 @@ class TextTurnModel:
             p = self.probability(words, last_reply)
             return TextVerdict(p, time.perf_counter() - start)
 
-        return await asyncio.get_running_loop().run_in_executor(self._submit(), timed)
+        return await asyncio.get_running_loop().run_in_executor(self._pool, timed)
 
     async def prime_async(self, last_reply: str = "") -> None:
         """:meth:`prime` on the model's worker thread."""
-        await asyncio.get_running_loop().run_in_executor(self._submit(), self.prime, last_reply)
+        await asyncio.get_running_loop().run_in_executor(self._pool, self.prime, last_reply)
 
     def close(self) -> None:
         """Stop the worker thread (a call in progress finishes)."""
-        if self._pool is not None:
-            self._pool.shutdown(wait=False)
-            self._pool = None
+        self._pool.shutdown(wait=False)
