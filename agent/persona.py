@@ -100,6 +100,11 @@ class STTConfig(StrictModel):
         False, description="interim transcripts while the user speaks (for captions; about half a core)"
     )
     beam_size: int = Field(1, ge=1, le=10)
+    unclear_line: str = Field(
+        "Sorry, I didn't catch that. Could you say it again?",
+        max_length=200,
+        description="said when someone spoke but the words could not be made out ('' stays silent)",
+    )
 
     @model_validator(mode="after")
     def _openai_needs_url(self) -> STTConfig:

@@ -48,7 +48,7 @@ from agent.knowledge import ActionAnswer, Answer, Answerer, HandoffAnswer, LLMAn
 from agent.llm import ChatHistory, ChatModel, LLMError
 from agent.persona import Persona
 from agent.states import OVERLAP_MOVES, PHASE_MOVES, PUBLIC, Overlap, Phase, StateMachine
-from agent.stt import STT, STTError
+from agent.stt import STT, STTError, UnclearSpeech
 from agent.turn import SmartTurnModel, TurnDecision, TurnDetector
 from agent.turn_text import TextTurnModel, TextVerdict, vetoes
 from agent.vad import StreamingVAD, VADEvent
@@ -147,6 +147,7 @@ class _Speculation:
     first_token_wall: float | None = None
     first_token_at: float | None = None
     verdict: TextVerdict | None = None  # do the words end a sentence (with the text check on)
+    unclear: bool = False  # speech whose words could not be made out (UnclearSpeech)
 
     def cancel(self) -> None:
         for task in (self.task, self.llm):
@@ -186,6 +187,7 @@ class _Turn:
     committed: str = ""  # words recognised in the turn's earlier pauses, settled
     committed_samples: int = 0  # the audio they cover (only what follows is recognised again)
     answer: Answer | None = None  # how the reply is decided (agent.knowledge)
+    unclear: bool = False  # the user spoke, but their words could not be made out
 
 
 class Session:
@@ -620,6 +622,8 @@ class Session:
         started = time.perf_counter()
         try:
             spec.tail = (await self.stt.transcribe(audio)).strip()
+        except UnclearSpeech:
+            spec.tail, spec.unclear = "", True
         except STTError:
             return  # the turn's own recognition reports it
         if turn.speculation is not spec:  # the user went on meanwhile: keep only the words
@@ -738,8 +742,8 @@ class Session:
     async def _partial(self, turn: _Turn, committed: str, audio: npt.NDArray[np.float32]) -> None:
         try:
             text = _join(committed, (await self.stt.transcribe(audio)).strip())
-        except STTError:
-            return  # the final transcript reports errors
+        except (STTError, UnclearSpeech):
+            return  # the final transcript reports errors and asks again
         if text and self._turn is turn:
             self._emit(UserTranscript(self._now(), turn.number, text, False, turn.start))
 
@@ -756,7 +760,7 @@ class Session:
             await _await_child(spec.task)
         if spec is not None and spec.last_voice == turn.last_voice and spec.text is not None:
             turn.text, turn.stt_ms, turn.transcript_wall = spec.text, spec.stt_ms, spec.transcript_wall
-            turn.answer = spec.answer
+            turn.answer, turn.unclear = spec.answer, spec.unclear
         else:
             if spec is not None:
                 spec.cancel()
@@ -765,16 +769,23 @@ class Session:
             started = time.perf_counter()
             try:  # only the audio after the committed words is read again
                 tail = (await self.stt.transcribe(audio[turn.committed_samples :])).strip()
-                turn.text = _join(turn.committed, tail)
+            except UnclearSpeech as exc:
+                log.info("could not make out the user's words (%s)", exc)
+                tail, turn.unclear = "", True
             except STTError as exc:
                 self._error("stt", str(exc), turn=turn.number)
                 await self._speak(turn.number, turn, self.persona.llm.fallback_line)
                 return
+            turn.text = _join(turn.committed, tail)
             turn.transcript_wall = time.perf_counter()
             turn.stt_ms = 1000 * (turn.transcript_wall - started)
         turn.transcript_at = self._now()
         self._emit(UserTranscript(self._now(), turn.number, turn.text, True, turn.start, turn.end))
         if not turn.text:
+            line = self.persona.stt.unclear_line
+            if turn.unclear and line:  # someone spoke and would wait for an answer: ask again
+                await self._speak(turn.number, turn, line)
+                return
             self._reply_queued.set()
             self._floor_free()
             return

@@ -1,7 +1,9 @@
 """Speech to text: the bundled Whisper tiny.en on the CPU, or any OpenAI-compatible transcription API.
 
-Both take one utterance (mono 16 kHz float32) and return its text, "" when nobody spoke. Any failure
-raises :class:`STTError` with a reason that names the fix; the session turns it into an error event.
+Both take one utterance (mono 16 kHz float32) and return its text, "" when nobody spoke, or raise
+:class:`UnclearSpeech` when someone spoke but the words could not be made out (the session then asks the
+person to say it again: ``stt.unclear_line``). Any failure raises :class:`STTError` with a reason that
+names the fix; the session turns it into an error event.
 """
 
 from __future__ import annotations
@@ -25,8 +27,8 @@ from avatar_core.speech.whisper import (
     COMPRESSION_RATIO_MAX,
     FULL_WINDOW_S,
     MIN_WINDOW_S,
-    doubtful,
     fits_window,
+    heard,
     transcribe_window,
 )
 
@@ -47,12 +49,22 @@ class STTError(RuntimeError):
     """Transcription failed; the message says why and how to fix it."""
 
 
+class UnclearSpeech(Exception):
+    """Someone spoke, but the recogniser could not make out the words (not a failure: the person is
+    asked to say it again). ``guess`` is the text it doubts, for the logs only."""
+
+    def __init__(self, guess: str = "") -> None:
+        super().__init__(f"speech without words the recogniser trusts (its guess: {guess!r})")
+        self.guess = guess
+
+
 @runtime_checkable
 class STT(Protocol):
     """Speech to text for one utterance."""
 
     async def transcribe(self, audio: NDArray[np.float32]) -> str:
-        """Mono 16 kHz float32 in [-1, 1] -> the text, stripped ("" for no speech)."""
+        """Mono 16 kHz float32 in [-1, 1] -> the text, stripped ("" for no speech); raises
+        :class:`UnclearSpeech` for speech whose words cannot be made out."""
         ...
 
     async def aclose(self) -> None:
@@ -157,7 +169,8 @@ class WhisperSTT:
             raise STTError(f"cannot load the Whisper model in {self.model_dir}: {exc}") from exc
 
     async def transcribe(self, audio: NDArray[np.float32]) -> str:
-        """Transcribe one utterance; "" for silence, noise, or text Whisper is not confident in."""
+        """Transcribe one utterance; "" for silence, noise or Whisper's inventions, :class:`UnclearSpeech`
+        when Whisper takes it for speech but doubts every word (:func:`heard`)."""
         samples = _checked_audio(audio)
         model = await self._loaded()
         if samples.size == 0 or float(np.abs(samples).max()) < SILENCE_PEAK:
@@ -165,7 +178,7 @@ class WhisperSTT:
         loop = asyncio.get_running_loop()
         try:
             return await loop.run_in_executor(self._executor, self._transcribe_blocking, model, samples)
-        except STTError:
+        except (STTError, UnclearSpeech):
             raise
         except Exception as exc:
             raise STTError(f"Whisper failed on {samples.size / SAMPLE_RATE:.2f} s of audio: {exc}") from exc
@@ -180,10 +193,17 @@ class WhisperSTT:
                 min_window_s=self.min_window_s,
             )
             if window.compression_ratio <= COMPRESSION_RATIO_MAX:
-                if doubtful(window):
-                    log.debug("dropped %r (no_speech %.2f)", window.text, window.no_speech_prob)
-                    return ""
-                return window.text
+                verdict = heard(window)
+                log.debug(
+                    "%s: %r (no_speech %.2f, logprob %.2f)",
+                    verdict,
+                    window.text,
+                    window.no_speech_prob,
+                    window.avg_logprob,
+                )
+                if verdict == "unclear":
+                    raise UnclearSpeech(window.text)
+                return window.text if verdict == "words" else ""
             # Whisper repeating itself is what a too short window risks: read it again on 30 s.
             log.debug("the short window looped (%r): transcribing on 30 s", window.text[:80])
         segments, _info = model.transcribe(
@@ -195,11 +215,15 @@ class WhisperSTT:
             condition_on_previous_text=False,
             without_timestamps=True,
         )
-        kept = []
+        kept, unclear = [], []
         for segment in segments:  # a generator: decoding happens here, on this thread
-            if doubtful(segment):
+            verdict = heard(segment)
+            if verdict != "words":
+                if verdict == "unclear":
+                    unclear.append(segment.text.strip())
                 log.debug(
-                    "dropped segment %r (no_speech %.2f, logprob %.2f, compression %.2f)",
+                    "dropped %s segment %r (no_speech %.2f, logprob %.2f, compression %.2f)",
+                    verdict,
                     segment.text,
                     segment.no_speech_prob,
                     segment.avg_logprob,
@@ -207,7 +231,10 @@ class WhisperSTT:
                 )
                 continue
             kept.append(segment.text.strip())
-        return " ".join(text for text in kept if text).strip()
+        text = " ".join(text for text in kept if text).strip()
+        if not text and unclear:
+            raise UnclearSpeech(" ".join(unclear))
+        return text
 
     async def aclose(self) -> None:
         """Stop the worker thread; a transcription already running finishes on its own."""
@@ -280,7 +307,9 @@ class OpenAISTT:
         return value
 
     async def transcribe(self, audio: NDArray[np.float32]) -> str:
-        """Send one utterance, return the text the endpoint heard."""
+        """Send one utterance, return the text the endpoint heard. An endpoint reports only text, no
+        confidence: no words for audio that is not silent (the session's VAD heard speech in it) raise
+        :class:`UnclearSpeech`."""
         samples = _checked_audio(audio)
         if samples.size == 0:
             return ""
@@ -314,6 +343,8 @@ class OpenAISTT:
                 f"{self.base_url} sent a reply that is not a transcription ({str(result)[:80]!r}); check "
                 "that stt.base_url is the root of an OpenAI-compatible API (usually ending in /v1)"
             )
+        if not text.strip() and float(np.abs(samples).max()) >= SILENCE_PEAK:
+            raise UnclearSpeech()
         return text.strip()
 
     def _status_reason(self, exc: openai.APIStatusError) -> str:

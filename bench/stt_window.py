@@ -31,7 +31,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 from latency import QUESTIONS, percentile
 
-from agent.stt import WhisperSTT
+from agent.stt import UnclearSpeech, WhisperSTT
 from avatar_core.config import AppSettings
 from avatar_core.tts.kokoro import KokoroTTS
 
@@ -79,7 +79,10 @@ async def run(windows: list[float], voices: list[str], joined: list[int]) -> dic
         wrong = []
         for voice, text, audio in items:
             started = time.perf_counter()
-            said = await stt.transcribe(audio)
+            try:
+                said = await stt.transcribe(audio)
+            except UnclearSpeech:  # the words were not made out: all of them count as errors
+                said = ""
             ms = 1000 * (time.perf_counter() - started)
             seconds = audio.size / RATE
             by_length.setdefault(f"{int(seconds)}-{int(seconds) + 1} s", []).append(ms)

@@ -47,7 +47,7 @@ from scipy.signal import resample_poly
 
 from agent.persona import TurnTakingConfig, load_persona
 from agent.session import SPECULATE_AFTER_S
-from agent.stt import WhisperSTT
+from agent.stt import UnclearSpeech, WhisperSTT
 from agent.turn import SAMPLE_RATE, SmartTurnModel, TurnDetector, silence_for
 from agent.turn_text import TextTurnModel, vetoes
 from agent.vad import WINDOW, StreamingVAD
@@ -282,7 +282,10 @@ def read_words(
     out = []
     for pause in pauses:
         start = time.perf_counter()
-        words = asyncio.run(stt.transcribe(stream.audio[: round(pause.end_t * SAMPLE_RATE)])).strip()
+        try:
+            words = asyncio.run(stt.transcribe(stream.audio[: round(pause.end_t * SAMPLE_RATE)])).strip()
+        except UnclearSpeech:  # as in the Session: no words to judge
+            words = ""
         probability = text.probability(words, reply)
         out.append(
             replace(pause, words=words, text_probability=probability, text_s=time.perf_counter() - start)

@@ -4,7 +4,7 @@ and decoding one short utterance on an encoder window shorter than Whisper's 30 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import numpy.typing as npt
@@ -17,13 +17,22 @@ AVG_LOGPROB_MIN = -1.0
 COMPRESSION_RATIO_MAX = 2.4  # higher means looping, repeated text: a hallucination
 
 
+Heard = Literal["words", "unclear", "nothing"]
+
+
+def heard(segment: Any) -> Heard:
+    """What Whisper's own confidence says a faster-whisper segment (or :class:`WindowTranscript`) is:
+    ``"nothing"`` when it is probably invented (silence, noise: ``no_speech_prob`` high, or a loop),
+    ``"unclear"`` when Whisper took it for speech but doubts the words (``avg_logprob`` low: mumbled, an
+    accent it does not know), else ``"words"``."""
+    if segment.no_speech_prob > NO_SPEECH_PROB_MAX or segment.compression_ratio > COMPRESSION_RATIO_MAX:
+        return "nothing"
+    return "unclear" if segment.avg_logprob < AVG_LOGPROB_MIN else "words"
+
+
 def doubtful(segment: Any) -> bool:
-    """True when a faster-whisper segment is probably invented (silence, noise, or a loop)."""
-    return bool(
-        segment.no_speech_prob > NO_SPEECH_PROB_MAX
-        or segment.avg_logprob < AVG_LOGPROB_MIN
-        or segment.compression_ratio > COMPRESSION_RATIO_MAX
-    )
+    """True when a faster-whisper segment's words are not to be trusted (:func:`heard` is not "words")."""
+    return heard(segment) != "words"
 
 
 # Whisper's encoder reads 30 s windows: faster-whisper pads every call to 30 s, so a 2 s question costs

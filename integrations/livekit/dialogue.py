@@ -38,7 +38,7 @@ import numpy.typing as npt
 from livekit import rtc
 
 from agent.persona import Persona
-from agent.stt import STT
+from agent.stt import STT, UnclearSpeech
 from avatar_core.config import AppSettings
 from avatar_core.frames import AUDIO_RATE, AudioFrame, OutputFrame, VideoFrame
 from avatar_core.listening_features import ListeningFeatures
@@ -133,8 +133,14 @@ class RoutedSTT:
         self.index = index
 
     async def transcribe(self, audio: npt.NDArray[np.float32]) -> str:
-        """The words in ``audio`` (16 kHz mono) if they are for this avatar, else ``""``."""
-        text = await self.stt.transcribe(audio)
+        """The words in ``audio`` (16 kHz mono) if they are for this avatar, else ``""``; speech whose
+        words cannot be made out (:class:`UnclearSpeech`) is the addressed avatar's to ask about."""
+        try:
+            text = await self.stt.transcribe(audio)
+        except UnclearSpeech:
+            if self.floor.addressee == self.index:
+                raise
+            return ""
         return text if text.strip() and self.floor.claims(self.index, text) else ""
 
     async def aclose(self) -> None:

@@ -377,3 +377,29 @@ async def test_stt_fault_says_the_fallback(tts: KokoroTTS, server: LocalLLMServe
     run = await drive(session, engine, timeline(8.0, (0.5, speech(tts, "Hello there."))), 8.0)
     assert [e for e in run.of(ErrorEvent) if e.source == "stt"]
     assert [e.text for e in run.of(AgentTranscript) if e.final] == [p.llm.fallback_line]
+
+
+def unclear_speech(tts: KokoroTTS) -> np.ndarray:
+    """Speech Whisper takes for speech but cannot make out: a question under louder noise (-5 dB SNR;
+    no_speech_prob about 0.1, average log-probability about -2.3, against thresholds 0.6 and -1)."""
+    clip = speech(tts, "Where is the library?", "jf_alpha")
+    noise = np.random.default_rng(0).standard_normal(clip.size).astype(np.float32)
+    return (clip + 1.8 * float(np.std(clip)) * noise).astype(np.float32)
+
+
+@pytest.mark.parametrize("line", ["Sorry, could you say that again?", ""])
+async def test_words_that_cannot_be_made_out_are_asked_again(
+    line: str, tts: KokoroTTS, server: LocalLLMServer, whisper: WhisperSTT
+) -> None:
+    # A person who spoke waits for an answer: the avatar asks again (stt.unclear_line), or stays silent
+    # with the line empty. Either way nothing reaches the LLM or the history as the user's words.
+    p = persona()
+    data = p.model_dump()
+    data["stt"]["unclear_line"] = line
+    p = Persona.model_validate(data)
+    session, engine = await make_session(p, whisper, llm_for(p, server), tts)
+    run = await drive(session, engine, timeline(8.0, (0.5, unclear_speech(tts))), 8.0)
+    assert [e.text for e in run.of(UserTranscript) if e.final] == [""]
+    assert [e.text for e in run.of(AgentTranscript) if e.final] == ([line] if line else [])
+    assert not run.of(ErrorEvent)
+    assert all(m["role"] != "user" for m in session.history.messages())

@@ -18,7 +18,7 @@ from numpy.typing import NDArray
 from scipy.signal import resample_poly
 
 from agent.persona import STTConfig
-from agent.stt import STT, OpenAISTT, STTError, WhisperSTT, make_stt, wav_bytes
+from agent.stt import STT, OpenAISTT, STTError, UnclearSpeech, WhisperSTT, make_stt, wav_bytes
 from avatar_core.config import AppSettings
 from avatar_core.speech import whisper as whisper_window
 from avatar_core.speech.whisper import WindowTranscript, fits_window, window_frames
@@ -112,6 +112,19 @@ async def test_whisper_hears_nothing_in_silence_and_low_noise(whisper: WhisperST
     hum = (0.02 * np.sin(2 * np.pi * 50 * np.arange(SR) / SR)).astype(np.float32)
     for audio in (silence, hiss, noise, hum, np.zeros(0, np.float32)):
         assert await whisper.transcribe(audio) == ""
+
+
+async def test_speech_whisper_cannot_make_out_is_unclear_not_silence(
+    whisper: WhisperSTT, speech: NDArray[np.float32]
+) -> None:
+    # The question under louder noise (-5 dB SNR): Whisper hears speech (no_speech_prob about 0.1) but
+    # doubts its words (average log-probability about -2.3); the person is then asked again.
+    noise = np.random.default_rng(0).standard_normal(speech.size).astype(np.float32)
+    noisy = (speech + 1.8 * float(np.std(speech)) * noise).astype(np.float32)
+    with pytest.raises(UnclearSpeech) as caught:
+        await whisper.transcribe(noisy)
+    assert caught.value.guess and "library" not in caught.value.guess.lower()
+    assert "library" in (await whisper.transcribe(speech)).lower()  # the next call is unaffected
 
 
 async def test_whisper_runs_off_the_event_loop(whisper: WhisperSTT, speech: NDArray[np.float32]) -> None:
@@ -299,6 +312,23 @@ async def test_openai_stt_endpoint_error_is_an_stt_error(speech: NDArray[np.floa
         try:
             with pytest.raises(STTError, match=r"500.*GPU on fire"):
                 await stt.transcribe(speech)
+        finally:
+            await stt.aclose()
+
+
+async def test_openai_stt_no_words_for_speech_is_unclear(speech: NDArray[np.float32]) -> None:
+    # An endpoint reports no confidence: no words for audio that is not silent means they were not made
+    # out; for silence, no words is the answer.
+    async def nothing(request: web.Request) -> web.StreamResponse:
+        await request.read()
+        return web.json_response({"text": " "})
+
+    async with serve(nothing) as url:
+        stt = OpenAISTT(STTConfig(backend="openai", base_url=url), max_retries=0)
+        try:
+            with pytest.raises(UnclearSpeech):
+                await stt.transcribe(speech)
+            assert await stt.transcribe(np.zeros(SR, np.float32)) == ""
         finally:
             await stt.aclose()
 
