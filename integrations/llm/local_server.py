@@ -169,6 +169,10 @@ class LocalLLMServer:
             # Logits of the last token only (llama-cpp-python's library default; the server's keeps
             # every token's, for logprobs, which dyad never asks for): 180 MB less for a 351-token prompt.
             "--logits_all", "false",
+            # A request that arrives while another streams waits for it. llama-cpp-python's default ends
+            # the streaming reply with a normal [DONE] instead: a client sees a complete reply cut short
+            # ("Yes, you") whenever sessions or avatars share the server, or a prompt warm-up overlaps.
+            "--interrupt_requests", "false",
         ]  # fmt: skip
         if self.cache_mb > 0:
             args += ["--cache", "true", "--cache_type", "ram", "--cache_size", str(self.cache_mb * 2**20)]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import pytest
@@ -33,6 +34,41 @@ async def test_streams_a_reply_and_stops_cleanly() -> None:
         assert process is not None
     assert "".join(pieces).strip()
     assert process.returncode is not None  # the child is gone
+
+
+async def test_a_second_request_waits_rather_than_cutting_a_streaming_reply_short() -> None:
+    """Sessions and avatars share one server: a request that arrives while another reply streams must
+    not end that reply early (llama-cpp-python's ``interrupt_requests`` default sends [DONE] at once)."""
+
+    async def ask(client: AsyncOpenAI, question: str, max_tokens: int) -> tuple[str, str | None]:
+        """The streamed reply and why it ended ("length" when max_tokens ran out; None when cut)."""
+        stream = await client.chat.completions.create(
+            model=MODEL_ALIAS,
+            messages=[{"role": "user", "content": question}],
+            max_tokens=max_tokens,
+            temperature=0.0,
+            seed=0,
+            stream=True,
+        )
+        text, finish = "", None
+        async for chunk in stream:
+            if chunk.choices:
+                text += chunk.choices[0].delta.content or ""
+                finish = chunk.choices[0].finish_reason or finish
+        return text, finish
+
+    story = "Tell me a long story about a lighthouse keeper and his cat."
+    async with LocalLLMServer() as server:
+        client = AsyncOpenAI(base_url=server.base_url, api_key=LOCAL_API_KEY)
+        try:
+            first = asyncio.create_task(ask(client, story, 64))
+            await asyncio.sleep(0.3)  # the first reply is streaming
+            other, _ = await ask(client, "What colour is the sky? One word.", 4)
+            story_text, finish = await first
+        finally:
+            await client.close()
+    assert other.strip()
+    assert finish == "length", story_text  # all 64 tokens, not cut when the second request came
 
 
 async def test_bad_model_file_fails_with_the_server_log(tmp_path: Path) -> None:
