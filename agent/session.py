@@ -136,7 +136,8 @@ class _Speculation:
     base_text: str = ""  # their words
     samples: int = 0  # turn audio samples it covers, committed ones included
     tail: str | None = None  # the words recognised after ``base``
-    task: asyncio.Task[None] | None = None
+    task: asyncio.Task[None] | None = None  # recognition, then the answer's start
+    judging: asyncio.Task[None] | None = None  # then the words' check (a reply never waits for it)
     text: str | None = None
     answer: Answer | None = None
     stt_ms: float | None = None
@@ -150,7 +151,7 @@ class _Speculation:
     unclear: bool = False  # speech whose words could not be made out (UnclearSpeech)
 
     def cancel(self) -> None:
-        for task in (self.task, self.llm):
+        for task in (self.task, self.judging, self.llm):
             if task is not None:
                 task.cancel()
 
@@ -590,7 +591,8 @@ class Session:
         if spec.verdict is not None:
             assert spec.text is not None
             return vetoes(spec.text, spec.verdict.probability, self.persona.turn_taking.text_veto_below)
-        return None if spec.task is not None and not spec.task.done() else False
+        pending = [task for task in (spec.task, spec.judging) if task is not None and not task.done()]
+        return None if pending else False
 
     async def _maybe_speculate(self, turn: _Turn, now: float) -> None:
         if self.vad.run_s > 0:
@@ -614,8 +616,16 @@ class Session:
         audio = np.concatenate(turn.audio)
         base = turn.committed_samples
         turn.speculation = spec = _Speculation(turn.last_voice, base, turn.committed, audio.size)
-        task = spec.task = self._spawn(self._speculate(spec, turn, audio[base:]))
-        await self.clock.settle(lambda: _await_child(task))
+        spec.task = self._spawn(self._speculate(spec, turn, audio[base:]))
+        await self.clock.settle(lambda: self._speculated(spec))
+
+    @staticmethod
+    async def _speculated(spec: _Speculation) -> None:
+        """Until a speculation's recognition and its words' check are done (a virtual clock waits)."""
+        assert spec.task is not None
+        await _await_child(spec.task)
+        if spec.judging is not None:
+            await _await_child(spec.judging)
 
     async def _speculate(self, spec: _Speculation, turn: _Turn, audio: npt.NDArray[np.float32]) -> None:
         """Recognise ``audio`` (the turn after its committed words) and start the answer to the whole."""
@@ -637,11 +647,15 @@ class Session:
             if isinstance(spec.answer, LLMAnswer):
                 spec.llm = self._spawn(self._prefetch(spec, spec.answer))
         if self.text_turn is not None:
-            try:
-                spec.verdict = await self.text_turn.judge(text, self._last_reply())
-                log.debug("the words %r end a sentence with p=%.3f", text, spec.verdict.probability)
-            except Exception:  # the check is an aid: without it the audio decides
-                log.exception("the words' end-of-turn check failed; this pause ends on the audio alone")
+            spec.judging = self._spawn(self._judge(spec, self.text_turn, text))
+
+    async def _judge(self, spec: _Speculation, text_turn: TextTurnModel, text: str) -> None:
+        """The words' verdict on a pause (only the end of the turn waits for it, never the reply)."""
+        try:
+            spec.verdict = await text_turn.judge(text, self._last_reply())
+            log.debug("the words %r end a sentence with p=%.3f", text, spec.verdict.probability)
+        except Exception:  # the check is an aid: without it the audio decides
+            log.exception("the words' end-of-turn check failed; this pause ends on the audio alone")
 
     async def _prime_words(self, text_turn: TextTurnModel) -> None:
         try:

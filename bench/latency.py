@@ -120,6 +120,7 @@ async def run(turns: int, barge_ins: int, persona: Persona) -> dict[str, object]
             if t > 60 * turns:
                 break
         wall = time.monotonic() - wall0
+        underruns = engine.underruns  # gaps inside replies: later chunks not ready in time
         cpu1 = process.cpu_times()
         cpu = (cpu1.user + cpu1.system - cpu0.user - cpu0.system) / wall
         server_cpu = None
@@ -167,6 +168,7 @@ async def run(turns: int, barge_ins: int, persona: Persona) -> dict[str, object]
             "dyad": round(cpu, 2),
             "llm_server": None if server_cpu is None else round(server_cpu, 2),
         },
+        "speech_underruns": {"count": underruns[0], "seconds": underruns[1]},
         "peak_rss_mb": round(peak_rss / 2**20),
         "wall_s": round(wall, 1),
     }

@@ -134,6 +134,12 @@ class Engine:
         self._partner = partner
 
     @property
+    def underruns(self) -> tuple[int, float]:
+        """Silences inside replies so far (a chunk of speech not ready when the one before ended) and
+        their total seconds: playback that is not gapless."""
+        return self._speaker.underruns, round(self._speaker.underrun_s, 3)
+
+    @property
     def speaking(self) -> bool:
         """Whether speech is queued or playing."""
         return self._speaker.speaking

@@ -170,6 +170,9 @@ class Speaker:
         self.clock = clock
         self.driver = driver
         self.paused = False
+        self.underruns = 0  # silences inside a reply: its next chunk was not ready in time
+        self.underrun_s = 0.0  # ... and how long they lasted together
+        self._underrun = False  # the frame before was one
         self._queue: deque[SpeechHandle] = deque()
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="dyad-synth")
         self._tasks: set[asyncio.Task[None]] = set()
@@ -332,6 +335,7 @@ class Speaker:
         and whether it holds any speech."""
         out = np.zeros(AUDIO_FRAME_SAMPLES, np.int16)
         filled = 0
+        underrun = False
         if self.paused:
             self.skip(AUDIO_FRAME_SAMPLES / AUDIO_RATE)  # the held utterance's face waits with its audio
         while filled < AUDIO_FRAME_SAMPLES and not self.paused:
@@ -346,8 +350,9 @@ class Speaker:
                 if playing == "end":
                     handle._finish()  # played out
                     continue
-                if playing == "wait":
-                    break  # underrun on a real clock: silence until the next chunk is ready
+                if playing == "wait":  # underrun on a real clock: silence until the next chunk is ready
+                    underrun = handle.started_at is not None
+                    break
                 assert isinstance(playing, Playing)
                 current = handle._current = playing
             if handle.started_at is None:
@@ -363,5 +368,9 @@ class Speaker:
             if current.offset >= audio.size:
                 handle._spoken.append(current.utterance.text)
                 handle._current = None
+        if underrun:
+            self.underruns += not self._underrun
+            self.underrun_s += (AUDIO_FRAME_SAMPLES - filled) / AUDIO_RATE
+        self._underrun = underrun
         speech_id = self._queue[0].id if filled and self._queue else None
         return out, speech_id, filled > 0

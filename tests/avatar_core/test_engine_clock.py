@@ -6,6 +6,9 @@ when the test stalls it (a starved process), so every figure here is exact and n
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import AsyncIterator
+
 import numpy as np
 import pytest
 
@@ -166,3 +169,33 @@ async def test_the_face_waits_with_speech_held_by_a_pause() -> None:
         if position < RampVoice.seconds - AUDIO_FRAME_S:
             shown_frame = f.motion[INDEX["jaw_open"]] * (RampVoice.seconds * FPS - 1)
             assert abs(shown_frame - position * FPS) <= 0.5 + 1e-4
+
+
+async def test_a_chunk_not_ready_in_time_is_counted_as_an_underrun() -> None:
+    """Playback is gapless while each chunk is ready before the one before ends; when the reply's text
+    comes too late (a stalled LLM), the silence inside the reply is counted (``Engine.underruns``)."""
+    time = ManualTime(100.0)
+    clock = RealClock(monotonic=time, sleep=time.sleep)
+    eng = engine(clock)
+    more = asyncio.Event()
+
+    async def reply() -> AsyncIterator[str]:
+        yield "Good morning. "
+        await more.wait()  # the rest of the reply is late
+        yield "How are you?"
+
+    handle = eng.say(reply())
+    gap_frames = 0
+    async for frame in eng.frames():
+        if not isinstance(frame, AudioFrame):
+            continue
+        if handle.played_s >= RampVoice.seconds and not more.is_set():
+            gap_frames += 1  # the first chunk has played out; the second has no text yet
+            if gap_frames == 10:
+                more.set()
+        if handle.done:
+            break
+    await eng.aclose()
+    assert handle.played_s == pytest.approx(2 * RampVoice.seconds)
+    count, seconds = eng.underruns
+    assert count == 1 and seconds == pytest.approx(10 * AUDIO_FRAME_S, abs=2 * AUDIO_FRAME_S)
