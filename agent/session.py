@@ -64,7 +64,7 @@ PAUSE_AFTER_S = 0.1  # user speech over the avatar that pauses its playback
 RESUME_AFTER_S = 0.3  # silence after a short burst that resumes it
 PREROLL_S = 0.3  # audio kept from before the VAD onset, so the first syllable reaches STT
 PARTIAL_EVERY_S = 0.6  # interim transcripts while the user talks
-SPECULATE_AFTER_S = 0.15  # silence after which recognition and the LLM start before the turn is over
+SPECULATE_AFTER_S = 0.1  # silence after which recognition and the LLM start before the turn is over
 
 
 class _ProcessModel(Generic[M]):
@@ -669,8 +669,9 @@ class Session:
 
     @staticmethod
     def _commit(turn: _Turn, spec: _Speculation) -> None:
-        """Settle the words a speculation recognised before a pause the user spoke on after."""
-        if spec.tail is not None and turn.committed_samples == spec.base:
+        """Settle the words a speculation recognised before a pause the user spoke on after (words it
+        could not make out stay unsettled: they are read again, with what follows)."""
+        if spec.tail is not None and not spec.unclear and turn.committed_samples == spec.base:
             turn.committed = _join(turn.committed, spec.tail)
             turn.committed_samples = spec.samples
 
