@@ -86,6 +86,11 @@ def _checked_audio(audio: NDArray[np.float32]) -> NDArray[np.float32]:
     return np.ascontiguousarray(np.clip(array, -1.0, 1.0), dtype=np.float32)
 
 
+def _silent(samples: NDArray[np.float32]) -> bool:
+    """Nothing to transcribe: no samples, or none louder than ``SILENCE_PEAK``."""
+    return samples.size == 0 or float(np.abs(samples).max()) < SILENCE_PEAK
+
+
 def resolve_whisper_model(model: str | Path) -> Path:
     """'tiny.en' -> the bundled model folder; else a CTranslate2 model folder, checked."""
     if str(model) == BUNDLED_MODEL:
@@ -173,7 +178,7 @@ class WhisperSTT:
         when Whisper takes it for speech but doubts every word (:func:`heard`)."""
         samples = _checked_audio(audio)
         model = await self._loaded()
-        if samples.size == 0 or float(np.abs(samples).max()) < SILENCE_PEAK:
+        if _silent(samples):
             return ""
         loop = asyncio.get_running_loop()
         try:
@@ -343,7 +348,7 @@ class OpenAISTT:
                 f"{self.base_url} sent a reply that is not a transcription ({str(result)[:80]!r}); check "
                 "that stt.base_url is the root of an OpenAI-compatible API (usually ending in /v1)"
             )
-        if not text.strip() and float(np.abs(samples).max()) >= SILENCE_PEAK:
+        if not text.strip() and not _silent(samples):
             raise UnclearSpeech()
         return text.strip()
 
