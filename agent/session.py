@@ -24,7 +24,6 @@ import threading
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Coroutine
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Generic, Protocol, TypeVar
 
@@ -55,6 +54,7 @@ from agent.vad import StreamingVAD, VADEvent
 from avatar_core.bundled import MissingModelError
 from avatar_core.engine import Engine, SpeechHandle
 from avatar_core.listening_features import HEARD_PAUSE_MS, ListeningFeatures
+from avatar_core.workers import realtime_pool
 
 log = logging.getLogger(__name__)
 M = TypeVar("M")
@@ -249,8 +249,8 @@ class Session:
         self._moved_at: float | None = None  # when the move in progress happened, if not now
         self._overlap = StateMachine("barge-in", Overlap.NONE, OVERLAP_MOVES)
         self.muted = False  # the microphone is muted: user audio is heard (and recorded) as silence
-        self._audio_pool = ThreadPoolExecutor(1, thread_name_prefix="dyad-vad")
-        self._video_pool = ThreadPoolExecutor(1, thread_name_prefix="dyad-video")
+        self._audio_pool = realtime_pool("dyad-vad")
+        self._video_pool = realtime_pool("dyad-video")
         self._video_busy = False
         self._voice_until = -1.0  # end of the last audio chunk in which the VAD heard voice
         self._listeners: list[Callable[[SessionEvent], None]] = []

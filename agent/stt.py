@@ -13,7 +13,7 @@ import io
 import logging
 import os
 import wave
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 from urllib.parse import urlsplit
@@ -31,6 +31,7 @@ from avatar_core.speech.whisper import (
     heard,
     transcribe_window,
 )
+from avatar_core.workers import compute_pool
 
 if TYPE_CHECKING:
     from faster_whisper import WhisperModel
@@ -137,7 +138,7 @@ class WhisperSTT:
         self.beam_size = beam_size
         self.cpu_threads = cpu_threads
         self.min_window_s = min_window_s
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="dyad-whisper")
+        self._executor = compute_pool("dyad-whisper")
         self._model: Future[WhisperModel] = self._executor.submit(self._load)
         self._closed = False
 

@@ -41,6 +41,7 @@ import numpy.typing as npt
 
 from agent.persona import TurnTakingConfig
 from avatar_core.bundled import MissingModelError
+from avatar_core.workers import compute_pool
 
 F32 = npt.NDArray[np.float32]
 log = logging.getLogger(__name__)
@@ -294,7 +295,7 @@ class TurnDetector:
             return self._decide(None)
         audio = self.turn_audio()
         if self._pool is None:
-            self._pool = ThreadPoolExecutor(1, thread_name_prefix="dyad-turn")
+            self._pool = compute_pool("dyad-turn")
         return await asyncio.get_running_loop().run_in_executor(self._pool, self._decide, audio)
 
     def _decide(self, audio: F32 | None) -> TurnDecision:

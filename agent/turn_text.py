@@ -27,13 +27,13 @@ import logging
 import re
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from avatar_core.bundled import MissingModelError
+from avatar_core.workers import compute_pool
 
 log = logging.getLogger(__name__)
 
@@ -103,7 +103,7 @@ class TextTurnModel:
         self._logits_ith = llama_cpp.llama_get_logits_ith
         self._lock = threading.Lock()
         # The model's worker thread (started on the first call), shared by every caller's event loop.
-        self._pool = ThreadPoolExecutor(1, thread_name_prefix="dyad-turn-text")
+        self._pool = compute_pool("dyad-turn-text")
 
     @staticmethod
     def context(last_reply: str = "") -> str:

@@ -185,6 +185,12 @@ class AppSettings(BaseSettings):
         None,
         description="neural vocoder checkpoint (default: the bundled avatar_core/assets/vocoder/vocoder.pt)",
     )
+    # One: the joint model is no faster with two (bench/joint.py, 2-core machine: RTF 0.022 at one
+    # thread, 0.021 at two), and a second thread per inference oversubscribes the cores as soon as
+    # sessions share them (docs/design.md, "Threads").
+    torch_threads: int = Field(
+        1, ge=1, description="CPU threads torch uses for the joint model, its vocoder and listening"
+    )
 
     def configs(self) -> Path:
         """The configs folder: ``DYAD_CONFIG_DIR``, else the source checkout's, else the installed copy."""

@@ -13,7 +13,6 @@ import asyncio
 import logging
 import math
 from collections.abc import AsyncIterable, AsyncIterator, Callable
-from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import numpy.typing as npt
@@ -36,6 +35,7 @@ from avatar_core.motion import NEUTRAL
 from avatar_core.partner import PartnerFrame
 from avatar_core.render.base import Renderer
 from avatar_core.voice import AudioDriver, Voice
+from avatar_core.workers import realtime_pool
 
 log = logging.getLogger(__name__)
 
@@ -74,7 +74,7 @@ class Engine:
         )
         self._speaker = Speaker(voice, fps, self.clock, driver)
         self._mixer = MotionMixer(fps, behaviour, seed, self._model_listening)
-        self._render_pool = ThreadPoolExecutor(1, thread_name_prefix="dyad-render")
+        self._render_pool = realtime_pool("dyad-render")
         self._partner: PartnerFrame | None = None
         self._closed = False
         self._tick = 0  # index of the next audio frame

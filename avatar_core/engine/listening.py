@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
-from concurrent.futures import ThreadPoolExecutor
 from typing import Protocol
 
 import numpy as np
@@ -20,6 +19,7 @@ import numpy as np
 from avatar_core.motion import FloatArray, resample
 from avatar_core.partner import PartnerFrame, partner_vector
 from avatar_core.speech.features import MODEL_FPS
+from avatar_core.workers import compute_pool
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +53,7 @@ class ModelListening:
         self._block = -1
         self._blend_from: FloatArray | None = None
         self._into = 0  # frames shown from the current block
-        self._pool = ThreadPoolExecutor(1, thread_name_prefix="dyad-listen")
+        self._pool = compute_pool("dyad-listen")
         self._tasks: set[asyncio.Task[None]] = set()
         self._closed = False
 

@@ -16,7 +16,6 @@ import logging
 import time
 from collections import deque
 from collections.abc import AsyncIterable, Coroutine
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -29,6 +28,7 @@ from avatar_core.motion import FloatArray, resample
 from avatar_core.speech.features import HOP, MODEL_FPS
 from avatar_core.text.chunking import SentenceChunker
 from avatar_core.voice import AudioDriver, Utterance, Voice
+from avatar_core.workers import compute_pool
 
 log = logging.getLogger(__name__)
 
@@ -174,7 +174,7 @@ class Speaker:
         self.underrun_s = 0.0  # ... and how long they lasted together
         self._underrun = False  # the frame before was one
         self._queue: deque[SpeechHandle] = deque()
-        self._pool = ThreadPoolExecutor(1, thread_name_prefix="dyad-synth")
+        self._pool = compute_pool("dyad-synth")
         self._tasks: set[asyncio.Task[None]] = set()
 
     async def warm_up(self) -> None:

@@ -104,7 +104,7 @@ class JointModel:
     def from_settings(cls, settings: AppSettings, **kwargs: int) -> JointModel:
         """The checkpoint and vocoder the process settings name (``DYAD_MODEL``, ``DYAD_VOCODER``...)."""
         vocoder = load_speech_vocoder(settings.vocoder, settings.vocoder_checkpoint)
-        return cls(settings.model, vocoder=vocoder, **kwargs)
+        return cls(settings.model, vocoder=vocoder, **{"threads": settings.torch_threads, **kwargs})
 
     def vocoder_for(self, pitch_semitones: float) -> SpeechVocoder:
         """The vocoder that renders speech shifted by ``pitch_semitones``: pyworld when the chosen one does

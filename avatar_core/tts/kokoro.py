@@ -24,6 +24,7 @@ from avatar_core.config import KOKORO_VOICES
 from avatar_core.teacher.speaking import Phone
 from avatar_core.text.frontend import kokoro_phonemes as kokoro_phonemes  # re-exported
 from avatar_core.text.frontend import phonemes
+from avatar_core.workers import compute_pool
 
 SAMPLE_RATE = 24_000
 MAX_TOKENS = 510  # the style table has one row per input length up to this
@@ -86,9 +87,14 @@ class KokoroTTS:
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads or max(1, min(2, os.cpu_count() or 1))
         self.model_path = timed_model(cache_dir)
-        self.session = ort.InferenceSession(
-            str(self.model_path), sess_options=options, providers=["CPUExecutionProvider"]
-        )
+        # Made on a compute thread: onnxruntime's own threads start with it and keep its priority.
+        with compute_pool("dyad-kokoro-load") as pool:
+            self.session = pool.submit(
+                ort.InferenceSession,
+                str(self.model_path),
+                sess_options=options,
+                providers=["CPUExecutionProvider"],
+            ).result()
         # onnxruntime's CPU arena grows to the largest input it has seen and keeps it (with the
         # sentence lengths of a conversation: 0.3 GB -> 1.2 GB over a few long sentences). Shrinking
         # it after each run holds RSS flat for about 10% of synthesis time (docs/design.md, "Faults").

@@ -37,7 +37,6 @@ import asyncio
 import logging
 from collections import deque
 from collections.abc import AsyncIterator, Coroutine
-from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -54,6 +53,7 @@ from avatar_core.engine.clock import MAX_LAG_S
 from avatar_core.frames import AUDIO_RATE, AudioFrame
 from avatar_core.listening_features import ListeningFeatures
 from avatar_core.partner import PartnerFrame
+from avatar_core.workers import realtime_pool
 from integrations.lifecycle import TaskSet
 from integrations.livekit.attendee import AttendPolicy
 from integrations.livekit.listen import AttendeeFeed, TrackReader
@@ -315,8 +315,8 @@ class AvatarSession:
         self.feed: AttendeeFeed | None = None
         self._features = ListeningFeatures()
         self._voice: HeardVoice | None = None  # the user's voice as the listener hears it (persona's VAD)
-        self._audio_pool = ThreadPoolExecutor(1, thread_name_prefix="dyad-avatar-listen")
-        self._video_pool = ThreadPoolExecutor(1, thread_name_prefix="dyad-avatar-face")
+        self._audio_pool = realtime_pool("dyad-avatar-listen")
+        self._video_pool = realtime_pool("dyad-avatar-face")
         self._video_busy = False
         self._connected = asyncio.Event()
         self._closed = False

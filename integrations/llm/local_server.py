@@ -23,6 +23,7 @@ from types import TracebackType
 from typing import IO
 
 from avatar_core import bundled
+from avatar_core.workers import lower_process_priority
 
 log = logging.getLogger(__name__)
 
@@ -182,6 +183,8 @@ class LocalLLMServer:
         self._process = await asyncio.create_subprocess_exec(
             *args, stdout=asyncio.subprocess.DEVNULL, stderr=self._log
         )
+        # Compute: below the frame loops that share the machine (docs/design.md, "Threads").
+        lower_process_priority(self._process.pid)
         try:
             await self._wait_ready()
         except BaseException:

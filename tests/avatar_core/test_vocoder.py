@@ -174,3 +174,22 @@ def test_settings_select_the_joint_models_vocoder(monkeypatch: pytest.MonkeyPatc
     model = JointModel.from_settings(AppSettings(), threads=1)
     assert model.vocoder.name == "world"
     assert JointModel.from_settings(AppSettings(vocoder="neural"), threads=1).vocoder.name == "neural"
+
+
+def test_settings_set_torchs_threads(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``DYAD_TORCH_THREADS`` (default 1) is what the joint model computes with."""
+    import torch
+
+    from avatar_core.config import AppSettings
+    from avatar_core.model.inference import JointModel
+
+    before = torch.get_num_threads()
+    try:
+        monkeypatch.setenv("DYAD_TORCH_THREADS", "2")
+        JointModel.from_settings(AppSettings())
+        assert torch.get_num_threads() == 2
+        monkeypatch.delenv("DYAD_TORCH_THREADS")
+        JointModel.from_settings(AppSettings())
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
