@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+from collections import deque
 from collections.abc import AsyncIterable, AsyncIterator, Callable
 
 import numpy as np
@@ -31,15 +32,18 @@ from avatar_core.frames import (
     OutputFrame,
     VideoFrame,
 )
-from avatar_core.motion import NEUTRAL
+from avatar_core.motion import NEUTRAL, FloatArray
 from avatar_core.partner import PartnerFrame
-from avatar_core.render.base import Renderer
+from avatar_core.render.base import Image, Renderer
 from avatar_core.voice import AudioDriver, Voice
 from avatar_core.workers import realtime_pool
 
 log = logging.getLogger(__name__)
 
 PARTNER_STALE_S = 1.0  # a perception of the user older than this no longer counts
+# On a real clock a video frame is rendered this many frames before it is due (docs/design.md, "The
+# Engine"): a render slowed by a busy CPU then has that much longer before the frame comes late.
+RENDER_AHEAD_FRAMES = 1
 
 
 class Engine:
@@ -78,7 +82,10 @@ class Engine:
         self._partner: PartnerFrame | None = None
         self._closed = False
         self._tick = 0  # index of the next audio frame
-        self._video_index = 0  # index of the next video frame
+        self._video_index = 0  # index of the next video frame to compose
+        # Video frames composed and rendering, not yet yielded: (time, render, motion), oldest first.
+        self._rendering: deque[tuple[float, asyncio.Future[Image], FloatArray]] = deque()
+        self._ahead_s = RENDER_AHEAD_FRAMES / fps if self.clock.realtime else 0.0
         self.dropped_video = 0  # video frames skipped because the output fell behind its clock
         self.skipped_s = 0.0  # engine time skipped for the same reason (speech was not: it resumed)
         self.state: AvatarState = "idle"
@@ -125,7 +132,7 @@ class Engine:
     def acknowledge(self) -> float:
         """Show that the user was heard (their turn just ended, the answer is not ready): a small nod
         and a brow raise from the next video frame; returns that frame's time."""
-        vt = self._video_index / self.fps
+        vt = self._video_index / self.fps  # the next frame composed
         self._mixer.acknowledge(vt)
         return vt
 
@@ -159,7 +166,6 @@ class Engine:
         Timestamps only grow; on a real clock that the output fell behind (``Clock.resume_at``) they
         skip ahead to the present (``dropped_video``, ``skipped_s``).
         """
-        loop = asyncio.get_running_loop()
         while not self._closed:
             t = self._tick * AUDIO_FRAME_SAMPLES / AUDIO_RATE  # exact ratio, comparable with video pts
             resume = self.clock.resume_at(t)
@@ -170,21 +176,35 @@ class Engine:
             self._set_state(t, speaking)
             self._tick += 1
             yield AudioFrame(t, samples, speech_id)
-            while self._video_index / self.fps < t + AUDIO_FRAME_S - 1e-9:
-                vt = self._video_index / self.fps
+            self._compose_until(t + AUDIO_FRAME_S + self._ahead_s)
+            while self._rendering and self._rendering[0][0] < t + AUDIO_FRAME_S - 1e-9:
+                vt, rendering, motion = self._rendering.popleft()
                 if self.clock.resume_at(vt) > vt:  # fell behind since the audio frame: too late to show
-                    self._video_index += 1
+                    rendering.cancel()
                     self.dropped_video += 1
                     continue
-                partner = self._partner
-                if partner is not None and vt - partner.t > PARTNER_STALE_S:
-                    partner = None
-                motion = self._mixer.frame(vt, partner, self._speaker.playing)
-                if self._model_listening is not None and not self._closed:
-                    self._model_listening.run_ahead(vt)
-                self._video_index += 1
-                image = await loop.run_in_executor(self._render_pool, self.renderer.render, motion)
+                try:
+                    image = await rendering
+                except asyncio.CancelledError:
+                    if self._closed and rendering.cancelled():  # the render pool was shut down
+                        return
+                    raise
                 yield VideoFrame(vt, image, motion, self.state)
+
+    def _compose_until(self, until: float) -> None:
+        """Compose the video frames due before engine time ``until`` and start rendering each."""
+        loop = asyncio.get_running_loop()
+        while self._video_index / self.fps < until - 1e-9 and not self._closed:
+            vt = self._video_index / self.fps
+            partner = self._partner
+            if partner is not None and vt - partner.t > PARTNER_STALE_S:
+                partner = None
+            motion = self._mixer.frame(vt, partner, self._speaker.playing)
+            if self._model_listening is not None:
+                self._model_listening.run_ahead(vt)
+            self._video_index += 1
+            rendering = loop.run_in_executor(self._render_pool, self.renderer.render, motion)
+            self._rendering.append((vt, rendering, motion))
 
     def _skip_to(self, resume: float) -> float:
         """The output fell too far behind its clock: continue with the audio frame under way at engine
@@ -196,6 +216,9 @@ class Engine:
         skipped = t - self._tick * AUDIO_FRAME_SAMPLES / AUDIO_RATE
         video = max(self._video_index, math.ceil(t * self.fps - 1e-9))  # the first video frame from t
         dropped = video - self._video_index
+        while self._rendering and self._rendering[0][0] < t - 1e-9:  # composed, now too late
+            self._rendering.popleft()[1].cancel()
+            dropped += 1
         self._tick, self._video_index = tick, video
         self._speaker.skip(skipped)
         self.dropped_video += dropped

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from typing import Any
 
 import numpy as np
 import pytest
@@ -199,3 +200,36 @@ async def test_a_chunk_not_ready_in_time_is_counted_as_an_underrun() -> None:
     assert handle.played_s == pytest.approx(2 * RampVoice.seconds)
     count, seconds = eng.underruns
     assert count == 1 and seconds == pytest.approx(10 * AUDIO_FRAME_S, abs=2 * AUDIO_FRAME_S)
+
+
+@pytest.mark.parametrize("live", [True, False])
+async def test_a_live_engine_renders_each_video_frame_one_frame_ahead(live: bool) -> None:
+    """On a real clock a frame is composed and its render started a frame period before it is due, so a
+    render slowed by a busy CPU has that long before the frame comes late; offline (virtual clock) at its
+    time. Frames are still handed out in order, each after the audio frame it belongs with."""
+    time = ManualTime(100.0)
+    clock: RealClock | VirtualClock = RealClock(monotonic=time, sleep=time.sleep) if live else VirtualClock()
+    eng = engine(clock)
+    composed: list[tuple[float, float]] = []  # (frame time, engine time when composed)
+    compose = eng._mixer.frame
+
+    def recording(vt: float, *args: Any) -> Any:
+        composed.append((vt, clock.now()))
+        return compose(vt, *args)
+
+    eng._mixer.frame = recording  # type: ignore[method-assign,assignment]
+    shown: list[float] = []
+    async for frame in eng.frames():
+        if isinstance(frame, VideoFrame):
+            shown.append(frame.pts_s)
+            assert clock.now() >= frame.pts_s - AUDIO_FRAME_S  # never before the audio frame it belongs with
+        if len(shown) == 10:
+            break
+    await eng.aclose()
+    assert shown == pytest.approx([k / FPS for k in range(10)])
+    lead = [vt - at for vt, at in composed[:10]]
+    if live:
+        assert lead[0] == pytest.approx(0.0)  # the first frame: nothing was ahead of it
+        assert all(x >= 1 / FPS - 1e-9 for x in lead[1:]), lead
+    else:
+        assert lead == pytest.approx([0.0] * 10)
