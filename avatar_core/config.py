@@ -188,6 +188,9 @@ class AppSettings(BaseSettings):
     # One: the joint model is no faster with two (bench/joint.py, 2-core machine: RTF 0.022 at one
     # thread, 0.021 at two), and a second thread per inference oversubscribes the cores as soon as
     # sessions share them (docs/design.md, "Threads").
+    llm_threads: int = Field(
+        1, ge=1, description="CPU threads of the embedded LLM server (generation and prompt evaluation)"
+    )
     torch_threads: int = Field(
         1, ge=1, description="CPU threads torch uses for the joint model, its vocoder and listening"
     )

@@ -51,6 +51,17 @@ def percentile(values: list[float], q: float) -> float | None:
     return round(float(np.percentile(values, q)), 1) if values else None
 
 
+STAGES = (
+    "end_of_turn",
+    "transcript",
+    "first_token",
+    "first_audio",
+    "stt_ms",
+    "llm_ttft_ms",
+    "tts_first_chunk_ms",
+)
+
+
 async def run(turns: int, barge_ins: int, persona: Persona) -> dict[str, object]:
     tts = KokoroTTS(AppSettings().cache_dir)
     clips = [resample_poly(tts.synthesize(q, "jm_kumo"), 2, 3).astype(np.float32) for q in QUESTIONS[:turns]]
@@ -134,8 +145,7 @@ async def run(turns: int, barge_ins: int, persona: Persona) -> dict[str, object]
         return [v for m in answered if (v := getattr(m, name)) is not None]
 
     breakdown = {name: {"p50": percentile(column(name), 50), "p95": percentile(column(name), 95)}
-                 for name in ("end_of_turn", "transcript", "first_token", "first_audio", "stt_ms",
-                              "llm_ttft_ms", "tts_first_chunk_ms")}  # fmt: skip
+                 for name in STAGES}  # fmt: skip
     return {
         "bench": "latency",
         "command": " ".join([".venv/bin/python", "bench/latency.py", *map(shlex.quote, sys.argv[1:])]),
@@ -169,6 +179,7 @@ async def run(turns: int, barge_ins: int, persona: Persona) -> dict[str, object]
             "llm_server": None if server_cpu is None else round(server_cpu, 2),
         },
         "speech_underruns": {"count": underruns[0], "seconds": underruns[1]},
+        "per_turn_ms": [{name: getattr(m, name) for name in STAGES} for m in answered],  # what makes a p95
         "peak_rss_mb": round(peak_rss / 2**20),
         "wall_s": round(wall, 1),
     }

@@ -130,7 +130,7 @@ class SharedModels:
             self._starting = asyncio.Lock()
         async with self._starting:
             if self._server is None:
-                server = LocalLLMServer()
+                server = LocalLLMServer(n_threads=self.settings.llm_threads)
                 await server.start()
                 self._server, self._own_server = server, True
         return self._server

@@ -63,3 +63,16 @@ async def test_shared_kokoro_and_answerer_from_several_threads() -> None:
     assert together == alone
     assert await asyncio.to_thread(models.answerer_blocking, library) is answerer
     await models.aclose()
+
+
+async def test_the_embedded_llm_server_computes_with_the_settings_threads() -> None:
+    """``DYAD_LLM_THREADS`` reaches the shared embedded server (generation and prompt evaluation)."""
+    from avatar_core.config import AppSettings
+
+    models = SharedModels(AppSettings(llm_threads=2))
+    try:
+        server = await models.llm_server(load_persona("default"))
+        assert server is not None and server.n_threads == server.n_threads_batch == 2
+        assert server._process is not None and server._process.returncode is None
+    finally:
+        await models.aclose()
