@@ -191,6 +191,11 @@ class AppSettings(BaseSettings):
     llm_threads: int = Field(
         1, ge=1, description="CPU threads of the embedded LLM server (generation and prompt evaluation)"
     )
+    llm_servers: int = Field(
+        2,
+        ge=1,
+        description="embedded LLM servers for conversations at once (each answers one request at a time)",
+    )
     torch_threads: int = Field(
         1, ge=1, description="CPU threads torch uses for the joint model, its vocoder and listening"
     )

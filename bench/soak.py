@@ -36,7 +36,7 @@ import threading
 import time
 import tracemalloc
 from collections import Counter, deque
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import IO, Any, Literal
@@ -518,12 +518,12 @@ class Reporter:
         meters: list[Meter],
         lag: LoopLag,
         fps: float,
-        server_pid: int | None,
+        server_pids: Sequence[int],
         memory: MemoryTrace | None = None,
     ) -> None:
         self.meters, self.lag, self.fps, self.memory = meters, lag, fps, memory
         self.process = psutil.Process()
-        self.server = psutil.Process(server_pid) if server_pid is not None else None
+        self.servers = [psutil.Process(pid) for pid in server_pids]
         self.start = time.monotonic()
         self._mark = self._now_mark()
         self._first = self._mark
@@ -531,10 +531,10 @@ class Reporter:
     def _cpu(self) -> tuple[float, float]:
         own = self.process.cpu_times()
         server = 0.0
-        if self.server is not None:
+        for process in self.servers:
             with contextlib.suppress(psutil.Error):
-                times = self.server.cpu_times()
-                server = times.user + times.system
+                times = process.cpu_times()
+                server += times.user + times.system
         return own.user + own.system, server
 
     def _now_mark(self) -> _Mark:
@@ -649,10 +649,9 @@ async def run_sessions(
             for stack, meter in zip(stacks, meters, strict=True):
                 meter.engine = stack.engine
             rss_models_mb = round(psutil.Process().memory_info().rss / 2**20, 1)
-            server = models.server
-            server_pid = server.pid if server is not None else None
+            server_pids = [server.pid for server in models.servers if server.pid is not None]
             memory = MemoryTrace() if trace_memory else None
-            reporter = Reporter(meters, lag, float(persona.appearance.video.fps), server_pid, memory)
+            reporter = Reporter(meters, lag, float(persona.appearance.video.fps), server_pids, memory)
             mics = [Mic(t) for t in transports]
             background = [asyncio.create_task(watch_loop(lag))]
             for transport, mic in zip(transports, mics, strict=True):

@@ -121,19 +121,55 @@ class SharedModels:
         self._loading_kokoro = threading.Lock()  # apart, so Kokoro loads while the joint model does
         self._loading_answerer = threading.Lock()
         self._starting: asyncio.Lock | None = None  # the LLM server: the loop that starts it
+        self._extra: list[LocalLLMServer] = []  # more servers, for conversations at the same time
+        self._users: dict[int, int] = {}  # id(server) -> conversations using it
 
     async def llm_server(self, persona: Persona) -> LocalLLMServer | None:
-        """The embedded LLM server if ``persona`` uses it (started now the first time)."""
+        """The (first) embedded LLM server if ``persona`` uses it (started now the first time)."""
         if persona.llm.base_url != EMBEDDED:
             return None
         if self._starting is None:
             self._starting = asyncio.Lock()
         async with self._starting:
             if self._server is None:
-                server = LocalLLMServer(n_threads=self.settings.llm_threads)
-                await server.start()
-                self._server, self._own_server = server, True
+                self._server, self._own_server = await self._start_server(), True
         return self._server
+
+    async def conversation_server(self, persona: Persona) -> LocalLLMServer | None:
+        """The embedded LLM server one conversation of ``persona`` uses, until :meth:`release`: an idle one,
+        else a new one while there are fewer than ``llm_servers`` (a server answers one request at a
+        time, so conversations on one server wait for each other's replies), else the least busy."""
+        first = await self.llm_server(persona)
+        if first is None or not self._own_server:
+            return first  # none, or given: the caller's single server
+        assert self._starting is not None
+        async with self._starting:
+            servers = [first, *self._extra]
+            idle = [s for s in servers if self._users.get(id(s), 0) == 0]
+            if idle:
+                chosen = idle[0]
+            elif len(servers) < self.settings.llm_servers:
+                chosen = await self._start_server()
+                self._extra.append(chosen)
+            else:
+                chosen = min(servers, key=lambda s: self._users.get(id(s), 0))
+            self._users[id(chosen)] = self._users.get(id(chosen), 0) + 1
+        return chosen
+
+    def release(self, server: LocalLLMServer) -> None:
+        """A conversation that used ``server`` (from :meth:`conversation_server`) has ended."""
+        if self._users.get(id(server), 0) > 0:
+            self._users[id(server)] -= 1
+
+    @property
+    def servers(self) -> tuple[LocalLLMServer, ...]:
+        """Every embedded LLM server running for this process's conversations."""
+        return () if self._server is None else (self._server, *self._extra)
+
+    async def _start_server(self) -> LocalLLMServer:
+        server = LocalLLMServer(n_threads=self.settings.llm_threads)
+        await server.start()
+        return server
 
     async def whisper(self, persona: Persona) -> WhisperSTT | None:
         """The bundled Whisper for ``persona``'s STT settings (None for a remote STT); it loads in its
@@ -204,6 +240,9 @@ class SharedModels:
         for stt in stts:
             await stt.aclose()
         server, self._server = self._server, None
+        extra, self._extra = self._extra, []
+        for started in extra:
+            await started.stop()
         if server is not None and self._own_server:
             await server.stop()
 
@@ -245,8 +284,9 @@ async def open_stack(
     try:
         api_key = None
         base_url = persona.llm.base_url
+        embedded: LocalLLMServer | None = None
         if base_url == EMBEDDED:
-            embedded = server or await shared.llm_server(persona)
+            embedded = server or await shared.conversation_server(persona)
             assert embedded is not None
             base_url, api_key = embedded.base_url, LOCAL_API_KEY
         whisper = await shared.whisper(persona) if loaded is None or loaded.stt is None else None
@@ -279,13 +319,15 @@ async def open_stack(
         )
         session = Session(persona, engine, stt, llm, answerer=await shared.answerer(persona))
         try:
-            yield AvatarStack(persona, engine, session, stt, llm, server or shared.server)
+            yield AvatarStack(persona, engine, session, stt, llm, embedded or shared.server)
         finally:
             await session.aclose()
             await engine.aclose()
             await llm.aclose()
             if stt is not whisper:  # prewarmed or remote: this conversation's own
                 await stt.aclose()
+            if embedded is not None and server is None:
+                shared.release(embedded)
     finally:
         if own is not None:
             await own.aclose()

@@ -76,3 +76,38 @@ async def test_the_embedded_llm_server_computes_with_the_settings_threads() -> N
         assert server._process is not None and server._process.returncode is None
     finally:
         await models.aclose()
+
+
+async def test_conversations_at_the_same_time_get_their_own_llm_servers_up_to_the_setting() -> None:
+    """A server answers one request at a time: conversations at once get one each, up to
+    ``DYAD_LLM_SERVERS``; past it they share the least busy, and an ended conversation frees its own."""
+    from avatar_core.config import AppSettings
+
+    default = load_persona("default")
+    models = SharedModels(AppSettings(llm_servers=2))
+    try:
+        a = await models.conversation_server(default)
+        b = await models.conversation_server(default)
+        assert a is not None and b is not None and a is not b and a.base_url != b.base_url
+        c = await models.conversation_server(default)
+        assert c in (a, b) and len(models.servers) == 2  # no more than the setting
+        models.release(a)
+        models.release(c)
+        assert await models.conversation_server(default) in (a, c)  # the one now idle, not b
+        servers = models.servers
+    finally:
+        await models.aclose()
+    assert all(s._process is None or s._process.returncode is not None for s in servers)  # all stopped
+
+
+async def test_one_llm_server_when_the_setting_says_so() -> None:
+    from avatar_core.config import AppSettings
+
+    default = load_persona("default")
+    models = SharedModels(AppSettings(llm_servers=1))
+    try:
+        a = await models.conversation_server(default)
+        assert await models.conversation_server(default) is a
+        assert await models.conversation_server(persona()) is None  # a persona on another LLM
+    finally:
+        await models.aclose()
