@@ -123,6 +123,8 @@ class SharedModels:
         self._starting: asyncio.Lock | None = None  # the LLM server: the loop that starts it
         self._extra: list[LocalLLMServer] = []  # more servers, for conversations at the same time
         self._users: dict[int, int] = {}  # id(server) -> conversations using it
+        self._choosing = threading.Lock()  # the counts: conversations on any thread
+        self._server_loop: asyncio.AbstractEventLoop | None = None  # the loop the servers belong to
 
     async def llm_server(self, persona: Persona) -> LocalLLMServer | None:
         """The (first) embedded LLM server if ``persona`` uses it (started now the first time)."""
@@ -133,33 +135,38 @@ class SharedModels:
         async with self._starting:
             if self._server is None:
                 self._server, self._own_server = await self._start_server(), True
+                self._server_loop = asyncio.get_running_loop()
         return self._server
 
     async def conversation_server(self, persona: Persona) -> LocalLLMServer | None:
         """The embedded LLM server one conversation of ``persona`` uses, until :meth:`release`: an idle one,
         else a new one while there are fewer than ``llm_servers`` (a server answers one request at a
-        time, so conversations on one server wait for each other's replies), else the least busy."""
+        time, so conversations on one server wait for each other's replies), else the least busy.
+
+        Servers are started only on the event loop that started the first (their processes belong to
+        it); a conversation on another thread's loop chooses among those running. (A LiveKit worker
+        gives its rooms its one server instead: ``WorkerConfig.llm_port``.)"""
         first = await self.llm_server(persona)
         if first is None or not self._own_server:
             return first  # none, or given: the caller's single server
-        assert self._starting is not None
-        async with self._starting:
-            servers = [first, *self._extra]
-            idle = [s for s in servers if self._users.get(id(s), 0) == 0]
-            if idle:
-                chosen = idle[0]
-            elif len(servers) < self.settings.llm_servers:
-                chosen = await self._start_server()
-                self._extra.append(chosen)
-            else:
-                chosen = min(servers, key=lambda s: self._users.get(id(s), 0))
+        if asyncio.get_running_loop() is self._server_loop:
+            assert self._starting is not None
+            async with self._starting:
+                with self._choosing:
+                    servers = self.servers
+                    all_busy = all(self._users.get(id(s), 0) > 0 for s in servers)
+                if all_busy and len(servers) < self.settings.llm_servers:
+                    self._extra.append(await self._start_server())
+        with self._choosing:  # conversations on several threads
+            chosen = min(self.servers, key=lambda s: self._users.get(id(s), 0))  # the first idle one
             self._users[id(chosen)] = self._users.get(id(chosen), 0) + 1
         return chosen
 
     def release(self, server: LocalLLMServer) -> None:
         """A conversation that used ``server`` (from :meth:`conversation_server`) has ended."""
-        if self._users.get(id(server), 0) > 0:
-            self._users[id(server)] -= 1
+        with self._choosing:
+            if self._users.get(id(server), 0) > 0:
+                self._users[id(server)] -= 1
 
     @property
     def servers(self) -> tuple[LocalLLMServer, ...]:

@@ -111,3 +111,19 @@ async def test_one_llm_server_when_the_setting_says_so() -> None:
         assert await models.conversation_server(persona()) is None  # a persona on another LLM
     finally:
         await models.aclose()
+
+
+async def test_a_conversation_on_another_threads_loop_shares_the_running_servers() -> None:
+    """Server processes belong to the loop that started them: a conversation on another thread's event
+    loop chooses among the running servers and starts none."""
+    from avatar_core.config import AppSettings
+
+    default = load_persona("default")
+    models = SharedModels(AppSettings(llm_servers=2))
+    try:
+        a = await models.conversation_server(default)
+        with ThreadPoolExecutor(1) as pool:
+            other = pool.submit(asyncio.run, models.conversation_server(default)).result()
+        assert other is a and models.servers == (a,)
+    finally:
+        await models.aclose()
