@@ -1,6 +1,6 @@
-"""How many live sessions one machine holds, the models shared between them (one Whisper, one LLM
-server, one joint model, one Kokoro, one knowledge index). Prints JSON, writes
-``bench/results/sessions.json`` (or ``--out``).
+"""How many live sessions one machine holds, the models shared between them (one Whisper, the embedded
+LLM servers (one per session up to ``DYAD_LLM_SERVERS``), one joint model, one Kokoro, one knowledge
+index). Prints JSON, writes ``bench/results/sessions.json`` (or ``--out``).
 
     nice .venv/bin/python bench/sessions.py [--max 4] [--minutes 2] [--out PATH]
 

@@ -97,14 +97,15 @@ def build_voice(
 
 class SharedModels:
     """The models several conversations in one process share, each loaded once, on first need: the
-    embedded LLM server (or one given, which stays the caller's), the bundled Whisper (one per STT
+    embedded LLM servers (one per conversation at once, up to ``llm_servers``; or one given, which stays
+    the caller's), the bundled Whisper (one per STT
     configuration; it serialises its calls), the joint model (it serialises its inferences), Kokoro for
     cascade voices (one ONNX session; it serialises its runs) and each persona's :class:`Answerer` (its
     SQLite FTS5 index takes one lock per query).
 
     Conversations on different threads, each with its own event loop (a LiveKit worker's rooms), may
     share one: the models are guarded by a thread lock and loaded off every event loop. The embedded
-    LLM server is started by one loop (the first to ask) and used by the others through its URL.
+    LLM servers are started by one loop (the first to ask) and used by the others through their URLs.
     """
 
     def __init__(
