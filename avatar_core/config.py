@@ -185,9 +185,7 @@ class AppSettings(BaseSettings):
         None,
         description="neural vocoder checkpoint (default: the bundled avatar_core/assets/vocoder/vocoder.pt)",
     )
-    # One: the joint model is no faster with two (bench/joint.py, 2-core machine: RTF 0.022 at one
-    # thread, 0.021 at two), and a second thread per inference oversubscribes the cores as soon as
-    # sessions share them (docs/design.md, "Threads").
+    # One: two answered no sooner in a live turn (docs/design.md, "Threads").
     llm_threads: int = Field(
         1, ge=1, description="CPU threads of the embedded LLM server (generation and prompt evaluation)"
     )
@@ -196,6 +194,9 @@ class AppSettings(BaseSettings):
         ge=1,
         description="embedded LLM servers for conversations at once (each answers one request at a time)",
     )
+    # One: the joint model is no faster with two (bench/joint.py, 2-core machine: RTF 0.022 at one
+    # thread, 0.021 at two), and a second thread per inference oversubscribes the cores as soon as
+    # sessions share them (docs/design.md, "Threads").
     torch_threads: int = Field(
         1, ge=1, description="CPU threads torch uses for the joint model, its vocoder and listening"
     )

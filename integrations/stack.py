@@ -123,7 +123,7 @@ class SharedModels:
         self._loading_answerer = threading.Lock()
         self._starting: asyncio.Lock | None = None  # the LLM server: the loop that starts it
         self._extra: list[LocalLLMServer] = []  # more servers, for conversations at the same time
-        self._users: dict[int, int] = {}  # id(server) -> conversations using it
+        self._users: dict[LocalLLMServer, int] = {}  # server -> conversations using it
         self._choosing = threading.Lock()  # the counts: conversations on any thread
         self._server_loop: asyncio.AbstractEventLoop | None = None  # the loop the servers belong to
 
@@ -155,19 +155,19 @@ class SharedModels:
             async with self._starting:
                 with self._choosing:
                     servers = self.servers
-                    all_busy = all(self._users.get(id(s), 0) > 0 for s in servers)
+                    all_busy = all(self._users.get(s, 0) > 0 for s in servers)
                 if all_busy and len(servers) < self.settings.llm_servers:
                     self._extra.append(await self._start_server())
         with self._choosing:  # conversations on several threads
-            chosen = min(self.servers, key=lambda s: self._users.get(id(s), 0))  # the first idle one
-            self._users[id(chosen)] = self._users.get(id(chosen), 0) + 1
+            chosen = min(self.servers, key=lambda s: self._users.get(s, 0))  # the first idle one
+            self._users[chosen] = self._users.get(chosen, 0) + 1
         return chosen
 
     def release(self, server: LocalLLMServer) -> None:
         """A conversation that used ``server`` (from :meth:`conversation_server`) has ended."""
         with self._choosing:
-            if self._users.get(id(server), 0) > 0:
-                self._users[id(server)] -= 1
+            if self._users.get(server, 0) > 0:
+                self._users[server] -= 1
 
     @property
     def servers(self) -> tuple[LocalLLMServer, ...]:
