@@ -353,8 +353,12 @@ class Session:
         """Begin listening, and greet with the persona's greeting (if any)."""
         await self._load_turn_detector()
         self._wake()
+        if self.text_turn is not None:  # its system prompt read now, not in the first pause
+            self._spawn(self._prime_words(self.text_turn))
         if self.persona.llm.greeting.strip():
-            await self.say(self.persona.llm.greeting)
+            await self.say(self.persona.llm.greeting)  # warmed once it is recorded
+        else:  # the system prompt evaluated before the first question, not after it
+            self._warm_prompt()
 
     async def _load_turn_detector(self) -> TurnDetector:
         """The turn detector (and the words' check), their models loaded off the event loop the first

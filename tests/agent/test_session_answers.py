@@ -239,3 +239,14 @@ async def test_the_conversation_is_warmed_after_an_llm_reply_not_after_a_curated
     await line.run(3.0)
     await line.close()
     assert len(llm.requests) == 1 and len(llm.warmed) == warmed
+
+
+async def test_without_a_greeting_the_system_prompt_is_warmed_at_start() -> None:
+    """The first question's request then evaluates only the question (the latency bench's first turn
+    waited 555 ms for its first token, 110-190 ms later)."""
+    llm = WarmedLLM("Hello there.", ttft_s=0.05)
+    line = spoken(plain_persona(), "", llm)
+    await line.session.start()
+    await line.run(0.5)
+    assert llm.warmed == [[{"role": "system", "content": line.session.persona.llm.system_prompt}]]
+    await line.close()
