@@ -131,6 +131,8 @@ class SharedModels:
         """The (first) embedded LLM server if ``persona`` uses it (started now the first time)."""
         if persona.llm.base_url != EMBEDDED:
             return None
+        if self._server is not None:  # running: no lock, so any thread's loop may ask
+            return self._server
         if self._starting is None:
             self._starting = asyncio.Lock()
         async with self._starting:
@@ -145,8 +147,8 @@ class SharedModels:
         time, so conversations on one server wait for each other's replies), else the least busy.
 
         Servers are started only on the event loop that started the first (their processes belong to
-        it); a conversation on another thread's loop chooses among those running. (A LiveKit worker
-        gives its rooms its one server instead: ``WorkerConfig.llm_port``.)"""
+        it); a conversation on another thread's loop chooses among those running, which that loop may
+        start ahead (:meth:`start_llm_servers`: a LiveKit worker's rooms run on their own threads)."""
         first = await self.llm_server(persona)
         if first is None or not self._own_server:
             return first  # none, or given: the caller's single server
@@ -162,6 +164,21 @@ class SharedModels:
             chosen = min(self.servers, key=lambda s: self._users.get(s, 0))  # the first idle one
             self._users[chosen] = self._users.get(chosen, 0) + 1
         return chosen
+
+    async def start_llm_servers(self, persona: Persona, count: int) -> tuple[LocalLLMServer, ...]:
+        """Start embedded servers now, on this loop, until ``count`` run (at most ``llm_servers``), for
+        conversations on other threads' loops, which only choose among running servers. Returns them
+        all (none if ``persona`` does not use the embedded model)."""
+        first = await self.llm_server(persona)
+        if first is None or not self._own_server:
+            return () if first is None else (first,)
+        if asyncio.get_running_loop() is not self._server_loop:
+            raise RuntimeError("LLM servers start on the event loop that started the first one")
+        assert self._starting is not None
+        async with self._starting:
+            while len(self.servers) < min(count, self.settings.llm_servers):
+                self._extra.append(await self._start_server())
+        return self.servers
 
     def release(self, server: LocalLLMServer) -> None:
         """A conversation that used ``server`` (from :meth:`conversation_server`) has ended."""

@@ -9,8 +9,11 @@ By default (``executor="thread"``) a worker runs its rooms as threads of its own
 own event loop, sharing one :class:`~integrations.stack.SharedModels` (Whisper, the joint model) loaded
 once per process, off every event loop; the idle threads livekit-agents keeps ready warm those shared
 models. With ``executor="process"`` each room gets its own process (isolated, but every room loads its
-own models), prewarmed with the default persona's parts. One embedded LLM server, when the default
-persona uses it, is shared by all the worker's rooms either way.
+own models), prewarmed with the default persona's parts. When the default persona uses the embedded
+LLM, the worker starts up to ``DYAD_LLM_SERVERS`` servers (no more than ``max_sessions``) before taking
+rooms, since a server answers one request at a time: rooms as threads each take the least busy one
+(:meth:`~integrations.stack.SharedModels.conversation_server`); room processes, which cannot see each
+other's, take the one their job id hashes to.
 
 The persona of a room comes from the dispatch metadata, else the room metadata, else the worker's
 default: either a bare persona name (``library_receptionist``) or JSON ``{"persona": "NAME"}``. Only
@@ -28,6 +31,7 @@ import logging
 import re
 import threading
 import time
+import zlib
 from dataclasses import dataclass, replace
 
 from livekit.agents import (
@@ -72,7 +76,7 @@ class WorkerConfig:
     idle_processes: int = 1
     attend: str = "first"
     agent_name: str = ""  # set: explicit dispatch only
-    llm_port: int | None = None  # the shared embedded LLM server on 127.0.0.1
+    llm_ports: tuple[int, ...] = ()  # the worker's embedded LLM servers on 127.0.0.1
     leave_alone_after_s: float = 20.0  # the room process ends once no human is left for this long
     executor: str = "thread"  # "thread": rooms share this process's models; "process": one each
 
@@ -114,6 +118,12 @@ def choose_persona(job: agent_proto.Job, default: str, settings: AppSettings | N
 # ---------------------------------------------------------------------------------------------------
 # Load
 # ---------------------------------------------------------------------------------------------------
+
+
+def room_llm_port(ports: tuple[int, ...], job_id: str) -> int:
+    """The worker's LLM server a room process uses: room processes cannot see which servers the others
+    use, so the job id spreads them (stable for a job, even when its process restarts)."""
+    return ports[zlib.crc32(job_id.encode()) % len(ports)]
 
 
 def session_load(max_sessions: int, server: AgentServer) -> float:
@@ -194,9 +204,14 @@ async def entrypoint(config: WorkerConfig, ctx: JobContext) -> None:
     """One room: build the avatar, connect, serve until the room ends or is left empty."""
     name = await asyncio.to_thread(choose_persona, ctx.job, config.persona)
     persona: Persona = await asyncio.to_thread(load_persona, name)
-    shared = None
-    if config.llm_port is not None and persona.llm.base_url == EMBEDDED:
-        shared = LocalLLMServer(port=config.llm_port)  # started by the worker; only its URL is used
+    shared = None  # rooms as threads choose among the worker's servers themselves (open_stack)
+    if (
+        config.llm_ports
+        and persona.llm.base_url == EMBEDDED
+        and ctx.proc.executor_type != JobExecutorType.THREAD
+    ):
+        # started by the worker; only its URL is used
+        shared = LocalLLMServer(port=room_llm_port(config.llm_ports, ctx.job.id))
     parts: Prewarmed | None = ctx.proc.userdata.pop(PREWARMED, None)
     if parts is not None and parts.persona != persona:
         log.info("room %s asks for %s: its models load now", ctx.room.name, name)
@@ -267,13 +282,12 @@ async def run_worker(
     config: WorkerConfig, *, url: str | None = None, health_port: int = 8081, dev: bool = False
 ) -> None:
     """Run a worker until SIGINT/SIGTERM; then stop taking rooms, let the live ones finish (not in
-    ``dev`` mode) and shut down. Starts the shared embedded LLM server when the default persona uses it."""
+    ``dev`` mode) and shut down. Starts the embedded LLM servers first when the default persona uses them."""
     persona = await asyncio.to_thread(load_persona, config.persona)
-    models = process_models()  # the LLM server; rooms as threads share its other models too
+    models = process_models()  # the LLM servers; rooms as threads share its other models too
     try:
-        llm = await models.llm_server(persona)
-        if llm is not None:
-            config = replace(config, llm_port=llm.port)
+        servers = await models.start_llm_servers(persona, config.max_sessions)
+        config = replace(config, llm_ports=tuple(s.port for s in servers))
         server = build_server(config, url=url, health_port=health_port)
         stop = asyncio.Event()
         with on_stop_signals(stop.set):

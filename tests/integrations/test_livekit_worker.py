@@ -29,6 +29,7 @@ from integrations.livekit.worker import (
     persona_from_metadata,
     prewarm,
     process_models,
+    room_llm_port,
     session_load,
 )
 from integrations.llm.local_server import LocalLLMServer
@@ -179,3 +180,11 @@ def test_rooms_as_threads_share_the_process_models(monkeypatch: pytest.MonkeyPat
         assert load(cast(AgentServer, Busy(2))) < LOAD_FULL  # a third room is still welcome
     finally:
         asyncio.run(close_process_models())
+
+
+def test_room_processes_spread_over_the_workers_llm_servers() -> None:
+    ports = (40001, 40002)
+    chosen = [room_llm_port(ports, f"AJ_{k}") for k in range(20)]
+    assert set(chosen) == set(ports)  # both used
+    assert room_llm_port(ports, "AJ_3") == chosen[3]  # the same job, the same server
+    assert room_llm_port((40001,), "AJ_3") == 40001

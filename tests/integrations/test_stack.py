@@ -8,6 +8,7 @@ import asyncio
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
+import pytest
 
 from agent.persona import Persona, load_persona
 from avatar_core.cascade import CascadeVoice
@@ -125,5 +126,27 @@ async def test_a_conversation_on_another_threads_loop_shares_the_running_servers
         with ThreadPoolExecutor(1) as pool:
             other = pool.submit(asyncio.run, models.conversation_server(default)).result()
         assert other is a and models.servers == (a,)
+    finally:
+        await models.aclose()
+
+
+async def test_servers_started_ahead_serve_conversations_on_other_threads_loops() -> None:
+    """A LiveKit worker starts its servers before rooms arrive (``start_llm_servers``); rooms on their
+    own threads' loops then get one each instead of queueing on one."""
+    from avatar_core.config import AppSettings
+
+    default = load_persona("default")
+    models = SharedModels(AppSettings(llm_servers=2))
+    try:
+        servers = await models.start_llm_servers(default, 3)
+        assert len(servers) == 2 and models.servers == servers  # no more than the setting
+        with ThreadPoolExecutor(1) as pool:
+            a = pool.submit(asyncio.run, models.conversation_server(default)).result()
+            b = pool.submit(asyncio.run, models.conversation_server(default)).result()
+            with pytest.raises(RuntimeError, match="event loop that started"):
+                pool.submit(asyncio.run, models.start_llm_servers(default, 2)).result()
+        assert {a, b} == set(servers)
+        assert await models.start_llm_servers(default, 1) == servers  # running servers stay
+        assert await models.start_llm_servers(persona(), 2) == ()  # a persona on another LLM
     finally:
         await models.aclose()
