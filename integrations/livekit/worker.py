@@ -287,7 +287,7 @@ async def run_worker(
     models = process_models()  # the LLM servers; rooms as threads share its other models too
     try:
         servers = await models.start_llm_servers(persona, config.max_sessions)
-        config = replace(config, llm_ports=tuple(s.port for s in servers))
+        config = replace(config, llm_ports=tuple(s.port for s in servers if s.port is not None))
         server = build_server(config, url=url, health_port=health_port)
         stop = asyncio.Event()
         with on_stop_signals(stop.set):
