@@ -200,6 +200,11 @@ class AppSettings(BaseSettings):
     torch_threads: int = Field(
         1, ge=1, description="CPU threads torch uses for the joint model, its vocoder and listening"
     )
+    # Live sessions draw their frames in a child process each: in one process three sessions' renderers
+    # held the GIL 61% of the time and made each other's frames late (docs/design.md, "Threads").
+    render_process: bool = Field(
+        True, description="live sessions render video in a child process each (offline rendering never does)"
+    )
 
     def configs(self) -> Path:
         """The configs folder: ``DYAD_CONFIG_DIR``, else the source checkout's, else the installed copy."""

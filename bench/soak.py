@@ -12,9 +12,10 @@ the answer to start, then lets it play, says a backchannel ("mm-hm") over it, or
 next question.
 
 Every ``--report-every`` minutes it prints one JSON line for the interval since the last one: RSS,
-threads, open files, asyncio tasks, CPU, video fps and frame gaps over 100 ms, the event loop's worst
-lag (a starved loop is the bench's fault, a late engine the product's), audio/video drift (audio
-seconds sent vs video frames sent / fps vs the wall clock), voice-to-voice p50/p95 and the turns,
+threads, open files, asyncio tasks, CPU (the LLM servers' and render processes' apart), video fps and
+frame gaps over 100 ms, the event loop's worst lag (a starved loop is the bench's fault, a late engine
+the product's), audio/video drift (audio seconds sent vs video frames sent / fps vs the wall clock),
+voice-to-voice p50/p95 and the turns,
 backchannels and barge-ins counted from the Session's events. ``--events`` writes every Session event
 as a JSON line, for finding out why a turn went wrong. ``--trace-memory`` adds, to every report, where
 memory went: the Python heap traced by ``tracemalloc`` (started once the models are loaded) with the
@@ -441,6 +442,7 @@ class _Mark:
     at: float
     cpu_s: float
     server_cpu_s: float
+    render_cpu_s: float  # the render processes (every child but the LLM servers), summed since the start
     tallies: list[Tally]
     v2v: int  # voice-to-voice figures already reported
     heard: int
@@ -524,25 +526,47 @@ class Reporter:
         self.meters, self.lag, self.fps, self.memory = meters, lag, fps, memory
         self.process = psutil.Process()
         self.servers = [psutil.Process(pid) for pid in server_pids]
+        self._child_cpu: dict[int, float] = {}  # render process pid -> CPU seconds at the last look
+        self._render_cpu_s = 0.0
         self.start = time.monotonic()
         self._mark = self._now_mark()
         self._first = self._mark
 
-    def _cpu(self) -> tuple[float, float]:
+    def _cpu(self) -> tuple[float, float, float]:
+        """CPU seconds of this process, of the LLM servers and of the render processes (children that
+        come and go: each one's growth since it was last seen is added up)."""
         own = self.process.cpu_times()
         server = 0.0
         for process in self.servers:
             with contextlib.suppress(psutil.Error):
                 times = process.cpu_times()
                 server += times.user + times.system
-        return own.user + own.system, server
+        servers = {p.pid for p in self.servers}
+        for child in self.process.children(recursive=True):
+            if child.pid in servers or child.ppid() in servers:
+                continue
+            with contextlib.suppress(psutil.Error):
+                times = child.cpu_times()
+                total = times.user + times.system
+                self._render_cpu_s += total - self._child_cpu.get(child.pid, 0.0)
+                self._child_cpu[child.pid] = total
+        return own.user + own.system, server, self._render_cpu_s
+
+    def _render_rss(self) -> int:
+        """Bytes resident in the render processes."""
+        rss = 0
+        for pid in self._child_cpu:
+            with contextlib.suppress(psutil.Error):
+                rss += psutil.Process(pid).memory_info().rss
+        return rss
 
     def _now_mark(self) -> _Mark:
-        cpu, server = self._cpu()
+        cpu, server, render = self._cpu()
         return _Mark(
             time.monotonic(),
             cpu,
             server,
+            render,
             [replace(m.tally) for m in self.meters],
             sum(len(m.voice_to_voice_ms) for m in self.meters),
             sum(len(m.heard_voice_to_voice_ms) for m in self.meters),
@@ -572,6 +596,8 @@ class Reporter:
             "asyncio_tasks": len(asyncio.all_tasks()),
             "cpu_cores": round((now.cpu_s - since.cpu_s) / seconds, 2),
             "llm_server_cpu_cores": round((now.server_cpu_s - since.server_cpu_s) / seconds, 2),
+            "render_cpu_cores": round((now.render_cpu_s - since.render_cpu_s) / seconds, 2),
+            "render_rss_mb": round(self._render_rss() / 2**20, 1),
             "load_avg_1m": round(os.getloadavg()[0], 2),
             "fps": round(counts.video_frames / seconds / len(self.meters), 2),
             "gaps_over_100ms": counts.gaps_over_100ms,
@@ -693,9 +719,11 @@ async def run_sessions(
         "sessions": n,
         "minutes": final["interval_min"],
         "fps_min": round(min(m.tally.video_frames for m in meters) / (60 * final["interval_min"]), 2),
-        "cpu_cores_per_session": round((final["cpu_cores"] + final["llm_server_cpu_cores"]) / n, 3),
+        "cpu_cores_per_session": round(
+            (final["cpu_cores"] + final["llm_server_cpu_cores"] + final["render_cpu_cores"]) / n, 3
+        ),
         "rss_mb_after_models": rss_models_mb,
-        "rss_mb_per_session": round(final["rss_mb"] / n, 1),
+        "rss_mb_per_session": round((final["rss_mb"] + final["render_rss_mb"]) / n, 1),
         "final": final,
         "answers": dict(answers),
         "reports": reports,

@@ -29,6 +29,7 @@ from avatar_core.joint import JointVoice
 from avatar_core.model.inference import JointModel, ModelMissingError
 from avatar_core.render import make_renderer
 from avatar_core.render.base import Renderer
+from avatar_core.render.process import RenderProcess
 from integrations.llm.local_server import LOCAL_API_KEY, LocalLLMServer
 
 if TYPE_CHECKING:
@@ -329,7 +330,9 @@ async def open_stack(
             model = _LOAD if own is not None else await shared.joint_model()  # own: load alongside
             (voice, driver), renderer = await asyncio.gather(
                 asyncio.to_thread(build_voice, persona, settings, None, model, kokoro=shared.kokoro_blocking),
-                asyncio.to_thread(make_renderer, persona.appearance),
+                asyncio.to_thread(
+                    make_renderer, persona.appearance, process=settings.render_process and not virtual
+                ),
             )
         clock = VirtualClock() if virtual else RealClock()
         engine = Engine(
@@ -348,6 +351,8 @@ async def open_stack(
         finally:
             await session.aclose()
             await engine.aclose()
+            if loaded is None and isinstance(renderer, RenderProcess):
+                await asyncio.to_thread(renderer.close)
             await llm.aclose()
             if stt is not whisper:  # prewarmed or remote: this conversation's own
                 await stt.aclose()

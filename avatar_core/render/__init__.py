@@ -7,9 +7,19 @@ from avatar_core.render.base import Renderer
 
 
 def make_renderer(
-    appearance: AppearanceConfig, width: int | None = None, height: int | None = None
+    appearance: AppearanceConfig,
+    width: int | None = None,
+    height: int | None = None,
+    *,
+    process: bool = False,
 ) -> Renderer:
-    """The renderer a persona's appearance asks for, at its video size unless given."""
+    """The renderer a persona's appearance asks for, at its video size unless given; with ``process``,
+    drawing in a child process of its own (:class:`~avatar_core.render.process.RenderProcess`: for live
+    sessions, whose frames must not wait for the GIL)."""
+    if process:
+        from avatar_core.render.process import RenderProcess
+
+        return RenderProcess(appearance, width, height)
     w = width or appearance.video.width
     h = height or appearance.video.height
     if appearance.renderer == "portrait":

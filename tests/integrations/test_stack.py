@@ -12,6 +12,7 @@ import pytest
 
 from agent.persona import Persona, load_persona
 from avatar_core.cascade import CascadeVoice
+from avatar_core.render.process import RenderProcess
 from integrations.stack import SharedModels, open_stack
 
 QUESTIONS = ["When do you open on Saturday?", "How do I get a library card?", "Can I print here?"]
@@ -43,6 +44,11 @@ async def test_two_sessions_share_kokoro_answerer_and_whisper() -> None:
             assert c.session.answerer is not a.session.answerer  # ...and a persona of its own
             assert a.stt is b.stt is c.stt
             assert a.engine.voice is not b.engine.voice  # each session speaks for itself
+            renderers = [s.engine.renderer for s in (a, b, c)]
+            assert all(isinstance(r, RenderProcess) for r in renderers)  # live: each draws in a child
+        assert all(r._process is None for r in renderers if isinstance(r, RenderProcess))  # stopped
+        async with open_stack(library, models=models, virtual=True) as offline:
+            assert not isinstance(offline.engine.renderer, RenderProcess)  # files: drawn in-process
     finally:
         await models.aclose()
 
