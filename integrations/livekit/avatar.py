@@ -53,6 +53,7 @@ from avatar_core.engine.clock import MAX_LAG_S
 from avatar_core.frames import AUDIO_RATE, AudioFrame
 from avatar_core.listening_features import ListeningFeatures
 from avatar_core.partner import PartnerFrame
+from avatar_core.render.process import RenderProcess
 from avatar_core.workers import realtime_pool
 from integrations.lifecycle import TaskSet
 from integrations.livekit.attendee import AttendPolicy
@@ -397,6 +398,8 @@ class AvatarSession:
             await self.runner.aclose()
         if self.engine is not None:
             await self.engine.aclose()
+            if isinstance(self.engine.renderer, RenderProcess):
+                await asyncio.to_thread(self.engine.renderer.close)
         session = self.agent_session
         if (
             session is not None
@@ -461,7 +464,9 @@ def _build_engine(persona: Persona, settings: AppSettings) -> Engine:
         raise AvatarError(
             f"the dyad avatar animates the app's TTS with the joint model's audio-driven mode: {exc}"
         ) from None
-    renderer = make_renderer(persona.appearance)
+    renderer = make_renderer(
+        persona.appearance, process=settings.render_process
+    )  # frames never wait for the GIL
     renderer.render(NEUTRAL)
     model.drive(np.zeros(AUDIO_RATE // 2, np.float32))  # the first inference pays for setup
     fps = persona.appearance.video.fps

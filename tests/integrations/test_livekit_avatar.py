@@ -29,6 +29,7 @@ from avatar_core.engine import Engine
 from avatar_core.model.avflow import AVFlow
 from avatar_core.model.config import SIZES, ModelConfig
 from avatar_core.model.train import save_checkpoint
+from avatar_core.render.process import RenderProcess
 from avatar_core.text.frontend import VOCAB
 from avatar_core.tts.kokoro import KokoroTTS
 from integrations.livekit.avatar import AvatarError, AvatarSession, DyadVideoGenerator, _build_engine
@@ -310,8 +311,10 @@ async def test_an_agent_session_speaks_through_the_dyad_avatar(
     await until(lambda: avatar.engine is not None and avatar.engine.state == "listening", "a listening face")
     assert seen.frames > 0
 
+    renderer = avatar.engine.renderer
     await session.aclose()
     await avatar.aclose()
+    assert isinstance(renderer, RenderProcess) and renderer._process is None  # its child has ended
     assert sorted(local.unpublished) == sorted([mic.sid, camera.sid])
     assert session.output.audio is None
     leftover = [t for t in asyncio.all_tasks() if t is not asyncio.current_task() and not t.done()]
