@@ -114,14 +114,16 @@ def resolve_whisper_model(model: str | Path) -> Path:
 
 
 class WhisperSTT:
-    """faster-whisper (CTranslate2, int8, CPU), loaded once, run on its own single worker thread.
+    """faster-whisper (CTranslate2, int8, CPU), loaded once, run on its own worker threads (``workers``,
+    each transcribing one utterance at a time with ``cpu_threads``).
 
     An utterance is read on an encoder window of its own length plus a margin, at least ``min_window_s``
     (:func:`avatar_core.speech.whisper.transcribe_window`), not on Whisper's padded 30 s: about three
     times faster for a question, with the same words; ``min_window_s=30`` keeps faster-whisper's own path.
 
     Loading starts in the background at construction, so the first utterance does not pay for it.
-    Calls are serialised on the worker thread; the event loop never runs the model.
+    Calls beyond ``workers`` wait for a free worker; the event loop never runs the model. Sessions
+    sharing one model want as many workers as turns that end together: one queues behind the other's.
     """
 
     def __init__(
@@ -131,14 +133,16 @@ class WhisperSTT:
         language: str = "en",
         beam_size: int = 1,
         cpu_threads: int = 1,
+        workers: int = 1,
         min_window_s: float = MIN_WINDOW_S,
     ) -> None:
         self.model_dir = resolve_whisper_model(model)
         self.language = language
         self.beam_size = beam_size
         self.cpu_threads = cpu_threads
+        self.workers = workers
         self.min_window_s = min_window_s
-        self._executor = compute_pool("dyad-whisper")
+        self._executor = compute_pool("dyad-whisper", workers)
         self._model: Future[WhisperModel] = self._executor.submit(self._load)
         self._closed = False
 
@@ -151,7 +155,7 @@ class WhisperSTT:
                 device="cpu",
                 compute_type="int8",
                 cpu_threads=self.cpu_threads,
-                num_workers=1,
+                num_workers=self.workers,  # CTranslate2 runs that many transcriptions at once
                 local_files_only=True,
             )
         except Exception as exc:
@@ -373,11 +377,16 @@ class OpenAISTT:
         await self._client.close()
 
 
-def make_stt(config: STTConfig, *, cpu_threads: int = 1) -> STT:
-    """The speech-to-text backend a persona's ``stt`` section asks for."""
+def make_stt(config: STTConfig, *, cpu_threads: int = 1, workers: int = 1) -> STT:
+    """The speech-to-text backend a persona's ``stt`` section asks for (``workers``: transcriptions at
+    once of a bundled Whisper)."""
     if config.backend == "whisper":
         return WhisperSTT(
-            config.model, language=config.language, beam_size=config.beam_size, cpu_threads=cpu_threads
+            config.model,
+            language=config.language,
+            beam_size=config.beam_size,
+            cpu_threads=cpu_threads,
+            workers=workers,
         )
     return OpenAISTT(config)
 

@@ -200,6 +200,11 @@ class AppSettings(BaseSettings):
     torch_threads: int = Field(
         1, ge=1, description="CPU threads torch uses for the joint model, its vocoder and listening"
     )
+    # Sessions share one Whisper; with one worker, turns that end together queue (three sessions: a
+    # transcript 1.4 s late behind two others), docs/design.md "Threads".
+    stt_workers: int = Field(
+        2, ge=1, description="transcriptions at once of the Whisper model the sessions of a process share"
+    )
     # Live sessions draw their frames in a child process each: in one process three sessions' renderers
     # held the GIL 61% of the time and made each other's frames late (docs/design.md, "Threads").
     render_process: bool = Field(

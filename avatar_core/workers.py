@@ -54,9 +54,9 @@ def lower_process_priority(pid: int, steps: int = COMPUTE_NICENESS) -> None:
         lower_priority(tid, steps)
 
 
-def compute_pool(name: str) -> ThreadPoolExecutor:
-    """A one-thread executor for compute (a model's inferences), at compute priority."""
-    return ThreadPoolExecutor(1, thread_name_prefix=name, initializer=lower_priority)
+def compute_pool(name: str, threads: int = 1) -> ThreadPoolExecutor:
+    """An executor for compute (a model's inferences), one thread unless told, at compute priority."""
+    return ThreadPoolExecutor(threads, thread_name_prefix=name, initializer=lower_priority)
 
 
 def realtime_pool(name: str) -> ThreadPoolExecutor:

@@ -210,7 +210,7 @@ class SharedModels:
         key = config.model_dump_json(include={"model", "language", "beam_size"})
         with self._loading:
             if key not in self._stt:
-                stt = make_stt(config)
+                stt = make_stt(config, workers=self.settings.stt_workers)
                 assert isinstance(stt, WhisperSTT)
                 self._stt[key] = stt
             return self._stt[key]

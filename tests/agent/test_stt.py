@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import threading
 import wave
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import AbstractAsyncContextManager
@@ -147,6 +148,25 @@ async def test_whisper_runs_off_the_event_loop(whisper: WhisperSTT, speech: NDAr
 async def test_whisper_serialises_concurrent_calls(whisper: WhisperSTT, speech: NDArray[np.float32]) -> None:
     texts = await asyncio.gather(*(whisper.transcribe(speech) for _ in range(2)))
     assert texts[0] == texts[1] and "library" in texts[0].lower()
+
+
+async def test_whisper_with_two_workers_transcribes_two_turns_at_once(speech: NDArray[np.float32]) -> None:
+    """Sessions sharing one Whisper: a turn that ends with another's is read beside it, not after it."""
+    stt = WhisperSTT(workers=2)
+    both = threading.Barrier(2, timeout=60)  # breaks unless both calls are in at the same time
+    read = stt._transcribe_blocking
+
+    def together(model: Any, samples: NDArray[np.float32]) -> str:
+        both.wait()
+        return read(model, samples)
+
+    stt._transcribe_blocking = together  # type: ignore[method-assign]
+    try:
+        texts = await asyncio.gather(*(stt.transcribe(speech) for _ in range(2)))
+        assert texts[0] == texts[1] and "library" in texts[0].lower()
+        assert (await stt._loaded()).model.num_workers == 2  # CTranslate2 runs them in parallel
+    finally:
+        await stt.aclose()
 
 
 async def test_a_cancelled_call_does_not_break_the_next(speech: NDArray[np.float32]) -> None:
