@@ -31,6 +31,7 @@ from agent.events import SessionEvent, TurnMetrics
 from agent.persona import Persona, load_persona
 from avatar_core.config import AppSettings
 from avatar_core.frames import AudioFrame
+from avatar_core.render.process import RenderProcess
 from avatar_core.tts.kokoro import KokoroTTS
 from integrations.lifecycle import cap_malloc_arenas
 from integrations.stack import open_stack
@@ -83,8 +84,13 @@ async def run(turns: int, barge_ins: int, persona: Persona) -> dict[str, object]
         if session.text_turn is not None:
             turn_detector += f" + the words' veto (SmolLM2, below {persona.turn_taking.text_veto_below})"
         server = psutil.Process(stack.server._process.pid) if stack.server and stack.server._process else None
+        renderer = stack.engine.renderer
+        drawing = (
+            psutil.Process(renderer.pid) if isinstance(renderer, RenderProcess) and renderer.pid else None
+        )
         cpu0 = process.cpu_times()
         server_cpu0 = server.cpu_times() if server else None
+        render_cpu0 = drawing.cpu_times() if drawing else None
         wall0 = time.monotonic()
         index, clip, pos = 0, None, 0
         wait_until = 1.0
@@ -138,6 +144,10 @@ async def run(turns: int, barge_ins: int, persona: Persona) -> dict[str, object]
         if server and server_cpu0:
             s1 = server.cpu_times()
             server_cpu = (s1.user + s1.system - server_cpu0.user - server_cpu0.system) / wall
+        render_cpu = None
+        if drawing and render_cpu0:
+            r1 = drawing.cpu_times()
+            render_cpu = (r1.user + r1.system - render_cpu0.user - render_cpu0.system) / wall
     metrics = [e for e in events if isinstance(e, TurnMetrics) and not e.interrupted]
     answered = [m for m in metrics if m.first_audio is not None][: turns - barge_ins]
 
@@ -177,6 +187,7 @@ async def run(turns: int, barge_ins: int, persona: Persona) -> dict[str, object]
         "cpu_cores": {
             "dyad": round(cpu, 2),
             "llm_server": None if server_cpu is None else round(server_cpu, 2),
+            "render_process": None if render_cpu is None else round(render_cpu, 2),
         },
         "speech_underruns": {"count": underruns[0], "seconds": underruns[1]},
         "per_turn_ms": [{name: getattr(m, name) for name in STAGES} for m in answered],  # what makes a p95

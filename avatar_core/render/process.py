@@ -58,6 +58,11 @@ class RenderProcess:
         with self._lock:
             self._start()
 
+    @property
+    def pid(self) -> int | None:
+        """The child's process id (None once closed)."""
+        return None if self._process is None else self._process.pid
+
     def render(self, motion: npt.NDArray[np.float32]) -> Image:
         """Motion frame (D,) -> RGB image (H, W, 3) uint8, drawn by the child."""
         frame = bytearray(self.height * self.width * 3)
