@@ -13,10 +13,12 @@ and CTranslate2's own workers), so a model loaded and run on a compute worker co
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import sys
 import threading
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -63,3 +65,45 @@ def realtime_pool(name: str) -> ThreadPoolExecutor:
     """A one-thread executor for real-time work (a frame's rendering or perception), at the process's
     own priority."""
     return ThreadPoolExecutor(1, thread_name_prefix=name)
+
+
+class PriorityLock:
+    """A lock whose waiters of :meth:`first` go before those of :meth:`later` (a model that both speaks
+    and listens: a reply's next chunk is what a person waits for, while a listening block is made half
+    a second ahead). Not re-entrant; an inference in progress is never interrupted."""
+
+    def __init__(self) -> None:
+        self._changed = threading.Condition()
+        self._held = False
+        self._first_waiting = 0
+
+    @contextlib.contextmanager
+    def first(self) -> Iterator[None]:
+        """Hold the lock, before any waiter of :meth:`later`."""
+        with self._changed:
+            self._first_waiting += 1
+            try:
+                self._changed.wait_for(lambda: not self._held)
+            finally:
+                self._first_waiting -= 1
+            self._held = True
+        try:
+            yield
+        finally:
+            self._release()
+
+    @contextlib.contextmanager
+    def later(self) -> Iterator[None]:
+        """Hold the lock once no waiter of :meth:`first` is left."""
+        with self._changed:
+            self._changed.wait_for(lambda: not self._held and self._first_waiting == 0)
+            self._held = True
+        try:
+            yield
+        finally:
+            self._release()
+
+    def _release(self) -> None:
+        with self._changed:
+            self._held = False
+            self._changed.notify_all()

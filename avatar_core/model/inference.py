@@ -10,7 +10,6 @@ fields, P partner features.
 from __future__ import annotations
 
 import hashlib
-import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +28,7 @@ from avatar_core.speech import features
 from avatar_core.speech.features import MODEL_FPS
 from avatar_core.teacher.speaking import Phone
 from avatar_core.vocoder.infer import SpeechVocoder, WorldVocoder, load_speech_vocoder
+from avatar_core.workers import PriorityLock
 
 if TYPE_CHECKING:
     from avatar_core.config import AppSettings
@@ -98,7 +98,8 @@ class JointModel:
         self.temperature = temperature
         self.vocoder = vocoder if vocoder is not None else load_speech_vocoder()
         self._world = WorldVocoder()
-        self._lock = threading.Lock()  # one inference at a time per model
+        # One inference at a time per model; speech (synthesis, audio-driven motion) before listening.
+        self._lock = PriorityLock()
 
     @classmethod
     def from_settings(cls, settings: AppSettings, **kwargs: int) -> JointModel:
@@ -155,7 +156,7 @@ class JointModel:
                 np.zeros(0, np.float32), np.zeros((0, MOTION_DIM), np.float32), empty, [], 0.0, 0.0
             )
         start = time.perf_counter()
-        with self._lock:
+        with self._lock.first():
             m = self.model
             tokens = torch.tensor([ids])
             speaker = torch.tensor([self.voices.index(voice)])
@@ -208,7 +209,7 @@ class JointModel:
         ``durations`` (N,) frames (a teacher's), so they line up with that teacher's audio frame by frame:
         the vocoder's fine-tuning data (``dyad vocoder gta``)."""
         voice = check_speaker(voice, self.voices, self.path)
-        with self._lock:
+        with self._lock.first():
             m = self.model
             ids = torch.from_numpy(np.asarray(tokens, np.int64))[None]  # (1, N)
             speaker = torch.tensor([self.voices.index(voice)])
@@ -229,7 +230,7 @@ class JointModel:
     ) -> FloatArray:
         """Audio-driven mode from WORLD features (T, F) -> motion (T, D)."""
         frames = speech.shape[0]
-        with self._lock:
+        with self._lock.first():
             m = self.model
             speaker = torch.zeros(1, dtype=torch.long)
             h = torch.zeros(1, 1, m.config.d_model)
@@ -249,7 +250,7 @@ class JointModel:
 
         ``key`` varies the sampling noise (the live Engine passes the block number)."""
         frames = partner.shape[0]
-        with self._lock:
+        with self._lock.later():
             m = self.model
             speaker = torch.zeros(1, dtype=torch.long)
             h, _ = m.encode_text(

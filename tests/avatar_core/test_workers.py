@@ -2,15 +2,24 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
 import threading
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from avatar_core.workers import COMPUTE_NICENESS, compute_pool, lower_process_priority, realtime_pool
+from avatar_core.workers import (
+    COMPUTE_NICENESS,
+    PriorityLock,
+    compute_pool,
+    lower_process_priority,
+    realtime_pool,
+)
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="per-thread nice is Linux's")
 
@@ -63,3 +72,25 @@ def test_a_child_process_is_lowered_in_every_thread() -> None:
     finally:
         child.kill()
         child.wait()
+
+
+def test_a_priority_lock_lets_speech_go_before_listening_that_waited_longer() -> None:
+    lock = PriorityLock()
+    order: list[str] = []
+
+    def take(name: str, hold: Callable[[], contextlib.AbstractContextManager[None]]) -> None:
+        with hold():
+            order.append(name)
+
+    with lock.first():  # an inference in progress
+        listening = threading.Thread(target=take, args=("listening", lock.later))
+        listening.start()
+        speech = threading.Thread(target=take, args=("speech", lock.first))
+        speech.start()
+        while lock._first_waiting == 0:  # the speech request is queued
+            time.sleep(0.001)
+    for thread in (listening, speech):
+        thread.join(10)
+    assert order == ["speech", "listening"]
+    with lock.later():  # free again: nothing waits
+        pass
