@@ -204,14 +204,33 @@ async def entrypoint(config: WorkerConfig, ctx: JobContext) -> None:
     """One room: build the avatar, connect, serve until the room ends or is left empty."""
     name = await asyncio.to_thread(choose_persona, ctx.job, config.persona)
     persona: Persona = await asyncio.to_thread(load_persona, name)
-    shared = None  # rooms as threads choose among the worker's servers themselves (open_stack)
-    if (
-        config.llm_ports
-        and persona.llm.base_url == EMBEDDED
-        and ctx.proc.executor_type != JobExecutorType.THREAD
-    ):
-        # started by the worker; only its URL is used
-        shared = LocalLLMServer(port=room_llm_port(config.llm_ports, ctx.job.id))
+    owned = contextlib.AsyncExitStack()
+    async with owned:
+        threads = ctx.proc.executor_type == JobExecutorType.THREAD
+        shared = await room_llm_server(config, persona, threads, ctx.job.id, owned)
+        await _serve_room(config, ctx, name, persona, shared)
+    ctx.shutdown("the avatar left the room")
+
+
+async def room_llm_server(
+    config: WorkerConfig, persona: Persona, threads: bool, job_id: str, owned: contextlib.AsyncExitStack
+) -> LocalLLMServer | None:
+    """The embedded LLM server a room is given. None: its persona uses another LLM, or it is a thread of a
+    worker that started servers (it chooses among them itself, :func:`~integrations.stack.open_stack`). A
+    room process takes the worker's server its job id hashes to (only its URL is used). When the worker
+    started none (its default persona uses another LLM), the room starts its own, on its own event loop,
+    stopped with ``owned``: a server started by a room's loop must not outlive the room."""
+    if persona.llm.base_url != EMBEDDED:
+        return None
+    if config.llm_ports:
+        return None if threads else LocalLLMServer(port=room_llm_port(config.llm_ports, job_id))
+    return await owned.enter_async_context(LocalLLMServer(n_threads=AppSettings().llm_threads))
+
+
+async def _serve_room(
+    config: WorkerConfig, ctx: JobContext, name: str, persona: Persona, shared: LocalLLMServer | None
+) -> None:
+    """Build the room's avatar (from the prewarmed parts if they are its persona's); serve until it leaves."""
     parts: Prewarmed | None = ctx.proc.userdata.pop(PREWARMED, None)
     if parts is not None and parts.persona != persona:
         log.info("room %s asks for %s: its models load now", ctx.room.name, name)
@@ -233,7 +252,6 @@ async def entrypoint(config: WorkerConfig, ctx: JobContext) -> None:
 
         ctx.add_shutdown_callback(stop)
         await avatar.run()
-    ctx.shutdown("the avatar left the room")
 
 
 # ---------------------------------------------------------------------------------------------------

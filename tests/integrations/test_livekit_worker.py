@@ -4,6 +4,7 @@ reporting, a picklable setup for livekit-agents' process pool, and a real prewar
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import pickle
 import threading
@@ -30,6 +31,7 @@ from integrations.livekit.worker import (
     prewarm,
     process_models,
     room_llm_port,
+    room_llm_server,
     session_load,
 )
 from integrations.llm.local_server import LocalLLMServer
@@ -188,3 +190,22 @@ def test_room_processes_spread_over_the_workers_llm_servers() -> None:
     assert set(chosen) == set(ports)  # both used
     assert room_llm_port(ports, "AJ_3") == chosen[3]  # the same job, the same server
     assert room_llm_port((40001,), "AJ_3") == 40001
+
+
+async def test_each_room_gets_the_llm_server_the_worker_meant_for_it() -> None:
+    """Rooms as threads choose among the worker's servers themselves; room processes take one by job id;
+    with none started by the worker, a room runs its own for its lifetime."""
+    embedded = load_persona("default")
+    other = load_persona("default").model_copy(
+        update={"llm": load_persona("default").llm.model_copy(update={"base_url": "http://127.0.0.1:9/v1"})}
+    )
+    with_ports = WorkerConfig(llm_ports=(40001, 40002))
+    async with contextlib.AsyncExitStack() as owned:
+        assert await room_llm_server(with_ports, embedded, True, "AJ_1", owned) is None
+        given = await room_llm_server(with_ports, embedded, False, "AJ_1", owned)
+        assert given is not None and given.port == room_llm_port(with_ports.llm_ports, "AJ_1")
+        assert given._process is None  # the worker's: only its URL is used
+        assert await room_llm_server(WorkerConfig(), other, True, "AJ_1", owned) is None
+        own = await room_llm_server(WorkerConfig(), embedded, True, "AJ_2", owned)
+        assert own is not None and own._process is not None and own._process.returncode is None
+    assert own._process is None or own._process.returncode is not None  # stopped with the room
