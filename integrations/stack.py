@@ -27,9 +27,8 @@ from avatar_core.config import AppSettings
 from avatar_core.engine import Engine, RealClock, VirtualClock, Voice
 from avatar_core.joint import JointVoice
 from avatar_core.model.inference import JointModel, ModelMissingError
-from avatar_core.render import make_renderer
+from avatar_core.render import close_renderer, make_renderer
 from avatar_core.render.base import Renderer
-from avatar_core.render.process import RenderProcess
 from integrations.llm.local_server import LOCAL_API_KEY, LocalLLMServer
 
 if TYPE_CHECKING:
@@ -351,8 +350,8 @@ async def open_stack(
         finally:
             await session.aclose()
             await engine.aclose()
-            if loaded is None and isinstance(renderer, RenderProcess):
-                await asyncio.to_thread(renderer.close)
+            if loaded is None:
+                await asyncio.to_thread(close_renderer, renderer)
             await llm.aclose()
             if stt is not whisper:  # prewarmed or remote: this conversation's own
                 await stt.aclose()

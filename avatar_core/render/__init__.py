@@ -32,3 +32,11 @@ def make_renderer(
 
     stylized: Renderer = StylizedRenderer(appearance.stylized, w, h)
     return stylized
+
+
+def close_renderer(renderer: Renderer) -> None:
+    """Stop what :func:`make_renderer` started for ``renderer`` (a render process; blocking)."""
+    from avatar_core.render.process import RenderProcess
+
+    if isinstance(renderer, RenderProcess):
+        renderer.close()

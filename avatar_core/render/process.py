@@ -77,11 +77,7 @@ class RenderProcess:
     def landmarks(self, motion: npt.NDArray[np.float32]) -> Points:
         """The 68 rig landmarks (68, 2) ``render`` would draw for this motion."""
         with self._lock:
-            self._call(("landmarks", np.asarray(motion, np.float32)), None)
-            assert self._conn is not None
-            ok, points = self._conn.recv()
-        if not ok:
-            raise RenderProcessError(f"the render process failed: {points}")
+            points = self._call(("landmarks", np.asarray(motion, np.float32)), None)
         return np.asarray(points, np.float32)
 
     def close(self) -> None:
@@ -90,21 +86,22 @@ class RenderProcess:
             self._closed = True
             self._stop()
 
-    def _call(self, request: tuple[str, Any], frame: bytearray | None) -> int:
-        """Send ``request``; for a render, receive the image into ``frame``. Restarts a dead child once."""
+    def _call(self, request: tuple[str, Any], frame: bytearray | None) -> Any:
+        """Send ``request`` and return the reply: for a render the image's byte count, received into
+        ``frame``; otherwise the object sent back. Restarts a dead child once."""
         if self._closed:
             raise RenderProcessError("the render process was closed")
         for attempt in (1, 2):
             try:
                 assert self._conn is not None
                 self._conn.send(request)
-                if frame is None:
-                    return 0
-                received = self._conn.recv_bytes_into(frame)
-                if received == 0:  # the child failed to draw it: its reason follows
-                    _, reason = self._conn.recv()
-                    raise RenderProcessError(f"the render process failed: {reason}")
-                return received
+                received = 0 if frame is None else self._conn.recv_bytes_into(frame)
+                if received:
+                    return received
+                ok, reply = self._conn.recv()  # a failed render sends no image, then its reason
+                if not ok:
+                    raise RenderProcessError(f"the render process failed: {reply}")
+                return reply
             except (EOFError, OSError) as exc:
                 code = self._process.poll() if self._process is not None else None
                 if attempt == 2:

@@ -53,7 +53,7 @@ from avatar_core.engine.clock import MAX_LAG_S
 from avatar_core.frames import AUDIO_RATE, AudioFrame
 from avatar_core.listening_features import ListeningFeatures
 from avatar_core.partner import PartnerFrame
-from avatar_core.render.process import RenderProcess
+from avatar_core.render import close_renderer, make_renderer
 from avatar_core.workers import realtime_pool
 from integrations.lifecycle import TaskSet
 from integrations.livekit.attendee import AttendPolicy
@@ -398,8 +398,7 @@ class AvatarSession:
             await self.runner.aclose()
         if self.engine is not None:
             await self.engine.aclose()
-            if isinstance(self.engine.renderer, RenderProcess):
-                await asyncio.to_thread(self.engine.renderer.close)
+            await asyncio.to_thread(close_renderer, self.engine.renderer)
         session = self.agent_session
         if (
             session is not None
@@ -456,7 +455,6 @@ def _build_engine(persona: Persona, settings: AppSettings) -> Engine:
     from avatar_core.joint import JointVoice
     from avatar_core.model.inference import JointModel, ModelMissingError
     from avatar_core.motion import NEUTRAL
-    from avatar_core.render import make_renderer
 
     try:
         model = JointModel.from_settings(settings)
@@ -464,9 +462,8 @@ def _build_engine(persona: Persona, settings: AppSettings) -> Engine:
         raise AvatarError(
             f"the dyad avatar animates the app's TTS with the joint model's audio-driven mode: {exc}"
         ) from None
-    renderer = make_renderer(
-        persona.appearance, process=settings.render_process
-    )  # frames never wait for the GIL
+    # In its own process, so that frames never wait for the GIL.
+    renderer = make_renderer(persona.appearance, process=settings.render_process)
     renderer.render(NEUTRAL)
     model.drive(np.zeros(AUDIO_RATE // 2, np.float32))  # the first inference pays for setup
     fps = persona.appearance.video.fps
