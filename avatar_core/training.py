@@ -44,11 +44,16 @@ def setup(train: TrainSettings) -> torch.device:
     return device
 
 
-def warmup_cosine_lr(step: int, train: TrainSettings) -> float:
-    """Linear warm-up to ``lr``, then a cosine decay to a tenth of it at ``steps``."""
+def warmup_cosine_lr(step: int, train: TrainSettings, time_used: float = 0.0) -> float:
+    """Linear warm-up to ``lr``, then a cosine decay to a tenth of it at ``steps``.
+
+    ``time_used``: the fraction of the run's time limit spent; the decay follows whichever of steps and
+    time is further along, so a run stopped by its time limit ends at the low learning rate too.
+    """
     if step < train.warmup_steps:
         return train.lr * (step + 1) / train.warmup_steps
     progress = (step - train.warmup_steps) / max(1, train.steps - train.warmup_steps)
+    progress = max(progress, time_used)
     return train.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress))))
 
 
@@ -151,10 +156,15 @@ class Run:
         """Seconds of training so far, over all the runs that resumed each other."""
         return self.wall + time.monotonic() - self.started
 
+    def time_used(self) -> float:
+        """The fraction of this invocation's ``time_limit_min`` spent (0 without a limit)."""
+        limit = self.train.time_limit_min
+        return (time.monotonic() - self.started) / 60 / limit if limit else 0.0
+
     def set_lr(self) -> None:
         """The learning rate of the coming step on every parameter group."""
         for group in self.opt.param_groups:
-            group["lr"] = warmup_cosine_lr(self.step, self.train)
+            group["lr"] = warmup_cosine_lr(self.step, self.train, self.time_used())
 
     def checkpoint(self) -> None:
         """Call ``save`` with the run's part of the checkpoint: optimiser, step, wall seconds, hardware."""
@@ -178,7 +188,7 @@ class Run:
         self.step += 1
         self.loss_log.add(values)
         if self.step % train.log_every == 0 or self.step == train.steps:
-            lr = warmup_cosine_lr(self.step, train)
+            lr = float(self.opt.param_groups[0]["lr"])
             means = self.loss_log.write(self.step, lr, self.wall_s(), extra)
             if progress:
                 progress(self.step, train.steps, means)

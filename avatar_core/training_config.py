@@ -35,7 +35,11 @@ class TrainSettings(StrictModel):
     seed: int = 0
     device: Literal["auto", "cpu", "cuda"] = "auto"
     threads: int = Field(0, ge=0, description="torch threads on CPU; 0 = all cores")
-    time_limit_min: float = Field(0.0, ge=0.0, description="stop (with a checkpoint) after this; 0 = none")
+    time_limit_min: float = Field(
+        0.0,
+        ge=0.0,
+        description="stop (with a checkpoint) after this many minutes, the lr decayed over them; 0 = none",
+    )
 
 
 class SizedFitConfig(StrictModel):

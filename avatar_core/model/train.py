@@ -192,8 +192,13 @@ def fit(
     out: Path,
     config: FitConfig,
     progress: Callable[[int, int, dict[str, float]], None] | None = None,
+    init: Path | None = None,
 ) -> Path:
-    """Train (or continue training) into ``out``; returns the path of ``last.pt``."""
+    """Train (or continue training) into ``out``; returns the path of ``last.pt``.
+
+    ``init``: a new run starts from that checkpoint's weights, head-pose VAE and statistics (fine-tuning on
+    more data) instead of from scratch; its network must be this config's. A resumed run ignores it.
+    """
     out.mkdir(parents=True, exist_ok=True)
     train = config.train
     device = setup(train)
@@ -206,6 +211,12 @@ def fit(
     resumed = resume(last, model, opt, train.seed, device)
     if resumed:
         rng = resumed[2]
+    elif init is not None:
+        start, _ = load_model(init, device)
+        if start.config != model.config:
+            raise RuntimeError(f"{init}: its network ({start.config}) is not this config's ({model.config})")
+        model.load_state_dict(start.state_dict())
+        log.info("fine-tuning from %s", init)
     else:
         _fit_vae(model, data, train.vae_steps, rng, device)
         model.cpu()

@@ -19,13 +19,25 @@ FitFn = Callable[[Path, Path, _Fit, Callable[[int, int, dict[str, float]], None]
 # The options every ``fit`` command takes besides its --config and --out.
 DATA_OPTION = typer.Option(..., "--data", help="dataset folder from `dyad train data`")
 STEPS_OPTION = typer.Option(None, "--steps", help="override train.steps")
-TIME_LIMIT_OPTION = typer.Option(None, "--time-limit-min", help="stop after this many minutes")
+TIME_LIMIT_OPTION = typer.Option(
+    None, "--time-limit-min", help="stop after this many minutes (the learning rate decays over them)"
+)
+INIT_OPTION = typer.Option(
+    None, "--init", help="start a new run from this checkpoint's weights (fine-tuning on more data)"
+)
 
 
 def fail(message: str) -> typer.Exit:
     """Print ``error: message`` on stderr; the caller raises the returned exit (status 2)."""
     Console(stderr=True, soft_wrap=True).print(f"[bold red]error[/]: {message}", highlight=False)
     return typer.Exit(2)
+
+
+def checked_init(init: Path | None) -> Path | None:
+    """``--init`` when it names a file; otherwise an ``error:`` exit."""
+    if init is not None and not init.is_file():
+        raise fail(f"--init {init}: no such checkpoint; give a run's last.pt or an exported copy")
+    return init
 
 
 CHECKPOINT_ARGUMENT = typer.Argument(..., help="a run's last.pt")

@@ -1,7 +1,8 @@
-"""``dyad train data|fit|export|eval``: the joint model's dataset, training and evaluation."""
+"""``dyad train data|pack|unpack|fit|export|eval``: the joint model's dataset, training and evaluation."""
 
 from __future__ import annotations
 
+import functools
 import logging
 from pathlib import Path
 
@@ -13,8 +14,10 @@ from integrations.cli.fitting import (
     CHECKPOINT_ARGUMENT,
     DATA_OPTION,
     EXPORT_ARGUMENT,
+    INIT_OPTION,
     STEPS_OPTION,
     TIME_LIMIT_OPTION,
+    checked_init,
     fail,
     progress_bar,
     run_export,
@@ -84,6 +87,38 @@ def _from_videos(folder: Path, out: Path, workers: int) -> None:
     Console().print(f"{out}: {count} samples from {folder}")
 
 
+@app.command("pack")
+def pack(
+    data_dir: Path = DATA_OPTION,
+    out: Path = typer.Option(..., "--out", help="the file to write (.npz)"),
+) -> None:
+    """Pack a dataset's training features (no audio) into one small file, to train on another machine."""
+    from avatar_core.data.pack import pack as pack_features
+    from avatar_core.data.samples import DatasetError
+
+    try:
+        count, hours = pack_features(data_dir, out)
+    except DatasetError as exc:
+        raise fail(str(exc)) from None
+    Console().print(f"{out}: {count} samples, {hours:.2f} h, {out.stat().st_size / 1e6:.1f} MB")
+
+
+@app.command("unpack")
+def unpack(
+    src: Path = typer.Argument(..., help="a file from `dyad train pack`"),
+    out: Path = typer.Option(..., "--out", help="dataset folder to write (created)"),
+) -> None:
+    """Write a packed dataset back as a folder that `dyad train fit` reads."""
+    from avatar_core.data.pack import unpack as unpack_features
+    from avatar_core.data.samples import DatasetError
+
+    try:
+        count = unpack_features(src, out)
+    except DatasetError as exc:
+        raise fail(str(exc)) from None
+    Console().print(f"{out}: {count} samples")
+
+
 @app.command("fit")
 def fit(
     config: Path = typer.Option(Path("configs/model/base.yaml"), "--config", help="model/training YAML"),
@@ -91,12 +126,14 @@ def fit(
     out: Path = typer.Option(Path("runs/avflow"), "--out", help="run folder (resumed if it has last.pt)"),
     steps: int | None = STEPS_OPTION,
     time_limit_min: float | None = TIME_LIMIT_OPTION,
+    init: Path | None = INIT_OPTION,
 ) -> None:
     """Train the joint model: resumable checkpoints, loss.csv and loss.png in --out."""
     from avatar_core.model.config import load_fit_config
     from avatar_core.model.train import fit as fit_model
 
-    run_fit("training", load_fit_config, fit_model, config, data_dir, out, steps, time_limit_min)
+    fit_from = functools.partial(fit_model, init=checked_init(init))
+    run_fit("training", load_fit_config, fit_from, config, data_dir, out, steps, time_limit_min)
 
 
 @app.command("export")

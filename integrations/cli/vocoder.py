@@ -13,8 +13,10 @@ from integrations.cli.fitting import (
     CHECKPOINT_ARGUMENT,
     DATA_OPTION,
     EXPORT_ARGUMENT,
+    INIT_OPTION,
     STEPS_OPTION,
     TIME_LIMIT_OPTION,
+    checked_init,
     fail,
     progress_bar,
     run_export,
@@ -32,17 +34,13 @@ def fit(
     out: Path = typer.Option(..., "--out", help="run folder (resumed if it has last.pt)"),
     steps: int | None = STEPS_OPTION,
     time_limit_min: float | None = TIME_LIMIT_OPTION,
-    init: Path | None = typer.Option(
-        None, "--init", help="start a new run from this vocoder checkpoint's weights (fine-tuning)"
-    ),
+    init: Path | None = INIT_OPTION,
 ) -> None:
     """Train the vocoder on a dataset's stored speech: resumable checkpoints and loss.csv in --out."""
     from avatar_core.vocoder.config import load_vocoder_config
     from avatar_core.vocoder.train import fit as fit_vocoder
 
-    if init is not None and not init.is_file():
-        raise fail(f"--init {init}: no such checkpoint; give a vocoder run's last.pt or an exported copy")
-    fit_from = functools.partial(fit_vocoder, init=init)
+    fit_from = functools.partial(fit_vocoder, init=checked_init(init))
     run_fit("vocoder", load_vocoder_config, fit_from, config, data_dir, out, steps, time_limit_min)
 
 

@@ -163,3 +163,14 @@ def test_training_loss_falls_on_a_tiny_synthetic_set() -> None:
         opt.step()
         history.append(parts["total"].item())
     assert np.mean(history[-25:]) < 0.5 * np.mean(history[:25])
+
+
+def test_a_time_limited_run_decays_its_learning_rate_over_its_time() -> None:
+    from avatar_core.training import warmup_cosine_lr
+    from avatar_core.training_config import TrainSettings
+
+    train = TrainSettings(steps=1_000_000, lr=1e-3, warmup_steps=10)
+    assert warmup_cosine_lr(5, train, time_used=0.9) == pytest.approx(6e-4)  # warm-up first
+    assert warmup_cosine_lr(100, train) == pytest.approx(1e-3, rel=1e-3)  # by steps: barely started
+    assert warmup_cosine_lr(100, train, time_used=0.5) == pytest.approx(5.5e-4, rel=1e-3)
+    assert warmup_cosine_lr(100, train, time_used=1.0) == pytest.approx(1e-4)  # a tenth at the end

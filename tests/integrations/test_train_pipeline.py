@@ -6,6 +6,7 @@ import csv
 import json
 import subprocess
 import sys
+import tarfile
 from pathlib import Path
 
 import numpy as np
@@ -113,3 +114,71 @@ def test_fit_with_a_broken_config_names_the_field(tmp_path: Path, dataset: Path)
     bad.write_text("size: tiny\ntrain:\n  batch_size: 0\n")
     done = dyad("train", "fit", "--config", str(bad), "--data", str(dataset), "--out", str(tmp_path / "r"))
     assert done.returncode == 2 and "train.batch_size" in done.stderr
+
+
+def test_pack_keeps_the_training_features_and_unpacks_to_a_folder_fit_reads(
+    dataset: Path, tmp_path: Path
+) -> None:
+    packed = tmp_path / "data.npz"
+    done = dyad("train", "pack", "--data", str(dataset), "--out", str(packed))
+    assert done.returncode == 0, done.stderr
+    folder_bytes = sum(p.stat().st_size for p in sample_paths(dataset))
+    assert packed.stat().st_size < folder_bytes / 5  # no audio, float16, compressed
+    back = tmp_path / "unpacked"
+    done = dyad("train", "unpack", str(packed), "--out", str(back))
+    assert done.returncode == 0, done.stderr
+    before, after = list(iter_samples(dataset)), list(iter_samples(back))
+    assert [s.meta() for s in after] == [s.meta() for s in before]
+    for old, new in zip(before, after, strict=True):
+        assert new.audio is None
+        assert np.array_equal(new.tokens, old.tokens) and np.array_equal(new.durations, old.durations)
+        for key in ("speech", "motion", "partner"):
+            # float16: about three significant digits
+            np.testing.assert_allclose(getattr(new, key), getattr(old, key), rtol=1e-3, atol=1e-3)
+    broken = tmp_path / "broken.npz"
+    broken.write_bytes(b"not a pack")
+    done = dyad("train", "unpack", str(broken), "--out", str(tmp_path / "x"))
+    assert done.returncode == 2 and "dyad train pack" in done.stderr
+
+
+def test_fit_fine_tunes_from_a_checkpoint_of_the_same_network(dataset: Path, tmp_path: Path) -> None:
+    first, tuned = tmp_path / "first", tmp_path / "tuned"
+    args = ["train", "fit", "--config", str(TINY), "--data", str(dataset), "--steps", "10"]
+    done = dyad(*args, "--out", str(first))
+    assert done.returncode == 0, done.stderr
+    done = dyad(*args, "--out", str(tuned), "--init", str(first / "last.pt"))
+    assert done.returncode == 0, done.stderr
+
+    def first_loss(run: Path) -> float:
+        with open(run / "loss.csv") as f:
+            return float(next(csv.DictReader(f))["total"])
+
+    # the tuned run starts where the first one ended, not from scratch (tiny steps move little)
+    assert first_loss(tuned) < first_loss(first)
+    missing = dyad(*args, "--out", str(tmp_path / "m"), "--init", str(tmp_path / "missing.pt"))
+    assert missing.returncode == 2 and "missing.pt" in missing.stderr
+    small = Path(__file__).resolve().parents[2] / "configs" / "model" / "gpu5-small.yaml"
+    other = dyad(
+        "train", "fit", "--config", str(small), "--data", str(dataset), "--steps", "1",
+        "--out", str(tmp_path / "o"), "--init", str(first / "last.pt"),
+    )  # fmt: skip
+    assert other.returncode == 2 and "its network" in other.stderr
+
+
+def test_gpu_fit_trains_runs_side_by_side_and_brings_back_exports(dataset: Path, tmp_path: Path) -> None:
+    packed = tmp_path / "data.npz"
+    assert dyad("train", "pack", "--data", str(dataset), "--out", str(packed)).returncode == 0
+    out = tmp_path / "out"
+    script = Path(__file__).resolve().parents[2] / "scripts" / "gpu_fit.py"
+    done = subprocess.run(
+        [sys.executable, str(script), "--pack", str(packed), "--out", str(out), "--minutes", "0.05",
+         "--work", str(tmp_path / "work"), f"a={TINY}", f"b={TINY}"],
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    summary = json.loads((out / "summary.json").read_text())
+    assert set(summary["runs"]) == {"a", "b"}
+    for name in ("a", "b"):
+        assert summary["runs"][name]["exit_code"] == 0
+        with tarfile.open(out / f"{name}.tar.gz") as tar:
+            assert {"loss.csv", f"{name}.pt"} <= set(tar.getnames())
