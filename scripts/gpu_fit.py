@@ -111,7 +111,7 @@ def main() -> None:
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
     print(f"torch {torch.__version__}, {gpu}", flush=True)
     started = time.monotonic()
-    data = args.work / "data"
+    data = args.work / args.pack.stem  # the checkpoints record this folder name
     count = unpack(args.pack, data)
     print(f"unpacked {count} samples in {time.monotonic() - started:.1f} s", flush=True)
     runs = args.work / "runs"
