@@ -33,12 +33,13 @@ GUARD_SENTENCES = (
     "Thank you for waiting, the next bus leaves in five minutes.",
 )
 
-# Measured: the committed five-voice checkpoint (12k steps, 8 Euler steps, speech temperature 0.4) with the
-# bundled neural vocoder (fine-tuned on the model's own features) scores WER 0.176 (jf_alpha, 9 word errors in
-# 51 words), 0.078 (jf_gongitsune), 0.098 (jf_nezumi), 0.118 (jf_tebukuro) and 0.020 (jm_kumo) here; `dyad
-# doctor` prints the figures. Generation is deterministic, Whisper's int8 kernels may differ slightly between
-# CPUs, so the guard allows four more errors than the worst voice (0.25): an unfinished or broken checkpoint
-# or vocoder (WER 0.5 to 1) fails, and a retrained one should pass with room to spare and lower this bound.
+# Measured: the committed five-voice checkpoint (size base, trained on a GPU; 8 Euler steps, speech
+# temperature 0.4) with the bundled neural vocoder (fine-tuned on the features of the checkpoint before it)
+# scores WER 0.157 (jf_alpha, 8 word errors in 51 words), 0.020 (jf_gongitsune), 0.137 (jf_nezumi), 0.059
+# (jf_tebukuro) and 0.039 (jm_kumo) here; `dyad doctor` prints the figures. Generation is deterministic,
+# Whisper's int8 kernels may differ slightly between CPUs, so the guard allows four more errors than the worst
+# voice (0.25): an unfinished or broken checkpoint or vocoder (WER 0.5 to 1) fails, and a retrained one should
+# pass with room to spare and lower this bound.
 GUARD_WER_MAX = 0.25
 
 
