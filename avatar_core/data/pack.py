@@ -78,12 +78,8 @@ def unpack(src: Path, folder: Path) -> int:
     at_token = at_frame = 0
     for meta in metas:
         n, t = int(meta["tokens"]), int(meta["frames"])
-        sample = Sample(
-            name=meta["name"],
-            text=meta["text"],
-            voice=meta["voice"],
-            role=meta["role"],
-            source=meta["source"],
+        sample = Sample.from_meta(
+            meta,
             tokens=tokens[at_token : at_token + n],
             durations=durations[at_token : at_token + n],
             speech=features["speech"][at_frame : at_frame + t],

@@ -85,6 +85,18 @@ class Sample:
             if not np.isfinite(getattr(self, key)).all():
                 raise DatasetError(f"sample {self.name}: {key} holds NaN or infinite values")
 
+    @classmethod
+    def from_meta(cls, meta: Mapping[str, Any], **arrays: Any) -> Sample:
+        """A sample from its manifest fields (:meth:`meta`) and its arrays (``tokens`` ... ``audio``)."""
+        return cls(
+            name=meta["name"],
+            text=meta["text"],
+            voice=meta["voice"],
+            role=meta["role"],
+            source=meta["source"],
+            **arrays,
+        )
+
     def meta(self) -> dict[str, object]:
         """The manifest line of this sample."""
         return {
@@ -121,12 +133,8 @@ def load_sample(path: Path) -> Sample:
     try:
         with np.load(path) as data:
             meta = json.loads(str(data["meta"]))
-            sample = Sample(
-                name=meta["name"],
-                text=meta["text"],
-                voice=meta["voice"],
-                role=meta["role"],
-                source=meta["source"],
+            sample = Sample.from_meta(
+                meta,
                 tokens=data["tokens"].astype(np.int64),
                 durations=data["durations"].astype(np.int64),
                 speech=data["speech"].astype(np.float32),
