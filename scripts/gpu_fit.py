@@ -3,9 +3,9 @@
 For a borrowed GPU machine that has torch, numpy, scipy, PyYAML and matplotlib but not dyad's other
 dependencies (pydantic travels as wheels); docs/design.md, "Training on a borrowed GPU":
 
-    dyad train pack --data ~/.cache/dyad/data/teacher5 --out gpu/teacher5.npz     # here
-    python scripts/gpu_fit.py --pack gpu/teacher5.npz --out $OUT --minutes 8 \\
-        init=configs/model/gpu5-small.yaml@avatar_core/assets/avflow/avflow.pt \\
+    dyad train pack --data ~/.cache/dyad/data/teacher5 --out .gpu/teacher5.npz    # here
+    python scripts/gpu_fit.py --pack .gpu/teacher5.npz --out $OUT --minutes 8 \\
+        tune=configs/model/gpu5-tune.yaml@avatar_core/assets/avflow/avflow.pt \\
         base=configs/model/gpu5-base.yaml                                          # there
 
 Each ``NAME=CONFIG[@INIT]`` trains in its own process (one CUDA context each) for ``--minutes``, its
@@ -97,7 +97,13 @@ def main() -> None:
     parser.add_argument("--pack", type=Path, required=True, help="a file from `dyad train pack`")
     parser.add_argument("--out", type=Path, required=True, help="where the exports and summary go")
     parser.add_argument("--minutes", type=float, required=True, help="training time of every run")
-    parser.add_argument("--grace", type=float, default=90.0, help="seconds past --minutes before a stop")
+    parser.add_argument(
+        "--grace",
+        type=float,
+        default=180.0,
+        help="seconds past --minutes before a stop; covers what a run does before its clock starts (loading "
+        "the data, the head-pose VAE of a fresh run: about 95 s for 3 h of data on an H200)",
+    )
     parser.add_argument("--work", type=Path, default=Path("/tmp/gpu_fit"), help="data and run folders")
     parser.add_argument("runs", nargs="+", type=RunSpec.parse, help="NAME=CONFIG[@INIT]")
     args = parser.parse_args()
