@@ -19,6 +19,7 @@ import numpy as np
 import numpy.typing as npt
 
 from avatar_core.data.samples import DatasetError, Sample, append_manifest, iter_samples
+from avatar_core.speech.features import MODEL_FPS
 
 FEATURES = ("speech", "motion", "partner")
 PACK_VERSION = 1
@@ -59,7 +60,7 @@ def pack(folder: Path, out: Path) -> tuple[int, float]:
     np.savez(tmp, **arrays)  # type: ignore[arg-type]  # numpy stubs type savez **kwds as its flags
     tmp.replace(out)
     frames = sum(s.frames for s in samples)
-    return len(samples), frames / 40.0 / 3600.0
+    return len(samples), frames / MODEL_FPS / 3600.0
 
 
 def unpack(src: Path, folder: Path) -> int:
