@@ -1,8 +1,8 @@
 """Torch helpers shared by the training loops of the joint model and the vocoder.
 
 Device choice and seeding, the warm-up + cosine learning rate, atomic checkpoint writes and checked
-reads, resuming from a run's ``last.pt``, the hardware string a checkpoint records, the loss CSV and
-the time limit.
+reads, resuming from a run's ``last.pt``, the weights' moving average, the hardware string a checkpoint
+records, the loss CSV and the time limit.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from avatar_core.training_config import TrainSettings
 
@@ -72,15 +73,39 @@ def read_checkpoint(path: Path, device: torch.device | str | None, what: str) ->
         raise ValueError(f"{path}: cannot read the {what} ({exc})") from exc
 
 
+def weight_average(model: torch.nn.Module, decay: float) -> AveragedModel | None:
+    """An exponential moving average of ``model``'s weights (decay per step), or None for ``decay`` 0.
+
+    Its first ``update_parameters`` copies the network; each later one moves the average ``1 - decay``
+    of the way to it. Buffers follow the network. docs/design.md, "Training on a borrowed GPU".
+    """
+    if not decay:
+        return None
+    ema = get_ema_multi_avg_fn(decay)  # type: ignore[no-untyped-call]
+    return AveragedModel(model, multi_avg_fn=ema, use_buffers=False)
+
+
 def resume(
-    last: Path, model: torch.nn.Module, opt: torch.optim.Optimizer, seed: int, device: torch.device
+    last: Path,
+    model: torch.nn.Module,
+    opt: torch.optim.Optimizer,
+    seed: int,
+    device: torch.device,
+    averaged: AveragedModel | None = None,
 ) -> tuple[int, float, np.random.Generator] | None:
     """Continue from ``last`` when it exists: loads the network and optimiser in place and returns the
-    step, the wall seconds spent so far and the batch generator for that step; None for a fresh run."""
+    step, the wall seconds spent so far and the batch generator for that step; None for a fresh run.
+
+    A checkpoint with a weight average keeps it as ``state_dict`` (the network to use) and the trained
+    weights as ``train_state_dict``; ``averaged`` continues from the former, ``model`` from the latter.
+    """
     if not last.exists():
         return None
     state = torch.load(last, map_location=device, weights_only=False)
-    model.load_state_dict(state["state_dict"])
+    model.load_state_dict(state.get("train_state_dict", state["state_dict"]))
+    if averaged is not None and "train_state_dict" in state:
+        averaged.module.load_state_dict(state["state_dict"])
+        averaged.n_averaged.fill_(1)
     opt.load_state_dict(state["optimizer"])
     step, wall = int(state["step"]), float(state.get("wall_s", 0.0))
     log.info("resuming %s at step %d", last, step)

@@ -44,6 +44,12 @@ class TrainConfig(TrainSettings):
 
     crop_frames: int = Field(160, ge=8, description="training windows of this many frames (40 fps)")
     vae_steps: int = Field(400, ge=0, description="head-pose VAE pre-training steps")
+    ema_decay: float = Field(
+        0.0,
+        ge=0.0,
+        lt=1.0,
+        description="save a moving average of the weights (this decay per step) as the network; 0 = none",
+    )
 
 
 class FitConfig(SizedFitConfig):

@@ -13,6 +13,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 import torch
@@ -28,6 +29,7 @@ from avatar_core.training import (
     read_checkpoint,
     resume,
     setup,
+    weight_average,
     write_checkpoint,
 )
 
@@ -208,7 +210,8 @@ def fit(
     opt = torch.optim.AdamW(model.parameters(), lr=train.lr, weight_decay=train.weight_decay)
     last = out / "last.pt"
     rng = np.random.default_rng(train.seed)
-    resumed = resume(last, model, opt, train.seed, device)
+    averaged = weight_average(model, train.ema_decay)
+    resumed = resume(last, model, opt, train.seed, device, averaged)
     if resumed:
         rng = resumed[2]
     elif init is not None:
@@ -227,9 +230,13 @@ def fit(
     loss_log = LossLog(out / "loss.csv", LOSS_KEYS)
 
     def save(run_state: dict[str, object]) -> None:
-        save_checkpoint(
-            last, model, {**run_state, "data": data_info, "train_config": config.model_dump(mode="json")}
-        )
+        extra = {**run_state, "data": data_info, "train_config": config.model_dump(mode="json")}
+        network = model
+        if averaged is not None and int(averaged.n_averaged) > 0:
+            # the average is the network to use (export, eval, --init); training resumes from the weights
+            network = cast(AVFlow, averaged.module)
+            extra["train_state_dict"] = model.state_dict()
+        save_checkpoint(last, network, extra)
         plot_losses(loss_log.path, out / "loss.png")
 
     run = Run(train, opt, loss_log, save, resumed, device)
@@ -244,6 +251,8 @@ def fit(
         parts["total"].backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), train.grad_clip)
         opt.step()
+        if averaged is not None:
+            averaged.update_parameters(model)
         if run.end_step({key: parts[key].item() for key in LOSS_KEYS}, progress):
             break
     return last

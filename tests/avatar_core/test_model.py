@@ -13,6 +13,7 @@ from avatar_core.model.flow import Batch, euler, integrate, losses, ot_path
 from avatar_core.motion import MOTION_DIM
 from avatar_core.partner import PARTNER_DIM
 from avatar_core.speech.features import FEATURE_DIM
+from avatar_core.training import weight_average
 
 VOCAB = 40
 
@@ -174,3 +175,17 @@ def test_a_time_limited_run_decays_its_learning_rate_over_its_time() -> None:
     assert warmup_cosine_lr(100, train) == pytest.approx(1e-3, rel=1e-3)  # by steps: barely started
     assert warmup_cosine_lr(100, train, time_used=0.5) == pytest.approx(5.5e-4, rel=1e-3)
     assert warmup_cosine_lr(100, train, time_used=1.0) == pytest.approx(1e-4)  # a tenth at the end
+
+
+def test_the_weight_average_moves_one_minus_decay_of_the_way_each_step() -> None:
+    net = torch.nn.Linear(2, 1)
+    assert weight_average(net, 0.0) is None
+    averaged = weight_average(net, 0.75)
+    assert averaged is not None
+    with torch.no_grad():
+        net.weight.fill_(1.0)
+    averaged.update_parameters(net)  # the first update copies
+    with torch.no_grad():
+        net.weight.fill_(3.0)
+    averaged.update_parameters(net)
+    assert torch.allclose(averaged.module.weight, torch.full((1, 2), 1.5))  # 0.75 * 1 + 0.25 * 3

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from avatar_core.data.samples import iter_samples, sample_paths
 from avatar_core.speech.features import MODEL_FPS
@@ -163,6 +164,31 @@ def test_fit_fine_tunes_from_a_checkpoint_of_the_same_network(dataset: Path, tmp
         "--out", str(tmp_path / "o"), "--init", str(first / "last.pt"),
     )  # fmt: skip
     assert other.returncode == 2 and "its network" in other.stderr
+
+
+def test_fit_with_a_weight_average_saves_it_as_the_network_and_resumes_both(
+    dataset: Path, tmp_path: Path
+) -> None:
+    config = tmp_path / "ema.yaml"
+    config.write_text(TINY.read_text() + "  ema_decay: 0.9\n")
+    run = tmp_path / "run"
+    args = ["train", "fit", "--config", str(config), "--data", str(dataset), "--out", str(run)]
+    assert (done := dyad(*args, "--steps", "20")).returncode == 0, done.stderr
+    state = torch.load(run / "last.pt", weights_only=False)
+    averaged, trained = state["state_dict"], state["train_state_dict"]
+    moved = [k for k in trained if not torch.equal(averaged[k], trained[k])]
+    assert moved and all(".scale" not in k and "_mean" not in k for k in moved)  # weights, not statistics
+    assert (done := dyad(*args, "--steps", "30")).returncode == 0, done.stderr
+    resumed = torch.load(run / "last.pt", weights_only=False)
+    assert resumed["step"] == 30
+    # the average continued from the saved one: it lags the weights but has moved since step 20
+    assert not torch.equal(resumed["state_dict"][moved[0]], averaged[moved[0]])
+    assert not torch.equal(resumed["state_dict"][moved[0]], resumed["train_state_dict"][moved[0]])
+    small = tmp_path / "avflow.pt"
+    assert dyad("train", "export", str(run / "last.pt"), str(small)).returncode == 0
+    exported = torch.load(small, weights_only=False)
+    assert "train_state_dict" not in exported
+    assert torch.equal(exported["state_dict"][moved[0]], resumed["state_dict"][moved[0]])
 
 
 def test_gpu_fit_trains_runs_side_by_side_and_brings_back_exports(dataset: Path, tmp_path: Path) -> None:
