@@ -1,7 +1,7 @@
 """The joint model's own speech through each vocoder, judged by Whisper. Prints JSON lines.
 
     nice .venv/bin/python bench/vocoders.py [--sentences 40] [--checkpoint PATH] [--voices V,...]
-        [--vocoder NAME=CHECKPOINT ...] [--temperatures 1.0,0.4] [--out FILE]
+        [--vocoder NAME=CHECKPOINT ...] [--skip world] [--temperatures 1.0,0.4] [--out FILE]
 
 For each of the first ``--sentences`` held-out sentences the joint model generates speech features once
 per speech temperature (8 Euler steps; default: the temperature dyad speaks with); each vocoder (``world``:
@@ -41,6 +41,7 @@ def main() -> None:
     parser.add_argument("--checkpoint", type=Path, default=None, help="default: the bundled joint model")
     parser.add_argument("--voices", default="", help="comma-separated (default: the checkpoint's)")
     parser.add_argument("--vocoder", action="append", default=[], help="NAME=CHECKPOINT, more to compare")
+    parser.add_argument("--skip", default="", help="comma-separated vocoders not to judge (world, neural)")
     parser.add_argument(
         "--temperatures", default=str(SPEECH_TEMPERATURE), help="comma-separated speech temperatures"
     )
@@ -57,6 +58,9 @@ def main() -> None:
             parser.error(f"--vocoder {item!r}: use NAME=CHECKPOINT")
         vocoders[name] = NeuralVocoder.load(Path(path))
     model = JointModel(args.checkpoint, threads=1, vocoder=vocoders["world"])
+    for name in filter(None, args.skip.split(",")):
+        if vocoders.pop(name, None) is None:
+            parser.error(f"--skip {name!r}: not one of {', '.join(vocoders)}")
     sentences = corpus.split("heldout")[: args.sentences]
     voices = args.voices.split(",") if args.voices else list(model.voices)
     transcribe = transcriber()
@@ -80,6 +84,7 @@ def main() -> None:
         command = "bench/vocoders.py " + " ".join(
             [f"--sentences {args.sentences}", f"--temperatures {args.temperatures}"]
             + [f"--vocoder {v}" for v in args.vocoder]
+            + ([f"--skip {args.skip}"] if args.skip else [])
         )
         args.out.write_text(json.dumps({"command": command, "voices": rows}, indent=1) + "\n")
 
