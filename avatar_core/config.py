@@ -200,6 +200,12 @@ class AppSettings(BaseSettings):
     torch_threads: int = Field(
         1, ge=1, description="CPU threads torch uses for the joint model, its vocoder and listening"
     )
+    # Off: oneDNN keeps every convolution shape it has seen, and each utterance has new lengths, so a
+    # process that speaks for hours grew by about 0.2 MB an utterance with it on (bench/memory.py); off
+    # costs a few percent of the joint model's speed (docs/design.md, "Memory").
+    torch_onednn: bool = Field(
+        False, description="torch oneDNN kernels for the joint model and its vocoder (memory grows with use)"
+    )
     # Sessions share one Whisper; with one worker, turns that end together queue (three sessions: a
     # transcript 1.4 s late behind two others), docs/design.md "Threads".
     stt_workers: int = Field(

@@ -43,8 +43,14 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     sentences = corpus.split("heldout")[: args.sentences]
-    model = JointModel(args.checkpoint, steps=args.steps, vocoder=load_speech_vocoder(args.vocoder))
-    tts = KokoroTTS(AppSettings().cache_dir, threads=args.threads)
+    settings = AppSettings()
+    model = JointModel(
+        args.checkpoint,
+        steps=args.steps,
+        vocoder=load_speech_vocoder(args.vocoder),
+        onednn=settings.torch_onednn,  # as a live process runs it (DYAD_TORCH_ONEDNN)
+    )
+    tts = KokoroTTS(settings.cache_dir, threads=args.threads)
     model.generate("Hello.")
     tts.synthesize("Hello.")
     joint_s = joint_audio = model_s = vocoder_s = kokoro_s = kokoro_audio = 0.0
@@ -70,7 +76,7 @@ def main() -> None:
         "vocoder_rtf": round(vocoder_s / joint_audio, 4), "audio_s": round(joint_audio, 1),
         "first_chunk_ms_p50": round(float(np.median(firsts)), 1),
         "first_chunk_ms_p95": round(float(np.percentile(firsts, 95)), 1), "steps": args.steps,
-        "vocoder": args.vocoder, **machine,
+        "vocoder": args.vocoder, "onednn": settings.torch_onednn, **machine,
     }))  # fmt: skip
     print(
         json.dumps(

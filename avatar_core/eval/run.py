@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import numpy.typing as npt
 
-from avatar_core.config import BehaviourConfig
+from avatar_core.config import AppSettings, BehaviourConfig
 from avatar_core.eval.judge import Transcribe, spoken_wer, transcriber
 from avatar_core.eval.metrics import (
     beat_align_scores,
@@ -108,7 +108,9 @@ def evaluate(
         raise ValueError("no held-out sentences to evaluate")
     if vocoder not in VOCODERS:
         raise ValueError(f"unknown vocoder {vocoder!r}; use one of {', '.join(VOCODERS)}")
-    model = JointModel(checkpoint, steps=steps, vocoder=load_speech_vocoder(vocoder))
+    # torch's oneDNN as a live process sets it, so the speed figures are the product's
+    onednn = AppSettings().torch_onednn
+    model = JointModel(checkpoint, steps=steps, vocoder=load_speech_vocoder(vocoder), onednn=onednn)
     chosen = tuple(voices or model.voices)
     for voice in chosen:
         check_speaker(voice, model.voices, model.path)

@@ -77,7 +77,10 @@ class JointModel:
         seed: int = 0,
         vocoder: SpeechVocoder | None = None,
         temperature: float = SPEECH_TEMPERATURE,
+        onednn: bool | None = None,
     ) -> None:
+        """``threads`` and ``onednn`` (torch's oneDNN kernels on or off; None leaves them) are torch's
+        process-wide settings, set here for every model of the process."""
         from avatar_core.model.train import load_model
 
         if temperature < 0:  # before the load: a bad argument costs nothing
@@ -90,6 +93,8 @@ class JointModel:
             )
         if threads:
             torch.set_num_threads(threads)
+        if onednn is not None:
+            torch.backends.mkldnn.enabled = onednn  # type: ignore[assignment]  # a ContextProp to mypy
         self.path = path
         self.model: AVFlow
         self.model, self.info = load_model(path)
@@ -103,9 +108,15 @@ class JointModel:
 
     @classmethod
     def from_settings(cls, settings: AppSettings, **kwargs: int) -> JointModel:
-        """The checkpoint and vocoder the process settings name (``DYAD_MODEL``, ``DYAD_VOCODER``...)."""
+        """The checkpoint, vocoder and torch settings the process settings name (``DYAD_MODEL``,
+        ``DYAD_VOCODER``, ``DYAD_TORCH_THREADS``, ``DYAD_TORCH_ONEDNN``...)."""
         vocoder = load_speech_vocoder(settings.vocoder, settings.vocoder_checkpoint)
-        return cls(settings.model, vocoder=vocoder, **{"threads": settings.torch_threads, **kwargs})
+        return cls(
+            settings.model,
+            vocoder=vocoder,
+            onednn=settings.torch_onednn,
+            **{"threads": settings.torch_threads, **kwargs},
+        )
 
     def vocoder_for(self, pitch_semitones: float) -> SpeechVocoder:
         """The vocoder that renders speech shifted by ``pitch_semitones``: pyworld when the chosen one does

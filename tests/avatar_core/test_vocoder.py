@@ -193,3 +193,23 @@ def test_settings_set_torchs_threads(monkeypatch: pytest.MonkeyPatch) -> None:
         assert torch.get_num_threads() == 1
     finally:
         torch.set_num_threads(before)
+
+
+def test_settings_turn_torchs_onednn_off_unless_asked(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``DYAD_TORCH_ONEDNN`` (default off: its caches grow with every new length, bench/memory.py)."""
+    import torch
+
+    from avatar_core.config import AppSettings
+    from avatar_core.model.inference import JointModel
+
+    before = torch.backends.mkldnn.enabled
+    try:
+        JointModel.from_settings(AppSettings(), threads=1)
+        assert not torch.backends.mkldnn.enabled
+        monkeypatch.setenv("DYAD_TORCH_ONEDNN", "1")
+        model = JointModel.from_settings(AppSettings(), threads=1)
+        assert torch.backends.mkldnn.enabled
+        JointModel(model.path, threads=1)  # a model made without the setting leaves torch as it is
+        assert torch.backends.mkldnn.enabled
+    finally:
+        torch.backends.mkldnn.enabled = before  # type: ignore[assignment]
