@@ -202,7 +202,7 @@ class AppSettings(BaseSettings):
     )
     # Off: oneDNN keeps every convolution shape it has seen, and each utterance has new lengths, so a
     # process that speaks for hours grew by about 0.2 MB an utterance with it on (bench/memory.py); off
-    # costs a few percent of the joint model's speed (docs/design.md, "Memory").
+    # costs nothing measurable at one torch thread, a few percent at two (docs/design.md, "Memory").
     torch_onednn: bool = Field(
         False, description="torch oneDNN kernels for the joint model and its vocoder (memory grows with use)"
     )
