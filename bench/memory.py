@@ -71,13 +71,9 @@ def main() -> None:
         command += ["--utterances", str(args.utterances), "--every", str(args.every)]
         done = subprocess.run(command, capture_output=True, text=True, check=True)
         reports = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
-        results[f"onednn_{setting}"] = {
-            **growth(reports),
-            "rtf": reports[-1]["rtf"],
-            "end": {k: v for k, v in reports[-1].items() if k != "utterances"},
-            "reports": reports,
-        }
-        print(json.dumps({"onednn": setting, **growth(reports), "rtf": reports[-1]["rtf"]}), flush=True)
+        figures = {**growth(reports), "rtf": reports[-1]["rtf"]}
+        results[f"onednn_{setting}"] = {**figures, "reports": reports}
+        print(json.dumps({"onednn": setting, **figures}), flush=True)
     summary = {
         "bench": "memory",
         "date": time.strftime("%Y-%m-%d"),

@@ -232,7 +232,7 @@ def fit(
     def save(run_state: dict[str, object]) -> None:
         extra = {**run_state, "data": data_info, "train_config": config.model_dump(mode="json")}
         network = model
-        if averaged is not None and int(averaged.n_averaged) > 0:
+        if averaged is not None:  # saves follow a step, so the average holds one
             # the average is the network to use (export, eval, --init); training resumes from the weights
             network = cast(AVFlow, averaged.module)
             extra["train_state_dict"] = model.state_dict()
