@@ -14,10 +14,13 @@ and CTranslate2's own workers), so a model loaded and run on a compute worker co
 from __future__ import annotations
 
 import contextlib
+import heapq
+import itertools
 import logging
 import os
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -67,43 +70,66 @@ def realtime_pool(name: str) -> ThreadPoolExecutor:
     return ThreadPoolExecutor(1, thread_name_prefix=name)
 
 
-class PriorityLock:
-    """A lock whose waiters of :meth:`first` go before those of :meth:`later` (a model that both speaks
-    and listens: a reply's next chunk is what a person waits for, while a listening block is made half
-    a second ahead). Not re-entrant; an inference in progress is never interrupted."""
+# The deadline of the work the calling thread does now (see :func:`due_in`).
+_thread = threading.local()
+
+
+@contextlib.contextmanager
+def due_in(seconds: float) -> Iterator[None]:
+    """The work the calling thread does inside is needed ``seconds`` from now: a :class:`DeadlineLock`
+    it waits for serves it by that deadline (a reply's later chunk while earlier audio still plays, a
+    listening block made ahead). Work outside any ``due_in`` is due at once."""
+    previous = getattr(_thread, "deadline", None)
+    _thread.deadline = time.monotonic() + seconds
+    try:
+        yield
+    finally:
+        _thread.deadline = previous
+
+
+def current_deadline() -> float:
+    """The calling thread's deadline (``time.monotonic()`` seconds): now unless set by :func:`due_in`."""
+    deadline: float | None = getattr(_thread, "deadline", None)
+    return time.monotonic() if deadline is None else deadline
+
+
+class DeadlineLock:
+    """A lock granted earliest deadline first (docs/design.md, "Threads"): one model shared by several
+    conversations serves the reply a person is waiting for before a chunk whose turn to play is seconds
+    away. Not re-entrant; an inference in progress is never interrupted; equal deadlines go in arrival
+    order."""
 
     def __init__(self) -> None:
         self._changed = threading.Condition()
         self._held = False
-        self._first_waiting = 0
+        self._waiting: list[tuple[float, int]] = []  # a heap of (deadline, arrival)
+        self._arrivals = itertools.count()
+
+    @property
+    def waiting(self) -> int:
+        """Threads waiting for the lock now."""
+        with self._changed:
+            return len(self._waiting)
 
     @contextlib.contextmanager
-    def first(self) -> Iterator[None]:
-        """Hold the lock, before any waiter of :meth:`later`."""
+    def hold(self, deadline: float | None = None) -> Iterator[None]:
+        """Hold the lock once no waiter with an earlier ``deadline`` (default: the calling thread's,
+        :func:`current_deadline`) is left."""
+        key = (current_deadline() if deadline is None else deadline, next(self._arrivals))
         with self._changed:
-            self._first_waiting += 1
+            heapq.heappush(self._waiting, key)
             try:
-                self._changed.wait_for(lambda: not self._held)
-            finally:
-                self._first_waiting -= 1
+                self._changed.wait_for(lambda: not self._held and self._waiting[0] == key)
+            except BaseException:
+                self._waiting.remove(key)
+                heapq.heapify(self._waiting)
+                self._changed.notify_all()
+                raise
+            heapq.heappop(self._waiting)
             self._held = True
         try:
             yield
         finally:
-            self._release()
-
-    @contextlib.contextmanager
-    def later(self) -> Iterator[None]:
-        """Hold the lock once no waiter of :meth:`first` is left."""
-        with self._changed:
-            self._changed.wait_for(lambda: not self._held and self._first_waiting == 0)
-            self._held = True
-        try:
-            yield
-        finally:
-            self._release()
-
-    def _release(self) -> None:
-        with self._changed:
-            self._held = False
-            self._changed.notify_all()
+            with self._changed:
+                self._held = False
+                self._changed.notify_all()

@@ -19,7 +19,7 @@ import numpy as np
 from avatar_core.motion import FloatArray, resample
 from avatar_core.partner import PartnerFrame, partner_vector
 from avatar_core.speech.features import MODEL_FPS
-from avatar_core.workers import compute_pool
+from avatar_core.workers import compute_pool, due_in
 
 log = logging.getLogger(__name__)
 
@@ -85,7 +85,9 @@ class ModelListening:
         async def run() -> None:
             try:
                 loop = asyncio.get_running_loop()
-                done = await loop.run_in_executor(self._pool, self.make, k, history)
+                # due when block k starts showing, so a reply someone waits for goes first
+                due = max(0.0, k * self.BLOCK_S - vt)
+                done = await loop.run_in_executor(self._pool, self._make_due, due, k, history)
             except RuntimeError:  # the pool shut down with the engine
                 return
             except Exception:
@@ -96,6 +98,12 @@ class ModelListening:
         task = asyncio.get_running_loop().create_task(run())
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+    def _make_due(
+        self, due: float, k: int, history: list[tuple[float, list[float]]]
+    ) -> tuple[int, FloatArray]:
+        with due_in(due):
+            return self.make(k, history)
 
     def make(self, k: int, history: list[tuple[float, list[float]]]) -> tuple[int, FloatArray]:
         """Generate block ``k`` from ``history`` (blocking: runs in a worker thread)."""

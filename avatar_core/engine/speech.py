@@ -28,7 +28,7 @@ from avatar_core.motion import FloatArray, resample
 from avatar_core.speech.features import HOP, MODEL_FPS
 from avatar_core.text.chunking import SentenceChunker
 from avatar_core.voice import AudioDriver, Utterance, Voice
-from avatar_core.workers import compute_pool
+from avatar_core.workers import compute_pool, due_in
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +62,8 @@ class SpeechHandle:
         self.started = asyncio.Event()  # set when the first sample plays
         self.error: str | None = None  # why synthesis failed, if it did (the rest is skipped)
         self._chunks: asyncio.Queue[Utterance | None] = asyncio.Queue()
+        self._queued_s = 0.0  # seconds of audio in ``_chunks``
+        self._wanted = asyncio.Event()  # set by playout when its next chunk is wanted (Speaker.SYNTH_LEAD_S)
         self._spoken: list[str] = []  # text of fully played utterances
         self._current: Playing | None = None
         self._done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
@@ -98,8 +100,19 @@ class SpeechHandle:
         return self.wait_for_playout().__await__()
 
     def _finish(self) -> None:
+        self._wanted.set()
         if not self._done.done():
             self._done.set_result(None)
+
+    def ahead_s(self) -> float:
+        """Seconds of synthesized audio not played yet."""
+        current = self._current
+        rest = (current.utterance.audio.size - current.offset) / AUDIO_RATE if current is not None else 0.0
+        return self._queued_s + rest
+
+    async def _put(self, utterance: Utterance) -> None:
+        self._queued_s += utterance.duration_s
+        await self._chunks.put(utterance)
 
     def _ready(self, started_wall: float) -> None:
         """Record the synthesis time of the first chunk (wall clock)."""
@@ -163,6 +176,11 @@ class Speaker:
 
     With a clock that is not real time, playout waits for synthesis instead of playing silence.
     """
+
+    # A reply's later chunks are synthesized when this much of its audio is left to play, not as soon as
+    # the text is there: the work spreads over the reply, and a shared model serves other conversations'
+    # first chunks in between (docs/design.md, "Threads"). Under load a chunk took up to 1.9 s.
+    SYNTH_LEAD_S = 2.5
 
     def __init__(self, voice: Voice, fps: float, clock: Clock, driver: AudioDriver | None = None) -> None:
         self.voice = voice
@@ -245,10 +263,11 @@ class Speaker:
         chunker = SentenceChunker()
 
         async def speak(chunk: str) -> None:
+            due = await self._when_needed(handle)
             start = time.perf_counter()
-            utterance = await loop.run_in_executor(self._pool, self._utter, chunk)
+            utterance = await loop.run_in_executor(self._pool, self._utter, chunk, due)
             handle._ready(start)
-            await handle._chunks.put(utterance)
+            await handle._put(utterance)
 
         try:
             if isinstance(source, str):
@@ -291,7 +310,7 @@ class Speaker:
                 self._pool, driven.segment, audio, (text or "") if final else ""
             )
             handle._ready(start)
-            await handle._chunks.put(utterance)
+            await handle._put(utterance)
 
         try:
             async for chunk in source:
@@ -309,9 +328,21 @@ class Speaker:
         finally:
             handle._chunks.put_nowait(None)  # the end marker
 
-    def _utter(self, text: str) -> Utterance:
+    async def _when_needed(self, handle: SpeechHandle) -> float:
+        """On a real clock, wait until at most :attr:`SYNTH_LEAD_S` of the handle's audio is left to play
+        (playout says so, :meth:`next_audio`); returns the seconds until the next chunk's audio is needed
+        (its deadline, ``workers.due_in``)."""
+        if not self.clock.realtime:
+            return 0.0
+        while not handle.done and handle.ahead_s() > self.SYNTH_LEAD_S:
+            handle._wanted.clear()
+            await handle._wanted.wait()
+        return handle.ahead_s()
+
+    def _utter(self, text: str, due: float = 0.0) -> Utterance:
         start = time.perf_counter()
-        utterance = self.voice.utterance(text)
+        with due_in(due):
+            utterance = self.voice.utterance(text)
         elapsed = time.perf_counter() - start
         if elapsed > utterance.duration_s:
             log.warning("synthesis slower than real time: %.2f s for %.2f s of speech", elapsed,
@@ -328,6 +359,7 @@ class Speaker:
         item = await handle._chunks.get()
         if item is None:
             return "end"
+        handle._queued_s -= item.duration_s
         return Playing(item, started_at=t, phrase_ends=sorted(item.phrase_ends))
 
     async def next_audio(self, t: float) -> tuple[npt.NDArray[np.int16], str | None, bool]:
@@ -368,6 +400,8 @@ class Speaker:
             if current.offset >= audio.size:
                 handle._spoken.append(current.utterance.text)
                 handle._current = None
+        if self._queue and self._queue[0].ahead_s() <= self.SYNTH_LEAD_S:
+            self._queue[0]._wanted.set()  # its next chunk may be made now
         if underrun:
             self.underruns += not self._underrun
             self.underrun_s += (AUDIO_FRAME_SAMPLES - filled) / AUDIO_RATE

@@ -28,7 +28,7 @@ from avatar_core.speech import features
 from avatar_core.speech.features import MODEL_FPS
 from avatar_core.teacher.speaking import Phone
 from avatar_core.vocoder.infer import SpeechVocoder, WorldVocoder, load_speech_vocoder
-from avatar_core.workers import PriorityLock
+from avatar_core.workers import DeadlineLock
 
 if TYPE_CHECKING:
     from avatar_core.config import AppSettings
@@ -103,8 +103,9 @@ class JointModel:
         self.temperature = temperature
         self.vocoder = vocoder if vocoder is not None else load_speech_vocoder()
         self._world = WorldVocoder()
-        # One inference at a time per model; speech (synthesis, audio-driven motion) before listening.
-        self._lock = PriorityLock()
+        # One inference at a time per model, earliest deadline first (the caller's ``workers.due_in``):
+        # a reply someone waits for before a later chunk or a listening block made ahead.
+        self._lock = DeadlineLock()
 
     @classmethod
     def from_settings(cls, settings: AppSettings, **kwargs: int) -> JointModel:
@@ -167,7 +168,7 @@ class JointModel:
                 np.zeros(0, np.float32), np.zeros((0, MOTION_DIM), np.float32), empty, [], 0.0, 0.0
             )
         start = time.perf_counter()
-        with self._lock.first():
+        with self._lock.hold():
             m = self.model
             tokens = torch.tensor([ids])
             speaker = torch.tensor([self.voices.index(voice)])
@@ -220,7 +221,7 @@ class JointModel:
         ``durations`` (N,) frames (a teacher's), so they line up with that teacher's audio frame by frame:
         the vocoder's fine-tuning data (``dyad vocoder gta``)."""
         voice = check_speaker(voice, self.voices, self.path)
-        with self._lock.first():
+        with self._lock.hold():
             m = self.model
             ids = torch.from_numpy(np.asarray(tokens, np.int64))[None]  # (1, N)
             speaker = torch.tensor([self.voices.index(voice)])
@@ -241,7 +242,7 @@ class JointModel:
     ) -> FloatArray:
         """Audio-driven mode from WORLD features (T, F) -> motion (T, D)."""
         frames = speech.shape[0]
-        with self._lock.first():
+        with self._lock.hold():
             m = self.model
             speaker = torch.zeros(1, dtype=torch.long)
             h = torch.zeros(1, 1, m.config.d_model)
@@ -261,7 +262,7 @@ class JointModel:
 
         ``key`` varies the sampling noise (the live Engine passes the block number)."""
         frames = partner.shape[0]
-        with self._lock.later():
+        with self._lock.hold():
             m = self.model
             speaker = torch.zeros(1, dtype=torch.long)
             h, _ = m.encode_text(

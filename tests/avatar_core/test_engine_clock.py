@@ -7,6 +7,7 @@ when the test stalls it (a starved process), so every figure here is exact and n
 from __future__ import annotations
 
 import asyncio
+import time as time_module
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -17,9 +18,11 @@ from avatar_core.config import AppearanceConfig, BehaviourConfig, VideoConfig
 from avatar_core.engine import Engine, ManualTime, RealClock, Utterance, VirtualClock
 from avatar_core.engine.clock import MAX_LAG_S
 from avatar_core.engine.mixing import CROSSFADE_S
+from avatar_core.engine.speech import Speaker, SpeechHandle
 from avatar_core.frames import AUDIO_FRAME_S, AUDIO_RATE, AudioFrame, OutputFrame, VideoFrame
 from avatar_core.motion import INDEX, MOTION_DIM
 from avatar_core.render.stylized import StylizedRenderer
+from avatar_core.workers import current_deadline
 
 FPS = 25.0
 
@@ -233,3 +236,40 @@ async def test_a_live_engine_renders_each_video_frame_one_frame_ahead(live: bool
         assert all(x >= 1 / FPS - 1e-9 for x in lead[1:]), lead
     else:
         assert lead == pytest.approx([0.0] * 10)
+
+
+class RecordingVoice(RampVoice):
+    """:class:`RampVoice` that records, for each chunk, how much audio the reply had left to play when
+    its synthesis began and the deadline the synthesis thread was given (seconds from then)."""
+
+    def __init__(self) -> None:
+        self.handle: SpeechHandle | None = None
+        self.calls: list[tuple[str, float, float]] = []  # (text, audio left, due in)
+
+    def utterance(self, text: str) -> Utterance:
+        left = self.handle.ahead_s() if self.handle is not None else 0.0
+        self.calls.append((text, left, current_deadline() - time_module.monotonic()))
+        return super().utterance(text)
+
+
+async def test_later_chunks_are_made_just_in_time_with_their_deadline() -> None:
+    time = ManualTime(100.0)
+    clock = RealClock(monotonic=time, sleep=time.sleep)
+    voice = RecordingVoice()
+    renderer = StylizedRenderer(AppearanceConfig(video=VideoConfig(width=128, height=128)).stylized, 128, 128)
+    eng = Engine(voice, renderer, BehaviourConfig(), fps=FPS, clock=clock)
+    lead = Speaker.SYNTH_LEAD_S
+    voice.seconds = lead  # each chunk lasts the lead: the third waits until the second has played a little
+    voice.handle = handle = eng.say("One. Two. Three.")
+    async for frame in eng.frames():
+        if isinstance(frame, AudioFrame) and handle.done:
+            break
+    await eng.aclose()
+    assert [text for text, _, _ in voice.calls] == ["One.", "Two.", "Three."]
+    (_, left1, due1), (_, left2, _), (_, left3, _) = voice.calls
+    assert left1 == 0.0 and due1 <= 0.0  # the first chunk is wanted at once
+    assert 0.0 < left2 <= lead  # made at once: the first chunk alone lasts no longer than the lead
+    assert lead - 0.03 < left3 <= lead  # made only once no more than the lead was left
+    for _, left, due in voice.calls[1:]:  # due when the audio before it has played
+        assert due == pytest.approx(left, abs=0.05)
+    assert eng.underruns == (0, 0.0)

@@ -2,21 +2,21 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from avatar_core.workers import (
     COMPUTE_NICENESS,
-    PriorityLock,
+    DeadlineLock,
     compute_pool,
+    current_deadline,
+    due_in,
     lower_process_priority,
     realtime_pool,
 )
@@ -74,23 +74,35 @@ def test_a_child_process_is_lowered_in_every_thread() -> None:
         child.wait()
 
 
-def test_a_priority_lock_lets_speech_go_before_listening_that_waited_longer() -> None:
-    lock = PriorityLock()
+def test_a_deadline_lock_serves_the_earliest_deadline_not_the_longest_wait() -> None:
+    lock = DeadlineLock()
     order: list[str] = []
 
-    def take(name: str, hold: Callable[[], contextlib.AbstractContextManager[None]]) -> None:
-        with hold():
+    def take(name: str, due: float) -> None:
+        with due_in(due), lock.hold():
             order.append(name)
 
-    with lock.first():  # an inference in progress
-        listening = threading.Thread(target=take, args=("listening", lock.later))
-        listening.start()
-        speech = threading.Thread(target=take, args=("speech", lock.first))
-        speech.start()
-        while lock._first_waiting == 0:  # the speech request is queued
-            time.sleep(0.001)
-    for thread in (listening, speech):
+    waiting = []
+    with lock.hold():  # an inference in progress
+        for name, due in (("listening block", 0.5), ("later chunk", 2.0), ("first chunk", 0.0)):
+            thread = threading.Thread(target=take, args=(name, due))
+            thread.start()
+            waiting.append(thread)
+            while lock.waiting < len(waiting):  # queued in this order
+                time.sleep(0.001)
+    for thread in waiting:
         thread.join(10)
-    assert order == ["speech", "listening"]
-    with lock.later():  # free again: nothing waits
+    assert order == ["first chunk", "listening block", "later chunk"]
+    with lock.hold():  # free again: nothing waits
         pass
+
+
+def test_work_outside_due_in_is_due_now() -> None:
+    before = time.monotonic()
+    assert before <= current_deadline() <= time.monotonic()
+    with due_in(3.0):
+        assert current_deadline() >= before + 3.0
+        with due_in(0.0):
+            assert current_deadline() < before + 3.0
+        assert current_deadline() >= before + 3.0
+    assert current_deadline() <= time.monotonic()
