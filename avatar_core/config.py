@@ -189,10 +189,13 @@ class AppSettings(BaseSettings):
     llm_threads: int = Field(
         1, ge=1, description="CPU threads of the embedded LLM server (generation and prompt evaluation)"
     )
-    llm_servers: int = Field(
-        2,
+    # None: one per conversation at once. A server answers one request at a time, and three sessions on
+    # two servers waited up to 2.4 s for the LLM's first token, 1.0 s on three (docs/design.md, "Threads").
+    llm_servers: int | None = Field(
+        None,
         ge=1,
-        description="embedded LLM servers for conversations at once (each answers one request at a time)",
+        description="the most embedded LLM servers for conversations at once (each answers one request at a "
+        "time; default: one per conversation)",
     )
     # One: the joint model is no faster with two (bench/joint.py, 2-core machine: RTF 0.022 at one
     # thread, 0.021 at two), and a second thread per inference oversubscribes the cores as soon as

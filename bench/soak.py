@@ -75,6 +75,7 @@ REPLY_END_S = 90.0  # ... and for it to finish
 OVERLAP_AFTER_S = 1.0  # speech into the answer before a backchannel or barge-in
 LOOP_TICK_S = 0.05
 MIX = (0.6, 0.25, 0.15)  # once an answer is audible: let it play, backchannel, barge in
+THINK_S = (1.0, 1.0)  # seconds from the end of an answer to the next question: the least and the most
 
 Overlap = Literal["backchannel", "barge-in"]
 
@@ -387,16 +388,19 @@ async def person(
     until: float,
     seed: int,
     mix: tuple[float, float, float] = MIX,
+    think: tuple[float, float] = THINK_S,
 ) -> None:
     """Talk until ``until`` (monotonic): a question; once the answer is audible, either let it play, say
     a backchannel over it, or barge in with the next question, in the shares ``mix`` (the microphone
-    sends silence between)."""
+    sends silence between). After an answer (and the greeting) the person thinks for a time drawn
+    uniformly from ``think`` (seconds) before the next question."""
     rng = np.random.default_rng(seed)
     transport = mic.transport
     session, meter = transport.session, transport.meter
     if session.persona.llm.greeting.strip():  # the greeting is heard out, however late it starts
         await _wait_for(lambda: session.state == "speaking", REPLY_END_S)
         await _wait_for(lambda: session.state == "listening", REPLY_END_S)
+        await asyncio.sleep(rng.uniform(*think))
     turn = 0
     barging = False
     while time.monotonic() < until:
@@ -427,7 +431,7 @@ async def person(
             meter.overlap = ("backchannel", meter.speaking_turn)
             await mic.say(backchannel)
         await _wait_for(lambda: session.state == "listening", REPLY_END_S)
-        await asyncio.sleep(1.0)
+        await asyncio.sleep(rng.uniform(*think))
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -610,6 +614,8 @@ class Reporter:
             "heard_voice_to_voice_p50_ms": percentile(heard, 50),
             "heard_voice_to_voice_p95_ms": percentile(heard, 95),
             "barge_in_stop_p50_ms": percentile(barge, 50),
+            # silences inside replies (a later chunk not ready in time), since the start
+            "speech_underruns_total": self._underruns(),
             "turns": {f.name: getattr(counts, f.name) for f in fields(Tally)
                       if f.name not in ("video_frames", "audio_samples", "gaps_over_100ms")},
         }  # fmt: skip
@@ -622,6 +628,10 @@ class Reporter:
             for m in self.meters:
                 m.max_gap_ms = 0.0
         return report
+
+    def _underruns(self) -> dict[str, float]:
+        counts = [m.engine.underruns for m in self.meters if m.engine is not None]
+        return {"count": sum(c for c, _ in counts), "seconds": round(sum(s for _, s in counts), 3)}
 
     def _drift(self, m: Meter) -> dict[str, float | None]:
         """Audio against video and the wall clock; time the Engine skipped after a stall (and the video
@@ -656,10 +666,11 @@ async def run_sessions(
     events_path: Path | None = None,
     mix: tuple[float, float, float] = MIX,
     trace_memory: bool = False,
+    think: tuple[float, float] = THINK_S,
 ) -> dict[str, Any]:
     """``n`` concurrent sessions sharing one set of models for ``minutes``; a report every
-    ``report_every_min`` minutes (printed as a JSON line) and the summary of the whole run. ``mix``: see
-    :func:`person`."""
+    ``report_every_min`` minutes (printed as a JSON line) and the summary of the whole run. ``mix`` and
+    ``think``: see :func:`person`."""
     questions, backchannel = await asyncio.to_thread(user_clips, persona)
     models = SharedModels()
     meters = [Meter() for _ in range(n)]
@@ -688,7 +699,7 @@ async def run_sessions(
                 memory.start()
             until = reporter.start + 60 * minutes
             people = [
-                asyncio.create_task(person(mic, questions, backchannel, until, k, mix))
+                asyncio.create_task(person(mic, questions, backchannel, until, k, mix, think))
                 for k, mic in enumerate(mics)
             ]
             next_report = reporter.start + 60 * report_every_min
@@ -755,6 +766,12 @@ def main() -> None:
         "all three in a short run)",
     )
     parser.add_argument(
+        "--think",
+        default=",".join(map(str, THINK_S)),
+        help="the least and the most seconds a person waits after an answer before the next question "
+        "(drawn uniformly for each; equal values: always that long)",
+    )
+    parser.add_argument(
         "--trace-memory", action="store_true", help="report where memory grows (tracemalloc, mallinfo2)"
     )
     args = parser.parse_args()
@@ -764,6 +781,10 @@ def main() -> None:
             f"--mix takes three shares that add up to 1 (listen,backchannel,barge-in), got {args.mix!r}"
         )
     mix = (shares[0], shares[1], shares[2])
+    bounds = [float(x) for x in args.think.split(",")]
+    if len(bounds) != 2 or not 0 <= bounds[0] <= bounds[1]:
+        parser.error(f"--think takes two seconds, the least then the most (e.g. 0.5,3), got {args.think!r}")
+    think = (bounds[0], bounds[1])
     persona = load_persona(args.persona)
     result = asyncio.run(
         run_sessions(
@@ -775,6 +796,7 @@ def main() -> None:
             args.events,
             mix,
             args.trace_memory,
+            think,
         )
     )
     first = result["reports"][0] if result["reports"] else None
@@ -783,6 +805,7 @@ def main() -> None:
         round(final["rss_mb"] / first["rss_mb"] - 1, 4) if first else None
     )
     result["machine"] = {"cpus": os.cpu_count(), "malloc_arena_max": os.environ.get("MALLOC_ARENA_MAX")}
+    result["think_s"] = list(think)
     result["command"] = " ".join(["bench/soak.py", *sys.argv[1:]])
     print(json.dumps(result, indent=2))
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -97,11 +97,11 @@ def build_voice(
 
 class SharedModels:
     """The models several conversations in one process share, each loaded once, on first need: the
-    embedded LLM servers (one per conversation at once, up to ``llm_servers``; or one given, which stays
-    the caller's), the bundled Whisper (one per STT
-    configuration; it serialises its calls), the joint model (it serialises its inferences), Kokoro for
-    cascade voices (one ONNX session; it serialises its runs) and each persona's :class:`Answerer` (its
-    SQLite FTS5 index takes one lock per query).
+    embedded LLM servers (one per conversation at once, up to ``llm_servers`` if set; or one given,
+    which stays the caller's), the bundled Whisper (one per STT configuration; it serialises its calls),
+    the joint model (it serialises its inferences), Kokoro for cascade voices (one ONNX session; it
+    serialises its runs) and each persona's :class:`Answerer` (its SQLite FTS5 index takes one lock per
+    query).
 
     Conversations on different threads, each with its own event loop (a LiveKit worker's rooms), may
     share one: the models are guarded by a thread lock and loaded off every event loop. The embedded
@@ -143,7 +143,7 @@ class SharedModels:
 
     async def conversation_server(self, persona: Persona) -> LocalLLMServer | None:
         """The embedded LLM server one conversation of ``persona`` uses, until :meth:`release`: an idle one,
-        else a new one while there are fewer than ``llm_servers`` (a server answers one request at a
+        else a new one unless ``llm_servers`` run already (a server answers one request at a
         time, so conversations on one server wait for each other's replies), else the least busy.
 
         Servers are started only on the event loop that started the first (their processes belong to
@@ -158,7 +158,7 @@ class SharedModels:
                 with self._choosing:
                     servers = self.servers
                     all_busy = all(self._users.get(s, 0) > 0 for s in servers)
-                if all_busy and len(servers) < self.settings.llm_servers:
+                if all_busy and len(servers) < self._server_cap(len(servers) + 1):
                     self._extra.append(await self._start_server())
         with self._choosing:  # conversations on several threads
             chosen = min(self.servers, key=lambda s: self._users.get(s, 0))  # the first idle one
@@ -166,7 +166,7 @@ class SharedModels:
         return chosen
 
     async def start_llm_servers(self, persona: Persona, count: int) -> tuple[LocalLLMServer, ...]:
-        """Start embedded servers now, on this loop, until ``count`` run (at most ``llm_servers``), for
+        """Start embedded servers now, on this loop, until ``count`` run (at most ``llm_servers`` if set), for
         conversations on other threads' loops, which only choose among running servers. Returns them
         all (none if ``persona`` does not use the embedded model)."""
         first = await self.llm_server(persona)
@@ -176,7 +176,7 @@ class SharedModels:
             raise RuntimeError("LLM servers start on the event loop that started the first one")
         assert self._starting is not None
         async with self._starting:
-            while len(self.servers) < min(count, self.settings.llm_servers):
+            while len(self.servers) < self._server_cap(count):
                 self._extra.append(await self._start_server())
         return self.servers
 
@@ -190,6 +190,11 @@ class SharedModels:
     def servers(self) -> tuple[LocalLLMServer, ...]:
         """Every embedded LLM server running for this process's conversations."""
         return () if self._server is None else (self._server, *self._extra)
+
+    def _server_cap(self, wanted: int) -> int:
+        """How many embedded servers may run when ``wanted`` are asked for (``DYAD_LLM_SERVERS``)."""
+        cap = self.settings.llm_servers
+        return wanted if cap is None else min(wanted, cap)
 
     async def _start_server(self) -> LocalLLMServer:
         server = LocalLLMServer(n_threads=self.settings.llm_threads)
