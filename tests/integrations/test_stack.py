@@ -107,6 +107,18 @@ async def test_conversations_at_the_same_time_get_their_own_llm_servers_up_to_th
     assert all(s._process is None or s._process.returncode is not None for s in servers)  # all stopped
 
 
+async def test_without_a_cap_every_conversation_at_once_gets_its_own_llm_server() -> None:
+    from avatar_core.config import AppSettings
+
+    default = load_persona("default")
+    models = SharedModels(AppSettings(llm_servers=None))
+    try:
+        chosen = [await models.conversation_server(default) for _ in range(3)]
+        assert len({id(server) for server in chosen}) == 3 and len(models.servers) == 3
+    finally:
+        await models.aclose()
+
+
 async def test_one_llm_server_when_the_setting_says_so() -> None:
     from avatar_core.config import AppSettings
 
