@@ -260,32 +260,43 @@ class Speaker:
 
     async def _synthesize(self, handle: SpeechHandle, source: str | AsyncIterable[str]) -> None:
         loop = asyncio.get_running_loop()
-        chunker = SentenceChunker()
+        pieces: asyncio.Queue[str | None] = asyncio.Queue()
 
-        async def speak(chunk: str) -> None:
-            due = await self._when_needed(handle)
-            start = time.perf_counter()
-            utterance = await loop.run_in_executor(self._pool, self._utter, chunk, due)
-            handle._ready(start)
-            await handle._put(utterance)
+        async def read() -> None:
+            """Cut the text into chunks as it comes: a streamed source (an LLM reply, with its timeouts
+            and tool calls) is read at its own pace, never held up by :meth:`_when_needed`."""
+            chunker = SentenceChunker()
+            try:
+                if isinstance(source, str):
+                    for chunk in chunker.push(source):
+                        pieces.put_nowait(chunk)
+                else:
+                    async for text in source:
+                        for chunk in chunker.push(text):
+                            pieces.put_nowait(chunk)
+                for chunk in chunker.flush():
+                    pieces.put_nowait(chunk)
+            finally:
+                pieces.put_nowait(None)
 
+        reader = loop.create_task(read())
         try:
-            if isinstance(source, str):
-                pieces = chunker.push(source) + chunker.flush()
-            else:
-                pieces = []
-                async for text in source:
-                    for chunk in chunker.push(text):
-                        await speak(chunk)
-                pieces = chunker.flush()
-            for chunk in pieces:
-                await speak(chunk)
+            while (chunk := await pieces.get()) is not None:
+                due = await self._when_needed(handle)
+                start = time.perf_counter()
+                utterance = await loop.run_in_executor(self._pool, self._utter, chunk, due)
+                handle._ready(start)
+                await handle._put(utterance)
+            await reader  # the source's own error, if it raised
         except asyncio.CancelledError:
             raise
         except Exception as exc:
             log.exception("speech synthesis failed; the avatar skips this speech")
             handle.error = f"speech synthesis failed: {exc}"
         finally:
+            if not reader.done():
+                reader.cancel()
+                await asyncio.gather(reader, return_exceptions=True)
             handle._chunks.put_nowait(None)  # the end marker
 
     async def _drive(
