@@ -21,6 +21,7 @@ import torch
 
 from avatar_core.config import AppSettings
 from avatar_core.data import corpus
+from avatar_core.model.config import EULER_STEPS
 from avatar_core.model.inference import JointModel
 from avatar_core.text.chunking import SentenceChunker
 from avatar_core.tts.kokoro import KokoroTTS
@@ -36,7 +37,7 @@ def first_chunk(text: str) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--sentences", type=int, default=20)
-    parser.add_argument("--steps", type=int, default=8)
+    parser.add_argument("--steps", type=int, default=EULER_STEPS)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--checkpoint", type=Path, default=None)
     parser.add_argument("--vocoder", choices=VOCODERS, default="neural")

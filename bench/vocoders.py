@@ -1,10 +1,11 @@
 """The joint model's own speech through each vocoder, judged by Whisper. Prints JSON lines.
 
     nice .venv/bin/python bench/vocoders.py [--sentences 40] [--checkpoint PATH] [--voices V,...]
-        [--vocoder NAME=CHECKPOINT ...] [--skip world] [--temperatures 1.0,0.4] [--out FILE]
+        [--vocoder NAME=CHECKPOINT ...] [--skip world] [--temperatures 1.0,0.4] [--steps 8,6] [--out FILE]
 
 For each of the first ``--sentences`` held-out sentences the joint model generates speech features once
-per speech temperature (8 Euler steps; default: the temperature dyad speaks with); each vocoder (``world``:
+per speech temperature and number of Euler steps (default: the temperature and steps dyad speaks with); each
+vocoder (``world``:
 pyworld, ``neural``: the bundled network, plus any ``--vocoder NAME=CHECKPOINT``) turns them into audio,
 and Whisper tiny.en's corpus WER per voice and vocoder
 is printed, with the spread of the predicted F0 (standard deviation over voiced frames, semitones, mean
@@ -15,6 +16,7 @@ over sentences: how much prosody the temperature leaves). This is what a person 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 from pathlib import Path
 
@@ -22,6 +24,7 @@ import numpy as np
 
 from avatar_core.data import corpus
 from avatar_core.eval.judge import spoken_wer, transcriber
+from avatar_core.model.config import EULER_STEPS
 from avatar_core.model.inference import SPEECH_TEMPERATURE, JointModel
 from avatar_core.speech import features
 from avatar_core.vocoder.infer import NeuralVocoder, SpeechVocoder, WorldVocoder, bundled_vocoder
@@ -45,9 +48,11 @@ def main() -> None:
     parser.add_argument(
         "--temperatures", default=str(SPEECH_TEMPERATURE), help="comma-separated speech temperatures"
     )
+    parser.add_argument("--steps", default=str(EULER_STEPS), help="comma-separated Euler steps")
     parser.add_argument("--out", type=Path, default=None, help="also write the results here (JSON)")
     args = parser.parse_args()
     temperatures = [float(t) for t in args.temperatures.split(",")]
+    step_counts = [int(n) for n in args.steps.split(",")]
     vocoders: dict[str, SpeechVocoder] = {
         "world": WorldVocoder(),
         "neural": NeuralVocoder.load(bundled_vocoder()),
@@ -65,24 +70,24 @@ def main() -> None:
     voices = args.voices.split(",") if args.voices else list(model.voices)
     transcribe = transcriber()
     rows = []
-    for temperature in temperatures:
+    for temperature, steps, voice in itertools.product(temperatures, step_counts, voices):
         model.temperature = temperature
-        for voice in voices:
-            speech = [model.generate(text, voice).speech for text in sentences]  # (T, F) each
-            row: dict[str, object] = {
-                "voice": voice,
-                "temperature": temperature,
-                "sentences": len(sentences),
-                "f0_spread_semitones": round(float(np.mean([f0_spread(f) for f in speech])), 2),
-            }
-            for name, vocoder in vocoders.items():
-                heard = [transcribe(vocoder.synthesize(f)) for f in speech]
-                row[name] = round(spoken_wer(sentences, heard), 4)
-            rows.append(row)
-            print(json.dumps(row), flush=True)
+        speech = [model.generate(text, voice, steps=steps).speech for text in sentences]  # (T, F) each
+        row: dict[str, object] = {
+            "voice": voice,
+            "temperature": temperature,
+            "steps": steps,
+            "sentences": len(sentences),
+            "f0_spread_semitones": round(float(np.mean([f0_spread(f) for f in speech])), 2),
+        }
+        for name, vocoder in vocoders.items():
+            heard = [transcribe(vocoder.synthesize(f)) for f in speech]
+            row[name] = round(spoken_wer(sentences, heard), 4)
+        rows.append(row)
+        print(json.dumps(row), flush=True)
     if args.out is not None:
         command = "bench/vocoders.py " + " ".join(
-            [f"--sentences {args.sentences}", f"--temperatures {args.temperatures}"]
+            [f"--sentences {args.sentences}", f"--temperatures {args.temperatures}", f"--steps {args.steps}"]
             + [f"--vocoder {v}" for v in args.vocoder]
             + ([f"--skip {args.skip}"] if args.skip else [])
         )

@@ -46,6 +46,7 @@ from avatar_core.eval.metrics import (
     pooled_closure_f1,
 )
 from avatar_core.eval.report import write_report
+from avatar_core.model.config import EULER_STEPS
 from avatar_core.motion import INDEX, FloatArray
 from avatar_core.speech import features
 from avatar_core.speech.features import MODEL_FPS, SAMPLE_RATE, SPECTRAL
@@ -92,7 +93,7 @@ def evaluate(
     out: Path,
     checkpoint: Path | None,
     cache_dir: Path,
-    steps: int = 8,
+    steps: int = EULER_STEPS,
     voices: Sequence[str] | None = None,
     progress: Callable[[int, int], None] | None = None,
     details: dict[str, object] | None = None,

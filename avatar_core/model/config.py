@@ -13,6 +13,10 @@ from pydantic import Field
 from avatar_core.config import KOKORO_VOICES, StrictModel
 from avatar_core.training_config import Size, SizedFitConfig, TrainSettings, load_yaml_config
 
+# Euler steps at inference. AV-Flow uses 8; this checkpoint speaks as clearly with 4 (held-out WER 0.150
+# against 0.154 at 8, 0.152 at 6; model card, "Euler steps") at half the network's time.
+EULER_STEPS = 4
+
 
 class ModelConfig(StrictModel):
     """Network sizes (AV-Flow adapted to a CPU; docs/design.md, "The joint model")."""

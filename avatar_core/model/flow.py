@@ -17,6 +17,7 @@ import torch
 from torch import Tensor
 
 from avatar_core.model.avflow import AVFlow
+from avatar_core.model.config import EULER_STEPS
 
 
 @dataclass
@@ -117,7 +118,7 @@ def euler(
     mu_s: Tensor,
     mu_m: Tensor,
     partner: Tensor,
-    steps: int = 8,
+    steps: int = EULER_STEPS,
     speech: Tensor | None = None,
     generator: torch.Generator | None = None,
     temperature: float = 1.0,

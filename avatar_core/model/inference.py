@@ -21,6 +21,7 @@ import torch
 
 from avatar_core.model.avflow import AVFlow
 from avatar_core.model.checkpoint import ModelMissingError, check_speaker, checkpoint_path
+from avatar_core.model.config import EULER_STEPS
 from avatar_core.model.flow import euler
 from avatar_core.motion import MOTION_DIM, FloatArray, clip
 from avatar_core.partner import PARTNER_DIM, PartnerFrame, partner_vector
@@ -65,14 +66,14 @@ def silent_partner(frames: int) -> FloatArray:
 
 
 class JointModel:
-    """A loaded checkpoint. ``steps``: Euler steps (8 by default, as AV-Flow); ``vocoder``: what turns
+    """A loaded checkpoint. ``steps``: Euler steps (default :data:`EULER_STEPS`); ``vocoder``: what turns
     its speech features into audio (default: the bundled neural vocoder); ``temperature``: the scale of
     the speech flow's source noise (:data:`SPEECH_TEMPERATURE`; 1 samples as trained)."""
 
     def __init__(
         self,
         checkpoint: Path | None = None,
-        steps: int = 8,
+        steps: int = EULER_STEPS,
         threads: int | None = None,
         seed: int = 0,
         vocoder: SpeechVocoder | None = None,

@@ -10,6 +10,7 @@ import typer
 from rich.console import Console
 
 from avatar_core.config import KOKORO_VOICES, AppSettings
+from avatar_core.model.config import EULER_STEPS
 from integrations.cli.fitting import (
     CHECKPOINT_ARGUMENT,
     DATA_OPTION,
@@ -151,7 +152,7 @@ def evaluate(
         None, "--checkpoint", help="default: the bundled avatar_core/assets/avflow"
     ),
     limit: int = typer.Option(40, "--limit", help="held-out sentences to use (0 = all)"),
-    steps: int = typer.Option(8, "--steps", help="Euler steps of the joint model"),
+    steps: int = typer.Option(EULER_STEPS, "--steps", help="Euler steps of the joint model"),
     voices: str = typer.Option(
         "", "--voices", help="comma-separated speakers to evaluate (default: all the checkpoint's)"
     ),
