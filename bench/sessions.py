@@ -30,7 +30,7 @@ MIN_FPS = 24.5  # 25 fps, allowing for the rounding of a short run
 MAX_P95_MS = 2000.0
 # People who think for exactly one second stay in step with those who started with them, so every turn
 # of every session ends at once; real visitors of several rooms do not.
-THINK_S = "0.5,3"
+THINK_S = (0.5, 3.0)
 
 
 def holds(result: dict[str, Any]) -> bool:
@@ -74,6 +74,7 @@ def run_n(n: int, minutes: float, persona: str, think: str) -> dict[str, Any]:
         "turns": final["turns"],
         "drift": final["drift"],
         "speech_underruns": final["speech_underruns_total"],
+        "think_s": result["think_s"],  # as bench/soak.py read --think
         "cpu_cores": round(final["cpu_cores"] + final["llm_server_cpu_cores"] + final["render_cpu_cores"], 3),
         "render_cpu_cores": final["render_cpu_cores"],
         "render_rss_mb": final["render_rss_mb"],
@@ -95,16 +96,18 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=RESULTS / "sessions.json")
     parser.add_argument(
         "--think",
-        default=THINK_S,
+        default=",".join(map(str, THINK_S)),
         help="seconds each person waits after an answer before the next question, the least and the most "
         "(bench/soak.py --think; 1,1 puts people who started together in step for the whole run)",
     )
     args = parser.parse_args()
     runs: list[dict[str, Any]] = []
+    think_s = None
     for n in range(1, args.max + 1):
         result = run_n(n, args.minutes, args.persona, args.think)
         result["holds"] = holds(result)
         final = result.pop("final")
+        think_s = result.pop("think_s")
         if runs:  # what one more session costs, beyond the shared models the first one loaded
             first = runs[0]
             result["rss_mb_added_per_session"] = round((final["rss_mb"] - first["rss_mb"]) / (n - 1), 1)
@@ -118,7 +121,7 @@ def main() -> None:
         "largest_n_holding": max(held, default=0),
         "targets": {"fps_min": MIN_FPS, "gaps_over_100ms": 0, "voice_to_voice_p95_ms": MAX_P95_MS},
         "runs": runs,
-        "think_s": [float(x) for x in args.think.split(",")],
+        "think_s": think_s,
         "machine": {"cpus": os.cpu_count()},
         "command": " ".join(["bench/sessions.py", *sys.argv[1:]]),
     }

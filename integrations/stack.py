@@ -158,7 +158,7 @@ class SharedModels:
                 with self._choosing:
                     servers = self.servers
                     all_busy = all(self._users.get(s, 0) > 0 for s in servers)
-                if all_busy and len(servers) < self._server_cap(len(servers) + 1):
+                if all_busy and self._room_for_server(len(servers)):
                     self._extra.append(await self._start_server())
         with self._choosing:  # conversations on several threads
             chosen = min(self.servers, key=lambda s: self._users.get(s, 0))  # the first idle one
@@ -176,7 +176,7 @@ class SharedModels:
             raise RuntimeError("LLM servers start on the event loop that started the first one")
         assert self._starting is not None
         async with self._starting:
-            while len(self.servers) < self._server_cap(count):
+            while len(self.servers) < count and self._room_for_server(len(self.servers)):
                 self._extra.append(await self._start_server())
         return self.servers
 
@@ -191,10 +191,10 @@ class SharedModels:
         """Every embedded LLM server running for this process's conversations."""
         return () if self._server is None else (self._server, *self._extra)
 
-    def _server_cap(self, wanted: int) -> int:
-        """How many embedded servers may run when ``wanted`` are asked for (``DYAD_LLM_SERVERS``)."""
+    def _room_for_server(self, running: int) -> bool:
+        """Whether another embedded server may start while ``running`` run (``DYAD_LLM_SERVERS``)."""
         cap = self.settings.llm_servers
-        return wanted if cap is None else min(wanted, cap)
+        return cap is None or running < cap
 
     async def _start_server(self) -> LocalLLMServer:
         server = LocalLLMServer(n_threads=self.settings.llm_threads)

@@ -350,7 +350,7 @@ class Speaker:
             await handle._wanted.wait()
         return handle.ahead_s()
 
-    def _utter(self, text: str, due: float = 0.0) -> Utterance:
+    def _utter(self, text: str, due: float) -> Utterance:
         start = time.perf_counter()
         with due_in(due):
             utterance = self.voice.utterance(text)
