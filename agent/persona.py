@@ -126,35 +126,48 @@ class TurnTakingConfig(StrictModel):
     turn_detector: Literal["smart_turn", "silence"] = Field(
         "smart_turn",
         description="'smart_turn': the Smart Turn v3.2 model sets the wait from the words and intonation; "
-        "'silence': end_of_turn_silence_ms alone (also the fallback when the model is not installed)",
+        "'silence': end_of_turn_silence_ms instead of the model (also the fallback when it is not "
+        "installed); the words' check (text_veto_below) applies either way",
     )
     min_wait_ms: int = Field(
         150, ge=100, le=2000, description="silence before the turn model is asked; the wait when it is sure"
     )
-    # 1000 rather than 1500: bench/turns.py (bench/results/turns.json, idle machine) ends unsure turns about
-    # 470 ms sooner (p95 1020 vs 1485 ms) for two more of 40 paused utterances cut off (14 vs 12); the longer
-    # wait does not buy back the 5% target either way.
+    # 1000 rather than 1500: bench/turns.py (bench/results/turns.json, idle machine, with the words' check)
+    # ends unsure turns about 460 ms sooner (p95 1006 vs 1463 ms) for one more of 90 paused utterances cut
+    # off (11 vs 10).
     max_wait_ms: int = Field(
         1000, ge=200, le=10000, description="the wait when the turn model is sure the user will go on"
     )
 
-    # The words' veto (agent/turn_text.py): a pause whose transcript does not end a sentence waits
-    # max_wait_ms. 0.1 by bench/turns.py (bench/results/turns.json): 7 of 40 paused utterances cut off at
-    # 0.1 and 0.2, 9 at 0.05 and 0.02, 14 without the check.
+    # The words' check (agent/turn_text.py, agent.turn.pause_ends_turn). bench/turns.py (bench/results/
+    # turns.json; 90 complete and 90 paused utterances) chose each default, the others held: text_veto_below
+    # 0.1 cuts off 11 paused ones (0.05: 17, 0.02: 20); text_complete_above 0.5 ends complete turns 33 ms
+    # sooner at p50 than never (1.0) for no more cut-offs (0.3: one more); veto_wait_ms 1500 cuts off 11
+    # (1000: 14, longer: 11); trust_smart_turn_above 0.95: p50 / p95 278 / 1006 ms and 11 cut off, against
+    # 311 / 1545 ms and 8 at 1.0 (the veto then holds "how long can I keep a book" 1.5 s in every voice)
+    # and 277 / 903 ms and 18 at 0.9 (docs/design.md, "End of turn").
     text_veto_below: float = Field(
         0.1,
         ge=0.0,
         lt=1.0,
-        description="a pause waits max_wait_ms when a small language model gives the words so far less "
-        "than this probability of ending a sentence; 0 turns the check off",
+        description="a pause waits veto_wait_ms when a small language model gives the words so far less "
+        "than this probability of ending a sentence; 0 turns the words' check off",
     )
-
-    # The words' verdict comes with the transcript, about 200 ms after Smart Turn's: a pause Smart Turn is
-    # this sure of ends without it. bench/turns.py (bench/results/turns.json): at 0.9 complete turns end
-    # about as soon as on Smart Turn alone (p50 343 vs 318 ms) with half its cut-offs (7 vs 14 of 40); at
-    # 1.0 (always wait) 4 of 40 are cut off and complete turns end about 215 ms later (p50 558 ms).
+    text_complete_above: float = Field(
+        0.5,
+        gt=0.0,
+        le=1.0,
+        description="a pause whose words end a sentence with at least this probability ends the turn as "
+        "soon as they are judged (not before min_wait_ms), however unsure Smart Turn is; 1.0: never",
+    )
+    veto_wait_ms: int = Field(
+        1500,
+        ge=200,
+        le=10000,
+        description="the wait in a pause whose words do not end a sentence (the longest any pause waits)",
+    )
     trust_smart_turn_above: float = Field(
-        0.9,
+        0.95,
         ge=0.5,
         le=1.0,
         description="a pause Smart Turn gives at least this probability of ending the turn does not wait "
@@ -176,6 +189,16 @@ class TurnTakingConfig(StrictModel):
             raise ValueError(
                 f"max_wait_ms ({self.max_wait_ms}) must be > min_wait_ms ({self.min_wait_ms}): "
                 "the model's probability chooses a wait between the two"
+            )
+        if self.veto_wait_ms < self.max_wait_ms:
+            raise ValueError(
+                f"veto_wait_ms ({self.veto_wait_ms}) must be >= max_wait_ms ({self.max_wait_ms}): a pause "
+                "whose words do not end a sentence waits at least as long as one Smart Turn doubts"
+            )
+        if self.text_complete_above <= self.text_veto_below:
+            raise ValueError(
+                f"text_complete_above ({self.text_complete_above}) must be > text_veto_below "
+                f"({self.text_veto_below}): words cannot both end a sentence and not"
             )
         return self
 

@@ -40,6 +40,7 @@ import numpy as np
 import numpy.typing as npt
 
 from agent.persona import TurnTakingConfig
+from agent.turn_text import completes, vetoes
 from avatar_core.bundled import MissingModelError
 from avatar_core.workers import compute_pool
 
@@ -187,9 +188,44 @@ class TurnDecision:
     probability: float | None  # None: decided by silence alone
     inference_s: float  # the model call's wall time (features included); 0 without the model
 
-    def remaining_s(self, silent_for_s: float) -> float:
-        """How much longer to wait after ``silent_for_s`` seconds of silence (0: the turn is over)."""
-        return max(0.0, self.silence_s - silent_for_s)
+
+def pause_ends_turn(
+    config: TurnTakingConfig,
+    silent_for_s: float,
+    audio: TurnDecision | None,
+    words: tuple[str, float] | None,
+    *,
+    words_pending: bool,
+) -> bool:
+    """Whether a pause that has lasted ``silent_for_s`` ends the user's turn, given what is known so far.
+
+    ``audio``: the turn detector's decision (None while Smart Turn runs); ``words``: the transcript up to
+    the pause and the probability that it ends a sentence (agent/turn_text.py), None without a verdict;
+    ``words_pending``: a verdict is still being made (recognition or the text model running). In order:
+
+    * a pause Smart Turn is sure of (``trust_smart_turn_above``) ends as the audio says;
+    * words that do not end a sentence (``text_veto_below``) hold the turn ``veto_wait_ms``;
+    * words that surely end one (``text_complete_above``) end it at once (after ``min_wait_ms``);
+    * otherwise the audio decides, but not before the words' verdict, which is waited for up to
+      ``max_wait_ms`` (without the check, or when recognition failed, the audio alone);
+    * Smart Turn not answered yet counts as unsure (``max_wait_ms``). The audio's own wait is never cut
+      short but by the words (``end_of_turn_silence_ms`` may be longer than ``veto_wait_ms``).
+    """
+    min_s, max_s = config.min_wait_ms / 1000.0, config.max_wait_ms / 1000.0
+    audio_s = audio.silence_s if audio is not None else max_s
+    heard = audio.probability if audio is not None else None
+    if heard is not None and heard >= config.trust_smart_turn_above:
+        return silent_for_s >= audio_s
+    if words is not None:
+        text, probability = words
+        if vetoes(text, probability, config.text_veto_below):
+            return silent_for_s >= max(audio_s, config.veto_wait_ms / 1000.0)
+        if completes(text, probability, config.text_complete_above):
+            return silent_for_s >= min_s
+        return silent_for_s >= audio_s
+    if words_pending:
+        return silent_for_s >= max(audio_s, max_s)
+    return silent_for_s >= audio_s
 
 
 # ---------------------------------------------------------------------------------------------------

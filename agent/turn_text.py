@@ -13,10 +13,10 @@ reply the server is writing), on the prompt
     <|im_start|>user\\n{words, lower case, without punctuation}
 
 The words lose their punctuation because Whisper puts a full stop after nearly anything it hears,
-cut-off sentences included. The probability is a veto, never a shortcut: Session waits ``max_wait_ms``
-in a pause whose words do not end a sentence (``turn_taking.text_veto_below``), and otherwise the audio
-decides; a pause Smart Turn is sure of (``turn_taking.trust_smart_turn_above``) does not wait for the
-words. Measured by bench/turns.py (docs/design.md, "End of turn").
+cut-off sentences included. The probability acts both ways (:func:`agent.turn.pause_ends_turn`): a pause
+whose words do not end a sentence waits ``turn_taking.veto_wait_ms`` (``text_veto_below``), one whose words
+surely do ends as soon as they are judged (``text_complete_above``), and in between the audio decides.
+Measured by bench/turns.py (docs/design.md, "End of turn").
 """
 
 from __future__ import annotations
@@ -57,6 +57,11 @@ def vetoes(words: str, probability: float, below: float) -> bool:
     return probability < below and len(words_only(words).split()) >= MIN_VETO_WORDS
 
 
+def completes(words: str, probability: float, above: float) -> bool:
+    """Whether ``words``, which end a sentence with ``probability``, surely do (the pause may end at once)."""
+    return probability >= above and bool(words_only(words))
+
+
 @dataclass(frozen=True)
 class TextVerdict:
     """The words' probability of ending a sentence, and the call's wall time."""
@@ -72,10 +77,12 @@ class TextTurnModel:
     shared); :meth:`judge` runs it on the model's own worker thread. One model serves every session of a
     process. The system prompt (and the last reply, while it is the same) stays evaluated between calls,
     and :meth:`prime` evaluates a new reply before the user's pause, so a call reads only the user's
-    words: 30-60 ms on one thread of the 2-core machine.
+    words. :meth:`probability` reads them on ``judge_threads`` (a user's pause, the turn waits for it: on
+    the idle 2-core machine 37 ms p50 on two threads against 69 on one), :meth:`prime` on ``threads``
+    (while the avatar speaks, beside the renderer).
     """
 
-    def __init__(self, model_path: Path | None = None, threads: int = 1) -> None:
+    def __init__(self, model_path: Path | None = None, threads: int = 1, judge_threads: int = 2) -> None:
         if importlib.util.find_spec("llama_cpp") is None:
             raise MissingModelError(
                 "the text end-of-turn check needs llama-cpp-python (the [local] extra): "
@@ -100,6 +107,9 @@ class TextTurnModel:
         pieces = (self._llm.tokenize(p.encode(), add_bos=False)[-1] for p in END_PIECES)
         self._ends = sorted({ends[0], *pieces})
         self._vocab = self._llm.n_vocab()
+        self._threads = threads
+        self._judge_threads = judge_threads
+        self._set_threads = llama_cpp.llama_set_n_threads
         self._logits_ith = llama_cpp.llama_get_logits_ith
         self._lock = threading.Lock()
         # The model's worker thread (started on the first call), shared by every caller's event loop.
@@ -123,6 +133,7 @@ class TextTurnModel:
         if not words_only(words):
             return 1.0
         with self._lock:
+            self._set_threads(self._llm.ctx, self._threads, self._judge_threads)
             self._evaluate(self.prompt(words, last_reply))
             last = self._logits_ith(self._llm.ctx, -1)  # the last evaluated token's
             logits = np.ctypeslib.as_array(last, shape=(self._vocab,)).astype(np.float64)  # (vocab,)
@@ -134,6 +145,7 @@ class TextTurnModel:
         ``last_reply`` reads only the user's words: a reply's 50-80 tokens cost 0.3-1.5 s on one busy
         core, too long to wait for in a pause."""
         with self._lock:
+            self._set_threads(self._llm.ctx, self._threads, self._threads)
             self._evaluate(self.context(last_reply))
 
     def _evaluate(self, text: str) -> None:

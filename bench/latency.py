@@ -166,12 +166,7 @@ async def run(turns: int, barge_ins: int, persona: Persona) -> dict[str, object]
             "used": {"JointVoice": "joint (AV-Flow)", "CascadeVoice": "cascade (Kokoro)"}.get(voice, voice),
         },
         "turn_detector": turn_detector,
-        "turn_taking": {
-            "min_wait_ms": persona.turn_taking.min_wait_ms,
-            "max_wait_ms": persona.turn_taking.max_wait_ms,
-            "end_of_turn_silence_ms": persona.turn_taking.end_of_turn_silence_ms,
-            "text_veto_below": persona.turn_taking.text_veto_below,
-        },
+        "turn_taking": persona.turn_taking.model_dump(),
         "cpus": os.cpu_count(),
         "turns_measured": len(answered),
         "voice_to_voice_ms": {

@@ -1,7 +1,7 @@
 """End-of-turn detection: silence alone against Smart Turn v3.2, on the same speech in one run. Prints JSON
 and writes bench/results/turns.json.
 
-    nice .venv/bin/python bench/turns.py [--sentences 8] [--voices all] [--seed 0]
+    nice .venv/bin/python bench/turns.py [--sentences 8] [--questions 10] [--voices all] [--seed 0]
 
 Speech is made here by Kokoro (every voice): each sentence spoken whole ("complete"), and the same audio
 with a 400-800 ms pause inserted at a word boundary in its middle ("paused"). The boundary comes from
@@ -17,9 +17,10 @@ the :class:`agent.turn.TurnDetector` as a session feeds them. After ``min_wait_m
   (:mod:`agent.turn_text`): Whisper tiny.en transcribes the turn up to the pause (the Session starts it
   ``SPECULATE_AFTER_S`` into the pause and, after earlier pauses, reads only the words since them; here the
   whole turn is read, so the transcript comes no sooner than in a session), SmolLM2 gives the probability
-  that the words end a sentence, with the persona's greeting as the avatar's last reply; unless Smart Turn
-  is sure (``trust_smart_turn_above``) the turn cannot end before that verdict (or ``max_wait_ms``), and a
-  veto makes it wait ``max_wait_ms``. Both real wall times count.
+  that the words end a sentence, with the persona's greeting as the avatar's last reply, and Session's
+  rule (:func:`agent.turn.pause_ends_turn`) decides on a simulated clock: a veto holds the turn
+  ``veto_wait_ms``, words that surely end a sentence end it when judged, otherwise the audio decides but
+  not before the verdict. Both real wall times count.
 
 Reported for each: end-of-turn delay on complete utterances (decision - end of speech, where the speech
 ends at the last 10 ms frame within 40 dB of the loudest), p50/p95; false cut-offs on paused ones (the
@@ -45,10 +46,15 @@ import numpy as np
 import numpy.typing as npt
 from scipy.signal import resample_poly
 
+sys.path.insert(0, str(Path(__file__).parent))
+
+from latency import QUESTIONS as LATENCY_QUESTIONS
+from latency import percentile
+
 from agent.persona import TurnTakingConfig, load_persona
 from agent.session import SPECULATE_AFTER_S
 from agent.stt import UnclearSpeech, WhisperSTT
-from agent.turn import SAMPLE_RATE, SmartTurnModel, TurnDetector, silence_for
+from agent.turn import SAMPLE_RATE, SmartTurnModel, TurnDecision, TurnDetector, pause_ends_turn, silence_for
 from agent.turn_text import TextTurnModel, vetoes
 from agent.vad import WINDOW, StreamingVAD
 from avatar_core.config import KOKORO_VOICES, AppSettings
@@ -68,6 +74,9 @@ SENTENCES = [
     "Is there somewhere I can charge my phone while I wait?",
     "I need to change the address on my account because we moved.",
 ]
+# Short questions, as people ask a kiosk: every other one of bench/latency.py's (its questions are short,
+# where the sentences above are long; the words' check judges the two differently).
+QUESTIONS = LATENCY_QUESTIONS[::2]
 LEAD_S = 0.5  # quiet before the speech
 NOISE = 1e-4  # a quiet microphone's noise floor (about -80 dBFS), so the input is never digital zero
 FADE_S = 0.005  # fades at a cut, so it does not click
@@ -75,6 +84,8 @@ PAUSE_S = (0.4, 0.8)
 SWEEP_MAX_WAIT_MS = (800, 1000, 1500, 2000, 3000)
 SWEEP_VETO_BELOW = (0.02, 0.05, 0.1, 0.2)
 SWEEP_TRUST_ABOVE = (0.8, 0.9, 0.95, 0.98, 1.0)
+SWEEP_COMPLETE_ABOVE = (0.3, 0.4, 0.5, 0.7, 1.0)
+SWEEP_VETO_WAIT_MS = (1000, 1500, 2000, 3000)
 RESULTS = Path(__file__).parent / "results" / "turns.json"
 
 
@@ -112,24 +123,23 @@ def speech_end(audio: F32) -> float:
 
 
 def make_streams(
-    tts: KokoroTTS, sentences: list[str], voices: list[str], tail_s: float, seed: int
+    tts: KokoroTTS, texts: dict[str, str], voices: list[str], tail_s: float, seed: int
 ) -> list[Stream]:
-    """Complete and paused streams for every sentence and voice."""
+    """Complete and paused streams for every text (by its key) and voice, named voice/key/kind."""
     rng = np.random.default_rng(seed)
     streams: list[Stream] = []
     for voice in voices:
-        for index, text in enumerate(sentences):
+        for index, text in texts.items():
             timed = tts.synthesize_timed(text, voice).trim_lead()
             speech = resample_poly(timed.audio, 2, 3).astype(np.float32)  # (S,) 24 -> 16 kHz
             end = speech_end(speech)
             # Word boundaries: the spaces of the IPA timeline, in the middle 30-70% of the speech.
             spoken = [p for p in timed.phones if p.symbol]
             first, last = spoken[0].start, spoken[-1].end
-            spaces = [
-                (p.start + p.end) / 2
-                for p in spoken
-                if p.symbol == " " and 0.3 <= ((p.start + p.end) / 2 - first) / (last - first) <= 0.7
-            ]
+            middles = [(p.start + p.end) / 2 for p in spoken if p.symbol == " "]
+            spaces = [m for m in middles if 0.3 <= (m - first) / (last - first) <= 0.7] or [
+                min(middles, key=lambda m: abs((m - first) / (last - first) - 0.5))
+            ]  # a short question may have no boundary in its middle 40%: the one nearest its middle
             cut = round(float(rng.choice(spaces)) * SAMPLE_RATE)
             pause = float(rng.uniform(*PAUSE_S))
             fade = np.linspace(1.0, 0.0, int(FADE_S * SAMPLE_RATE), dtype=np.float32)
@@ -194,10 +204,6 @@ def declared(pauses: list[Pause], deadline: Callable[[Pause], float]) -> float |
     return None
 
 
-def percentile(values: list[float], q: float) -> float | None:
-    return round(float(np.percentile(values, q)), 1) if values else None
-
-
 def evaluate(
     streams: list[Stream], pauses: list[list[Pause]], deadline: Callable[[Pause], float]
 ) -> dict[str, object]:
@@ -250,29 +256,33 @@ def smart_deadline(
     )
 
 
-def words_deadline(
-    config: TurnTakingConfig,
-    below: float | None = None,
-    max_wait_ms: int | None = None,
-    trust_above: float | None = None,
-) -> Callable[[Pause], float]:
-    """Session's rule with the words' check: Smart Turn's deadline, but not before the words' verdict
-    (at most ``max_wait_ms``), and ``max_wait_ms`` when the words veto the end; a pause Smart Turn is
-    sure of (``trust_smart_turn_above``) does not wait for the words."""
-    audio = smart_deadline(config, max_wait_ms)
-    limit = (max_wait_ms or config.max_wait_ms) / 1000
-    threshold = config.text_veto_below if below is None else below
-    trusted = config.trust_smart_turn_above if trust_above is None else trust_above
+STEP_S = 0.005  # the simulated clock of a pause (a session checks at every audio frame, 10-20 ms)
+
+
+def words_deadline(config: TurnTakingConfig) -> Callable[[Pause], float]:
+    """Session's rule with the words' check (:func:`agent.turn.pause_ends_turn`), run on a clock from the
+    moment the VAD confirms the pause: Smart Turn's answer counts from when it came (``heard_t`` plus its
+    wall time), the words' verdict from ``SPECULATE_AFTER_S`` into the pause plus recognition and the
+    text model's wall time."""
 
     def deadline(p: Pause) -> float:
-        cap = p.end_t + limit
-        if p.probability >= trusted:
-            return audio(p)
-        if vetoes(p.words, p.text_probability, threshold):
-            return max(audio(p), cap)
-        return max(audio(p), min(cap, p.end_t + SPECULATE_AFTER_S + p.text_s))
+        low, high = config.min_wait_ms / 1000, config.max_wait_ms / 1000
+        decision = TurnDecision(silence_for(p.probability, low, high), p.probability, p.inference_s)
+        audio_at, words_at = p.heard_t + p.inference_s, p.end_t + SPECULATE_AFTER_S + p.text_s
+        t = p.heard_t
+        while True:  # ends by veto_wait_ms at the latest
+            words = (p.words, p.text_probability) if t >= words_at else None
+            audio = decision if t >= audio_at else None
+            if pause_ends_turn(config, t - p.end_t, audio, words, words_pending=words is None):
+                return t
+            t += STEP_S
 
     return deadline
+
+
+def swept(config: TurnTakingConfig, **update: float) -> TurnTakingConfig:
+    """The settings with one value changed (not validated: a sweep may cross another setting)."""
+    return config.model_copy(update=update)
 
 
 def read_words(
@@ -293,15 +303,36 @@ def read_words(
     return out
 
 
+def by_set(
+    streams: list[Stream], pauses: list[list[Pause]], deadline: Callable[[Pause], float]
+) -> dict[str, object]:
+    """:func:`evaluate` on the long sentences and on the short questions apart."""
+    out: dict[str, object] = {}
+    for kind, prefix in (("sentences", "s"), ("questions", "q")):
+        chosen = [i for i, stream in enumerate(streams) if stream.name.split("/")[1].startswith(prefix)]
+        if chosen:
+            out[kind] = evaluate([streams[i] for i in chosen], [pauses[i] for i in chosen], deadline)
+    return out
+
+
+def with_sets(
+    streams: list[Stream], pauses: list[list[Pause]], deadline: Callable[[Pause], float]
+) -> dict[str, object]:
+    """:func:`evaluate` on every stream, and :func:`by_set`."""
+    return evaluate(streams, pauses, deadline) | {"by_set": by_set(streams, pauses, deadline)}
+
+
 def run(
-    sentences: int, voices: list[str], seed: int, config: TurnTakingConfig, greeting: str
+    sentences: int, questions: int, voices: list[str], seed: int, config: TurnTakingConfig, greeting: str
 ) -> dict[str, object]:
     started = time.monotonic()
     tts = KokoroTTS(AppSettings().cache_dir, threads=1)
     model = SmartTurnModel()
     stt, text = WhisperSTT(), TextTurnModel()
     tail_s = max(SWEEP_MAX_WAIT_MS) / 1000 + 0.5
-    streams = make_streams(tts, SENTENCES[:sentences], voices, tail_s, seed)
+    texts = {f"s{i}": text for i, text in enumerate(SENTENCES[:sentences])}
+    texts |= {f"q{i}": text for i, text in enumerate(QUESTIONS[:questions])}
+    streams = make_streams(tts, texts, voices, tail_s, seed)
     pauses = [run_stream(stream, config, model) for stream in streams]
     pauses = [
         read_words(stream, found, stt, text, greeting) for stream, found in zip(streams, pauses, strict=True)
@@ -337,7 +368,8 @@ def run(
         "command": "nice .venv/bin/python bench/turns.py " + " ".join(sys.argv[1:]),
         "date": datetime.date.today().isoformat(),
         "cpus": os.cpu_count(),
-        "speech": f"Kokoro, voices {', '.join(voices)}; {sentences} sentences each, complete and with a "
+        "speech": f"Kokoro, voices {', '.join(voices)}; {sentences} sentences and {questions} short "
+        "questions each, complete and with a "
         f"{int(1000 * PAUSE_S[0])}-{int(1000 * PAUSE_S[1])} ms pause at a word boundary in the middle",
         "utterances": {"complete": len(streams) // 2, "paused": len(streams) // 2},
         "settings": config.model_dump(
@@ -349,12 +381,19 @@ def run(
                 "min_wait_ms",
                 "max_wait_ms",
                 "text_veto_below",
+                "text_complete_above",
+                "veto_wait_ms",
                 "trust_smart_turn_above",
             }
         ),
         "silence": silence_only,
         "smart_turn": smart,
         "smart_turn_words": words,
+        "by_set": {
+            "silence": by_set(streams, pauses, lambda p: p.end_t + silence_s),
+            "smart_turn": by_set(streams, pauses, smart_deadline(config)),
+            "smart_turn_words": by_set(streams, pauses, words_deadline(config)),
+        },
         "words_recognised_and_judged_ms": {
             "p50": percentile(text_ms, 50),
             "p95": percentile(text_ms, 95),
@@ -379,15 +418,32 @@ def run(
             str(ms): evaluate(streams, pauses, smart_deadline(config, ms)) for ms in SWEEP_MAX_WAIT_MS
         },
         "smart_turn_words_by_veto_below": {
-            str(b): evaluate(streams, pauses, words_deadline(config, b)) for b in SWEEP_VETO_BELOW
+            str(b): evaluate(streams, pauses, words_deadline(swept(config, text_veto_below=b)))
+            for b in SWEEP_VETO_BELOW
+        },
+        "smart_turn_words_by_complete_above": {
+            str(c): with_sets(streams, pauses, words_deadline(swept(config, text_complete_above=c)))
+            for c in SWEEP_COMPLETE_ABOVE
         },
         "smart_turn_words_by_trust_above": {
-            str(t): evaluate(streams, pauses, words_deadline(config, trust_above=t))
+            str(t): with_sets(streams, pauses, words_deadline(swept(config, trust_smart_turn_above=t)))
             for t in SWEEP_TRUST_ABOVE
         },
         "smart_turn_words_by_max_wait_ms": {
-            str(ms): evaluate(streams, pauses, words_deadline(config, max_wait_ms=ms))
+            str(ms): evaluate(
+                streams,
+                pauses,
+                words_deadline(swept(config, max_wait_ms=ms, veto_wait_ms=max(ms, config.veto_wait_ms))),
+            )
             for ms in SWEEP_MAX_WAIT_MS
+        },
+        "smart_turn_words_by_veto_wait_ms": {
+            str(ms): evaluate(
+                streams,
+                pauses,
+                words_deadline(swept(config, veto_wait_ms=max(ms, config.max_wait_ms))),
+            )
+            for ms in SWEEP_VETO_WAIT_MS
         },
         "words_at_false_cutoffs": cut_words(streams, pauses, words_deadline(config)),
         "words_at_vetoed_ends": [
@@ -407,6 +463,9 @@ def main() -> None:
     )
     parser.add_argument("--sentences", type=int, default=8, help=f"per voice, at most {len(SENTENCES)}")
     parser.add_argument(
+        "--questions", type=int, default=10, help=f"short questions per voice, at most {len(QUESTIONS)}"
+    )
+    parser.add_argument(
         "--voices", default="all", help=f"comma-separated, or 'all': {', '.join(KOKORO_VOICES)}"
     )
     parser.add_argument("--seed", type=int, default=0, help="chooses the word boundaries and pause lengths")
@@ -415,10 +474,13 @@ def main() -> None:
     args = parser.parse_args()
     voices = list(KOKORO_VOICES) if args.voices == "all" else args.voices.split(",")
     unknown = sorted(set(voices) - set(KOKORO_VOICES))
-    if unknown or not 1 <= args.sentences <= len(SENTENCES):
-        parser.error(f"voices must be among {KOKORO_VOICES} (got {unknown}); --sentences 1..{len(SENTENCES)}")
+    if unknown or not 1 <= args.sentences <= len(SENTENCES) or not 0 <= args.questions <= len(QUESTIONS):
+        parser.error(
+            f"voices must be among {KOKORO_VOICES} (got {unknown}); --sentences 1..{len(SENTENCES)}; "
+            f"--questions 0..{len(QUESTIONS)}"
+        )
     persona = load_persona(args.persona)
-    result = run(args.sentences, voices, args.seed, persona.turn_taking, persona.llm.greeting)
+    result = run(args.sentences, args.questions, voices, args.seed, persona.turn_taking, persona.llm.greeting)
     text = json.dumps(result, indent=2)
     print(text)
     if not args.no_write:

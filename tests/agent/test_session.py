@@ -19,6 +19,7 @@ from agent.llm import ChatLLM
 from agent.persona import Persona, load_persona
 from agent.session import Session
 from agent.stt import STT, OpenAISTT, UnclearSpeech, WhisperSTT
+from agent.turn import TurnDetector
 from avatar_core.cascade import CascadeVoice
 from avatar_core.config import AppearanceConfig, AppSettings, VideoConfig
 from avatar_core.engine import Engine, VirtualClock
@@ -221,6 +222,28 @@ async def test_words_that_do_not_end_a_sentence_hold_the_turn_open(
         assert len(finals) == 1 and "book" in finals[0] and "room" in finals[0], finals
     else:
         assert len(finals) == 2 and "book" in finals[0] and "room" in finals[1], finals
+
+
+@pytest.mark.parametrize("check", [True, False])
+async def test_words_that_end_a_sentence_end_the_turn_before_the_audio_would(
+    check: bool, tts: KokoroTTS, server: LocalLLMServer, whisper: WhisperSTT
+) -> None:
+    # The audio's answer here is 2 s for every pause (a detector without its model falls back on
+    # end_of_turn_silence_ms); the words end a question (SmolLM2 gives them about 0.56), so with the check
+    # on the turn ends once they are judged (text_complete_above, agent.turn.pause_ends_turn).
+    data = persona().model_dump()
+    data["turn_taking"] |= {"end_of_turn_silence_ms": 2000, "text_veto_below": 0.1 if check else 0.0}
+    p = Persona.model_validate(data)
+    question = speech(tts, "Do you have any study rooms free today?")
+    session, engine = await make_session(p, whisper, llm_for(p, server), tts)
+    session.turn_detector = TurnDetector(p.turn_taking)  # no model: every pause's audio wait is 2 s
+    run = await drive(session, engine, timeline(10.0, (0.5, question)), 10.0)
+    metrics = run.of(TurnMetrics)[0]
+    assert metrics.end_of_turn is not None
+    if check:
+        assert metrics.end_of_turn < 1000, metrics
+    else:
+        assert metrics.end_of_turn >= 2000, metrics
 
 
 LONG = ("Our library has three floors. The ground floor has newspapers and magazines, the first floor has "

@@ -21,8 +21,10 @@ from agent.turn import (
     SAMPLE_RATE,
     WINDOW_SAMPLES,
     SmartTurnModel,
+    TurnDecision,
     TurnDetector,
     features,
+    pause_ends_turn,
     silence_for,
     smart_turn_onnx,
 )
@@ -162,9 +164,63 @@ def test_silence_for_rejects_unordered_bounds() -> None:
         silence_for(0.5, 1.0, 0.5)
 
 
+def _first_end(
+    config: TurnTakingConfig, audio: TurnDecision | None, words: tuple[str, float] | None
+) -> float:
+    """The first silence (10 ms steps) at which the pause ends the turn, with nothing pending."""
+    return next(
+        s / 100 for s in range(1000) if pause_ends_turn(config, s / 100, audio, words, words_pending=False)
+    )
+
+
+def test_pause_ends_turn_lets_the_words_overrule_the_audio_either_way() -> None:
+    config = TurnTakingConfig(
+        min_wait_ms=150,
+        max_wait_ms=1000,
+        veto_wait_ms=1500,
+        text_veto_below=0.1,
+        text_complete_above=0.5,
+        trust_smart_turn_above=1.0,
+    )
+    unsure = TurnDecision(silence_for(0.3, 0.15, 1.0), 0.3, 0.05)  # the audio alone: about 0.57 s
+    assert _first_end(config, unsure, None) == pytest.approx(unsure.silence_s, abs=0.01)
+    # words that surely end a sentence end the pause at min_wait_ms, however unsure Smart Turn is
+    assert _first_end(config, unsure, ("could you tell me where the books are", 0.8)) == pytest.approx(0.15)
+    # words that cannot end one hold it veto_wait_ms, even when Smart Turn is sure (below the trust)
+    sure = TurnDecision(0.15, 0.97, 0.05)
+    assert _first_end(config, sure, ("please remind me what time the", 0.01)) == pytest.approx(1.5)
+    # in between, and for short words (never vetoed), the audio decides
+    assert _first_end(config, unsure, ("could you tell me", 0.3)) == pytest.approx(unsure.silence_s, abs=0.01)
+    assert _first_end(config, unsure, ("my daughter", 0.01)) == pytest.approx(unsure.silence_s, abs=0.01)
+    # a Smart Turn this sure of the end does not wait for the words
+    trusting = config.model_copy(update={"trust_smart_turn_above": 0.95})
+    assert _first_end(trusting, sure, ("please remind me what time the", 0.01)) == pytest.approx(0.15)
+
+
+def test_pause_ends_turn_waits_for_the_words_up_to_max_wait() -> None:
+    config = TurnTakingConfig(
+        min_wait_ms=150, max_wait_ms=1000, veto_wait_ms=1500, trust_smart_turn_above=0.98
+    )
+    sure = TurnDecision(0.15, 0.97, 0.05)  # not sure enough to end without the words
+    assert not pause_ends_turn(config, 0.99, sure, None, words_pending=True)
+    assert pause_ends_turn(config, 1.0, sure, None, words_pending=True)
+    # Smart Turn still thinking counts as unsure
+    assert not pause_ends_turn(config, 0.99, None, None, words_pending=False)
+    assert pause_ends_turn(config, 1.0, None, None, words_pending=False)
+    # a veto holds the pause veto_wait_ms, or the audio's own wait when that is longer
+    veto = ("please remind me what time the", 0.0)
+    assert pause_ends_turn(config, 1.5, sure, veto, words_pending=False)
+    assert not pause_ends_turn(config, 1.9, TurnDecision(2.0, None, 0.0), veto, words_pending=False)
+    assert pause_ends_turn(config, 2.0, TurnDecision(2.0, None, 0.0), veto, words_pending=False)
+
+
 def test_turn_taking_settings_are_validated() -> None:
     with pytest.raises(ValidationError, match="max_wait_ms"):
         TurnTakingConfig(min_wait_ms=800, max_wait_ms=600)
+    with pytest.raises(ValidationError, match="veto_wait_ms"):
+        TurnTakingConfig(max_wait_ms=1200, veto_wait_ms=1000)
+    with pytest.raises(ValidationError, match="text_complete_above"):
+        TurnTakingConfig(text_veto_below=0.5, text_complete_above=0.4)
     with pytest.raises(ValidationError, match="turn_detector"):
         TurnTakingConfig.model_validate({"turn_detector": "vibes"})
     assert TurnTakingConfig(turn_detector="silence").turn_detector == "silence"
@@ -176,7 +232,8 @@ def test_silence_mode_uses_the_fallback_without_a_model(model: SmartTurnModel) -
     assert not detector.semantic
     decision = detector.decide_sync()
     assert decision.silence_s == pytest.approx(0.7) and decision.probability is None
-    assert decision.remaining_s(0.5) == pytest.approx(0.2) and decision.remaining_s(1.0) == 0.0
+    assert not pause_ends_turn(config, 0.69, decision, None, words_pending=False)
+    assert pause_ends_turn(config, 0.7, decision, None, words_pending=False)
 
 
 # ---------------------------------------------------------------------------------------------------
