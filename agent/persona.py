@@ -164,7 +164,8 @@ class TurnTakingConfig(StrictModel):
         1500,
         ge=200,
         le=10000,
-        description="the wait in a pause whose words do not end a sentence (the longest any pause waits)",
+        description="the wait in a pause whose words do not end a sentence (longer if the audio's own "
+        "wait is: end_of_turn_silence_ms without Smart Turn)",
     )
     trust_smart_turn_above: float = Field(
         0.95,
