@@ -134,18 +134,18 @@ class TurnTakingConfig(StrictModel):
     )
     # 1000 rather than 1500: bench/turns.py (bench/results/turns.json, idle machine, with the words' check)
     # ends unsure turns about 460 ms sooner (p95 1006 vs 1463 ms) for one more of 90 paused utterances cut
-    # off (11 vs 10).
+    # off (10 vs 9).
     max_wait_ms: int = Field(
         1000, ge=200, le=10000, description="the wait when the turn model is sure the user will go on"
     )
 
     # The words' check (agent/turn_text.py, agent.turn.pause_ends_turn). bench/turns.py (bench/results/
     # turns.json; 90 complete and 90 paused utterances) chose each default, the others held: text_veto_below
-    # 0.1 cuts off 11 paused ones (0.05: 17, 0.02: 20); text_complete_above 0.5 ends complete turns 33 ms
-    # sooner at p50 than never (1.0) for no more cut-offs (0.3: one more); veto_wait_ms 1500 cuts off 11
-    # (1000: 14, longer: 11); trust_smart_turn_above 0.95: p50 / p95 278 / 1006 ms and 11 cut off, against
-    # 311 / 1545 ms and 8 at 1.0 (the veto then holds "how long can I keep a book" 1.5 s in every voice)
-    # and 277 / 903 ms and 18 at 0.9 (docs/design.md, "End of turn").
+    # 0.1 cuts off 10 paused ones (0.05: 16, 0.02: 19); text_complete_above 0.5 ends complete turns 20 ms
+    # sooner at p50 than never (1.0) for no more cut-offs (0.3: one more); veto_wait_ms 1500 cuts off 10
+    # (1000: 13, longer: 10); trust_smart_turn_above 0.95: p50 / p95 275 / 1006 ms and 10 cut off, against
+    # 297 / 1545 ms and 7 at 1.0 (the veto then holds "how long can I keep a book" 1.5 s in every voice)
+    # and 273 / 903 ms and 17 at 0.9 (docs/design.md, "End of turn").
     text_veto_below: float = Field(
         0.1,
         ge=0.0,

@@ -40,7 +40,7 @@ import numpy as np
 import numpy.typing as npt
 
 from agent.persona import TurnTakingConfig
-from agent.turn_text import completes, vetoes
+from agent.turn_text import completes, vetoes, words_only
 from avatar_core.bundled import MissingModelError
 from avatar_core.workers import compute_pool
 
@@ -203,6 +203,8 @@ def pause_ends_turn(
     the pause and the probability that it ends a sentence (agent/turn_text.py), None without a verdict;
     ``words_pending``: a verdict is still being made (recognition or the text model running). In order:
 
+    * words heard but none made out (the transcript is empty: a name Whisper cannot read, a cough) hold
+      it ``max_wait_ms``: nothing can be answered yet, and the user may be about to go on ("Ada, ...");
     * a pause Smart Turn is sure of (``trust_smart_turn_above``) ends as the audio says;
     * words that do not end a sentence (``text_veto_below``) hold the turn ``veto_wait_ms``;
     * words that surely end one (``text_complete_above``) end it at once (after ``min_wait_ms``);
@@ -214,6 +216,8 @@ def pause_ends_turn(
     min_s, max_s = config.min_wait_ms / 1000.0, config.max_wait_ms / 1000.0
     audio_s = audio.silence_s if audio is not None else max_s
     heard = audio.probability if audio is not None else None
+    if words is not None and not words_only(words[0]):
+        return silent_for_s >= max(audio_s, max_s)
     if heard is not None and heard >= config.trust_smart_turn_above:
         return silent_for_s >= audio_s
     if words is not None:

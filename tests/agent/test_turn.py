@@ -192,6 +192,8 @@ def test_pause_ends_turn_lets_the_words_overrule_the_audio_either_way() -> None:
     # in between, and for short words (never vetoed), the audio decides
     assert _first_end(config, unsure, ("could you tell me", 0.3)) == pytest.approx(unsure.silence_s, abs=0.01)
     assert _first_end(config, unsure, ("my daughter", 0.01)) == pytest.approx(unsure.silence_s, abs=0.01)
+    # words heard but none made out hold the pause max_wait_ms, however sure Smart Turn is
+    assert _first_end(config, sure, ("", 1.0)) == pytest.approx(1.0)
     # a Smart Turn this sure of the end does not wait for the words
     trusting = config.model_copy(update={"trust_smart_turn_above": 0.95})
     assert _first_end(trusting, sure, ("please remind me what time the", 0.01)) == pytest.approx(0.15)
