@@ -40,7 +40,7 @@ import numpy as np
 import numpy.typing as npt
 
 from agent.persona import TurnTakingConfig
-from agent.turn_text import completes, vetoes, words_only
+from agent.turn_text import vetoes, words_only
 from avatar_core.bundled import MissingModelError
 from avatar_core.workers import compute_pool
 
@@ -224,7 +224,7 @@ def pause_ends_turn(
         text, probability = words
         if vetoes(text, probability, config.text_veto_below):
             return silent_for_s >= max(audio_s, config.veto_wait_ms / 1000.0)
-        if completes(text, probability, config.text_complete_above):
+        if probability >= config.text_complete_above:  # empty words were held above
             return silent_for_s >= min_s
         return silent_for_s >= audio_s
     if words_pending:

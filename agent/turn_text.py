@@ -57,11 +57,6 @@ def vetoes(words: str, probability: float, below: float) -> bool:
     return probability < below and len(words_only(words).split()) >= MIN_VETO_WORDS
 
 
-def completes(words: str, probability: float, above: float) -> bool:
-    """Whether ``words``, which end a sentence with ``probability``, surely do (the pause may end at once)."""
-    return probability >= above and bool(words_only(words))
-
-
 @dataclass(frozen=True)
 class TextVerdict:
     """The words' probability of ending a sentence, and the call's wall time."""
