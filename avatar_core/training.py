@@ -112,6 +112,18 @@ def resume(
     return step, wall, np.random.default_rng([seed, step])
 
 
+def start_from(model: torch.nn.Module, start: torch.nn.Module, init: Path) -> None:
+    """Fine-tuning: a new run takes the weights of ``start``, the network read from the checkpoint
+    ``init``, which must be built as ``model`` is (both have a ``config``)."""
+    if getattr(start, "config", None) != getattr(model, "config", None):
+        raise RuntimeError(
+            f"{init}: its network ({getattr(start, 'config', None)}) is not this config's "
+            f"({getattr(model, 'config', None)})"
+        )
+    model.load_state_dict(start.state_dict())
+    log.info("fine-tuning from %s", init)
+
+
 def hardware_name(device: torch.device) -> str:
     """What the checkpoint records it was trained on: the GPU's name or ``CPU x<threads>``."""
     return torch.cuda.get_device_name(0) if device.type == "cuda" else f"CPU x{torch.get_num_threads()}"

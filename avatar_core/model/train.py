@@ -29,6 +29,7 @@ from avatar_core.training import (
     read_checkpoint,
     resume,
     setup,
+    start_from,
     weight_average,
     write_checkpoint,
 )
@@ -215,11 +216,7 @@ def fit(
     if resumed:
         rng = resumed[2]
     elif init is not None:
-        start, _ = load_model(init, device)
-        if start.config != model.config:
-            raise RuntimeError(f"{init}: its network ({start.config}) is not this config's ({model.config})")
-        model.load_state_dict(start.state_dict())
-        log.info("fine-tuning from %s", init)
+        start_from(model, load_model(init, device)[0], init)
     else:
         _fit_vae(model, data, train.vae_steps, rng, device)
         model.cpu()

@@ -1,8 +1,11 @@
 """The vocoder's training loop: resumable, on the teacher dataset's stored speech and its features.
 
 Only speaking samples are used (a listening sample's audio is the partner's voice, its features the
-actor's silence). The dataset may still be growing: new samples are picked up every ``reload_every``
-steps. ``out/last.pt`` holds the network, the optimiser and the step; a run started again continues.
+actor's silence). A run may read more than one folder (``fit(mix=...)``): the joint model's predicted
+features (``dyad vocoder gta``) beside the teacher's own, so that fine-tuning on the first does not unlearn
+the second (docs/design.md, "The joint model"). The dataset may still be growing: new samples are picked
+up every ``reload_every`` steps. ``out/last.pt`` holds the network, the optimiser and the step; a run
+started again continues.
 
 Letters in shape comments: B batch, T feature frames (40 fps), F = FEATURE_DIM, S samples (T * 600).
 """
@@ -27,6 +30,7 @@ from avatar_core.training import (
     read_checkpoint,
     resume,
     setup,
+    start_from,
     write_checkpoint,
 )
 from avatar_core.vocoder.config import VocoderConfig, VocoderFitConfig
@@ -40,20 +44,32 @@ LOSS_KEYS = ("total", "stft", "mel")
 
 @dataclass
 class Clips:
-    """Speaking samples' features and audio, loaded once each."""
+    """Speaking samples' features and audio of ``folder`` and the ``also`` folders, loaded once each;
+    batches draw from all of them alike (each clip weighted by its length)."""
 
     folder: Path
-    names: set[str] = field(default_factory=set)
+    also: tuple[Path, ...] = ()
+    names: set[tuple[int, str]] = field(default_factory=set)  # (folder index, file stem)
     features: list[npt.NDArray[np.float32]] = field(default_factory=list)  # (T, F) each
     audio: list[npt.NDArray[np.int16]] = field(default_factory=list)  # (T * 600,) each
 
     def reload(self) -> int:
         """Load samples added since the last call; returns how many are new."""
         added = 0
-        for path in sample_paths(self.folder):
-            if path.stem in self.names:
+        for index, folder in enumerate((self.folder, *self.also)):
+            added += self._load(index, folder)
+        if not self.features:
+            raise DatasetError(
+                f"{self.folder}: no speaking sample with stored audio; make one with `dyad train data`"
+            )
+        return added
+
+    def _load(self, index: int, folder: Path) -> int:
+        added = 0
+        for path in sample_paths(folder):
+            if (index, path.stem) in self.names:
                 continue
-            self.names.add(path.stem)
+            self.names.add((index, path.stem))
             try:
                 sample = load_sample(path)
             except DatasetError as exc:
@@ -64,10 +80,6 @@ class Clips:
             self.features.append(sample.speech)
             self.audio.append(sample.audio)
             added += 1
-        if not self.features:
-            raise DatasetError(
-                f"{self.folder}: no speaking sample with stored audio; make one with `dyad train data`"
-            )
         return added
 
     @property
@@ -134,16 +146,19 @@ def fit(
     config: VocoderFitConfig,
     progress: Callable[[int, int, dict[str, float]], None] | None = None,
     init: Path | None = None,
+    mix: tuple[Path, ...] = (),
 ) -> Path:
     """Train (or continue training) into ``out``; returns the path of ``last.pt``.
 
     ``init``: a new run starts from that vocoder checkpoint's weights and feature statistics
     (fine-tuning, e.g. on ``dyad vocoder gta`` data) instead of from scratch; a resumed run ignores it.
+    ``mix``: more dataset folders whose speaking samples join ``data_dir``'s (e.g. the teacher's own
+    features beside the gta folder made from them).
     """
     out.mkdir(parents=True, exist_ok=True)
     train = config.train
     device = setup(train)
-    clips = Clips(data_dir)
+    clips = Clips(data_dir, tuple(mix))
     clips.reload()
     model = Vocoder(config.vocoder_config()).to(device)
     opt = torch.optim.AdamW(
@@ -155,18 +170,19 @@ def fit(
     if resumed:
         rng = resumed[2]
     elif init is not None:
-        start, _ = load_vocoder(init, device)
-        if start.config != model.config:
-            raise RuntimeError(f"{init}: its network ({start.config}) is not this config's ({model.config})")
-        model.load_state_dict(start.state_dict())
-        log.info("fine-tuning from %s", init)
+        start_from(model, load_vocoder(init, device)[0], init)
     else:
         mean, std = clips.statistics()
         model.set_statistics(mean.to(device), std.to(device))
 
     def save(run_state: dict[str, object]) -> None:
         # the folder's name only: a checkpoint must not carry this machine's paths
-        data = {"folder": data_dir.name, "clips": len(clips.audio), "hours": round(clips.hours, 3)}
+        data = {
+            "folder": data_dir.name,
+            "mixed_with": [folder.name for folder in mix],
+            "clips": len(clips.audio),
+            "hours": round(clips.hours, 3),
+        }
         save_checkpoint(
             last, model, {**run_state, "data": data, "train_config": config.model_dump(mode="json")}
         )

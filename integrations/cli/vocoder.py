@@ -35,12 +35,23 @@ def fit(
     steps: int | None = STEPS_OPTION,
     time_limit_min: float | None = TIME_LIMIT_OPTION,
     init: Path | None = INIT_OPTION,
+    mix: list[Path] = typer.Option(
+        [],
+        "--mix",
+        help="another dataset folder whose speaking samples join --data's (repeatable): the teacher's "
+        "own features beside `dyad vocoder gta` data",
+    ),
 ) -> None:
     """Train the vocoder on a dataset's stored speech: resumable checkpoints and loss.csv in --out."""
     from avatar_core.vocoder.config import load_vocoder_config
     from avatar_core.vocoder.train import fit as fit_vocoder
 
-    fit_from = functools.partial(fit_vocoder, init=checked_init(init))
+    for folder in mix:
+        if not folder.is_dir():
+            raise fail(
+                f"--mix {folder}: no such folder; give a dataset from `dyad train data` or `dyad vocoder gta`"
+            )
+    fit_from = functools.partial(fit_vocoder, init=checked_init(init), mix=tuple(mix))
     run_fit("vocoder", load_vocoder_config, fit_from, config, data_dir, out, steps, time_limit_min)
 
 

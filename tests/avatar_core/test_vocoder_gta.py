@@ -15,7 +15,7 @@ from avatar_core.model.inference import JointModel
 from avatar_core.motion import MOTION_DIM
 from avatar_core.partner import PARTNER_DIM
 from avatar_core.speech.features import FEATURE_DIM, HOP, MODEL_FPS
-from avatar_core.vocoder.train import fit, load_vocoder
+from avatar_core.vocoder.train import Clips, fit, load_vocoder
 from tests.avatar_core.test_vocoder import losses, tiny_fit, vowel, write_clip
 
 TEXT = "Your appointment is on Monday."
@@ -93,3 +93,22 @@ def test_fine_tuning_rejects_another_network(tmp_path: Path) -> None:
     other = other.model_copy(update={"model": {"dim": 48}})
     with pytest.raises(RuntimeError, match="not this config"):
         fit(data, tmp_path / "tuned", other, init=first)
+
+
+def test_fine_tuning_mixes_folders(tmp_path: Path) -> None:
+    # The gta folder and the teacher's own (same stems, "000000"): both clips are read, and the run
+    # records which folders it mixed.
+    torch.set_num_threads(1)
+    gta, teacher = tmp_path / "gta", tmp_path / "teacher"
+    write_clip(gta, vowel(f0=220.0))
+    write_clip(teacher, vowel(seconds=1.5, f0=180.0))
+    clips = Clips(gta, (teacher,))
+    assert clips.reload() == 2 and clips.reload() == 0  # one speaking sample each, listening ones skipped
+    assert sorted(a.size for a in clips.audio) != [clips.audio[0].size] * 2  # the two folders' clips
+    _, state = load_vocoder(fit(gta, tmp_path / "run", tiny_fit(2), mix=(teacher,)))
+    assert state["data"] == {
+        "folder": "gta",
+        "mixed_with": ["teacher"],
+        "clips": 2,
+        "hours": state["data"]["hours"],
+    }

@@ -208,3 +208,13 @@ def test_gpu_fit_trains_runs_side_by_side_and_brings_back_exports(dataset: Path,
         assert summary["runs"][name]["exit_code"] == 0
         with tarfile.open(out / f"{name}.tar.gz") as tar:
             assert {"loss.csv", f"{name}.pt"} <= set(tar.getnames())
+
+
+def test_vocoder_fit_names_a_missing_mix_folder(dataset: Path, tmp_path: Path) -> None:
+    tiny = TINY.parents[1] / "vocoder" / "tiny.yaml"
+    done = dyad(
+        "vocoder", "fit", "--config", str(tiny), "--data", str(dataset), "--steps", "1",
+        "--mix", str(tmp_path / "nowhere"), "--out", str(tmp_path / "run"),
+    )  # fmt: skip
+    assert done.returncode == 2 and "--mix" in done.stderr and "nowhere" in done.stderr
+    assert not (tmp_path / "run" / "last.pt").exists()
