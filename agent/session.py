@@ -254,6 +254,10 @@ class Session:
         self._moved_at: float | None = None  # when the move in progress happened, if not now
         self._overlap = StateMachine("barge-in", Overlap.NONE, OVERLAP_MOVES)
         self.muted = False  # the microphone is muted: user audio is heard (and recorded) as silence
+        # Whether this avatar answers the user's words (None: always). Asked on the whole turn's words, never
+        # on a part of them: in a room with two avatars (integrations/livekit/dialogue.py) a name said at
+        # either end of the turn decides whose it is. Words it does not answer are let go like silence.
+        self.answers_to: Callable[[str], bool] | None = None
         self._audio_pool = realtime_pool("dyad-vad")
         self._video_pool = realtime_pool("dyad-video")
         self._video_busy = False
@@ -643,7 +647,7 @@ class Session:
         spec.transcript_wall = time.perf_counter()
         spec.stt_ms = 1000 * (spec.transcript_wall - started)
         spec.text = text = _join(spec.base_text, spec.tail)
-        if text:
+        if text and self._mine(text):
             spec.answer = self.decide(text)
             if isinstance(spec.answer, LLMAnswer):
                 spec.llm = self._spawn(self._prefetch(spec, spec.answer))
@@ -663,6 +667,10 @@ class Session:
             await text_turn.prime_async(self._last_reply())
         except Exception:  # the verdict will read the context itself
             log.exception("the words' end-of-turn check could not read the last reply ahead")
+
+    def _mine(self, text: str) -> bool:
+        """Whether this avatar answers ``text`` (see ``answers_to``)."""
+        return self.answers_to is None or self.answers_to(text)
 
     def _last_reply(self) -> str:
         """What the avatar said last (the context the user's words answer)."""
@@ -760,7 +768,7 @@ class Session:
             text = _join(committed, (await self.stt.transcribe(audio)).strip())
         except (STTError, UnclearSpeech):
             return  # the final transcript reports errors and asks again
-        if text and self._turn is turn:
+        if text and self._turn is turn and self._mine(text):
             self._emit(UserTranscript(self._now(), turn.number, text, False, turn.start))
 
     async def _cancel_partial(self) -> None:
@@ -795,6 +803,11 @@ class Session:
             turn.text = _join(turn.committed, tail)
             turn.transcript_wall = time.perf_counter()
             turn.stt_ms = 1000 * (turn.transcript_wall - started)
+        if not self._mine(turn.text):  # another avatar's turn: heard, let go (not asked about either)
+            log.info("not this avatar's turn: %r", turn.text[:80])
+            if spec is not None:
+                spec.cancel()
+            turn.text, turn.unclear, turn.answer = "", False, None
         turn.transcript_at = self._now()
         self._emit(UserTranscript(self._now(), turn.number, turn.text, True, turn.start, turn.end))
         if not turn.text:

@@ -14,9 +14,10 @@ with two additions:
   reaches the listening features only, not the Session's VAD or STT.
 * **It answers only when addressed.** Both avatars hear the person; a :class:`Floor` shared by the two
   decides whose turn each utterance is: the avatar whose name it says, else the one the person last
-  addressed, at first the first persona. The other transcribes the same words and lets them go (its STT
-  gives the Session nothing to answer), so each user turn is answered, and transcribed into the room,
-  once. Typed ``lk.chat`` messages are routed the same way.
+  addressed, at first the first persona. The other transcribes the same words and lets them go (its
+  Session's ``answers_to``, asked on the whole turn's words, says no; words that cannot be made out are the
+  addressed avatar's to ask about), so each user turn is answered, and transcribed into the room, once.
+  Typed ``lk.chat`` messages are routed the same way.
 
 Only the first persona greets when a person arrives; the second waits to be addressed.
 """
@@ -26,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import functools
 import logging
 import os
 import re
@@ -38,7 +40,6 @@ import numpy.typing as npt
 from livekit import rtc
 
 from agent.persona import Persona
-from agent.stt import STT, UnclearSpeech
 from avatar_core.config import AppSettings
 from avatar_core.frames import AUDIO_RATE, AudioFrame, OutputFrame, VideoFrame
 from avatar_core.listening_features import ListeningFeatures
@@ -124,30 +125,6 @@ def persona_names(persona: Persona, identity: str) -> list[str]:
     return [persona.identity.display_name, identity]
 
 
-class RoutedSTT:
-    """An avatar's STT that hands the Session only the words addressed to it (see :class:`Floor`)."""
-
-    def __init__(self, stt: STT, floor: Floor, index: int) -> None:
-        self.stt = stt
-        self.floor = floor
-        self.index = index
-
-    async def transcribe(self, audio: npt.NDArray[np.float32]) -> str:
-        """The words in ``audio`` (16 kHz mono) if they are for this avatar, else ``""``; speech whose
-        words cannot be made out (:class:`UnclearSpeech`) is the addressed avatar's to ask about."""
-        try:
-            text = await self.stt.transcribe(audio)
-        except UnclearSpeech:
-            if self.floor.addressee == self.index:
-                raise
-            return ""
-        return text if text.strip() and self.floor.claims(self.index, text) else ""
-
-    async def aclose(self) -> None:
-        """The wrapped STT is the stack's to close."""
-        return None
-
-
 # ---------------------------------------------------------------------------------------------------
 # Perceiving the other avatar
 # ---------------------------------------------------------------------------------------------------
@@ -217,7 +194,7 @@ class DialogueAvatar(RoomAvatar):
         turn_taking = stack.persona.turn_taking
         self.listening = await asyncio.to_thread(lambda: RoomListening(AvatarPartner(turn_taking)))
         stack.session.features = self.listening
-        stack.session.stt = RoutedSTT(stack.stt, self.floor, self.index)
+        stack.session.answers_to = functools.partial(self.floor.claims, self.index)
         self.tasks.spawn(self._perceive(self.listening), "peer")
         try:
             await super().run()

@@ -202,6 +202,33 @@ async def test_a_short_pause_does_not_end_the_turn(
     assert len(quiet) * 0.02 >= 0.1, heard
 
 
+async def test_whose_turn_is_decided_on_the_whole_turn(
+    tts: KokoroTTS, server: LocalLLMServer, whisper: WhisperSTT
+) -> None:
+    # answers_to (two avatars in a room: integrations/livekit/dialogue.py) hears the whole turn: the words
+    # before a pause, recognised while the user paused, are not let go because the name comes after it.
+    data = persona(detector="silence").model_dump()  # the 400 ms pause is under end_of_turn_silence_ms
+    data["turn_taking"]["text_veto_below"] = 0.0  # and the words before it, a question, cannot end the turn
+    p = Persona.model_validate(data)
+    first, second = speech(tts, "What is your favourite colour"), speech(tts, "do you know, Ada?")
+    second_at = 0.5 + bounds(first)[1] + 0.4 - bounds(second)[0]
+    user = timeline(10.0, (0.5, first), (second_at, second))
+    session, engine = await make_session(p, whisper, llm_for(p, server), tts)
+    asked: list[str] = []
+
+    def answers_to(text: str) -> bool:
+        asked.append(text)
+        return "ada" in text.lower()
+
+    session.answers_to = answers_to
+    run = await drive(session, engine, user, 10.0)
+    finals = [e.text.lower() for e in run.of(UserTranscript) if e.final]
+    assert len(finals) == 1 and "colo" in finals[0] and "ada" in finals[0], (finals, asked)
+    assert [e for e in run.of(AgentTranscript) if e.final and e.text], asked  # answered
+    said = [m["content"].lower() for m in session.history.messages() if m["role"] == "user"]
+    assert said == [finals[0]]
+
+
 @pytest.mark.parametrize("veto", [0.1, 0.0])
 async def test_words_that_do_not_end_a_sentence_hold_the_turn_open(
     veto: float, tts: KokoroTTS, server: LocalLLMServer, whisper: WhisperSTT
