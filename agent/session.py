@@ -397,9 +397,10 @@ class Session:
         return self._reply
 
     async def submit_text(self, text: str) -> None:
-        """A typed question: answered exactly like a spoken turn whose transcript is ``text``."""
+        """A typed question: answered exactly like a spoken turn whose transcript is ``text`` (not at all
+        when ``answers_to`` says it is not this avatar's)."""
         text = text.strip()
-        if not text or self._closed:
+        if not text or self._closed or not self._mine(text):
             return
         self._wake()
         self._cancel_reply()

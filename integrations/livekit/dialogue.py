@@ -230,11 +230,6 @@ class DialogueAvatar(RoomAvatar):
             elif isinstance(frame, VideoFrame):
                 listening.see(frame.motion)
 
-    async def _typed(self, reader: rtc.TextStreamReader) -> None:
-        text = await reader.read_all()
-        if text.strip() and self.floor.claims(self.index, text):
-            await self.session.submit_text(text)
-
 
 # ---------------------------------------------------------------------------------------------------
 # The pair
