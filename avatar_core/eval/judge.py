@@ -10,6 +10,7 @@ of any voice exceeds :data:`GUARD_WER_MAX`, so a worse checkpoint cannot land si
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
@@ -63,10 +64,28 @@ def transcriber(threads: int = 2) -> Transcribe:
 
 
 def spoken_wer(sentences: Sequence[str], transcripts: Sequence[str]) -> float:
-    """Corpus WER of what Whisper heard against the text, both spoken-form normalised (digits as words)."""
+    """Corpus WER of what Whisper heard against the text, both sides read the same way (:func:`canonical`)."""
+    return word_error_rate([canonical(s) for s in sentences], [canonical(t) for t in transcripts])
+
+
+def canonical(text: str) -> str:
+    """``text`` as WER compares it: first spelled out as it is spoken (dyad's own :func:`normalize`: "6:45" ->
+    "six forty-five", as the voice said it), then in the canonical written form of Whisper's English
+    normaliser (the one Whisper's own WER figures use): numbers back to digits, so that "six forty-five",
+    "6:45" and "645" are all "645" and a phone number is one string of digits; British spellings American;
+    fillers dropped. Whisper writes what it hears as "645", "4.50am" or "253. 555. 5227" depending on the
+    pauses, which the spoken form alone would score as several wrong words (docs/design.md, "Evaluation")."""
     from avatar_core.text.normalize import normalize
 
-    return word_error_rate([normalize(s) for s in sentences], [normalize(t) for t in transcripts])
+    return _whisper_normalizer()(normalize(text))
+
+
+@functools.cache
+def _whisper_normalizer() -> Callable[[str], str]:
+    from whisper_normalizer.english import EnglishTextNormalizer
+
+    normalizer: Callable[[str], str] = EnglishTextNormalizer()
+    return normalizer
 
 
 def guard(model: JointModel, transcribe: Transcribe | None = None) -> dict[str, float]:

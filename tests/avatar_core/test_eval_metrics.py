@@ -33,6 +33,7 @@ from avatar_core.eval import (
     word_errors,
     write_report,
 )
+from avatar_core.eval.judge import canonical, spoken_wer
 from avatar_core.teacher.speaking import Phone, Prosody, speak
 
 FPS = 25.0
@@ -65,6 +66,18 @@ def test_word_error_rate_rejects_unpaired_or_empty_references() -> None:
         word_error_rate(["a"], ["a", "b"])
     with pytest.raises(ValueError, match="no words"):
         word_error_rate(["..."], ["hello"])
+
+
+def test_spoken_wer_reads_numbers_the_same_however_whisper_writes_them() -> None:
+    # Transcripts Whisper tiny.en wrote for correctly spoken joint-model and Kokoro sentences (2026-12-05).
+    assert spoken_wer(["The lab is open until 6:45."], ["The lab is open. Until 645"]) == 0.0
+    assert spoken_wer(["Please call (253) 555-5227."], ["Please call 253. 555. 5227,"]) == 0.0
+    assert spoken_wer(["It opens at 21:30."], ["It opens at 2130."]) == 0.0
+    assert spoken_wer(["Room 204, please."], ["Room two oh four, please."]) == 0.0
+    assert canonical("Your favourite colour?") == canonical("your favorite color")
+    # A wrong digit is still an error: the phone number is one word of the reference, and it is wrong.
+    assert spoken_wer(["Please call (253) 555-5227."], ["Please call 253 555 5228."]) == pytest.approx(1 / 3)
+    assert spoken_wer(["A big brown bear."], ["Big brown bear."]) == pytest.approx(1 / 4)
 
 
 # ----------------------------------------------------------------------------------- lip closure
