@@ -34,13 +34,13 @@ GUARD_SENTENCES = (
     "Thank you for waiting, the next bus leaves in five minutes.",
 )
 
-# Measured: the committed five-voice checkpoint (size base, trained on a GPU; 4 Euler steps, speech
-# temperature 0.4) with the bundled neural vocoder (fine-tuned on the features of the checkpoint before it)
-# scores WER 0.039 (jf_alpha), 0.020 (jf_gongitsune), 0.118 (jf_nezumi, 6 word errors in 51 words), 0.059
-# (jf_tebukuro) and 0.039 (jm_kumo) here (at 8 steps: 0.157, 0.020, 0.137, 0.059, 0.039); `dyad doctor` prints
-# the figures. Generation is deterministic, Whisper's int8 kernels may differ slightly between CPUs, so the
-# guard (0.25) allows several more errors than the worst voice (seven at 4 steps, four at 8): an unfinished or
-# broken checkpoint or vocoder (WER 0.5 to 1) fails, and a retrained one should pass with room to spare.
+# Measured (2026-12-05): the committed five-voice checkpoint (size base, trained on a GPU; 4 Euler steps,
+# speech temperature 0.4, the leading pad generated as trained) with the bundled neural vocoder scores WER
+# 0.059 (jf_alpha), 0.020 (jf_gongitsune), 0.078 (jf_nezumi, 4 word errors in 51 words), 0.059 (jf_tebukuro)
+# and 0.000 (jm_kumo) here, as `dyad doctor` loads it; `dyad doctor` prints the figures. Generation is
+# deterministic, Whisper's int8 kernels may differ slightly between CPUs, so the guard (0.25) allows several
+# more errors than the worst voice (eight): an unfinished or broken checkpoint or vocoder (WER 0.5 to 1)
+# fails, and a retrained one should pass with room to spare.
 GUARD_WER_MAX = 0.25
 
 

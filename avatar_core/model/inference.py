@@ -37,6 +37,11 @@ if TYPE_CHECKING:
 __all__ = ["JointModel", "JointOutput", "ModelMissingError", "checkpoint_path", "silent_partner"]
 
 LEAD_FRAMES = 2  # silence kept before the first phoneme (50 ms): more is pure latency
+# The leading pad is generated as long as training saw it (Kokoro's own 11-21 frames) and then cut to
+# LEAD_FRAMES: generated at 2 frames, a length training never saw, the first word came out garbled
+# (model card, "The leading pad"; docs/design.md, "The joint model").
+GENERATED_LEAD_FRAMES = 12
+CUT_LEAD = GENERATED_LEAD_FRAMES - LEAD_FRAMES  # frames generated and dropped
 TAIL_FRAMES = (3, 10)  # the closing pad's duration is kept in this range
 # The speech flow's sampling temperature (docs/design.md, "The joint model"): chosen by measurement,
 # see the model card's "Sampling temperature" table.
@@ -175,17 +180,22 @@ class JointModel:
             speaker = torch.tensor([self.voices.index(voice)])
             h, log_dur = m.encode_text(tokens, torch.ones_like(tokens, dtype=torch.bool), speaker)
             real = torch.expm1(log_dur).clamp(min=0) / rate  # (1, N) frames
-            real[0, 0] = 0.0  # the leading pad gets LEAD_FRAMES below
+            real[0, 0] = 0.0  # the leading pad gets GENERATED_LEAD_FRAMES below
             real[0, 1:-1] = torch.where(tokens[0, 1:-1] > 0, real[0, 1:-1], 0.0)
             durations = phone_frames(real)  # (1, N)
-            durations[0, 0] = LEAD_FRAMES
+            durations[0, 0] = GENERATED_LEAD_FRAMES
             durations[0, -1] = durations[0, -1].clamp(*TAIL_FRAMES)
+            if partner is not None:  # row k of the conditioning goes with the kth frame that is kept
+                partner = np.concatenate([np.repeat(_fit(partner, 1), CUT_LEAD, axis=0), partner])
             speech_np, motion = self._sample(h, durations, speaker, partner, steps, text)
             speech_np[:, features.LF0] += pitch_semitones * np.log(2.0) / 12.0
         model_s = time.perf_counter() - start
         start = time.perf_counter()
-        audio = self.vocoder_for(pitch_semitones).synthesize(speech_np)
+        # Vocoded whole, so the first kept frame has its left context; then the extra lead is cut.
+        audio = self.vocoder_for(pitch_semitones).synthesize(speech_np)[CUT_LEAD * features.HOP :]
         vocoder_s = time.perf_counter() - start
+        speech_np, motion = speech_np[CUT_LEAD:], motion[CUT_LEAD:]
+        durations[0, 0] = LEAD_FRAMES
         edges = np.concatenate([[0], np.cumsum(durations[0].numpy())]) / MODEL_FPS
         symbols = ["" if i == 0 else VOCAB[i] for i in ids]
         phones = [Phone(s, float(edges[k]), float(edges[k + 1])) for k, s in enumerate(symbols)]

@@ -20,12 +20,12 @@ from avatar_core.model.checkpoint import (
 )
 from avatar_core.model.config import SIZES, ModelConfig
 from avatar_core.model.flow import Batch, losses
-from avatar_core.model.inference import JointModel
+from avatar_core.model.inference import GENERATED_LEAD_FRAMES, LEAD_FRAMES, JointModel
 from avatar_core.model.train import save_checkpoint
 from avatar_core.motion import MOTION_DIM
 from avatar_core.partner import PARTNER_DIM
 from avatar_core.speech import features
-from avatar_core.speech.features import APERIODIC, FEATURE_DIM, LF0, SPECTRAL, VOICED
+from avatar_core.speech.features import APERIODIC, FEATURE_DIM, LF0, MODEL_FPS, SPECTRAL, VOICED
 from avatar_core.teacher.speaking import Phone
 from avatar_core.text.frontend import VOCAB
 
@@ -133,6 +133,17 @@ def test_rate_scales_the_predicted_durations(committed: JointModel) -> None:
     assert speech_s(fast.phones) / speech_s(normal.phones) == pytest.approx(0.8, abs=0.03)
     assert slow.audio.size > normal.audio.size > fast.audio.size
     assert slow.motion.shape[0] > normal.motion.shape[0]  # the face follows the same durations
+
+
+def test_the_lead_is_generated_as_trained_and_cut_to_50_ms(committed: JointModel) -> None:
+    out = committed.generate(TEXT, partner=np.zeros((5, PARTNER_DIM), np.float32))
+    assert GENERATED_LEAD_FRAMES > LEAD_FRAMES
+    assert out.phones[0].symbol == "" and out.phones[0].end == pytest.approx(LEAD_FRAMES / MODEL_FPS)
+    assert out.audio.size == out.speech.shape[0] * features.HOP == out.motion.shape[0] * features.HOP
+    assert out.phones[-1].end == pytest.approx(out.speech.shape[0] / MODEL_FPS)
+    # The cut falls in silence: the first kept frame is quiet (the first word's onset starts in the second).
+    first = out.audio[: features.HOP]
+    assert np.sqrt(np.mean(first**2)) < 0.3 * np.sqrt(np.mean(out.audio**2))
 
 
 def test_pitch_shifts_the_spoken_f0(committed: JointModel) -> None:
