@@ -11,7 +11,7 @@ import torch
 from avatar_core.data.samples import Sample, load_sample, sample_paths
 from avatar_core.model.checkpoint import bundled_checkpoint
 from avatar_core.model.gta import write_gta
-from avatar_core.model.inference import GENERATED_LEAD_FRAMES, LEAD_FRAMES, JointModel
+from avatar_core.model.inference import CUT_LEAD, GENERATED_LEAD_FRAMES, JointModel
 from avatar_core.motion import MOTION_DIM
 from avatar_core.partner import PARTNER_DIM
 from avatar_core.speech.features import FEATURE_DIM, HOP, MODEL_FPS
@@ -51,8 +51,7 @@ def test_predicted_features_follow_the_given_durations(model: JointModel) -> Non
     durations = np.diff(np.round(np.array([0.0] + [p.end for p in out.phones]) * MODEL_FPS)).astype(np.int64)
     durations[0] = GENERATED_LEAD_FRAMES  # generated this long, then cut to LEAD_FRAMES
     speech = model.speech_for(np.array(model.tokens(TEXT)), durations, "jm_kumo", key=TEXT)
-    cut = GENERATED_LEAD_FRAMES - LEAD_FRAMES
-    np.testing.assert_allclose(speech[cut:], out.speech, atol=1e-5)  # the same sampling, the same frames
+    np.testing.assert_allclose(speech[CUT_LEAD:], out.speech, atol=1e-5)  # the same sampling, the same frames
 
 
 def test_gta_writes_speaking_samples_once(model: JointModel, tmp_path: Path) -> None:
