@@ -13,7 +13,8 @@ cepstral dims, FFT 1024), ``harvest`` (Harvest F0 instead of DIO), ``voice_range
 floor and ceiling per voice, from Harvest's F0 of that voice's cached speech), ``cep60`` (60 cepstral
 dims) and ``fft2048`` (a 2048-point FFT for the envelope and aperiodicity). ``--vocoder CHECKPOINT`` adds
 ``neural``: the model's features (as ``world``) turned into audio by a trained vocoder
-(``dyad vocoder fit``) instead of ``pyworld``. ``--candidates`` runs a subset.
+(``dyad vocoder fit``) instead of ``pyworld``; ``--vocoder NAME=CHECKPOINT`` (repeatable) adds ``NAME``, so
+several vocoders are judged on the same speech in one run. ``--candidates`` runs a subset.
 """
 
 from __future__ import annotations
@@ -79,17 +80,29 @@ def main() -> None:
     parser.add_argument("--voices", default=",".join(KOKORO_VOICES))
     parser.add_argument("--threads", type=int, default=2, help="Kokoro and Whisper threads")
     parser.add_argument("--out", type=Path, default=RESULTS)
-    parser.add_argument("--vocoder", type=Path, help="a vocoder checkpoint: adds the 'neural' candidate")
+    parser.add_argument(
+        "--vocoder",
+        action="append",
+        default=[],
+        help="a vocoder checkpoint (the 'neural' candidate) or NAME=CHECKPOINT; repeatable",
+    )
     parser.add_argument("--candidates", default="", help="comma-separated subset to run (default: all)")
     args = parser.parse_args()
-    neural = NeuralVocoder.load(args.vocoder, threads=args.threads) if args.vocoder else None
+    vocoders: dict[str, NeuralVocoder] = {}
+    for item in args.vocoder:
+        name, _, path = item.partition("=") if "=" in item else ("neural", "", item)
+        if not name or not path:
+            parser.error(f"--vocoder {item!r}: use CHECKPOINT or NAME=CHECKPOINT")
+        if name in vocoders or name in CANDIDATES or name in ("kokoro", "voice_range"):
+            parser.error(f"--vocoder {item!r}: the name {name!r} is taken; choose another")
+        vocoders[name] = NeuralVocoder.load(Path(path), threads=args.threads)
     chosen = {c.strip() for c in args.candidates.split(",") if c.strip()}
 
     def render(
         clip: npt.NDArray[np.float32], name: str, options: WorldOptions | None
     ) -> npt.NDArray[np.float32]:
-        if name == "neural" and neural is not None:
-            return neural.synthesize(features.analyze(clip))[: clip.size]
+        if name in vocoders:
+            return vocoders[name].synthesize(features.analyze(clip))[: clip.size]
         return clip if options is None else features.resynthesize(clip, options)
 
     settings = AppSettings()
@@ -106,8 +119,7 @@ def main() -> None:
         candidates: dict[str, WorldOptions | None] = {"kokoro": None, **CANDIDATES}
         if ranged is not None:
             candidates["voice_range"] = ranged
-        if neural is not None:
-            candidates["neural"] = DEFAULT_OPTIONS
+        candidates.update({name: DEFAULT_OPTIONS for name in vocoders})
         row: dict[str, object] = {"voice": voice, "sentences": len(sentences)}
         for name, options in candidates.items():
             if chosen and name not in chosen:
@@ -120,7 +132,7 @@ def main() -> None:
         print(json.dumps(row), flush=True)
     summary = {
         "command": f"nice .venv/bin/python bench/ceiling.py --limit {args.limit} --voices {','.join(voices)}"
-        + (f" --vocoder {args.vocoder.name}" if args.vocoder else "")
+        + "".join(f" --vocoder {item}" for item in args.vocoder)
         + (f" --candidates {args.candidates}" if chosen else ""),
         "judge": "Whisper tiny.en int8, greedy, English, no VAD",
         "candidates": {name: asdict(options) for name, options in CANDIDATES.items()},

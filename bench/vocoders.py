@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
+from avatar_core.config import AppSettings
 from avatar_core.data import corpus
 from avatar_core.eval.judge import spoken_wer, transcriber
 from avatar_core.model.config import EULER_STEPS
@@ -62,7 +63,9 @@ def main() -> None:
         if not name or not path:
             parser.error(f"--vocoder {item!r}: use NAME=CHECKPOINT")
         vocoders[name] = NeuralVocoder.load(Path(path))
-    model = JointModel(args.checkpoint, threads=1, vocoder=vocoders["world"])
+    # oneDNN as a live process sets it (DYAD_TORCH_ONEDNN): its arithmetic flips a few of Whisper's words
+    onednn = AppSettings().torch_onednn
+    model = JointModel(args.checkpoint, threads=1, vocoder=vocoders["world"], onednn=onednn)
     for name in filter(None, args.skip.split(",")):
         if vocoders.pop(name, None) is None:
             parser.error(f"--skip {name!r}: not one of {', '.join(vocoders)}")

@@ -32,10 +32,16 @@ def write_gta(
 ) -> int:
     """Write one GTA sample into ``out`` for each speaking sample (with audio, in one of the checkpoint's
     voices) of ``data_dir``; returns how many were written now (blocking: torch)."""
+    from avatar_core.config import AppSettings
     from avatar_core.model.inference import SPEECH_TEMPERATURE, JointModel
 
-    # by default the temperature the model speaks with at run time; the constructor checks the value
-    model = JointModel(checkpoint, temperature=SPEECH_TEMPERATURE if temperature is None else temperature)
+    # by default the temperature the model speaks with at run time (the constructor checks the value), and
+    # oneDNN as a live process sets it, so the features are the ones the vocoder will meet
+    model = JointModel(
+        checkpoint,
+        temperature=SPEECH_TEMPERATURE if temperature is None else temperature,
+        onednn=AppSettings().torch_onednn,
+    )
     out.mkdir(parents=True, exist_ok=True)
     paths = sample_paths(data_dir)
     written = 0
