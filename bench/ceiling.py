@@ -88,16 +88,15 @@ def main() -> None:
     )
     parser.add_argument("--candidates", default="", help="comma-separated subset to run (default: all)")
     args = parser.parse_args()
-    vocoders: dict[str, NeuralVocoder] = {}
-    paths: dict[str, Path] = {}  # the file names only go into the result: no machine's paths
+    paths: dict[str, Path] = {}
     for item in args.vocoder:
         name, _, path = item.partition("=") if "=" in item else ("neural", "", item)
         if not name or not path:
             parser.error(f"--vocoder {item!r}: use CHECKPOINT or NAME=CHECKPOINT")
-        if name in vocoders or name in CANDIDATES or name in ("kokoro", "voice_range"):
+        if name in paths or name in CANDIDATES or name in ("kokoro", "voice_range"):
             parser.error(f"--vocoder {item!r}: the name {name!r} is taken; choose another")
         paths[name] = Path(path)
-        vocoders[name] = NeuralVocoder.load(paths[name], threads=args.threads)
+    vocoders = {name: NeuralVocoder.load(path, threads=args.threads) for name, path in paths.items()}
     chosen = {c.strip() for c in args.candidates.split(",") if c.strip()}
 
     def render(
@@ -134,7 +133,7 @@ def main() -> None:
         print(json.dumps(row), flush=True)
     summary = {
         "command": f"nice .venv/bin/python bench/ceiling.py --limit {args.limit} --voices {','.join(voices)}"
-        + "".join(f" --vocoder {name}={path.name}" for name, path in paths.items())
+        + "".join(f" --vocoder {name}={path.name}" for name, path in paths.items())  # no machine's paths
         + (f" --candidates {args.candidates}" if chosen else ""),
         "judge": "Whisper tiny.en int8, greedy, English, no VAD",
         "candidates": {name: asdict(options) for name, options in CANDIDATES.items()},

@@ -57,7 +57,7 @@ def main() -> None:
     summary = {
         "command": f"bench/scorings.py --sentences {args.sentences}",
         "date": date.today().isoformat(),
-        "checkpoint": str(model.path.name),
+        "checkpoint": model.path.name,
         "sentences": len(sentences),
         "voices": rows,
         "mean": means,
