@@ -13,8 +13,10 @@ cepstral dims, FFT 1024), ``harvest`` (Harvest F0 instead of DIO), ``voice_range
 floor and ceiling per voice, from Harvest's F0 of that voice's cached speech), ``cep60`` (60 cepstral
 dims) and ``fft2048`` (a 2048-point FFT for the envelope and aperiodicity). ``--vocoder CHECKPOINT`` adds
 ``neural``: the model's features (as ``world``) turned into audio by a trained vocoder
-(``dyad vocoder fit``) instead of ``pyworld``; ``--vocoder NAME=CHECKPOINT`` (repeatable) adds ``NAME``, so
-several vocoders are judged on the same speech in one run. ``--candidates`` runs a subset.
+(``dyad vocoder fit``) instead of ``pyworld``; a vocoder trained on log-mel inputs
+(``configs/vocoder/mel.yaml``) reads the log-mel frames of the speech instead, which measures the ceiling
+of a mel representation. ``--vocoder NAME=CHECKPOINT`` (repeatable) adds ``NAME``, so several vocoders
+are judged on the same speech in one run. ``--candidates`` runs a subset.
 """
 
 from __future__ import annotations
@@ -103,7 +105,8 @@ def main() -> None:
         clip: npt.NDArray[np.float32], name: str, options: WorldOptions | None
     ) -> npt.NDArray[np.float32]:
         if name in vocoders:
-            return vocoders[name].synthesize(features.analyze(clip))[: clip.size]
+            vocoder = vocoders[name]
+            return vocoder.synthesize(vocoder.analyze(clip))[: clip.size]
         return clip if options is None else features.resynthesize(clip, options)
 
     settings = AppSettings()

@@ -108,6 +108,11 @@ class JointModel:
         self.seed = seed
         self.temperature = temperature
         self.vocoder = vocoder if vocoder is not None else load_speech_vocoder()
+        if self.vocoder.inputs != "world":
+            raise ValueError(
+                f"the vocoder reads {self.vocoder.inputs} features, but the joint model predicts WORLD"
+                " features; use a vocoder trained with `inputs: world` (the bundled one)"
+            )
         self._world = WorldVocoder()
         # One inference at a time per model, earliest deadline first (the caller's ``workers.due_in``):
         # a reply someone waits for before a later chunk or a listening block made ahead.

@@ -7,16 +7,27 @@ reads them. A checkpoint stores the resolved :class:`VocoderConfig`, so it alway
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, model_validator
 
 from avatar_core.config import StrictModel
-from avatar_core.speech.features import HOP
+from avatar_core.speech.features import FEATURE_DIM, HOP
+from avatar_core.speech.mel import MelOptions
 from avatar_core.training_config import Size, SizedFitConfig, TrainSettings, load_yaml_config
 
 
 class VocoderConfig(StrictModel):
-    """Network sizes: a Vocos-style ConvNeXt stack over the 40 fps features, upsampled to ``hop``."""
+    """Network sizes: a Vocos-style ConvNeXt stack over the 40 fps features, upsampled to ``hop``.
+
+    ``inputs`` says which features it reads: ``world`` (the joint model's WORLD parameters, 45 per
+    frame) or ``mel`` (log-mel frames, ``avatar_core/speech/mel.py``, analysed from the audio itself;
+    for measuring that representation's ceiling, ``bench/ceiling.py``)."""
+
+    inputs: Literal["world", "mel"] = Field("world", description="the features the network reads")
+    mel_bands: int = Field(100, ge=8, description="mel inputs: bands per mel frame")
+    mel_subframes: int = Field(2, ge=1, description="mel inputs: mel frames per 25 ms feature frame")
+    mel_n_fft: int = Field(1200, ge=64, description="mel inputs: analysis window in samples")
 
     dim: int = Field(128, ge=8, description="channels of the ConvNeXt stack")
     intermediate: int = Field(384, ge=8, description="hidden width of each block's pointwise MLP")
@@ -37,7 +48,18 @@ class VocoderConfig(StrictModel):
             raise ValueError(f"kernel {self.kernel} must be odd")
         if self.n_fft < self.hop:
             raise ValueError(f"n_fft {self.n_fft} must be at least the hop {self.hop}")
+        if self.inputs == "mel":
+            self.mel_options()  # validates the mel layout
         return self
+
+    def mel_options(self) -> MelOptions:
+        """The log-mel layout of ``mel`` inputs."""
+        return MelOptions(self.mel_bands, self.mel_subframes, self.mel_n_fft)
+
+    @property
+    def input_dim(self) -> int:
+        """Columns of one input frame."""
+        return self.mel_options().feature_dim if self.inputs == "mel" else FEATURE_DIM
 
     @property
     def upsample(self) -> int:

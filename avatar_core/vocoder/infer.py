@@ -8,7 +8,11 @@ The joint model's speech features become audio through a :data:`SpeechVocoder`: 
 chunk is run with ``context`` frames of the past and ``lookahead`` frames of the future around it, so
 with both at the network's receptive field the streamed audio equals the whole-utterance audio.
 
-Letters in shape comments: T feature frames (40 fps), F = FEATURE_DIM, S samples (T * 600).
+A vocoder trained on log-mel inputs (``inputs: mel``) analyses audio with :meth:`NeuralVocoder.analyze`
+to measure that representation's ceiling; the joint model predicts WORLD features and refuses it.
+
+Letters in shape comments: T feature frames (40 fps), F the vocoder's input columns (``FEATURE_DIM``
+for WORLD), S samples (T * 600).
 """
 
 from __future__ import annotations
@@ -24,7 +28,8 @@ import numpy.typing as npt
 import torch
 
 from avatar_core.speech import features as world
-from avatar_core.speech.features import FEATURE_DIM, HOP, MODEL_FPS, SAMPLE_RATE
+from avatar_core.speech.features import HOP, MODEL_FPS, SAMPLE_RATE
+from avatar_core.speech.mel import log_mel
 from avatar_core.vocoder.model import Vocoder
 from avatar_core.vocoder.train import load_vocoder
 
@@ -61,6 +66,21 @@ class NeuralVocoder:
         return cls(model, threads)
 
     @property
+    def inputs(self) -> str:
+        """The features it reads: ``world`` or ``mel``."""
+        return self.model.config.inputs
+
+    @property
+    def feature_dim(self) -> int:
+        """Columns of one input frame."""
+        return self.model.config.input_dim
+
+    def analyze(self, audio: npt.NDArray[np.float32]) -> FloatArray:
+        """24 kHz speech (S,) -> the features this vocoder reads (T, F)."""
+        c = self.model.config
+        return log_mel(audio, c.mel_options()) if c.inputs == "mel" else world.analyze(audio)
+
+    @property
     def receptive_frames(self) -> int:
         """Feature frames on each side that can change one frame's audio."""
         c = self.model.config
@@ -70,10 +90,13 @@ class NeuralVocoder:
         return half + math.ceil(stft_frames / c.upsample)
 
     def synthesize(self, features: npt.NDArray[np.floating]) -> FloatArray:
-        """WORLD features (T, F) -> 24 kHz float audio (T * 600,) in [-1, 1]."""
+        """Features (T, F) -> 24 kHz float audio (T * 600,) in [-1, 1]."""
         feats = np.asarray(features, np.float32)
-        if feats.ndim != 2 or feats.shape[1] != FEATURE_DIM:
-            raise ValueError(f"speech features must have shape (T, {FEATURE_DIM}), got {feats.shape}")
+        if feats.ndim != 2 or feats.shape[1] != self.feature_dim:
+            raise ValueError(
+                f"{self.inputs} features for this vocoder must have shape (T, {self.feature_dim}),"
+                f" got {feats.shape}"
+            )
         if self.threads:
             torch.set_num_threads(self.threads)
         with torch.inference_mode():
@@ -87,7 +110,7 @@ class NeuralVocoder:
         rng = np.random.default_rng(0)
         mean = self.model.mean.numpy()
         std = self.model.std.numpy()
-        feats = (mean + std * rng.standard_normal((frames, FEATURE_DIM)) * 0.3).astype(np.float32)
+        feats = (mean + std * rng.standard_normal((frames, self.feature_dim)) * 0.3).astype(np.float32)
         self.synthesize(feats[: min(frames, 40)])  # warm-up
         best = math.inf
         for _ in range(repeats):
@@ -106,6 +129,7 @@ class WorldVocoder:
 
     name: VocoderName = "world"
     follows_pitch = True  # WORLD synthesises exactly the F0 it is given
+    inputs = "world"
 
     def synthesize(self, features: npt.NDArray[np.floating]) -> FloatArray:
         """WORLD features (T, F) -> 24 kHz float audio (T * 600,) in [-1, 1]."""
@@ -142,7 +166,8 @@ class StreamingVocoder:
         reach = vocoder.receptive_frames
         self.context = reach if context is None else context
         self.lookahead = reach if lookahead is None else lookahead
-        self._buffer = np.zeros((0, FEATURE_DIM), np.float32)  # (n, F) the frames still needed
+        self._dim = vocoder.feature_dim
+        self._buffer = np.zeros((0, self._dim), np.float32)  # (n, F) the frames still needed
         self._offset = 0  # stream index of the buffer's first frame
         self._done = 0  # stream index of the first frame whose audio has not been returned
 
@@ -153,15 +178,15 @@ class StreamingVocoder:
     def push(self, features: npt.NDArray[np.floating]) -> FloatArray:
         """Add (t, F) features; returns the audio (n * 600,) of the frames ready now (n may be 0)."""
         chunk = np.asarray(features, np.float32)
-        if chunk.ndim != 2 or chunk.shape[1] != FEATURE_DIM:
-            raise ValueError(f"speech features must have shape (t, {FEATURE_DIM}), got {chunk.shape}")
+        if chunk.ndim != 2 or chunk.shape[1] != self._dim:
+            raise ValueError(f"speech features must have shape (t, {self._dim}), got {chunk.shape}")
         self._buffer = np.concatenate([self._buffer, chunk])
         return self._emit(self._total - self.lookahead)
 
     def flush(self) -> FloatArray:
         """The audio of every frame not returned yet; the stream is then empty again."""
         out = self._emit(self._total)
-        self._buffer = np.zeros((0, FEATURE_DIM), np.float32)
+        self._buffer = np.zeros((0, self._dim), np.float32)
         self._offset = self._done = 0
         return out
 

@@ -3,12 +3,10 @@ multi-resolution log-mel L1. Letters: B batch, S samples, N bins, K frames, M me
 
 from __future__ import annotations
 
-import math
-
 import torch
 import torch.nn.functional as F
 
-from avatar_core.speech.features import SAMPLE_RATE
+from avatar_core.speech.mel import mel_filters
 
 RESOLUTIONS = ((512, 128), (1024, 256), (2048, 512))  # (n_fft, hop)
 MEL_BANDS = {512: 40, 1024: 80, 2048: 128}
@@ -18,21 +16,6 @@ def _magnitude(audio: torch.Tensor, n_fft: int, hop: int) -> torch.Tensor:  # (B
     window = torch.hann_window(n_fft, device=audio.device)
     spec = torch.stft(audio, n_fft, hop, window=window, center=True, return_complex=True)
     return spec.abs().clamp_min(1e-5)
-
-
-def mel_filters(n_fft: int, bands: int, device: torch.device) -> torch.Tensor:
-    """Triangular HTK mel filterbank (M, N) from 0 Hz to Nyquist."""
-
-    def mel(hz: float) -> float:
-        return 2595.0 * math.log10(1.0 + hz / 700.0)
-
-    edges_mel = torch.linspace(0.0, mel(SAMPLE_RATE / 2), bands + 2, device=device)
-    edges = 700.0 * (10.0 ** (edges_mel / 2595.0) - 1.0)  # (M + 2,) Hz
-    freqs = torch.linspace(0.0, SAMPLE_RATE / 2, n_fft // 2 + 1, device=device)  # (N,)
-    lower, centre, upper = edges[:-2, None], edges[1:-1, None], edges[2:, None]
-    rise = (freqs - lower) / (centre - lower)
-    fall = (upper - freqs) / (upper - centre)
-    return torch.clamp(torch.minimum(rise, fall), min=0.0)  # (M, N)
 
 
 def vocoder_losses(pred: torch.Tensor, target: torch.Tensor) -> dict[str, torch.Tensor]:

@@ -1,4 +1,4 @@
-"""The neural vocoder: WORLD features at 40 fps -> 24 kHz audio, Vocos-style.
+"""The neural vocoder: WORLD (or log-mel) features at 40 fps -> 24 kHz audio, Vocos-style.
 
 A 1-D convolution embeds the normalised features, a transposed convolution upsamples them to the STFT
 frame rate (``hop`` samples, 80 fps at the default hop 300), a stack of ConvNeXt blocks mixes time, and a
@@ -7,7 +7,8 @@ Why hop 300 / n_fft 1200: the overlap (4x) and time step (12.5 ms) of Vocos's pr
 (hop 256, 10.7 ms), 20 Hz bins that resolve the harmonics of the highest voice (F0 ~ 300 Hz, 15 bins
 apart), and half the backbone cost of hop 150 for the single CPU core the budget allows.
 
-Letters in shape comments: B batch, T feature frames (40 fps), F = FEATURE_DIM, D channels,
+Letters in shape comments: B batch, T feature frames (40 fps), F = ``config.input_dim`` (45 WORLD
+parameters, or log-mel bands times sub-frames), D channels,
 K STFT frames (T * upsample + 1), N = n_fft // 2 + 1 bins, S samples (T * 600).
 """
 
@@ -17,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from avatar_core.speech.features import FEATURE_DIM, HOP
+from avatar_core.speech.features import HOP
 from avatar_core.vocoder.config import VocoderConfig
 
 
@@ -50,9 +51,9 @@ class Vocoder(nn.Module):
         super().__init__()
         self.config = config
         c = config
-        self.register_buffer("mean", torch.zeros(FEATURE_DIM))
-        self.register_buffer("std", torch.ones(FEATURE_DIM))
-        self.embed = nn.Conv1d(FEATURE_DIM, c.dim, c.kernel, padding=c.kernel // 2)
+        self.register_buffer("mean", torch.zeros(c.input_dim))
+        self.register_buffer("std", torch.ones(c.input_dim))
+        self.embed = nn.Conv1d(c.input_dim, c.dim, c.kernel, padding=c.kernel // 2)
         up = c.upsample
         # stride = up, kernel 2*up, padding up//2: output T * up frames, each fed by the two nearest inputs
         self.up = (

@@ -7,7 +7,8 @@ the second (docs/design.md, "The joint model"). The dataset may still be growing
 up every ``reload_every`` steps. ``out/last.pt`` holds the network, the optimiser and the step; a run
 started again continues.
 
-Letters in shape comments: B batch, T feature frames (40 fps), F = FEATURE_DIM, S samples (T * 600).
+Letters in shape comments: B batch, T feature frames (40 fps), F the network's input columns, S samples
+(T * 600).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import torch
 
 from avatar_core.data.samples import DatasetError, load_sample, sample_paths
 from avatar_core.speech.features import HOP
+from avatar_core.speech.mel import MelOptions, log_mel
 from avatar_core.training import (
     EXPORT_KEYS,
     LossLog,
@@ -45,10 +47,12 @@ LOSS_KEYS = ("total", "stft", "mel")
 @dataclass
 class Clips:
     """Speaking samples' features and audio of ``folder`` and the ``also`` folders, loaded once each;
-    batches draw from all of them alike (each clip weighted by its length)."""
+    batches draw from all of them alike (each clip weighted by its length). With ``mel`` set, the
+    features are the log-mel frames of each sample's audio instead of its stored WORLD features."""
 
     folder: Path
     also: tuple[Path, ...] = ()
+    mel: MelOptions | None = None
     names: set[tuple[int, str]] = field(default_factory=set)  # (folder index, file stem)
     features: list[npt.NDArray[np.float32]] = field(default_factory=list)  # (T, F) each
     audio: list[npt.NDArray[np.int16]] = field(default_factory=list)  # (T * 600,) each
@@ -77,7 +81,10 @@ class Clips:
                 continue
             if sample.role != "speak" or sample.audio is None:
                 continue
-            self.features.append(sample.speech)
+            if self.mel is None:
+                self.features.append(sample.speech)
+            else:
+                self.features.append(log_mel(sample.audio.astype(np.float32) / 32768.0, self.mel))
             self.audio.append(sample.audio)
             added += 1
         return added
@@ -158,9 +165,11 @@ def fit(
     out.mkdir(parents=True, exist_ok=True)
     train = config.train
     device = setup(train)
-    clips = Clips(data_dir, tuple(mix))
+    vocoder_config = config.vocoder_config()
+    mel = vocoder_config.mel_options() if vocoder_config.inputs == "mel" else None
+    clips = Clips(data_dir, tuple(mix), mel)
     clips.reload()
-    model = Vocoder(config.vocoder_config()).to(device)
+    model = Vocoder(vocoder_config).to(device)
     opt = torch.optim.AdamW(
         model.parameters(), lr=train.lr, betas=(0.8, 0.9), weight_decay=train.weight_decay
     )
