@@ -85,6 +85,17 @@ class VocoderTrainConfig(TrainSettings):
     weight_decay: float = Field(0.0, ge=0.0)
     mel_weight: float = Field(1.0, ge=0.0, description="weight of the multi-resolution log-mel L1")
     stft_weight: float = Field(1.0, ge=0.0, description="weight of the multi-resolution STFT loss")
+    adversarial_weight: float = Field(
+        0.0, ge=0.0, description="weight of the discriminators' hinge loss; 0 = no discriminators"
+    )
+    feature_matching_weight: float = Field(
+        0.0, ge=0.0, description="weight of the discriminators' feature-matching L1 (with adversarial)"
+    )
+    spectrogram_discriminator: bool = Field(
+        True,
+        description="with adversarial: the multi-resolution spectrogram discriminator beside the"
+        " multi-period one (on a CPU it triples the time of a step)",
+    )
     reload_every: int = Field(1000, ge=1, description="look for new samples in a growing dataset")
     threads: int = Field(1, ge=0, description="torch threads on CPU; 0 = all cores")
 

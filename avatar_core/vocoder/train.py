@@ -35,13 +35,20 @@ from avatar_core.training import (
     start_from,
     write_checkpoint,
 )
-from avatar_core.vocoder.config import VocoderConfig, VocoderFitConfig
-from avatar_core.vocoder.losses import vocoder_losses
+from avatar_core.vocoder.config import VocoderConfig, VocoderFitConfig, VocoderTrainConfig
+from avatar_core.vocoder.discriminator import (
+    Discriminators,
+    discriminator_loss,
+    feature_matching_loss,
+    generator_loss,
+)
+from avatar_core.vocoder.losses import RESOLUTIONS, vocoder_losses
 from avatar_core.vocoder.model import Vocoder
 
 log = logging.getLogger(__name__)
 CHECKPOINT_VERSION = 1
 LOSS_KEYS = ("total", "stft", "mel")
+ADVERSARIAL_KEYS = ("adversarial", "feature_matching", "discriminator")
 
 
 @dataclass
@@ -184,6 +191,20 @@ def fit(
         mean, std = clips.statistics()
         model.set_statistics(mean.to(device), std.to(device))
 
+    with_judges = train.adversarial_weight > 0 or train.feature_matching_weight > 0
+    resolutions = RESOLUTIONS if train.spectrogram_discriminator else ()
+    judges = Discriminators(resolutions=resolutions).to(device) if with_judges else None
+    judges_opt = (
+        torch.optim.AdamW(judges.parameters(), lr=train.lr, betas=(0.8, 0.9), weight_decay=train.weight_decay)
+        if judges is not None
+        else None
+    )
+    if judges is not None and judges_opt is not None and resumed:
+        state = read_checkpoint(last, device, "vocoder checkpoint")
+        if isinstance(state, dict) and "discriminators" in state:
+            judges.load_state_dict(state["discriminators"])
+            judges_opt.load_state_dict(state["discriminators_optimizer"])
+
     def save(run_state: dict[str, object]) -> None:
         # the folder's name only: a checkpoint must not carry this machine's paths
         data = {
@@ -192,25 +213,65 @@ def fit(
             "clips": len(clips.audio),
             "hours": round(clips.hours, 3),
         }
+        if judges is not None and judges_opt is not None:
+            run_state = {
+                **run_state,
+                "discriminators": judges.state_dict(),
+                "discriminators_optimizer": judges_opt.state_dict(),
+            }
         save_checkpoint(
             last, model, {**run_state, "data": data, "train_config": config.model_dump(mode="json")}
         )
 
-    run = Run(train, opt, LossLog(out / "loss.csv", LOSS_KEYS, extra=("samples",)), save, resumed, device)
+    keys = LOSS_KEYS + ADVERSARIAL_KEYS if judges is not None else LOSS_KEYS
+    run = Run(train, opt, LossLog(out / "loss.csv", keys, extra=("samples",)), save, resumed, device)
     model.train()
     while not run.done:
         if run.step and run.step % train.reload_every == 0:
             log.info("%d new clips", clips.reload())
         run.set_lr()
         feats, target = clips.batch(train.batch_size, train.crop_frames, rng)
+        target = target.to(device)  # (B, S)
         pred = model(feats.to(device))  # (B, S)
-        parts = vocoder_losses(pred, target.to(device))
+        values: dict[str, float] = {}
+        if judges is not None and judges_opt is not None:
+            values = _judge_step(judges, judges_opt, pred.detach(), target, opt.param_groups[0]["lr"], train)
+        parts = vocoder_losses(pred, target)
         total: torch.Tensor = train.stft_weight * parts["stft"] + train.mel_weight * parts["mel"]
+        if judges is not None:
+            with torch.no_grad():
+                real_maps = judges(target)[1]
+            fake_logits, fake_maps = judges(pred)
+            fooled = generator_loss(fake_logits)
+            matching = feature_matching_loss(real_maps, fake_maps)
+            total = total + train.adversarial_weight * fooled + train.feature_matching_weight * matching
+            values.update(adversarial=fooled.item(), feature_matching=matching.item())
         opt.zero_grad(set_to_none=True)
         total.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), train.grad_clip)
         opt.step()
-        values = {"total": total.item(), "stft": parts["stft"].item(), "mel": parts["mel"].item()}
+        values.update(total=total.item(), stft=parts["stft"].item(), mel=parts["mel"].item())
         if run.end_step(values, progress, (len(clips.audio),)):
             break
     return last
+
+
+def _judge_step(
+    judges: Discriminators,
+    judges_opt: torch.optim.Optimizer,
+    fake: torch.Tensor,
+    real: torch.Tensor,
+    lr: float,
+    train: VocoderTrainConfig,
+) -> dict[str, float]:
+    """One optimiser step of the discriminators on generated (B, S) and real (B, S) audio."""
+    for group in judges_opt.param_groups:
+        group["lr"] = lr
+    real_logits, _ = judges(real)
+    fake_logits, _ = judges(fake)
+    loss = discriminator_loss(real_logits, fake_logits)
+    judges_opt.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(judges.parameters(), train.grad_clip)
+    judges_opt.step()
+    return {"discriminator": loss.item()}
