@@ -191,19 +191,9 @@ def fit(
         mean, std = clips.statistics()
         model.set_statistics(mean.to(device), std.to(device))
 
-    with_judges = train.adversarial_weight > 0 or train.feature_matching_weight > 0
-    resolutions = RESOLUTIONS if train.spectrogram_discriminator else ()
-    judges = Discriminators(resolutions=resolutions).to(device) if with_judges else None
-    judges_opt = (
-        torch.optim.AdamW(judges.parameters(), lr=train.lr, betas=(0.8, 0.9), weight_decay=train.weight_decay)
-        if judges is not None
-        else None
-    )
-    if judges is not None and judges_opt is not None and resumed:
-        state = read_checkpoint(last, device, "vocoder checkpoint")
-        if isinstance(state, dict) and "discriminators" in state:
-            judges.load_state_dict(state["discriminators"])
-            judges_opt.load_state_dict(state["discriminators_optimizer"])
+    adversary = Adversary.build(train, device)
+    if adversary is not None and resumed:
+        adversary.load(read_checkpoint(last, device, "vocoder checkpoint"))
 
     def save(run_state: dict[str, object]) -> None:
         # the folder's name only: a checkpoint must not carry this machine's paths
@@ -213,17 +203,13 @@ def fit(
             "clips": len(clips.audio),
             "hours": round(clips.hours, 3),
         }
-        if judges is not None and judges_opt is not None:
-            run_state = {
-                **run_state,
-                "discriminators": judges.state_dict(),
-                "discriminators_optimizer": judges_opt.state_dict(),
-            }
+        if adversary is not None:
+            run_state = {**run_state, **adversary.state()}
         save_checkpoint(
             last, model, {**run_state, "data": data, "train_config": config.model_dump(mode="json")}
         )
 
-    keys = LOSS_KEYS + ADVERSARIAL_KEYS if judges is not None else LOSS_KEYS
+    keys = LOSS_KEYS + ADVERSARIAL_KEYS if adversary is not None else LOSS_KEYS
     run = Run(train, opt, LossLog(out / "loss.csv", keys, extra=("samples",)), save, resumed, device)
     model.train()
     while not run.done:
@@ -233,17 +219,12 @@ def fit(
         feats, target = clips.batch(train.batch_size, train.crop_frames, rng)
         target = target.to(device)  # (B, S)
         pred = model(feats.to(device))  # (B, S)
-        values: dict[str, float] = {}
-        if judges is not None and judges_opt is not None:
-            values = _judge_step(judges, judges_opt, pred.detach(), target, opt.param_groups[0]["lr"], train)
         parts = vocoder_losses(pred, target)
         total: torch.Tensor = train.stft_weight * parts["stft"] + train.mel_weight * parts["mel"]
-        if judges is not None:
-            with torch.no_grad():
-                real_maps = judges(target)[1]
-            fake_logits, fake_maps = judges(pred)
-            fooled = generator_loss(fake_logits)
-            matching = feature_matching_loss(real_maps, fake_maps)
+        values: dict[str, float] = {}
+        if adversary is not None:
+            values["discriminator"] = adversary.step(pred.detach(), target, opt.param_groups[0]["lr"])
+            fooled, matching = adversary.generator_losses(pred, target)
             total = total + train.adversarial_weight * fooled + train.feature_matching_weight * matching
             values.update(adversarial=fooled.item(), feature_matching=matching.item())
         opt.zero_grad(set_to_none=True)
@@ -256,22 +237,51 @@ def fit(
     return last
 
 
-def _judge_step(
-    judges: Discriminators,
-    judges_opt: torch.optim.Optimizer,
-    fake: torch.Tensor,
-    real: torch.Tensor,
-    lr: float,
-    train: VocoderTrainConfig,
-) -> dict[str, float]:
-    """One optimiser step of the discriminators on generated (B, S) and real (B, S) audio."""
-    for group in judges_opt.param_groups:
-        group["lr"] = lr
-    real_logits, _ = judges(real)
-    fake_logits, _ = judges(fake)
-    loss = discriminator_loss(real_logits, fake_logits)
-    judges_opt.zero_grad(set_to_none=True)
-    loss.backward()
-    torch.nn.utils.clip_grad_norm_(judges.parameters(), train.grad_clip)
-    judges_opt.step()
-    return {"discriminator": loss.item()}
+@dataclass
+class Adversary:
+    """The discriminators of an adversarial run and their optimiser (``adversarial_weight`` or
+    ``feature_matching_weight`` > 0); saved in ``last.pt`` beside the network, left out of exports."""
+
+    judges: Discriminators
+    opt: torch.optim.Optimizer
+    grad_clip: float
+
+    @classmethod
+    def build(cls, train: VocoderTrainConfig, device: torch.device) -> Adversary | None:
+        """None when the run has no adversarial loss."""
+        if not (train.adversarial_weight > 0 or train.feature_matching_weight > 0):
+            return None
+        resolutions = RESOLUTIONS if train.spectrogram_discriminator else ()
+        judges = Discriminators(resolutions=resolutions).to(device)
+        opt = torch.optim.AdamW(
+            judges.parameters(), lr=train.lr, betas=(0.8, 0.9), weight_decay=train.weight_decay
+        )
+        return cls(judges, opt, train.grad_clip)
+
+    def state(self) -> dict[str, object]:
+        """The checkpoint entries that resume them."""
+        return {"discriminators": self.judges.state_dict(), "discriminators_optimizer": self.opt.state_dict()}
+
+    def load(self, checkpoint: object) -> None:
+        """Continue from a checkpoint's entries (a run fine-tuned without them starts them fresh)."""
+        if isinstance(checkpoint, dict) and "discriminators" in checkpoint:
+            self.judges.load_state_dict(checkpoint["discriminators"])
+            self.opt.load_state_dict(checkpoint["discriminators_optimizer"])
+
+    def step(self, fake: torch.Tensor, real: torch.Tensor, lr: float) -> float:
+        """One optimiser step of the discriminators on generated and real audio (B, S) each; their loss."""
+        for group in self.opt.param_groups:
+            group["lr"] = lr
+        loss = discriminator_loss(self.judges(real)[0], self.judges(fake)[0])
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(self.judges.parameters(), self.grad_clip)
+        self.opt.step()
+        return loss.item()
+
+    def generator_losses(self, fake: torch.Tensor, real: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The generator's hinge loss and feature-matching L1 on (B, S) audio each."""
+        with torch.no_grad():
+            real_maps = self.judges(real)[1]
+        fake_logits, fake_maps = self.judges(fake)
+        return generator_loss(fake_logits), feature_matching_loss(real_maps, fake_maps)
