@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 import numpy.typing as npt
@@ -26,19 +27,23 @@ FloatArray = npt.NDArray[np.float32]
 LOG_FLOOR = 1e-5  # magnitude floor before the log (Vocos, HiFi-GAN)
 
 
+@lru_cache(maxsize=16)
 def mel_filters(n_fft: int, bands: int, device: torch.device | None = None) -> torch.Tensor:
-    """Triangular HTK mel filterbank (M, N) from 0 Hz to Nyquist at 24 kHz."""
+    """Triangular HTK mel filterbank (M, N) from 0 Hz to Nyquist at 24 kHz; built once per size and
+    device (every training step and every analysed clip asks again), so callers must not modify it."""
 
     def mel(hz: float) -> float:
         return 2595.0 * math.log10(1.0 + hz / 700.0)
 
-    edges_mel = torch.linspace(0.0, mel(SAMPLE_RATE / 2), bands + 2, device=device)
-    edges = 700.0 * (10.0 ** (edges_mel / 2595.0) - 1.0)  # (M + 2,) Hz
-    freqs = torch.linspace(0.0, SAMPLE_RATE / 2, n_fft // 2 + 1, device=device)  # (N,)
-    lower, centre, upper = edges[:-2, None], edges[1:-1, None], edges[2:, None]
-    rise = (freqs - lower) / (centre - lower)
-    fall = (upper - freqs) / (upper - centre)
-    return torch.clamp(torch.minimum(rise, fall), min=0.0)  # (M, N)
+    # a normal tensor even when first asked for under inference mode: training's losses reuse it
+    with torch.inference_mode(False):
+        edges_mel = torch.linspace(0.0, mel(SAMPLE_RATE / 2), bands + 2, device=device)
+        edges = 700.0 * (10.0 ** (edges_mel / 2595.0) - 1.0)  # (M + 2,) Hz
+        freqs = torch.linspace(0.0, SAMPLE_RATE / 2, n_fft // 2 + 1, device=device)  # (N,)
+        lower, centre, upper = edges[:-2, None], edges[1:-1, None], edges[2:, None]
+        rise = (freqs - lower) / (centre - lower)
+        fall = (upper - freqs) / (upper - centre)
+        return torch.clamp(torch.minimum(rise, fall), min=0.0)  # (M, N)
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,8 @@ from avatar_core.speech.features import FEATURE_DIM, HOP
 from avatar_core.speech.mel import MelOptions
 from avatar_core.training_config import Size, SizedFitConfig, TrainSettings, load_yaml_config
 
+Inputs = Literal["world", "mel"]  # the features a vocoder reads
+
 
 class VocoderConfig(StrictModel):
     """Network sizes: a Vocos-style ConvNeXt stack over the 40 fps features, upsampled to ``hop``.
@@ -24,7 +26,7 @@ class VocoderConfig(StrictModel):
     frame) or ``mel`` (log-mel frames, ``avatar_core/speech/mel.py``, analysed from the audio itself;
     for measuring that representation's ceiling, ``bench/ceiling.py``)."""
 
-    inputs: Literal["world", "mel"] = Field("world", description="the features the network reads")
+    inputs: Inputs = Field("world", description="the features the network reads")
     mel_bands: int = Field(100, ge=8, description="mel inputs: bands per mel frame")
     mel_subframes: int = Field(2, ge=1, description="mel inputs: mel frames per 25 ms feature frame")
     mel_n_fft: int = Field(1200, ge=64, description="mel inputs: analysis window in samples")

@@ -15,7 +15,21 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.parametrizations import weight_norm
 
+from avatar_core.vocoder.losses import RESOLUTIONS
+
 Judgement = tuple[list[torch.Tensor], list[list[torch.Tensor]]]  # logits and feature maps per discriminator
+
+
+def _judge(convs: nn.ModuleList, out: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    """Run a 2-D convolution stack (leaky ReLU after each) and its output layer on x (B, 1, H, W):
+    the flattened logits (B, L) and every layer's feature map."""
+    maps = []
+    for conv in convs:
+        x = F.leaky_relu(conv(x), 0.1)
+        maps.append(x)
+    x = out(x)
+    maps.append(x)
+    return x.flatten(1), maps
 
 
 class PeriodDiscriminator(nn.Module):
@@ -36,13 +50,7 @@ class PeriodDiscriminator(nn.Module):
         b, s = audio.shape
         pad = (-s) % self.period
         x = F.pad(audio, (0, pad), mode="reflect").view(b, 1, (s + pad) // self.period, self.period)
-        maps = []
-        for conv in self.convs:
-            x = F.leaky_relu(conv(x), 0.1)  # (B, C, S / P / 3^i, P)
-            maps.append(x)
-        x = self.out(x)
-        maps.append(x)
-        return x.flatten(1), maps
+        return _judge(self.convs, self.out, x)  # maps (B, C, S / P / 3^i, P)
 
 
 class ResolutionDiscriminator(nn.Module):
@@ -67,14 +75,7 @@ class ResolutionDiscriminator(nn.Module):
 
     def forward(self, audio: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:  # (B, S)
         spec = torch.stft(audio, self.n_fft, self.hop, window=self.window, return_complex=True).abs()
-        x = spec.transpose(1, 2)[:, None]  # (B, 1, K, F)
-        maps = []
-        for conv in self.convs:
-            x = F.leaky_relu(conv(x), 0.1)
-            maps.append(x)
-        x = self.out(x)
-        maps.append(x)
-        return x.flatten(1), maps
+        return _judge(self.convs, self.out, spec.transpose(1, 2)[:, None])  # from (B, 1, K, F)
 
 
 class Discriminators(nn.Module):
@@ -83,7 +84,7 @@ class Discriminators(nn.Module):
     def __init__(
         self,
         periods: tuple[int, ...] = (2, 3, 5, 7, 11),
-        resolutions: tuple[tuple[int, int], ...] = ((512, 128), (1024, 256), (2048, 512)),
+        resolutions: tuple[tuple[int, int], ...] = RESOLUTIONS,  # (n_fft, hop): the STFT losses' own
     ) -> None:
         super().__init__()
         self.judges = nn.ModuleList(

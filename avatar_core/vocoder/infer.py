@@ -30,6 +30,7 @@ import torch
 from avatar_core.speech import features as world
 from avatar_core.speech.features import HOP, MODEL_FPS, SAMPLE_RATE
 from avatar_core.speech.mel import log_mel
+from avatar_core.vocoder.config import Inputs
 from avatar_core.vocoder.model import Vocoder
 from avatar_core.vocoder.train import load_vocoder
 
@@ -66,7 +67,7 @@ class NeuralVocoder:
         return cls(model, threads)
 
     @property
-    def inputs(self) -> str:
+    def inputs(self) -> Inputs:
         """The features it reads: ``world`` or ``mel``."""
         return self.model.config.inputs
 
@@ -129,7 +130,7 @@ class WorldVocoder:
 
     name: VocoderName = "world"
     follows_pitch = True  # WORLD synthesises exactly the F0 it is given
-    inputs = "world"
+    inputs: Inputs = "world"
 
     def synthesize(self, features: npt.NDArray[np.floating]) -> FloatArray:
         """WORLD features (T, F) -> 24 kHz float audio (T * 600,) in [-1, 1]."""
