@@ -4,7 +4,8 @@
 with the model's audio and its complete motion (speech articulation, prosodic head motion, blinks),
 resampled to the video frame rate. The persona's voice acts inside the model: ``voice.speaker`` selects
 the checkpoint's speaker, ``voice.rate`` scales the predicted phoneme durations (speech and lips stay
-together) and ``voice.pitch_semitones`` shifts the predicted F0 before the vocoder, so both cost nothing.
+together) and ``voice.pitch_semitones`` shifts the predicted pitch before the vocoder (WORLD's F0, or the
+bands of a mel model's frames), so both cost nothing.
 """
 
 from __future__ import annotations

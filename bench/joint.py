@@ -1,7 +1,7 @@
 """Joint-model speed against Kokoro in the same run: real-time factor and first-chunk latency. Prints JSON.
 
     .venv/bin/python bench/joint.py [--sentences 20] [--steps 8] [--threads 2] [--checkpoint PATH]
-        [--vocoder neural|world]
+        [--vocoder neural|world] [--vocoder-checkpoint PATH]
 
 For each held-out sentence: the joint model (network + vocoder) and Kokoro-82M synthesize it; the
 first chunk the Engine would synthesize (SentenceChunker) is timed separately. One JSON line per system
@@ -41,6 +41,9 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--checkpoint", type=Path, default=None)
     parser.add_argument("--vocoder", choices=VOCODERS, default="neural")
+    parser.add_argument(
+        "--vocoder-checkpoint", type=Path, default=None, help="a neural vocoder for the model's features"
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     sentences = corpus.split("heldout")[: args.sentences]
@@ -48,7 +51,9 @@ def main() -> None:
     model = JointModel(
         args.checkpoint,
         steps=args.steps,
-        vocoder=load_speech_vocoder(args.vocoder),
+        vocoder=load_speech_vocoder(args.vocoder, args.vocoder_checkpoint)
+        if args.vocoder_checkpoint
+        else args.vocoder,
         onednn=settings.torch_onednn,  # as a live process runs it (DYAD_TORCH_ONEDNN)
     )
     tts = KokoroTTS(settings.cache_dir, threads=args.threads)

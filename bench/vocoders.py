@@ -5,12 +5,12 @@
 
 For each of the first ``--sentences`` held-out sentences the joint model generates speech features once
 per speech temperature and number of Euler steps (default: the temperature and steps dyad speaks with); each
-vocoder (``world``:
-pyworld, ``neural``: the bundled network, plus any ``--vocoder NAME=CHECKPOINT``) turns them into audio,
-and Whisper tiny.en's corpus WER per voice and vocoder
-is printed, with the spread of the predicted F0 (standard deviation over voiced frames, semitones, mean
-over sentences: how much prosody the temperature leaves). This is what a person hears, where
-``bench/ceiling.py`` vocodes the teacher's features.
+vocoder that reads them (for a WORLD model ``world``: pyworld; ``neural``: the bundled network for the
+model's features, where the package has one; plus any ``--vocoder NAME=CHECKPOINT``, the first of which
+the model is loaded with) turns them into audio, and Whisper tiny.en's corpus WER per voice and vocoder
+is printed, with the spread of the spoken F0 (WORLD's analysis of the first vocoder's audio: standard
+deviation over voiced frames, semitones, mean over sentences: how much prosody the temperature leaves).
+This is what a person hears, where ``bench/ceiling.py`` vocodes the teacher's features.
 """
 
 from __future__ import annotations
@@ -54,18 +54,22 @@ def main() -> None:
     args = parser.parse_args()
     temperatures = [float(t) for t in args.temperatures.split(",")]
     step_counts = [int(n) for n in args.steps.split(",")]
-    vocoders: dict[str, SpeechVocoder] = {
-        "world": WorldVocoder(),
-        "neural": NeuralVocoder.load(bundled_vocoder()),
-    }
+    given: dict[str, SpeechVocoder] = {}
     for item in args.vocoder:
         name, _, path = item.partition("=")
         if not name or not path:
             parser.error(f"--vocoder {item!r}: use NAME=CHECKPOINT")
-        vocoders[name] = NeuralVocoder.load(Path(path))
+        given[name] = NeuralVocoder.load(Path(path))
     # oneDNN as a live process sets it (DYAD_TORCH_ONEDNN): its arithmetic flips a few of Whisper's words
     onednn = AppSettings().torch_onednn
-    model = JointModel(args.checkpoint, threads=1, vocoder=vocoders["world"], onednn=onednn)
+    # a given vocoder must read what the model predicts (the model refuses one that does not)
+    first = next(iter(given.values()), None)
+    model = JointModel(args.checkpoint, threads=1, vocoder=first or "neural", onednn=onednn)
+    kind = model.model.config.speech
+    vocoders: dict[str, SpeechVocoder] = {"world": WorldVocoder()} if kind == "world" else {}
+    if bundled_vocoder(kind).is_file():
+        vocoders["neural"] = NeuralVocoder.load(bundled_vocoder(kind))
+    vocoders.update(given)
     for name in filter(None, args.skip.split(",")):
         if vocoders.pop(name, None) is None:
             parser.error(f"--skip {name!r}: not one of {', '.join(vocoders)}")
@@ -81,11 +85,13 @@ def main() -> None:
             "temperature": temperature,
             "steps": steps,
             "sentences": len(sentences),
-            "f0_spread_semitones": round(float(np.mean([f0_spread(f) for f in speech])), 2),
         }
-        for name, vocoder in vocoders.items():
-            heard = [transcribe(vocoder.synthesize(f)) for f in speech]
-            row[name] = round(spoken_wer(sentences, heard), 4)
+        for k, (name, vocoder) in enumerate(vocoders.items()):
+            audio = [vocoder.synthesize(f) for f in speech]
+            if k == 0:  # the F0 of what the first vocoder says (WORLD's analysis, any features)
+                spread = [f0_spread(features.analyze(a)) for a in audio]
+                row["f0_spread_semitones"] = round(float(np.mean(spread)), 2)
+            row[name] = round(spoken_wer(sentences, [transcribe(a) for a in audio]), 4)
         rows.append(row)
         print(json.dumps(row), flush=True)
     if args.out is not None:

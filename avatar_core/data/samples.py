@@ -46,13 +46,19 @@ class Sample:
     source: str  # "teacher" or "video:<file name>"
     tokens: IntArray  # (N,) phoneme ids, avatar_core.text.frontend.VOCAB
     durations: IntArray  # (N,) model frames per token; sums to T
-    speech: FloatArray  # (T, F) WORLD features, avatar_core.speech.features
+    speech: FloatArray  # (T, F) WORLD features, avatar_core.speech.features (GTA: the model's prediction)
     motion: FloatArray  # (T, D) motion frames at 40 fps
     partner: FloatArray  # (T, P) avatar_core.partner.partner_vector per frame
     # (T * HOP,) int16 24 kHz speech the features were analysed from: the actor's (speak) or the
     # partner's (listen). Kept so a new speech representation or vocoder is trained from the same data
     # without running the teacher again; None in samples written before it was stored.
     audio: npt.NDArray[np.int16] | None = None
+
+    @property
+    def speech_width(self) -> int:
+        """Columns ``speech`` must have: WORLD's, or for a GTA sample (``source`` "gta:...") whatever its
+        joint model predicts (``avatar_core/model/gta.py``; a mel model's frames)."""
+        return self.speech.shape[-1] if self.source.startswith("gta:") else FEATURE_DIM
 
     @property
     def frames(self) -> int:
@@ -63,7 +69,7 @@ class Sample:
         """Raise :class:`DatasetError` naming the first inconsistency."""
         t = self.frames
         shapes = {
-            "speech": (self.speech.shape, (t, FEATURE_DIM)),
+            "speech": (self.speech.shape, (t, self.speech_width)),
             "motion": (self.motion.shape, (t, MOTION_DIM)),
             "partner": (self.partner.shape, (t, PARTNER_DIM)),
             "durations": (self.durations.shape, self.tokens.shape),

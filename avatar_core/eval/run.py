@@ -103,7 +103,7 @@ def evaluate(
     the reports into ``out``; returns voice -> system -> metric."""
     from avatar_core.model.checkpoint import check_speaker
     from avatar_core.model.inference import JointModel
-    from avatar_core.vocoder.infer import VOCODERS, load_speech_vocoder
+    from avatar_core.vocoder.infer import VOCODERS
 
     if not sentences:
         raise ValueError("no held-out sentences to evaluate")
@@ -111,7 +111,7 @@ def evaluate(
         raise ValueError(f"unknown vocoder {vocoder!r}; use one of {', '.join(VOCODERS)}")
     # torch's oneDNN as a live process sets it, so the speed figures are the product's
     onednn = AppSettings().torch_onednn
-    model = JointModel(checkpoint, steps=steps, vocoder=load_speech_vocoder(vocoder), onednn=onednn)
+    model = JointModel(checkpoint, steps=steps, vocoder=vocoder, onednn=onednn)
     chosen = tuple(voices or model.voices)
     for voice in chosen:
         check_speaker(voice, model.voices, model.path)
@@ -198,7 +198,7 @@ def _evaluate_voice(
         results["teacher"].clips.append(Clip(timed.audio, teacher_motion, timed.phones, k_s))
 
         start = time.perf_counter()
-        ceiling = model.vocoder.synthesize(features.analyze(timed.audio))[: timed.audio.size]
+        ceiling = model.vocoder.synthesize(model.analyze(timed.audio))[: timed.audio.size]
         results["ceiling"].clips.append(
             Clip(ceiling, teacher_motion, timed.phones, time.perf_counter() - start)
         )
@@ -220,8 +220,9 @@ def _evaluate_voice(
         model.generate(pieces[0] if pieces else text, speaker)
         first_chunk.append((time.perf_counter() - start) * 1000)
 
+        # of the audio (WORLD's envelope of both), so models predicting any features compare alike
         reference = features.analyze(timed.audio)[:, SPECTRAL]
-        mcd.append(mel_cepstral_distortion(reference, joint.speech[:, SPECTRAL]))
+        mcd.append(mel_cepstral_distortion(reference, features.analyze(joint.audio)[:, SPECTRAL]))
         for name in SYSTEMS:
             results[name].transcripts.append(transcribe(results[name].clips[-1].audio))
         progress(i + 1, len(sentences))

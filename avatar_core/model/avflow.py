@@ -16,8 +16,9 @@ After Chatziagapi et al., "AV-Flow: Transforming Text to Audio-Visual Human-like
 Audio-driven mode reuses the same network: the speech tower reads clean speech features at flow time
 1 and the text condition is a learned "no text" vector, so the motion tower follows external audio.
 
-Letters in shape comments: B batch, N tokens, T frames, C width, F speech features, M motion-tower
-channels (face fields + head latent), P partner features, H heads, E head-pose channels.
+Letters in shape comments: B batch, N tokens, T frames, C width, F speech features (``config.speech_dim``:
+WORLD parameters or log-mel bands), M motion-tower channels (face fields + head latent), P partner
+features, H heads, E head-pose channels.
 """
 
 from __future__ import annotations
@@ -31,7 +32,6 @@ from torch import Tensor, nn
 from avatar_core.model.config import ModelConfig
 from avatar_core.motion import MOTION_DIM
 from avatar_core.partner import PARTNER_DIM
-from avatar_core.speech.features import FEATURE_DIM
 
 HEAD_DIM = 6  # head rotation (3) + translation (3): the last fields of the motion frame
 FACE_DIM = MOTION_DIM - HEAD_DIM  # 16 face fields, predicted directly
@@ -261,12 +261,13 @@ class AVFlow(nn.Module):
         self.no_text = nn.Parameter(torch.zeros(c))  # the condition in audio-driven mode
         self.progress = nn.Linear(1, c)
         self.frame_net = nn.Sequential(nn.Linear(c, c), nn.GELU(approximate="tanh"), nn.Linear(c, c))
-        self.prior_speech = nn.Linear(c, FEATURE_DIM)
+        f = config.speech_dim  # F
+        self.prior_speech = nn.Linear(c, f)
         self.prior_motion = nn.Linear(c, self.motion_channels)
         self.partner = nn.Sequential(nn.Linear(PARTNER_DIM, c), nn.GELU(approximate="tanh"), nn.Linear(c, c))
         # Two DiT towers with in-context conditioning and highway fusion
         self.time = nn.Sequential(nn.Linear(c, c), nn.SiLU(), nn.Linear(c, c))
-        self.in_speech = nn.Linear(2 * FEATURE_DIM, c)
+        self.in_speech = nn.Linear(2 * f, c)
         self.in_motion = nn.Linear(2 * self.motion_channels, c)
         self.speech_blocks = nn.ModuleList(
             DiTBlock(c, config.heads, config.ff_mult, config.dropout) for _ in range(config.blocks)
@@ -275,12 +276,12 @@ class AVFlow(nn.Module):
             DiTBlock(c, config.heads, config.ff_mult, config.dropout) for _ in range(config.blocks)
         )
         self.highways = nn.ModuleList(Highway(c) for _ in range(config.blocks))
-        self.out_speech = FinalLayer(c, FEATURE_DIM)
+        self.out_speech = FinalLayer(c, f)
         self.out_motion = FinalLayer(c, self.motion_channels)
         self.head_vae = HeadVAE(config.head_latent)
         # Normalisation of the outputs (set from the training data before training)
-        self.register_buffer("speech_mean", torch.zeros(FEATURE_DIM))
-        self.register_buffer("speech_std", torch.ones(FEATURE_DIM))
+        self.register_buffer("speech_mean", torch.zeros(f))
+        self.register_buffer("speech_std", torch.ones(f))
         self.register_buffer("motion_mean", torch.zeros(self.motion_channels))
         self.register_buffer("motion_std", torch.ones(self.motion_channels))
 

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
-from avatar_core.config import KOKORO_VOICES, StrictModel
+from avatar_core.config import KOKORO_VOICES
+from avatar_core.speech.layout import Representation, SpeechLayout
 from avatar_core.training_config import Size, SizedFitConfig, TrainSettings, load_yaml_config
 
 # Euler steps at inference. AV-Flow uses 8; this checkpoint speaks as clearly with 4 (held-out WER 0.150
@@ -18,9 +19,13 @@ from avatar_core.training_config import Size, SizedFitConfig, TrainSettings, loa
 EULER_STEPS = 4
 
 
-class ModelConfig(StrictModel):
-    """Network sizes (AV-Flow adapted to a CPU; docs/design.md, "The joint model")."""
+class ModelConfig(SpeechLayout):
+    """Network sizes (AV-Flow adapted to a CPU; docs/design.md, "The joint model").
 
+    ``speech`` is what the speech tower predicts (``avatar_core/speech/layout.py``): WORLD parameters or
+    log-mel frames of the ``mel_*`` layout, which a vocoder trained on the same layout speaks."""
+
+    speech: Representation = Field("world", description="the speech features the model predicts")
     d_model: int = Field(128, ge=16, description="width of both DiT towers and the text encoder")
     heads: int = Field(4, ge=1)
     blocks: int = Field(4, ge=1, description="DiT blocks per tower; a highway fusion follows each")
@@ -34,6 +39,23 @@ class ModelConfig(StrictModel):
     speech_weight: float = Field(1.0, gt=0.0, description="flow loss weight of the speech output")
     motion_weight: float = Field(0.5, gt=0.0, description="flow loss weight of the motion output")
     audio_driven_p: float = Field(0.2, ge=0.0, le=1.0, description="share of steps trained audio-driven")
+
+    @model_validator(mode="after")
+    def _layout(self) -> ModelConfig:
+        if self.speech == "mel":
+            self.mel_options()  # validates the mel layout, naming the field
+        return self
+
+    @property
+    def speech_dim(self) -> int:
+        """Columns of one predicted speech frame."""
+        return self.width(self.speech)
+
+    def same_network_but_speech(self, other: ModelConfig) -> bool:
+        """Whether ``other`` differs from this config at most in the speech features (a warm start can
+        then keep every weight but the speech tower's input and output layers)."""
+        speech_fields = {"speech", *SpeechLayout.model_fields}
+        return self.model_dump(exclude=speech_fields) == other.model_dump(exclude=speech_fields)
 
 
 SIZES: dict[str, dict[str, int]] = {

@@ -29,11 +29,15 @@ def write_gta(
     checkpoint: Path | None = None,
     temperature: float | None = None,
     progress: Callable[[int, int], None] | None = None,
+    vocoder: Path | None = None,
 ) -> int:
     """Write one GTA sample into ``out`` for each speaking sample (with audio, in one of the checkpoint's
-    voices) of ``data_dir``; returns how many were written now (blocking: torch)."""
+    voices) of ``data_dir``; returns how many were written now (blocking: torch). ``vocoder``: the
+    checkpoint to be fine-tuned on them (default: the bundled one for the model's features); the joint
+    model refuses one that reads other features, so the pairs always fit it."""
     from avatar_core.config import AppSettings
     from avatar_core.model.inference import SPEECH_TEMPERATURE, JointModel
+    from avatar_core.vocoder.infer import NeuralVocoder
 
     # by default the temperature the model speaks with at run time (the constructor checks the value), and
     # oneDNN as a live process sets it, so the features are the ones the vocoder will meet
@@ -41,6 +45,7 @@ def write_gta(
         checkpoint,
         temperature=SPEECH_TEMPERATURE if temperature is None else temperature,
         onednn=AppSettings().torch_onednn,
+        vocoder=NeuralVocoder.load(vocoder) if vocoder is not None else None,
     )
     out.mkdir(parents=True, exist_ok=True)
     paths = sample_paths(data_dir)

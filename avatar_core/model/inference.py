@@ -28,7 +28,13 @@ from avatar_core.partner import PARTNER_DIM, PartnerFrame, partner_vector
 from avatar_core.speech import features
 from avatar_core.speech.features import MODEL_FPS
 from avatar_core.teacher.speaking import Phone
-from avatar_core.vocoder.infer import SpeechVocoder, WorldVocoder, load_speech_vocoder
+from avatar_core.vocoder.infer import (
+    NeuralVocoder,
+    SpeechVocoder,
+    VocoderName,
+    WorldVocoder,
+    load_speech_vocoder,
+)
 from avatar_core.workers import DeadlineLock
 
 if TYPE_CHECKING:
@@ -54,7 +60,7 @@ class JointOutput:
 
     audio: npt.NDArray[np.float32]  # (S,) 24 kHz, S = T * 600
     motion: FloatArray  # (T, D) at 40 fps, complete (speech, blinks, idle motion)
-    speech: FloatArray  # (T, F) WORLD features
+    speech: FloatArray  # (T, F) the model's speech features (WORLD or log-mel, its config's ``speech``)
     phones: list[Phone]  # the phoneme timeline (pads have the symbol "")
     model_s: float  # seconds spent in the network
     vocoder_s: float  # seconds spent in the vocoder
@@ -72,8 +78,9 @@ def silent_partner(frames: int) -> FloatArray:
 
 class JointModel:
     """A loaded checkpoint. ``steps``: Euler steps (default :data:`EULER_STEPS`); ``vocoder``: what turns
-    its speech features into audio (default: the bundled neural vocoder); ``temperature``: the scale of
-    the speech flow's source noise (:data:`SPEECH_TEMPERATURE`; 1 samples as trained)."""
+    its speech features into audio, or the name of one (default: the bundled neural vocoder for the
+    features it predicts); ``temperature``: the scale of the speech flow's source noise
+    (:data:`SPEECH_TEMPERATURE`; 1 samples as trained)."""
 
     def __init__(
         self,
@@ -81,7 +88,7 @@ class JointModel:
         steps: int = EULER_STEPS,
         threads: int | None = None,
         seed: int = 0,
-        vocoder: SpeechVocoder | None = None,
+        vocoder: SpeechVocoder | VocoderName | None = None,
         temperature: float = SPEECH_TEMPERATURE,
         onednn: bool | None = None,
     ) -> None:
@@ -107,12 +114,11 @@ class JointModel:
         self.steps = steps
         self.seed = seed
         self.temperature = temperature
-        self.vocoder = vocoder if vocoder is not None else load_speech_vocoder()
-        if self.vocoder.inputs != "world":
-            raise ValueError(
-                f"the vocoder reads {self.vocoder.inputs} features, but the joint model predicts WORLD"
-                " features; use a vocoder trained with `inputs: world` (the bundled one)"
-            )
+        config = self.model.config
+        if vocoder is None or isinstance(vocoder, str):
+            vocoder = load_speech_vocoder(vocoder or "neural", inputs=config.speech)
+        self.vocoder = vocoder
+        self._check_vocoder()
         self._world = WorldVocoder()
         # One inference at a time per model, earliest deadline first (the caller's ``workers.due_in``):
         # a reply someone waits for before a later chunk or a listening block made ahead.
@@ -122,7 +128,9 @@ class JointModel:
     def from_settings(cls, settings: AppSettings, **kwargs: int) -> JointModel:
         """The checkpoint, vocoder and torch settings the process settings name (``DYAD_MODEL``,
         ``DYAD_VOCODER``, ``DYAD_TORCH_THREADS``, ``DYAD_TORCH_ONEDNN``...)."""
-        vocoder = load_speech_vocoder(settings.vocoder, settings.vocoder_checkpoint)
+        vocoder: SpeechVocoder | VocoderName = settings.vocoder
+        if settings.vocoder_checkpoint is not None:
+            vocoder = load_speech_vocoder(settings.vocoder, settings.vocoder_checkpoint)
         return cls(
             settings.model,
             vocoder=vocoder,
@@ -130,9 +138,23 @@ class JointModel:
             **{"threads": settings.torch_threads, **kwargs},
         )
 
+    def _check_vocoder(self) -> None:
+        """Refuse a vocoder that reads other features than the model predicts, naming the fix."""
+        config, vocoder = self.model.config, self.vocoder
+        same = vocoder.inputs == config.speech
+        if same and isinstance(vocoder, NeuralVocoder) and config.speech == "mel":
+            same = vocoder.model.config.mel_options() == config.mel_options()
+        if not same:
+            layout = f" ({config.mel_options()})" if config.speech == "mel" else ""
+            raise ValueError(
+                f"{self.path} predicts {config.speech} features{layout}, but the vocoder reads"
+                f" {vocoder.inputs} features; use a vocoder trained on the model's layout"
+                " (DYAD_VOCODER_CHECKPOINT, or the bundled one for it)"
+            )
+
     def vocoder_for(self, pitch_semitones: float) -> SpeechVocoder:
         """The vocoder that renders speech shifted by ``pitch_semitones``: pyworld when the chosen one does
-        not follow a shifted F0 (see docs/design.md, "The joint model")."""
+        not follow a shifted F0 (a WORLD model's neural vocoder; see docs/design.md, "The joint model")."""
         if pitch_semitones == 0.0 or self.vocoder.follows_pitch:
             return self.vocoder
         return self._world
@@ -165,7 +187,8 @@ class JointModel:
         """Speech and motion for ``text`` (empty text -> empty output) in ``voice``.
 
         ``rate`` divides the predicted phoneme durations (0.8 -> 25% longer), so lips and speech stay
-        together; ``pitch_semitones`` shifts the predicted F0 before the vocoder.
+        together; ``pitch_semitones`` shifts the predicted speech's pitch before the vocoder
+        (``SpeechLayout.shift_pitch``: WORLD's F0, or a mel model's bands).
         """
         from avatar_core.text.frontend import VOCAB
 
@@ -174,7 +197,7 @@ class JointModel:
         voice = check_speaker(voice or self.voices[0], self.voices, self.path)
         ids = self.tokens(text)
         if len(ids) <= 2:
-            empty = np.zeros((0, features.FEATURE_DIM), np.float32)
+            empty = np.zeros((0, self.model.config.speech_dim), np.float32)
             return JointOutput(
                 np.zeros(0, np.float32), np.zeros((0, MOTION_DIM), np.float32), empty, [], 0.0, 0.0
             )
@@ -193,7 +216,8 @@ class JointModel:
             if partner is not None:  # row k of the conditioning goes with the kth frame that is kept
                 partner = np.concatenate([np.repeat(_fit(partner, 1), CUT_LEAD, axis=0), partner])
             speech_np, motion = self._sample(h, durations, speaker, partner, steps, text)
-            speech_np[:, features.LF0] += pitch_semitones * np.log(2.0) / 12.0
+            if pitch_semitones:
+                speech_np = m.config.shift_pitch(m.config.speech, speech_np, pitch_semitones)
         model_s = time.perf_counter() - start
         start = time.perf_counter()
         # Vocoded whole, so the first kept frame has its left context; then the extra lead is cut.
@@ -246,17 +270,22 @@ class JointModel:
             speech, _ = self._sample(h, dur, speaker, None, None, key)
         return speech
 
+    def analyze(self, audio: npt.NDArray[np.float32]) -> FloatArray:
+        """24 kHz speech (S,) -> the speech features this model predicts (T, F), as it was trained on."""
+        config = self.model.config
+        return config.analyze(config.speech, audio)
+
     @torch.inference_mode()
     def drive(self, audio: npt.NDArray[np.float32], partner: FloatArray | None = None) -> FloatArray:
         """Audio-driven mode: any 24 kHz speech (S,) -> complete motion (ceil(S / 600), D) at 40 fps."""
-        speech = features.analyze(audio)  # (T, F)
+        speech = self.analyze(audio)  # (T, F)
         return self.drive_features(speech, partner, key=f"drive:{audio.size}")
 
     @torch.inference_mode()
     def drive_features(
         self, speech: FloatArray, partner: FloatArray | None = None, key: str = ""
     ) -> FloatArray:
-        """Audio-driven mode from WORLD features (T, F) -> motion (T, D)."""
+        """Audio-driven mode from the model's speech features (T, F) -> motion (T, D)."""
         frames = speech.shape[0]
         with self._lock.hold():
             m = self.model

@@ -9,6 +9,7 @@ logged steps and ``loss.png`` is redrawn; a run started again with the same ``--
 from __future__ import annotations
 
 import csv
+import dataclasses
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -18,7 +19,7 @@ from typing import cast
 import numpy as np
 import torch
 
-from avatar_core.data.samples import DatasetError, Sample, iter_samples
+from avatar_core.data.samples import DatasetError, FloatArray, Sample, iter_samples
 from avatar_core.model.avflow import FACE_DIM, AVFlow
 from avatar_core.model.config import FitConfig, ModelConfig
 from avatar_core.model.flow import Batch, losses
@@ -38,6 +39,8 @@ log = logging.getLogger(__name__)
 
 CHECKPOINT_VERSION = 1
 LOSS_KEYS = ("total", "flow_speech", "flow_motion", "prior", "duration")
+# What reads or writes speech features directly: new in a warm start to another representation.
+SPEECH_LAYERS = ("in_speech.", "out_speech.proj.", "prior_speech.", "speech_mean", "speech_std")
 
 
 def vocab_size() -> int:
@@ -52,23 +55,45 @@ def vocab_size() -> int:
 # -------------------------------------------------------------------------------------------------
 
 
+def training_speech(sample: Sample, config: ModelConfig) -> FloatArray:
+    """The speech features (T, F) the model learns for ``sample``: its stored WORLD features, or for a
+    mel model the log-mel frames of its stored audio (silence while the actor listens: the audio of a
+    listening sample is the partner's)."""
+    if config.speech == "world":
+        return sample.speech
+    if sample.role == "listen":
+        return config.silence(config.speech, sample.frames)
+    if sample.audio is None:
+        raise DatasetError(
+            f"sample {sample.name} has no stored audio, which a model predicting {config.speech} features"
+            " is trained on; write the dataset again with `dyad train data` (it keeps the audio)"
+        )
+    return config.analyze(config.speech, sample.audio.astype(np.float32) / 32768.0)
+
+
 @dataclass
 class TrainingSet:
-    """All samples in memory (an hour of data is about 50 MB)."""
+    """All samples in memory (an hour of data is about 50 MB), with the speech features the model
+    learns (``speech[i]`` of ``samples[i]``, :func:`training_speech`); the audio is not kept."""
 
     samples: list[Sample]
     speakers: list[int]
+    speech: list[FloatArray]
 
     @classmethod
-    def load(cls, folder: Path, voices: tuple[str, ...]) -> TrainingSet:
-        samples = list(iter_samples(folder))
+    def load(cls, folder: Path, config: ModelConfig) -> TrainingSet:
+        voices = config.voices
+        samples, speech = [], []
+        for sample in iter_samples(folder):
+            speech.append(training_speech(sample, config))
+            samples.append(dataclasses.replace(sample, audio=None))
         if not samples:
             raise DatasetError(f"{folder} holds no samples; run `dyad train data --out {folder}` first")
         speakers = [voices.index(s.voice) if s.voice in voices else 0 for s in samples]
         missing = {s.voice for s in samples if s.role == "speak" and s.voice not in voices}
         if missing:
             raise DatasetError(f"{folder} has speech by {sorted(missing)}, which model.voices {voices} lacks")
-        return cls(samples, speakers)
+        return cls(samples, speakers, speech)
 
     @property
     def hours(self) -> float:
@@ -82,7 +107,7 @@ class TrainingSet:
         tokens = np.zeros((size, n), np.int64)
         durations = np.zeros((size, n), np.int64)
         offset = np.zeros(size, np.int64)
-        speech = np.zeros((size, t, self.samples[0].speech.shape[1]), np.float32)
+        speech = np.zeros((size, t, self.speech[0].shape[1]), np.float32)
         motion = np.zeros((size, t, self.samples[0].motion.shape[1]), np.float32)
         partner = np.zeros((size, t, self.samples[0].partner.shape[1]), np.float32)
         valid = np.zeros((size, t), bool)
@@ -95,7 +120,7 @@ class TrainingSet:
             start = int(rng.integers(0, max(1, s.frames - t + 1)))
             length = min(t, s.frames - start)
             offset[row] = start
-            speech[row, :length] = s.speech[start : start + length]
+            speech[row, :length] = self.speech[i][start : start + length]
             motion[row, :length] = s.motion[start : start + length]
             partner[row, :length] = s.partner[start : start + length]
             valid[row, :length] = True
@@ -112,11 +137,16 @@ class TrainingSet:
         )
 
 
-def set_statistics(model: AVFlow, data: TrainingSet) -> None:
-    """Per-channel mean and std of the speech features and motion-tower targets (std floored)."""
-    speech = np.concatenate([s.speech for s in data.samples])  # (sum T, F)
+def set_speech_statistics(model: AVFlow, data: TrainingSet) -> None:
+    """Per-channel mean and std of the speech features (std floored)."""
+    speech = np.concatenate(data.speech)  # (sum T, F)
     model.speech_mean.copy_(torch.from_numpy(speech.mean(0)))
     model.speech_std.copy_(torch.from_numpy(np.maximum(speech.std(0), 1e-2)))
+
+
+def set_statistics(model: AVFlow, data: TrainingSet) -> None:
+    """Per-channel mean and std of the speech features and motion-tower targets (std floored)."""
+    set_speech_statistics(model, data)
     with torch.no_grad():
         targets = torch.cat(
             [model.motion_targets(torch.from_numpy(s.motion)[None])[0] for s in data.samples]
@@ -200,13 +230,14 @@ def fit(
     """Train (or continue training) into ``out``; returns the path of ``last.pt``.
 
     ``init``: a new run starts from that checkpoint's weights, head-pose VAE and statistics (fine-tuning on
-    more data) instead of from scratch; its network must be this config's. A resumed run ignores it.
+    more data) instead of from scratch; its network must be this config's, or differ only in the speech
+    features it predicts (:func:`warm_start`). A resumed run ignores it.
     """
     out.mkdir(parents=True, exist_ok=True)
     train = config.train
     device = setup(train)
     model_config = config.model_config_()
-    data = TrainingSet.load(data_dir, model_config.voices)
+    data = TrainingSet.load(data_dir, model_config)
     model = AVFlow(model_config, vocab_size()).to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=train.lr, weight_decay=train.weight_decay)
     last = out / "last.pt"
@@ -216,7 +247,14 @@ def fit(
     if resumed:
         rng = resumed[2]
     elif init is not None:
-        start_from(model, load_model(init, device)[0], init)
+        start = load_model(init, device)[0]
+        if start.config != model_config and model_config.same_network_but_speech(start.config):
+            warm_start(model, start, init)
+            model.cpu()
+            set_speech_statistics(model, data)
+            model.to(device)
+        else:
+            start_from(model, start, init)
     else:
         _fit_vae(model, data, train.vae_steps, rng, device)
         model.cpu()
@@ -253,6 +291,19 @@ def fit(
         if run.end_step({key: parts[key].item() for key in LOSS_KEYS}, progress):
             break
     return last
+
+
+def warm_start(model: AVFlow, start: AVFlow, init: Path) -> None:
+    """A new speech representation from a trained network: every tensor whose shape matches is taken
+    from ``start`` (text encoder, durations, both towers, highways, motion, head-pose VAE); the speech
+    tower's input, output and prior layers keep their fresh initialisation (the output starts at zero,
+    as in a new network) and the speech statistics are the caller's to set from the data."""
+    own = model.state_dict()
+    theirs = start.state_dict()
+    fresh = sorted(k for k in own if k.startswith(SPEECH_LAYERS) or theirs[k].shape != own[k].shape)
+    model.load_state_dict({**theirs, **{k: own[k] for k in fresh}})
+    log.info("warm start from %s (%s -> %s features); new: %s", init, start.config.speech,
+             model.config.speech, ", ".join(fresh))  # fmt: skip
 
 
 def _fit_vae(

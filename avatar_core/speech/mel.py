@@ -27,18 +27,35 @@ FloatArray = npt.NDArray[np.float32]
 LOG_FLOOR = 1e-5  # magnitude floor before the log (Vocos, HiFi-GAN)
 
 
+def band_edges(bands: int) -> npt.NDArray[np.float64]:
+    """Edges (M + 2,) in Hz of ``bands`` triangular HTK mel filters from 0 Hz to Nyquist at 24 kHz: band
+    ``i`` rises from edge ``i`` to its centre, edge ``i + 1``, and falls to edge ``i + 2``."""
+    top = 2595.0 * math.log10(1.0 + SAMPLE_RATE / 2 / 700.0)
+    return 700.0 * (10.0 ** (np.linspace(0.0, top, bands + 2) / 2595.0) - 1.0)
+
+
+def shift_bands(frames: npt.NDArray[np.floating], bands: int, semitones: float) -> FloatArray:
+    """Log-mel frames (K, M * j) with ``j`` stacked mel frames of ``bands`` each -> the same frames with
+    every frequency scaled by 2 ** (semitones / 12) (harmonics and formants together, as resampling the
+    audio would; the band values are interpolated between band centres, the edge bands held)."""
+    x = np.asarray(frames, np.float32)
+    centres = band_edges(bands)[1:-1]  # (M,)
+    source = centres / 2.0 ** (semitones / 12.0)  # band i takes the level the speech had there
+    flat = x.reshape(-1, bands)  # (K * j, M)
+    out = np.empty_like(flat)
+    for k, row in enumerate(flat):
+        out[k] = np.interp(source, centres, row)  # beyond the ends: the edge bands' levels
+    return out.reshape(x.shape)
+
+
 @lru_cache(maxsize=16)
 def mel_filters(n_fft: int, bands: int, device: torch.device | None = None) -> torch.Tensor:
     """Triangular HTK mel filterbank (M, N) from 0 Hz to Nyquist at 24 kHz; built once per size and
     device (every training step and every analysed clip asks again), so callers must not modify it."""
 
-    def mel(hz: float) -> float:
-        return 2595.0 * math.log10(1.0 + hz / 700.0)
-
     # a normal tensor even when first asked for under inference mode: training's losses reuse it
     with torch.inference_mode(False):
-        edges_mel = torch.linspace(0.0, mel(SAMPLE_RATE / 2), bands + 2, device=device)
-        edges = 700.0 * (10.0 ** (edges_mel / 2595.0) - 1.0)  # (M + 2,) Hz
+        edges = torch.from_numpy(band_edges(bands)).float().to(device)  # (M + 2,) Hz
         freqs = torch.linspace(0.0, SAMPLE_RATE / 2, n_fft // 2 + 1, device=device)  # (N,)
         lower, centre, upper = edges[:-2, None], edges[1:-1, None], edges[2:, None]
         rise = (freqs - lower) / (centre - lower)

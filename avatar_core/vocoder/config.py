@@ -7,29 +7,24 @@ reads them. A checkpoint stores the resolved :class:`VocoderConfig`, so it alway
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
 
 from pydantic import Field, model_validator
 
-from avatar_core.config import StrictModel
-from avatar_core.speech.features import FEATURE_DIM, HOP
-from avatar_core.speech.mel import MelOptions
+from avatar_core.speech.features import HOP
+from avatar_core.speech.layout import Representation, SpeechLayout
 from avatar_core.training_config import Size, SizedFitConfig, TrainSettings, load_yaml_config
 
-Inputs = Literal["world", "mel"]  # the features a vocoder reads
+Inputs = Representation  # the features a vocoder reads
 
 
-class VocoderConfig(StrictModel):
+class VocoderConfig(SpeechLayout):
     """Network sizes: a Vocos-style ConvNeXt stack over the 40 fps features, upsampled to ``hop``.
 
-    ``inputs`` says which features it reads: ``world`` (the joint model's WORLD parameters, 45 per
-    frame) or ``mel`` (log-mel frames, ``avatar_core/speech/mel.py``, analysed from the audio itself;
-    for measuring that representation's ceiling, ``bench/ceiling.py``)."""
+    ``inputs`` says which features it reads (``avatar_core/speech/layout.py``): ``world`` (WORLD
+    parameters, 45 per frame) or ``mel`` (log-mel frames of the ``mel_*`` layout); a joint model is
+    spoken by a vocoder that reads what it predicts."""
 
     inputs: Inputs = Field("world", description="the features the network reads")
-    mel_bands: int = Field(100, ge=8, description="mel inputs: bands per mel frame")
-    mel_subframes: int = Field(2, ge=1, description="mel inputs: mel frames per 25 ms feature frame")
-    mel_n_fft: int = Field(1200, ge=64, description="mel inputs: analysis window in samples")
 
     dim: int = Field(128, ge=8, description="channels of the ConvNeXt stack")
     intermediate: int = Field(384, ge=8, description="hidden width of each block's pointwise MLP")
@@ -54,14 +49,10 @@ class VocoderConfig(StrictModel):
             self.mel_options()  # validates the mel layout
         return self
 
-    def mel_options(self) -> MelOptions:
-        """The log-mel layout of ``mel`` inputs."""
-        return MelOptions(self.mel_bands, self.mel_subframes, self.mel_n_fft)
-
     @property
     def input_dim(self) -> int:
         """Columns of one input frame."""
-        return self.mel_options().feature_dim if self.inputs == "mel" else FEATURE_DIM
+        return self.width(self.inputs)
 
     @property
     def upsample(self) -> int:

@@ -8,8 +8,9 @@ The joint model's speech features become audio through a :data:`SpeechVocoder`: 
 chunk is run with ``context`` frames of the past and ``lookahead`` frames of the future around it, so
 with both at the network's receptive field the streamed audio equals the whole-utterance audio.
 
-A vocoder trained on log-mel inputs (``inputs: mel``) analyses audio with :meth:`NeuralVocoder.analyze`
-to measure that representation's ceiling; the joint model predicts WORLD features and refuses it.
+A vocoder reads WORLD features or log-mel frames (``inputs``, ``avatar_core/speech/layout.py``), the kind
+its joint model predicts; :meth:`NeuralVocoder.analyze` turns audio into its features (to measure a
+representation's ceiling, ``bench/ceiling.py``).
 
 Letters in shape comments: T feature frames (40 fps), F the vocoder's input columns (``FEATURE_DIM``
 for WORLD), S samples (T * 600).
@@ -29,7 +30,6 @@ import torch
 
 from avatar_core.speech import features as world
 from avatar_core.speech.features import HOP, MODEL_FPS, SAMPLE_RATE
-from avatar_core.speech.mel import log_mel
 from avatar_core.vocoder.config import Inputs
 from avatar_core.vocoder.model import Vocoder
 from avatar_core.vocoder.train import load_vocoder
@@ -38,21 +38,20 @@ FloatArray = npt.NDArray[np.float32]
 VocoderName = Literal["neural", "world"]
 VOCODERS: tuple[VocoderName, ...] = ("neural", "world")
 PACKAGE = "avatar_core.assets"
-RESOURCE = "vocoder/vocoder.pt"  # inside the package, beside its model card
+# inside the package, beside their model card: one bundled vocoder per feature kind a joint model predicts
+RESOURCES: dict[Inputs, str] = {"world": "vocoder/vocoder.pt", "mel": "vocoder/vocoder_mel.pt"}
 
 
-def bundled_vocoder() -> Path:
-    """The vocoder checkpoint shipped inside the installed ``avatar_core`` package."""
-    return Path(str(resources.files(PACKAGE).joinpath(RESOURCE)))
+def bundled_vocoder(inputs: Inputs = "world") -> Path:
+    """The checkpoint shipped inside the installed ``avatar_core`` package of the vocoder that reads
+    ``inputs`` features (it may be missing: a package ships the vocoders its joint models need)."""
+    return Path(str(resources.files(PACKAGE).joinpath(RESOURCES[inputs])))
 
 
 class NeuralVocoder:
     """A trained :class:`Vocoder` on the CPU, in inference mode."""
 
     name: VocoderName = "neural"
-    # Measured on the joint model's output: a +4 semitone F0 shift comes out as +1.4 to +2.3 (it learned
-    # each voice's pitch range from the envelope too), so shifted pitch is rendered by pyworld instead.
-    follows_pitch = False
 
     def __init__(self, model: Vocoder, threads: int = 0) -> None:
         self.model = model.eval()
@@ -72,6 +71,14 @@ class NeuralVocoder:
         return self.model.config.inputs
 
     @property
+    def follows_pitch(self) -> bool:
+        """Whether speech shifted by ``SpeechLayout.shift_pitch`` comes out at the shifted pitch. A mel
+        vocoder does (within 0.3 semitones over +-4). A WORLD one does not: measured on the joint model's
+        output, a +4 semitone F0 shift came out as +1.4 to +2.3 (it learned each voice's pitch range
+        from the envelope too), so a WORLD model's shifted pitch is rendered by pyworld instead."""
+        return self.inputs == "mel"
+
+    @property
     def feature_dim(self) -> int:
         """Columns of one input frame."""
         return self.model.config.input_dim
@@ -79,7 +86,7 @@ class NeuralVocoder:
     def analyze(self, audio: npt.NDArray[np.float32]) -> FloatArray:
         """24 kHz speech (S,) -> the features this vocoder reads (T, F)."""
         c = self.model.config
-        return log_mel(audio, c.mel_options()) if c.inputs == "mel" else world.analyze(audio)
+        return c.analyze(c.inputs, audio)
 
     @property
     def receptive_frames(self) -> int:
@@ -141,16 +148,26 @@ SpeechVocoder = NeuralVocoder | WorldVocoder
 
 
 def load_speech_vocoder(
-    name: VocoderName = "neural", checkpoint: Path | None = None, threads: int = 0
+    name: VocoderName = "neural", checkpoint: Path | None = None, threads: int = 0, inputs: Inputs = "world"
 ) -> SpeechVocoder:
-    """The vocoder called ``name``; ``checkpoint`` replaces the bundled network (``neural`` only)."""
+    """The vocoder called ``name`` for ``inputs`` features; ``checkpoint`` replaces the bundled network
+    (``neural`` only)."""
     if name == "world":
         if checkpoint is not None:
             raise ValueError("a vocoder checkpoint was given with vocoder 'world'; use vocoder 'neural'")
+        if inputs != "world":
+            raise ValueError(f"pyworld cannot speak {inputs} features; use vocoder 'neural'")
         return WorldVocoder()
     if name != "neural":
         raise ValueError(f"unknown vocoder {name!r}; use one of {', '.join(VOCODERS)}")
-    return NeuralVocoder.load(checkpoint or bundled_vocoder(), threads)
+    path = checkpoint or bundled_vocoder(inputs)
+    if checkpoint is None and not path.is_file():
+        raise ValueError(
+            f"this package has no bundled vocoder for {inputs} features ({path}); give one trained on"
+            " them (`dyad vocoder fit` with that layout) with DYAD_VOCODER_CHECKPOINT, or --vocoder"
+            " where a command has it"
+        )
+    return NeuralVocoder.load(path, threads)
 
 
 class StreamingVocoder:

@@ -23,7 +23,7 @@ import numpy.typing as npt
 import torch
 
 from avatar_core.data.samples import DatasetError, load_sample, sample_paths
-from avatar_core.speech.features import HOP
+from avatar_core.speech.features import FEATURE_DIM, HOP
 from avatar_core.speech.mel import MelOptions, log_mel
 from avatar_core.training import (
     EXPORT_KEYS,
@@ -55,7 +55,8 @@ ADVERSARIAL_KEYS = ("adversarial", "feature_matching", "discriminator")
 class Clips:
     """Speaking samples' features and audio of ``folder`` and the ``also`` folders, loaded once each;
     batches draw from all of them alike (each clip weighted by its length). With ``mel`` set, the
-    features are the log-mel frames of each sample's audio instead of its stored WORLD features."""
+    features are the log-mel frames of each sample's audio instead of its stored WORLD features, except
+    in GTA samples of a mel model, whose stored ``speech`` is the prediction in that layout."""
 
     folder: Path
     also: tuple[Path, ...] = ()
@@ -88,7 +89,12 @@ class Clips:
                 continue
             if sample.role != "speak" or sample.audio is None:
                 continue
-            if self.mel is None:
+            width = FEATURE_DIM if self.mel is None else self.mel.feature_dim
+            if sample.source.startswith("gta:") and sample.speech.shape[1] != width:
+                log.warning("skipping %s: a joint model's %d-column prediction for a vocoder reading %d",
+                            path, sample.speech.shape[1], width)  # fmt: skip
+                continue
+            if self.mel is None or sample.source.startswith("gta:"):
                 self.features.append(sample.speech)
             else:
                 self.features.append(log_mel(sample.audio.astype(np.float32) / 32768.0, self.mel))

@@ -65,6 +65,12 @@ def gta(
     temperature: float | None = typer.Option(
         None, "--temperature", help="speech sampling temperature (default: the one dyad speaks with)"
     ),
+    vocoder: Path | None = typer.Option(
+        None,
+        "--vocoder",
+        help="the vocoder checkpoint to fine-tune, which must read what the joint model predicts"
+        " (default: the bundled one for its features)",
+    ),
 ) -> None:
     """Write the vocoder's fine-tuning data: the joint model's speech features for every speaking sample
     of --data, predicted with the teacher's durations so they line up with its audio."""
@@ -79,7 +85,7 @@ def gta(
             bar.update(task, completed=done, total=total)
 
         try:
-            written = write_gta(data_dir, out, checkpoint, temperature, report)
+            written = write_gta(data_dir, out, checkpoint, temperature, report, vocoder)
         except (DatasetError, ModelMissingError, ValueError) as exc:
             raise fail(str(exc)) from None
     print(json.dumps({"written": written, "out": str(out)}))

@@ -89,5 +89,5 @@ def test_a_mel_run_trains_on_the_audio_and_the_joint_model_refuses_it(tmp_path: 
     last = fit(tmp_path / "data", tmp_path / "run", config)
     model, _ = load_vocoder(last)
     assert model.config.inputs == "mel" and model.mean.shape == (40,)
-    with pytest.raises(ValueError, match="predicts WORLD features"):
+    with pytest.raises(ValueError, match="predicts world features"):
         JointModel(vocoder=NeuralVocoder(model))
