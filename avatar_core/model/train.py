@@ -66,7 +66,8 @@ def training_speech(sample: Sample, config: ModelConfig) -> FloatArray:
     if sample.audio is None:
         raise DatasetError(
             f"sample {sample.name} has no stored audio, which a model predicting {config.speech} features"
-            " is trained on; write the dataset again with `dyad train data` (it keeps the audio)"
+            " is trained on; write the dataset again with `dyad train data` (it keeps the audio; a folder"
+            " from `dyad train unpack` has none: a pack keeps WORLD features only)"
         )
     return config.analyze(config.speech, sample.audio.astype(np.float32) / 32768.0)
 

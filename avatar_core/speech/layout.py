@@ -53,7 +53,8 @@ class SpeechLayout(StrictModel):
     def shift_pitch(self, kind: Representation, speech: FloatArray, semitones: float) -> FloatArray:
         """``kind`` features (T, F) spoken ``semitones`` higher (negative: lower), as a new array: WORLD's
         log F0 moves alone; log-mel frames are scaled along frequency, formants with the harmonics (a
-        mel vocoder follows within 0.3 semitones over +-4; docs/design.md, "The joint model")."""
+        mel vocoder follows within 0.4 semitones over +-4 in the high voices; docs/design.md, "Pitch in a
+        mel model")."""
         out = np.array(speech, np.float32)
         if kind == "mel":
             return shift_bands(out, self.mel_bands, semitones)

@@ -73,9 +73,10 @@ class NeuralVocoder:
     @property
     def follows_pitch(self) -> bool:
         """Whether speech shifted by ``SpeechLayout.shift_pitch`` comes out at the shifted pitch. A mel
-        vocoder does (within 0.3 semitones over +-4). A WORLD one does not: measured on the joint model's
-        output, a +4 semitone F0 shift came out as +1.4 to +2.3 (it learned each voice's pitch range
-        from the envelope too), so a WORLD model's shifted pitch is rendered by pyworld instead."""
+        vocoder does (within 0.4 semitones over +-4 in the high voices, less in the low ``jm_kumo``;
+        ``bench/pitch.py``). A WORLD one does not: measured on the joint model's output, a +4 semitone F0
+        shift came out as +1.4 to +2.3 (it learned each voice's pitch range from the envelope too), so a
+        WORLD model's shifted pitch is rendered by pyworld instead."""
         return self.inputs == "mel"
 
     @property
