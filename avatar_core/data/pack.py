@@ -1,9 +1,11 @@
 """A dataset folder's training features in one small file, to train on another machine.
 
 :func:`pack` keeps what the joint model trains on (each sample's manifest fields, tokens, durations, speech
-features, motion and partner conditioning) and leaves the audio out. Each feature array is stored as
-float16, channel-major with the two bytes of every value in separate planes, then LZMA-compressed: about
-9 MB per hour of data, where the folder holds about 200 MB (docs/design.md, "Training on a borrowed GPU").
+features in one layout, motion and partner conditioning) and leaves the audio out: WORLD features as stored,
+or the log-mel frames a mel model learns, made from the audio (about 1.5 times WORLD's bytes). Each feature
+array is stored as float16, channel-major with the two bytes of every value in separate planes, then
+LZMA-compressed: about 9 MB per hour of data with WORLD features, where the folder holds about 200 MB
+(docs/design.md, "Training on a borrowed GPU").
 :func:`unpack` writes the samples back as a folder (without audio) that ``dyad train fit`` reads.
 
 Letters in shape comments: T model frames summed over samples, C channels.
@@ -11,6 +13,7 @@ Letters in shape comments: T model frames summed over samples, C channels.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import lzma
 from pathlib import Path
@@ -40,9 +43,14 @@ def _decode(blob: npt.NDArray[np.uint8], shape: tuple[int, int]) -> npt.NDArray[
     return np.ascontiguousarray(half.T).astype(np.float32)
 
 
-def pack(folder: Path, out: Path) -> tuple[int, float]:
-    """Write the training features of every sample in ``folder`` to ``out``; returns (samples, hours)."""
-    samples = list(iter_samples(folder))
+def pack(folder: Path, out: Path, layout: str = "world") -> tuple[int, float]:
+    """Write the training features of every sample in ``folder`` to ``out``, the speech in ``layout`` (a
+    layout name, ``avatar_core.speech.layout``: a mel model's frames are made from the audio here, since
+    the pack has no audio); returns (samples, hours)."""
+    samples = [
+        dataclasses.replace(s, speech=s.speech_in(layout), speech_layout=layout, audio=None)
+        for s in iter_samples(folder)
+    ]
     if not samples:
         raise DatasetError(f"{folder} holds no samples; run `dyad train data --out {folder}` first")
     metas = [{**s.meta(), "tokens": int(s.tokens.size)} for s in samples]

@@ -23,7 +23,8 @@ import numpy.typing as npt
 
 from avatar_core.motion import MOTION_DIM
 from avatar_core.partner import PARTNER_DIM
-from avatar_core.speech.features import FEATURE_DIM, HOP
+from avatar_core.speech.features import HOP
+from avatar_core.speech.layout import parse_layout
 
 Role = Literal["speak", "listen"]
 MANIFEST = "manifest.jsonl"
@@ -46,19 +47,42 @@ class Sample:
     source: str  # "teacher" or "video:<file name>"
     tokens: IntArray  # (N,) phoneme ids, avatar_core.text.frontend.VOCAB
     durations: IntArray  # (N,) model frames per token; sums to T
-    speech: FloatArray  # (T, F) WORLD features, avatar_core.speech.features (GTA: the model's prediction)
+    speech: FloatArray  # (T, F) speech features in ``speech_layout`` (GTA: the model's prediction)
     motion: FloatArray  # (T, D) motion frames at 40 fps
     partner: FloatArray  # (T, P) avatar_core.partner.partner_vector per frame
     # (T * HOP,) int16 24 kHz speech the features were analysed from: the actor's (speak) or the
     # partner's (listen). Kept so a new speech representation or vocoder is trained from the same data
     # without running the teacher again; None in samples written before it was stored.
     audio: npt.NDArray[np.int16] | None = None
+    # The layout of ``speech`` (``avatar_core.speech.layout``: "world", or log-mel frames such as
+    # "mel80x1/1200" in a packed dataset for a mel model or the GTA pairs of one).
+    speech_layout: str = "world"
 
     @property
     def speech_width(self) -> int:
-        """Columns ``speech`` must have: WORLD's, or for a GTA sample (``source`` "gta:...") whatever its
-        joint model predicts (``avatar_core/model/gta.py``; a mel model's frames)."""
-        return self.speech.shape[-1] if self.source.startswith("gta:") else FEATURE_DIM
+        """Columns ``speech`` must have in its layout."""
+        try:
+            kind, layout = parse_layout(self.speech_layout)
+        except ValueError as exc:
+            raise DatasetError(f"sample {self.name}: {exc}") from None
+        return layout.width(kind)
+
+    def speech_in(self, layout: str) -> FloatArray:
+        """The speech features (T, F) of this sample in ``layout`` (a layout name): the stored ones when
+        they are in it, else analysed from the stored audio, or silence while the actor listens (the
+        audio of a listening sample is the partner's)."""
+        if layout == self.speech_layout:
+            return self.speech
+        kind, spec = parse_layout(layout)
+        if self.role == "listen":
+            return spec.silence(kind, self.frames)
+        if self.audio is None:
+            raise DatasetError(
+                f"sample {self.name} has {self.speech_layout} speech features and no stored audio to make"
+                f" {layout} ones from; write the dataset again with `dyad train data` (it keeps the audio),"
+                f" or pack it for that layout (`dyad train pack --config` a config that predicts it)"
+            )
+        return spec.analyze(kind, self.audio.astype(np.float32) / 32768.0)
 
     @property
     def frames(self) -> int:
@@ -100,12 +124,13 @@ class Sample:
             voice=meta["voice"],
             role=meta["role"],
             source=meta["source"],
+            speech_layout=meta.get("speech_layout", "world"),
             **arrays,
         )
 
     def meta(self) -> dict[str, object]:
-        """The manifest line of this sample."""
-        return {
+        """The manifest line of this sample (the speech layout only when it is not WORLD's)."""
+        meta: dict[str, object] = {
             "name": self.name,
             "text": self.text,
             "voice": self.voice,
@@ -113,6 +138,9 @@ class Sample:
             "source": self.source,
             "frames": self.frames,
         }
+        if self.speech_layout != "world":
+            meta["speech_layout"] = self.speech_layout
+        return meta
 
     def save(self, folder: Path) -> Path:
         """Write ``folder/<name>.npz`` atomically."""

@@ -63,7 +63,11 @@ def write_gta(
         if sample.role != "speak" or sample.audio is None or sample.voice not in model.voices:
             continue
         speech = model.speech_for(sample.tokens, sample.durations, sample.voice, key=sample.name)
-        dataclasses.replace(sample, speech=speech, source=f"gta:{sample.source}").save(out)
+        config = model.model.config
+        gta = dataclasses.replace(
+            sample, speech=speech, source=f"gta:{sample.source}", speech_layout=config.name(config.speech)
+        )
+        gta.save(out)
         written += 1
     if progress:
         progress(len(paths), len(paths))

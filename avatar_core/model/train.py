@@ -55,27 +55,11 @@ def vocab_size() -> int:
 # -------------------------------------------------------------------------------------------------
 
 
-def training_speech(sample: Sample, config: ModelConfig) -> FloatArray:
-    """The speech features (T, F) the model learns for ``sample``: its stored WORLD features, or for a
-    mel model the log-mel frames of its stored audio (silence while the actor listens: the audio of a
-    listening sample is the partner's)."""
-    if config.speech == "world":
-        return sample.speech
-    if sample.role == "listen":
-        return config.silence(config.speech, sample.frames)
-    if sample.audio is None:
-        raise DatasetError(
-            f"sample {sample.name} has no stored audio, which a model predicting {config.speech} features"
-            " is trained on; write the dataset again with `dyad train data` (it keeps the audio; a folder"
-            " from `dyad train unpack` has none: a pack keeps WORLD features only)"
-        )
-    return config.analyze(config.speech, sample.audio.astype(np.float32) / 32768.0)
-
-
 @dataclass
 class TrainingSet:
     """All samples in memory (an hour of data is about 50 MB), with the speech features the model
-    learns (``speech[i]`` of ``samples[i]``, :func:`training_speech`); the audio is not kept."""
+    learns (``speech[i]`` of ``samples[i]``: ``Sample.speech_in`` the config's layout, so a mel model
+    learns the log-mel frames of each sample's audio); the audio is not kept."""
 
     samples: list[Sample]
     speakers: list[int]
@@ -83,10 +67,10 @@ class TrainingSet:
 
     @classmethod
     def load(cls, folder: Path, config: ModelConfig) -> TrainingSet:
-        voices = config.voices
+        voices, layout = config.voices, config.name(config.speech)
         samples, speech = [], []
         for sample in iter_samples(folder):
-            speech.append(training_speech(sample, config))
+            speech.append(sample.speech_in(layout))
             samples.append(dataclasses.replace(sample, audio=None))
         if not samples:
             raise DatasetError(f"{folder} holds no samples; run `dyad train data --out {folder}` first")

@@ -10,6 +10,7 @@ Letters in shape comments: S samples at 24 kHz, T feature frames (40 fps), F fea
 
 from __future__ import annotations
 
+import re
 from typing import Literal
 
 import numpy as np
@@ -31,6 +32,13 @@ class SpeechLayout(StrictModel):
     mel_bands: int = Field(80, ge=8, description="mel features: bands per mel frame")
     mel_subframes: int = Field(1, ge=1, description="mel features: mel frames per 25 ms feature frame")
     mel_n_fft: int = Field(1200, ge=64, description="mel features: analysis window in samples")
+
+    def name(self, kind: Representation) -> str:
+        """The layout of ``kind`` features as a dataset sample records it: ``world``, or for log-mel
+        frames ``mel<bands>x<subframes>/<n_fft>`` (``mel80x1/1200``); :func:`parse_layout` reads it back."""
+        if kind == "world":
+            return "world"
+        return f"mel{self.mel_bands}x{self.mel_subframes}/{self.mel_n_fft}"
 
     def mel_options(self) -> MelOptions:
         """The log-mel layout (raises ValueError naming the field when it cannot be used)."""
@@ -60,3 +68,17 @@ class SpeechLayout(StrictModel):
             return shift_bands(out, self.mel_bands, semitones)
         out[:, world.LF0] += semitones * np.log(2.0) / 12.0
         return out
+
+
+def parse_layout(name: str) -> tuple[Representation, SpeechLayout]:
+    """A sample's layout name (:meth:`SpeechLayout.name`) -> the kind of features and their layout;
+    ValueError naming the name when it is neither form."""
+    if name == "world":
+        return "world", SpeechLayout()
+    match = re.fullmatch(r"mel(\d+)x(\d+)/(\d+)", name)
+    if match is None:
+        raise ValueError(f"speech layout {name!r} is neither 'world' nor 'mel<bands>x<subframes>/<n_fft>'")
+    bands, subframes, n_fft = (int(g) for g in match.groups())
+    layout = SpeechLayout(mel_bands=bands, mel_subframes=subframes, mel_n_fft=n_fft)
+    layout.mel_options()  # validates it
+    return "mel", layout

@@ -23,8 +23,7 @@ import numpy.typing as npt
 import torch
 
 from avatar_core.data.samples import DatasetError, load_sample, sample_paths
-from avatar_core.speech.features import FEATURE_DIM, HOP
-from avatar_core.speech.mel import MelOptions, log_mel
+from avatar_core.speech.features import HOP
 from avatar_core.training import (
     EXPORT_KEYS,
     LossLog,
@@ -54,13 +53,13 @@ ADVERSARIAL_KEYS = ("adversarial", "feature_matching", "discriminator")
 @dataclass
 class Clips:
     """Speaking samples' features and audio of ``folder`` and the ``also`` folders, loaded once each;
-    batches draw from all of them alike (each clip weighted by its length). With ``mel`` set, the
-    features are the log-mel frames of each sample's audio instead of its stored WORLD features, except
-    in GTA samples of a mel model, whose stored ``speech`` is the prediction in that layout."""
+    batches draw from all of them alike (each clip weighted by its length). The features are each
+    sample's speech in ``layout`` (``Sample.speech_in``: the stored ones, or the log-mel frames of its
+    audio for a mel vocoder); a GTA sample's are the joint model's prediction, kept only in that layout."""
 
     folder: Path
     also: tuple[Path, ...] = ()
-    mel: MelOptions | None = None
+    layout: str = "world"  # the features' layout (a name, ``avatar_core.speech.layout``)
     names: set[tuple[int, str]] = field(default_factory=set)  # (folder index, file stem)
     features: list[npt.NDArray[np.float32]] = field(default_factory=list)  # (T, F) each
     audio: list[npt.NDArray[np.int16]] = field(default_factory=list)  # (T * 600,) each
@@ -89,15 +88,11 @@ class Clips:
                 continue
             if sample.role != "speak" or sample.audio is None:
                 continue
-            width = FEATURE_DIM if self.mel is None else self.mel.feature_dim
-            if sample.source.startswith("gta:") and sample.speech.shape[1] != width:
-                log.warning("skipping %s: a joint model's %d-column prediction for a vocoder reading %d",
-                            path, sample.speech.shape[1], width)  # fmt: skip
+            if sample.source.startswith("gta:") and sample.speech_layout != self.layout:
+                log.warning("skipping %s: a prediction in %s for a vocoder reading %s",
+                            path, sample.speech_layout, self.layout)  # fmt: skip
                 continue
-            if self.mel is None or sample.source.startswith("gta:"):
-                self.features.append(sample.speech)
-            else:
-                self.features.append(log_mel(sample.audio.astype(np.float32) / 32768.0, self.mel))
+            self.features.append(sample.speech_in(self.layout))
             self.audio.append(sample.audio)
             added += 1
         return added
@@ -179,8 +174,7 @@ def fit(
     train = config.train
     device = setup(train)
     vocoder_config = config.vocoder_config()
-    mel = vocoder_config.mel_options() if vocoder_config.inputs == "mel" else None
-    clips = Clips(data_dir, tuple(mix), mel)
+    clips = Clips(data_dir, tuple(mix), vocoder_config.name(vocoder_config.inputs))
     clips.reload()
     model = Vocoder(vocoder_config).to(device)
     opt = torch.optim.AdamW(

@@ -92,14 +92,22 @@ def _from_videos(folder: Path, out: Path, workers: int) -> None:
 def pack(
     data_dir: Path = DATA_OPTION,
     out: Path = typer.Option(..., "--out", help="the file to write (.npz)"),
+    config: Path | None = typer.Option(
+        None, "--config", help="a configs/model/ YAML: pack the speech features it predicts (default: WORLD)"
+    ),
 ) -> None:
     """Pack a dataset's training features (no audio) into one small file, to train on another machine."""
     from avatar_core.data.pack import pack as pack_features
     from avatar_core.data.samples import DatasetError
+    from avatar_core.model.config import ModelConfigError, load_fit_config
 
     try:
-        count, hours = pack_features(data_dir, out)
-    except DatasetError as exc:
+        layout = "world"
+        if config is not None:
+            model = load_fit_config(config).model_config_()
+            layout = model.name(model.speech)
+        count, hours = pack_features(data_dir, out, layout)
+    except (DatasetError, ModelConfigError) as exc:
         raise fail(str(exc)) from None
     Console().print(f"{out}: {count} samples, {hours:.2f} h, {out.stat().st_size / 1e6:.1f} MB")
 

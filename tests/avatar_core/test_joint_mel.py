@@ -14,7 +14,7 @@ from avatar_core.data.samples import DatasetError, load_sample, sample_paths
 from avatar_core.model.avflow import AVFlow
 from avatar_core.model.config import SIZES, FitConfig, ModelConfig
 from avatar_core.model.inference import JointModel
-from avatar_core.model.train import fit, load_model, training_speech, warm_start
+from avatar_core.model.train import fit, load_model, warm_start
 from avatar_core.speech.features import HOP, SAMPLE_RATE, frames_for
 from avatar_core.speech.mel import MelOptions, band_edges, log_mel, shift_bands
 from avatar_core.text.frontend import VOCAB
@@ -63,18 +63,48 @@ def test_warm_start_keeps_every_weight_but_the_speech_layers() -> None:
     assert not ms["out_speech.proj.weight"].any()  # a new output layer starts at zero, as in a new network
 
 
-def test_training_speech_is_the_audio_s_log_mel_and_silence_while_listening(tmp_path: Path) -> None:
+def test_a_mel_model_learns_the_audio_s_log_mel_and_silence_while_listening(tmp_path: Path) -> None:
     write_clip(tmp_path, vowel(0.6))
     speak, listen = (load_sample(p) for p in sample_paths(tmp_path))
     config = tiny_config(**MEL)
-    assert speak.audio is not None
+    layout = config.name("mel")
+    assert layout == "mel40x1/1200" and speak.audio is not None
     expected = log_mel(speak.audio.astype(np.float32) / 32768.0, config.mel_options())
-    np.testing.assert_allclose(training_speech(speak, config), expected)
-    quiet = training_speech(listen, config)  # the listening sample's audio is the partner's
+    np.testing.assert_allclose(speak.speech_in(layout), expected)
+    quiet = listen.speech_in(layout)  # the listening sample's audio is the partner's
     assert quiet.shape == expected.shape and np.ptp(quiet) == 0.0 and quiet.max() < expected.max() - 5
-    assert training_speech(speak, tiny_config()) is speak.speech  # a WORLD model: the stored features
-    with pytest.raises(DatasetError, match=r"no stored audio.*dyad train data"):
-        training_speech(dataclasses.replace(speak, audio=None), config)
+    assert speak.speech_in("world") is speak.speech  # WORLD's: the stored features
+    with pytest.raises(DatasetError, match=r"no stored audio.*dyad train pack --config"):
+        dataclasses.replace(speak, audio=None).speech_in(layout)
+    with pytest.raises(ValueError, match="speech layout 'mel40'"):
+        speak.speech_in("mel40")
+
+
+def test_a_pack_for_a_mel_model_holds_its_frames(tmp_path: Path) -> None:
+    """``dyad train pack --config`` a mel config: the samples come back with log-mel speech and no audio,
+    and a mel model trains on them; a WORLD model cannot (and says how to pack for it)."""
+    from avatar_core.data.pack import pack, unpack
+
+    write_clip(tmp_path / "data", vowel(0.6))
+    layout = tiny_config(**MEL).name("mel")
+    pack(tmp_path / "data", tmp_path / "mel.npz", layout)
+    assert unpack(tmp_path / "mel.npz", tmp_path / "unpacked") == 2
+    speak = load_sample(tmp_path / "unpacked" / "000000.npz")
+    assert speak.speech_layout == layout and speak.audio is None and speak.speech.shape[1] == 40
+    original = load_sample(tmp_path / "data" / "000000.npz")
+    np.testing.assert_allclose(speak.speech, original.speech_in(layout), atol=0.02)  # float16
+    train = {"steps": 1, "batch_size": 2, "crop_frames": 16, "vae_steps": 1, "device": "cpu"}
+    fit(
+        tmp_path / "unpacked",
+        tmp_path / "run",
+        FitConfig.model_validate({"size": "tiny", "model": MEL, "train": train}),
+    )
+    with pytest.raises(DatasetError, match="no stored audio"):
+        fit(
+            tmp_path / "unpacked",
+            tmp_path / "world",
+            FitConfig.model_validate({"size": "tiny", "train": train}),
+        )
 
 
 def test_a_mel_model_warm_started_from_a_world_one_trains_and_speaks(tmp_path: Path) -> None:
@@ -138,7 +168,8 @@ def test_gta_pairs_of_a_mel_model_feed_a_mel_vocoder(tmp_path: Path) -> None:
     assert write_gta(tmp_path / "data", tmp_path / "gta", last, vocoder=vocoder) == 1
     (made,) = (load_sample(p) for p in sample_paths(tmp_path / "gta"))
     assert made.source == "gta:teacher" and made.speech.shape == (made.frames, 40)
-    clips = Clips(tmp_path / "gta", mel=MelOptions(40, 1))
+    assert made.speech_layout == "mel40x1/1200"
+    clips = Clips(tmp_path / "gta", layout="mel40x1/1200")
     assert clips.reload() == 1 and clips.features[0] is not None
     np.testing.assert_array_equal(clips.features[0], made.speech)  # the prediction, not the audio's mel
     with pytest.raises(ValueError, match="vocoder reads world"):
