@@ -179,11 +179,13 @@ class AppSettings(BaseSettings):
         None, description="joint-model checkpoint (default: the bundled avatar_core/assets/avflow/avflow.pt)"
     )
     vocoder: Literal["neural", "world"] = Field(
-        "neural", description="the joint model's vocoder: the trained network, or pyworld synthesis"
+        "neural",
+        description="the joint model's vocoder: the trained network, or pyworld (WORLD models only)",
     )
     vocoder_checkpoint: Path | None = Field(
         None,
-        description="neural vocoder checkpoint (default: the bundled avatar_core/assets/vocoder/vocoder.pt)",
+        description="neural vocoder checkpoint reading the features the joint model predicts (default: the"
+        " bundled one for them, avatar_core/assets/vocoder/vocoder.pt or vocoder_mel.pt)",
     )
     # One: two answered no sooner in a live turn (docs/design.md, "Threads").
     llm_threads: int = Field(
