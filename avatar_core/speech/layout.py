@@ -22,7 +22,6 @@ from avatar_core.speech import features as world
 from avatar_core.speech.mel import MelOptions, log_mel, shift_bands
 
 Representation = Literal["world", "mel"]
-REPRESENTATIONS: tuple[Representation, ...] = ("world", "mel")
 FloatArray = npt.NDArray[np.float32]
 
 
