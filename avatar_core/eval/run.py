@@ -198,7 +198,9 @@ def _evaluate_voice(
         results["teacher"].clips.append(Clip(timed.audio, teacher_motion, timed.phones, k_s))
 
         start = time.perf_counter()
-        ceiling = model.vocoder.synthesize(model.analyze(timed.audio))[: timed.audio.size]
+        reference = features.analyze(timed.audio)  # (T, F) WORLD's, also the MCD's reference below
+        analysed = reference if model.vocoder.layout == "world" else model.analyze(timed.audio)
+        ceiling = model.vocoder.synthesize(analysed)[: timed.audio.size]
         results["ceiling"].clips.append(
             Clip(ceiling, teacher_motion, timed.phones, time.perf_counter() - start)
         )
@@ -221,8 +223,8 @@ def _evaluate_voice(
         first_chunk.append((time.perf_counter() - start) * 1000)
 
         # of the audio (WORLD's envelope of both), so models predicting any features compare alike
-        reference = features.analyze(timed.audio)[:, SPECTRAL]
-        mcd.append(mel_cepstral_distortion(reference, features.analyze(joint.audio)[:, SPECTRAL]))
+        spoken = features.analyze(joint.audio)[:, SPECTRAL]
+        mcd.append(mel_cepstral_distortion(reference[:, SPECTRAL], spoken))
         for name in SYSTEMS:
             results[name].transcripts.append(transcribe(results[name].clips[-1].audio))
         progress(i + 1, len(sentences))

@@ -47,6 +47,8 @@ def write_gta(
         onednn=AppSettings().torch_onednn,
         vocoder=NeuralVocoder.load(vocoder) if vocoder is not None else None,
     )
+    config = model.model.config
+    layout = config.name(config.speech)  # what the model predicts
     out.mkdir(parents=True, exist_ok=True)
     paths = sample_paths(data_dir)
     written = 0
@@ -63,10 +65,7 @@ def write_gta(
         if sample.role != "speak" or sample.audio is None or sample.voice not in model.voices:
             continue
         speech = model.speech_for(sample.tokens, sample.durations, sample.voice, key=sample.name)
-        config = model.model.config
-        gta = dataclasses.replace(
-            sample, speech=speech, source=f"gta:{sample.source}", speech_layout=config.name(config.speech)
-        )
+        gta = dataclasses.replace(sample, speech=speech, source=f"gta:{sample.source}", speech_layout=layout)
         gta.save(out)
         written += 1
     if progress:

@@ -28,13 +28,7 @@ from avatar_core.partner import PARTNER_DIM, PartnerFrame, partner_vector
 from avatar_core.speech import features
 from avatar_core.speech.features import MODEL_FPS
 from avatar_core.teacher.speaking import Phone
-from avatar_core.vocoder.infer import (
-    NeuralVocoder,
-    SpeechVocoder,
-    VocoderName,
-    WorldVocoder,
-    load_speech_vocoder,
-)
+from avatar_core.vocoder.infer import SpeechVocoder, VocoderName, WorldVocoder, load_speech_vocoder
 from avatar_core.workers import DeadlineLock
 
 if TYPE_CHECKING:
@@ -141,14 +135,11 @@ class JointModel:
     def _check_vocoder(self) -> None:
         """Refuse a vocoder that reads other features than the model predicts, naming the fix."""
         config, vocoder = self.model.config, self.vocoder
-        same = vocoder.inputs == config.speech
-        if same and isinstance(vocoder, NeuralVocoder) and config.speech == "mel":
-            same = vocoder.model.config.mel_options() == config.mel_options()
-        if not same:
-            layout = f" ({config.mel_options()})" if config.speech == "mel" else ""
+        predicts = config.name(config.speech)
+        if vocoder.layout != predicts:
             raise ValueError(
-                f"{self.path} predicts {config.speech} features{layout}, but the vocoder reads"
-                f" {vocoder.inputs} features; use a vocoder trained on the model's layout"
+                f"{self.path} predicts {config.speech} features ({predicts}), but the vocoder reads"
+                f" {vocoder.inputs} features ({vocoder.layout}); use a vocoder trained on the model's layout"
                 " (DYAD_VOCODER_CHECKPOINT, or the bundled one for it)"
             )
 

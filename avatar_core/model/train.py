@@ -235,9 +235,7 @@ def fit(
         start = load_model(init, device)[0]
         if start.config != model_config and model_config.same_network_but_speech(start.config):
             warm_start(model, start, init)
-            model.cpu()
-            set_speech_statistics(model, data)
-            model.to(device)
+            set_speech_statistics(model, data)  # copy_ moves the CPU statistics to the model's device
         else:
             start_from(model, start, init)
     else:

@@ -71,6 +71,12 @@ class NeuralVocoder:
         return self.model.config.inputs
 
     @property
+    def layout(self) -> str:
+        """The layout name of the features it reads (``world``, or e.g. ``mel80x1/1200``)."""
+        c = self.model.config
+        return c.name(c.inputs)
+
+    @property
     def follows_pitch(self) -> bool:
         """Whether speech shifted by ``SpeechLayout.shift_pitch`` comes out at the shifted pitch. A mel
         vocoder does (within 0.4 semitones over +-4 in the high voices, less in the low ``jm_kumo``;
@@ -139,6 +145,7 @@ class WorldVocoder:
     name: VocoderName = "world"
     follows_pitch = True  # WORLD synthesises exactly the F0 it is given
     inputs: Inputs = "world"
+    layout = "world"
 
     def synthesize(self, features: npt.NDArray[np.floating]) -> FloatArray:
         """WORLD features (T, F) -> 24 kHz float audio (T * 600,) in [-1, 1]."""
