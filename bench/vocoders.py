@@ -1,7 +1,8 @@
 """The joint model's own speech through each vocoder, judged by Whisper. Prints JSON lines.
 
     nice .venv/bin/python bench/vocoders.py [--sentences 40] [--checkpoint PATH] [--voices V,...]
-        [--vocoder NAME=CHECKPOINT ...] [--skip world] [--temperatures 1.0,0.4] [--steps 8,6] [--out FILE]
+        [--vocoder NAME=CHECKPOINT ...] [--skip world] [--temperatures 1.0,0.4] [--steps 8,6]
+        [--durations model,teacher] [--out FILE]
 
 For each of the first ``--sentences`` held-out sentences the joint model generates speech features once
 per speech temperature and number of Euler steps (default: the temperature and steps dyad speaks with); each
@@ -11,6 +12,11 @@ the model is loaded with) turns them into audio, and Whisper tiny.en's corpus WE
 is printed, with the spread of the spoken F0 (WORLD's analysis of the first vocoder's audio: standard
 deviation over voiced frames, semitones, mean over sentences: how much prosody the temperature leaves).
 This is what a person hears, where ``bench/ceiling.py`` vocodes the teacher's features.
+
+``--durations teacher`` holds each phoneme for as long as Kokoro held it in the same sentence and voice (its
+own duration output, as the training data records it) instead of the model's predicted durations: the
+difference between the two rows is what the duration predictor costs, the rest of the gap to the ceiling is
+the speech tower's.
 """
 
 from __future__ import annotations
@@ -24,10 +30,12 @@ import numpy as np
 
 from avatar_core.config import AppSettings
 from avatar_core.data import corpus
+from avatar_core.data.teacher import phoneme_timing
 from avatar_core.eval.judge import spoken_wer, transcriber
 from avatar_core.model.config import EULER_STEPS
 from avatar_core.model.inference import SPEECH_TEMPERATURE, JointModel
 from avatar_core.speech import features
+from avatar_core.tts.kokoro import KokoroTTS
 from avatar_core.vocoder.infer import NeuralVocoder, SpeechVocoder, WorldVocoder, bundled_vocoder
 
 
@@ -50,8 +58,14 @@ def main() -> None:
         "--temperatures", default=str(SPEECH_TEMPERATURE), help="comma-separated speech temperatures"
     )
     parser.add_argument("--steps", default=str(EULER_STEPS), help="comma-separated Euler steps")
+    parser.add_argument(
+        "--durations", default="model", help="comma-separated: model (predicted), teacher (Kokoro's own)"
+    )
     parser.add_argument("--out", type=Path, default=None, help="also write the results here (JSON)")
     args = parser.parse_args()
+    timings = args.durations.split(",")
+    if bad := [t for t in timings if t not in ("model", "teacher")]:
+        parser.error(f"--durations {','.join(bad)}: use model, teacher or both")
     temperatures = [float(t) for t in args.temperatures.split(",")]
     step_counts = [int(n) for n in args.steps.split(",")]
     given: dict[str, SpeechVocoder] = {}
@@ -76,14 +90,23 @@ def main() -> None:
     sentences = corpus.split("heldout")[: args.sentences]
     voices = args.voices.split(",") if args.voices else list(model.voices)
     transcribe = transcriber()
+    kokoro = KokoroTTS(AppSettings().cache_dir) if "teacher" in timings else None
     rows = []
-    for temperature, steps, voice in itertools.product(temperatures, step_counts, voices):
+    for temperature, steps, timing, voice in itertools.product(temperatures, step_counts, timings, voices):
         model.temperature = temperature
-        speech = [model.generate(text, voice, steps=steps).speech for text in sentences]  # (T, F) each
+        model.steps = steps
+        if kokoro is None or timing == "model":
+            speech = [model.generate(text, voice).speech for text in sentences]  # (T, F) each
+        else:
+            speech = [
+                model.speech_for(*phoneme_timing(kokoro.synthesize_timed(text, voice)), voice, key=text)
+                for text in sentences
+            ]
         row: dict[str, object] = {
             "voice": voice,
             "temperature": temperature,
             "steps": steps,
+            "durations": timing,
             "sentences": len(sentences),
         }
         for k, (name, vocoder) in enumerate(vocoders.items()):
@@ -97,6 +120,7 @@ def main() -> None:
     if args.out is not None:
         command = "bench/vocoders.py " + " ".join(
             [f"--sentences {args.sentences}", f"--temperatures {args.temperatures}", f"--steps {args.steps}"]
+            + [f"--durations {args.durations}"]
             + [f"--vocoder {v}" for v in args.vocoder]
             + ([f"--skip {args.skip}"] if args.skip else [])
         )

@@ -26,7 +26,7 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from multiprocessing import get_context
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
@@ -37,6 +37,9 @@ from avatar_core.frames import to_int16
 from avatar_core.partner import PartnerFrame, partner_vector
 from avatar_core.speech import features
 from avatar_core.speech.features import HOP, MODEL_FPS, SAMPLE_RATE
+
+if TYPE_CHECKING:
+    from avatar_core.tts.kokoro import TimedSpeech
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +63,19 @@ class Job:
     def name(self) -> str:
         """File stem of the sample."""
         return f"{self.index:06d}"
+
+
+def phoneme_timing(timed: TimedSpeech) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+    """Kokoro's speech -> the joint model's phoneme tokens (N,) and their durations (N,) in model frames
+    (Kokoro's own duration output, which is the model frame, so no aligner), summing to the whole frames
+    of its audio."""
+    from avatar_core.text.frontend import encode
+
+    frames = timed.audio.size // HOP
+    tokens = np.array([0, *encode(timed.ipa), 0], np.int64)  # Kokoro pads both ends
+    durations = np.array([round((p.end - p.start) * MODEL_FPS) for p in timed.phones], np.int64)
+    durations[-1] += frames - int(durations.sum())  # exact already; guards rounding
+    return tokens, durations
 
 
 def plan(
@@ -190,17 +206,14 @@ class TeacherWorker:
         from avatar_core.speech.prosody import prosody_from_audio
         from avatar_core.teacher.listening import listen
         from avatar_core.teacher.speaking import speak
-        from avatar_core.text.frontend import encode
 
         rng = np.random.default_rng(job.seed)
         if job.role == "speak":
             timed = self.tts.synthesize_timed(job.texts[0], job.voice)
             if timed.audio.size == 0:
                 raise ValueError(f"Kokoro said nothing for {job.texts[0]!r}")
-            frames = timed.audio.size // HOP
-            tokens = np.array([0, *encode(timed.ipa), 0], np.int64)  # Kokoro pads both ends
-            durations = np.array([round((p.end - p.start) * MODEL_FPS) for p in timed.phones], np.int64)
-            durations[-1] += frames - int(durations.sum())  # exact already; guards rounding
+            tokens, durations = phoneme_timing(timed)
+            frames = int(durations.sum())
             audio = timed.audio[: frames * HOP]
             prosody = prosody_from_audio(audio, SAMPLE_RATE, MODEL_FPS)
             motion = speak(timed.phones, prosody, MODEL_FPS, self.behaviour, seed=job.seed, frames=frames)
