@@ -14,9 +14,9 @@ deviation over voiced frames, semitones, mean over sentences: how much prosody t
 This is what a person hears, where ``bench/ceiling.py`` vocodes the teacher's features.
 
 ``--durations teacher`` holds each phoneme for as long as Kokoro held it in the same sentence and voice (its
-own duration output, as the training data records it) instead of the model's predicted durations: the
-difference between the two rows is what the duration predictor costs, the rest of the gap to the ceiling is
-the speech tower's.
+own duration output, as the training data records it, its leading and closing pads included) instead of the
+model's predicted durations: the difference between the two rows is what the predicted timing costs, the
+rest of the gap to the ceiling is the speech tower's.
 """
 
 from __future__ import annotations
