@@ -90,17 +90,21 @@ def main() -> None:
     sentences = corpus.split("heldout")[: args.sentences]
     voices = args.voices.split(",") if args.voices else list(model.voices)
     transcribe = transcriber()
-    kokoro = KokoroTTS(AppSettings().cache_dir) if "teacher" in timings else None
+    # Kokoro's tokens and durations for each voice's sentences, made once for every temperature and step count
+    teacher: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {}
+    if "teacher" in timings:
+        kokoro = KokoroTTS(AppSettings().cache_dir)
+        teacher = {v: [phoneme_timing(kokoro.synthesize_timed(t, v)) for t in sentences] for v in voices}
     rows = []
     for temperature, steps, timing, voice in itertools.product(temperatures, step_counts, timings, voices):
         model.temperature = temperature
         model.steps = steps
-        if kokoro is None or timing == "model":
+        if timing == "model":
             speech = [model.generate(text, voice).speech for text in sentences]  # (T, F) each
         else:
             speech = [
-                model.speech_for(*phoneme_timing(kokoro.synthesize_timed(text, voice)), voice, key=text)
-                for text in sentences
+                model.speech_for(tokens, durations, voice, key=text)
+                for text, (tokens, durations) in zip(sentences, teacher[voice], strict=True)
             ]
         row: dict[str, object] = {
             "voice": voice,
