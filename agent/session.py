@@ -64,11 +64,15 @@ PAUSE_AFTER_S = 0.1  # user speech over the avatar that pauses its playback
 RESUME_AFTER_S = 0.3  # silence after a short burst that resumes it
 PREROLL_S = 0.3  # audio kept from before the VAD onset, so the first syllable reaches STT
 PARTIAL_EVERY_S = 0.6  # interim transcripts while the user talks
-# Silence after which recognition and the LLM start before the turn is over. The words' verdict on a pause
-# comes this much after its start plus recognition and the text model, and the turn waits for it: 50 ms
-# rather than 100 starts it 50 ms sooner for a quarter more starts that the user's next word throws away
-# (bench/turns.py's 40 complete utterances hold 47 silent gaps of 50 ms or more inside, 37 of 100 ms).
-SPECULATE_AFTER_S = 0.05
+# Silence after which recognition and the LLM start before the turn is over: at once, on the first audio
+# frame the VAD hears no voice in. The words' verdict on a pause comes this much after its start plus
+# recognition and the text model, and the turn waits for it. At once rather than 50 ms in costs few starts
+# that the user's next word throws away: 100 complete utterances of bench/turns.py's speech (245 s) hold 71
+# silent runs inside, 66 of them two VAD windows (64 ms) or longer.
+SPECULATE_AFTER_S = 0.0
+# The words recognised in a silence the user then spoke after are settled (not read again) only when it
+# lasted this long: a shorter one may fall inside a word, and a word cut in two is misread on both sides.
+SETTLE_AFTER_S = 0.05
 
 
 class _ProcessModel(Generic[M]):
@@ -153,6 +157,8 @@ class _Speculation:
     first_token_at: float | None = None
     verdict: TextVerdict | None = None  # do the words end a sentence (with the text check on)
     unclear: bool = False  # speech whose words could not be made out (UnclearSpeech)
+    silent_until: float = 0.0  # the last silent time seen while it was the turn's speculation
+    settles: bool = True  # its words are kept when the user goes on (see SETTLE_AFTER_S)
 
     def cancel(self) -> None:
         for task in (self.task, self.judging, self.llm):
@@ -606,22 +612,27 @@ class Session:
             spec = turn.speculation
             if spec is not None:
                 # The user goes on: the answer started in the pause is dropped, and the words before
-                # the pause are settled (committed once recognised; they are not read again).
+                # a long enough pause are settled (committed once recognised; they are not read again).
                 turn.speculation = None
-                if spec.llm is not None:
+                spec.settles = spec.silent_until - spec.last_voice >= SETTLE_AFTER_S
+                if not spec.settles:
+                    spec.cancel()
+                elif spec.llm is not None:
                     spec.llm.cancel()
                 self._commit(turn, spec)
             return
         spec = turn.speculation
-        if now - turn.last_voice < SPECULATE_AFTER_S or (
-            spec is not None and spec.last_voice == turn.last_voice
-        ):
+        if spec is not None and spec.last_voice == turn.last_voice:
+            spec.silent_until = now
+            return
+        if now - turn.last_voice < SPECULATE_AFTER_S:
             return
         if spec is not None:
             spec.cancel()  # the user said more since: start again
         audio = np.concatenate(turn.audio)
         base = turn.committed_samples
         turn.speculation = spec = _Speculation(turn.last_voice, base, turn.committed, audio.size)
+        spec.silent_until = now
         spec.task = self._spawn(self._speculate(spec, turn, audio[base:]))
         await self.clock.settle(lambda: self._speculated(spec))
 
@@ -680,8 +691,11 @@ class Session:
     @staticmethod
     def _commit(turn: _Turn, spec: _Speculation) -> None:
         """Settle the words a speculation recognised before a pause the user spoke on after (words it
-        could not make out stay unsettled: they are read again, with what follows)."""
-        if spec.tail is not None and not spec.unclear and turn.committed_samples == spec.base:
+        could not make out, or read in too short a pause, stay unsettled: they are read again, with what
+        follows)."""
+        if not spec.settles or spec.tail is None or spec.unclear:
+            return
+        if turn.committed_samples == spec.base:
             turn.committed = _join(turn.committed, spec.tail)
             turn.committed_samples = spec.samples
 

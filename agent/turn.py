@@ -205,30 +205,35 @@ def pause_ends_turn(
 
     * words heard but none made out (the transcript is empty: a name Whisper cannot read, a cough) hold
       it ``max_wait_ms``: nothing can be answered yet, and the user may be about to go on ("Ada, ...");
-    * a pause Smart Turn is sure of (``trust_smart_turn_above``) ends as the audio says;
-    * words that do not end a sentence (``text_veto_below``) hold the turn ``veto_wait_ms``;
+    * words that do not end a sentence (``text_veto_below``) hold the turn ``veto_wait_ms``, or only
+      ``max_wait_ms`` when Smart Turn is sure it is over (``trust_smart_turn_above``): the two disagree,
+      and a question that could go on ("how long can I keep a book") is then seldom a pause;
     * words that surely end one (``text_complete_above``) end it at once (after ``min_wait_ms``);
     * otherwise the audio decides, but not before the words' verdict, which is waited for up to
-      ``max_wait_ms`` (without the check, or when recognition failed, the audio alone);
+      ``max_wait_ms``, or, when Smart Turn is sure, up to ``min_wait_ms`` longer than the audio's own wait
+      (on a busy machine recognition and the text model can take most of a second: a sure ear is not
+      kept waiting that long); without the check, or when recognition failed, the audio alone;
     * Smart Turn not answered yet counts as unsure (``max_wait_ms``). The audio's own wait is never cut
       short but by the words (``end_of_turn_silence_ms`` may be longer than ``veto_wait_ms``).
     """
     min_s, max_s = config.min_wait_ms / 1000.0, config.max_wait_ms / 1000.0
     audio_s = audio.silence_s if audio is not None else max_s
-    heard = audio.probability if audio is not None else None
+    sure = (
+        audio is not None
+        and audio.probability is not None
+        and audio.probability >= config.trust_smart_turn_above
+    )
     if words is not None and not words_only(words[0]):
         return silent_for_s >= max(audio_s, max_s)
-    if heard is not None and heard >= config.trust_smart_turn_above:
-        return silent_for_s >= audio_s
     if words is not None:
         text, probability = words
         if vetoes(text, probability, config.text_veto_below):
-            return silent_for_s >= max(audio_s, config.veto_wait_ms / 1000.0)
+            return silent_for_s >= max(audio_s, max_s if sure else config.veto_wait_ms / 1000.0)
         if probability >= config.text_complete_above:  # empty words were held above
             return silent_for_s >= min_s
         return silent_for_s >= audio_s
     if words_pending:
-        return silent_for_s >= max(audio_s, max_s)
+        return silent_for_s >= (audio_s + min_s if sure else max(audio_s, max_s))
     return silent_for_s >= audio_s
 
 

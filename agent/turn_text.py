@@ -72,12 +72,13 @@ class TextTurnModel:
     shared); :meth:`judge` runs it on the model's own worker thread. One model serves every session of a
     process. The system prompt (and the last reply, while it is the same) stays evaluated between calls,
     and :meth:`prime` evaluates a new reply before the user's pause, so a call reads only the user's
-    words. :meth:`probability` reads them on ``judge_threads`` (a user's pause, the turn waits for it: on
-    the idle 2-core machine 37 ms p50 on two threads against 69 on one), :meth:`prime` on ``threads``
-    (while the avatar speaks, beside the renderer).
+    words. :meth:`probability` reads them on ``judge_threads`` (one: on the idle 2-core machine two threads
+    take 37 ms p50 against 69, but in a live pause the LLM server is already writing the speculative reply
+    and two threads waited on each other for up to 570 ms), :meth:`prime` on ``threads`` (while the avatar
+    speaks, beside the renderer).
     """
 
-    def __init__(self, model_path: Path | None = None, threads: int = 1, judge_threads: int = 2) -> None:
+    def __init__(self, model_path: Path | None = None, threads: int = 1, judge_threads: int = 1) -> None:
         if importlib.util.find_spec("llama_cpp") is None:
             raise MissingModelError(
                 "the text end-of-turn check needs llama-cpp-python (the [local] extra): "

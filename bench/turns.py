@@ -4,9 +4,13 @@ and writes bench/results/turns.json.
     nice .venv/bin/python bench/turns.py [--sentences 8] [--questions 10] [--voices all] [--seed 0]
 
 Speech is made here by Kokoro (every voice): each sentence spoken whole ("complete"), and the same audio
-with a 400-800 ms pause inserted at a word boundary in its middle ("paused"). The boundary comes from
-Kokoro's phoneme timeline, and the pause is cut into the full sentence's audio, never synthesized from a
-half sentence (truncated text is spoken with a falling, final intonation). Each stream (0.5 s of quiet,
+with a 400-800 ms pause inserted at a word boundary in its middle where the words so far are not a whole
+sentence ("paused": "I'd like to book ... an appointment for Tuesday morning"). Where a text holds a whole
+sentence (``SENTENCE_ENDS_INSIDE``: "My daughter needs a new library card ... before the summer
+holidays"), it is also paused there ("paused_after_sentence"): a place where a listener may answer, so
+answering there is counted apart, not as a false cut-off. The boundary comes from Kokoro's phoneme
+timeline, and the pause is cut into the full sentence's audio, never synthesized from a half sentence
+(truncated text is spoken with a falling, final intonation). Each stream (0.5 s of quiet,
 the speech, then quiet) is fed in 32 ms windows through Silero VAD (:class:`agent.vad.StreamingVAD`) and
 the :class:`agent.turn.TurnDetector` as a session feeds them. After ``min_wait_ms`` of silence:
 
@@ -24,7 +28,8 @@ the :class:`agent.turn.TurnDetector` as a session feeds them. After ``min_wait_m
 
 Reported for each: end-of-turn delay on complete utterances (decision - end of speech, where the speech
 ends at the last 10 ms frame within 40 dB of the loudest), p50/p95; false cut-offs on paused ones (the
-turn declared over before the user resumed), and cut-offs inside complete ones; plus the model's
+turn declared over before the user resumed), cut-offs inside complete ones, and pauses after a whole
+sentence that were answered (``answered_after_a_sentence``); plus the model's
 probabilities, its inference time, and the same decisions for other ``max_wait_ms`` and
 ``text_veto_below`` values (recomputed from the recorded probabilities: the models are not run again).
 """
@@ -58,6 +63,7 @@ from agent.turn import SAMPLE_RATE, SmartTurnModel, TurnDecision, TurnDetector, 
 from agent.turn_text import TextTurnModel, vetoes
 from agent.vad import WINDOW, StreamingVAD
 from avatar_core.config import KOKORO_VOICES, AppSettings
+from avatar_core.text.frontend import phonemes
 from avatar_core.tts.kokoro import KokoroTTS
 
 F32 = npt.NDArray[np.float32]
@@ -77,6 +83,32 @@ SENTENCES = [
 # Short questions, as people ask a kiosk: every other one of bench/latency.py's (its questions are short,
 # where the sentences above are long; the words' check judges the two differently).
 QUESTIONS = LATENCY_QUESTIONS[::2]
+# Where a listener may take the turn inside these texts: the words before each of these places are a whole
+# sentence or question on their own ("My daughter needs a new library card | before the summer holidays").
+# A pause there is a place to answer (a transition-relevance place, in conversation analysis), not a pause
+# inside a turn: no listener could know the speaker meant to go on. So the paused set pauses elsewhere,
+# and streams paused at these places are a set of their own ("paused_after_sentence"), reported beside it.
+SENTENCE_ENDS_INSIDE: dict[str, tuple[str, ...]] = {
+    SENTENCES[0]: ("I'd like to book an appointment", "I'd like to book an appointment for Tuesday"),
+    SENTENCES[2]: ("My daughter needs a new library card",),
+    SENTENCES[3]: ("I was hoping to speak with someone",),
+    SENTENCES[4]: (
+        "We are looking for a quiet room",
+        "We are looking for a quiet room where we can study",
+        "We are looking for a quiet room where we can study together",
+    ),
+    SENTENCES[6]: (
+        "I think I left my umbrella",
+        "I think I left my umbrella somewhere",
+        "I think I left my umbrella somewhere near the front desk",
+    ),
+    SENTENCES[7]: ("Please remind me", "Please remind me what time the doctor can see me"),
+    SENTENCES[8]: ("Is there somewhere I can charge my phone",),
+    SENTENCES[9]: ("I need to change the address", "I need to change the address on my account"),
+    QUESTIONS[2]: ("Do you have any study rooms", "Do you have any study rooms free"),
+    QUESTIONS[4]: ("Are you open",),
+    QUESTIONS[6]: ("Can I return books", "Can I return books after closing"),
+}
 LEAD_S = 0.5  # quiet before the speech
 NOISE = 1e-4  # a quiet microphone's noise floor (about -80 dBFS), so the input is never digital zero
 FADE_S = 0.005  # fades at a cut, so it does not click
@@ -98,6 +130,7 @@ class Stream:
     speech_end_s: float  # end of the last word
     resume_s: float | None  # paused ones: when the speech comes back after the inserted pause
     pause_s: float
+    after_sentence: bool = False  # paused where the words so far are a whole sentence (a place to answer)
 
 
 @dataclass(frozen=True)
@@ -122,10 +155,38 @@ def speech_end(audio: F32) -> float:
     return float((loud[-1] + 1) * 160 / SAMPLE_RATE)
 
 
+def sentence_end_spaces(text: str) -> set[int]:
+    """The word boundaries of ``text`` after which its words are a whole sentence (SENTENCE_ENDS_INSIDE),
+    numbered 1, 2, ... as the spaces of its IPA (Kokoro's phonemes join some words: "for a")."""
+    out = set()
+    for prefix in SENTENCE_ENDS_INSIDE.get(text, ()):
+        if not text.startswith(prefix + " "):
+            raise ValueError(f"{prefix!r} does not begin {text!r}")
+        out.add(phonemes(prefix).strip().count(" ") + 1)
+    return out
+
+
+def middle_of(boundaries: list[float], first: float, last: float) -> list[float]:
+    """The boundaries in the middle 30-70% of the speech, or (a short question may have none there) the
+    one nearest its middle."""
+    inside = [m for m in boundaries if 0.3 <= (m - first) / (last - first) <= 0.7]
+    return inside or [min(boundaries, key=lambda m: abs((m - first) / (last - first) - 0.5))]
+
+
+def with_pause(speech: F32, cut: int, pause_s: float) -> F32:
+    """``speech`` (S,) with ``pause_s`` of silence cut in at sample ``cut`` (faded, so it does not click)."""
+    fade = np.linspace(1.0, 0.0, int(FADE_S * SAMPLE_RATE), dtype=np.float32)
+    before, after = speech[:cut].copy(), speech[cut:].copy()
+    before[-fade.size :] *= fade
+    after[: fade.size] *= fade[::-1]
+    return np.concatenate([before, np.zeros(int(pause_s * SAMPLE_RATE), np.float32), after])
+
+
 def make_streams(
     tts: KokoroTTS, texts: dict[str, str], voices: list[str], tail_s: float, seed: int
 ) -> list[Stream]:
-    """Complete and paused streams for every text (by its key) and voice, named voice/key/kind."""
+    """For every text (by its key) and voice, named voice/key/kind: the complete utterance, the same
+    paused inside a sentence, and (texts with a whole sentence inside them) paused after it."""
     rng = np.random.default_rng(seed)
     streams: list[Stream] = []
     for voice in voices:
@@ -133,30 +194,35 @@ def make_streams(
             timed = tts.synthesize_timed(text, voice).trim_lead()
             speech = resample_poly(timed.audio, 2, 3).astype(np.float32)  # (S,) 24 -> 16 kHz
             end = speech_end(speech)
-            # Word boundaries: the spaces of the IPA timeline, in the middle 30-70% of the speech.
+            # Word boundaries: the middles of the spaces of the IPA timeline, in order.
             spoken = [p for p in timed.phones if p.symbol]
             first, last = spoken[0].start, spoken[-1].end
-            middles = [(p.start + p.end) / 2 for p in spoken if p.symbol == " "]
-            spaces = [m for m in middles if 0.3 <= (m - first) / (last - first) <= 0.7] or [
-                min(middles, key=lambda m: abs((m - first) / (last - first) - 0.5))
-            ]  # a short question may have no boundary in its middle 40%: the one nearest its middle
-            cut = round(float(rng.choice(spaces)) * SAMPLE_RATE)
-            pause = float(rng.uniform(*PAUSE_S))
-            fade = np.linspace(1.0, 0.0, int(FADE_S * SAMPLE_RATE), dtype=np.float32)
-            before, after = speech[:cut].copy(), speech[cut:].copy()
-            before[-fade.size :] *= fade
-            after[: fade.size] *= fade[::-1]
-            paused = np.concatenate([before, np.zeros(int(pause * SAMPLE_RATE), np.float32), after])
-            name = f"{voice}/{index}"
-            for kind, audio, resume, extra in (
-                ("complete", speech, None, 0.0),
-                ("paused", paused, LEAD_S + cut / SAMPLE_RATE + pause, pause),
-            ):
+            boundaries = [(p.start + p.end) / 2 for p in spoken if p.symbol == " "]
+            ends = sentence_end_spaces(text)
+            inside = [m for i, m in enumerate(boundaries, 1) if i not in ends]
+            after = [m for i, m in enumerate(boundaries, 1) if i in ends]
+            kinds: list[tuple[str, F32, float | None, float]] = [("complete", speech, None, 0.0)]
+            for kind, candidates in (("paused", inside), ("paused_after_sentence", after)):
+                if candidates:
+                    cut = round(float(rng.choice(middle_of(candidates, first, last))) * SAMPLE_RATE)
+                    pause = float(rng.uniform(*PAUSE_S))
+                    resume_s = LEAD_S + cut / SAMPLE_RATE + pause
+                    kinds.append((kind, with_pause(speech, cut, pause), resume_s, pause))
+            for kind, audio, resume, extra in kinds:
                 lead = np.zeros(int(LEAD_S * SAMPLE_RATE), np.float32)
                 tail = np.zeros(int(tail_s * SAMPLE_RATE), np.float32)
                 full = np.concatenate([lead, audio, tail])
                 full += rng.normal(0.0, NOISE, full.size).astype(np.float32)
-                streams.append(Stream(f"{name}/{kind}", full, LEAD_S + end + extra, resume, extra))
+                streams.append(
+                    Stream(
+                        f"{voice}/{index}/{kind}",
+                        full,
+                        LEAD_S + end + extra,
+                        resume,
+                        extra,
+                        after_sentence=kind == "paused_after_sentence",
+                    )
+                )
     return streams
 
 
@@ -207,12 +273,17 @@ def declared(pauses: list[Pause], deadline: Callable[[Pause], float]) -> float |
 def evaluate(
     streams: list[Stream], pauses: list[list[Pause]], deadline: Callable[[Pause], float]
 ) -> dict[str, object]:
-    """End-of-turn delay on complete streams and false cut-offs on paused ones for one policy."""
+    """End-of-turn delay on complete streams, false cut-offs on paused ones, and how often a pause after a
+    whole sentence was answered, for one policy."""
     delays: list[float] = []
-    early = never = cutoffs = paused = 0
+    early = never = cutoffs = paused = answered = after = 0
     for stream, found in zip(streams, pauses, strict=True):
         when = declared(found, deadline)
-        if stream.resume_s is not None:
+        if stream.after_sentence:
+            assert stream.resume_s is not None
+            after += 1
+            answered += when is not None and when < stream.resume_s
+        elif stream.resume_s is not None:
             paused += 1
             cutoffs += when is not None and when < stream.resume_s
         elif when is None:
@@ -221,13 +292,14 @@ def evaluate(
             early += 1
         else:
             delays.append(1000 * (when - stream.speech_end_s))
-    complete = len(streams) - paused
+    complete = len(streams) - paused - after
     return {
         "end_of_turn_ms": {"p50": percentile(delays, 50), "p95": percentile(delays, 95), "n": len(delays)},
         "false_cutoff_rate": round(cutoffs / paused, 3) if paused else None,
         "false_cutoffs": f"{cutoffs}/{paused}",
         "cut_inside_complete": f"{early}/{complete}",
         "never_ended": never,
+        "answered_after_a_sentence": f"{answered}/{after}",
     }
 
 
@@ -237,7 +309,7 @@ def cut_words(
     """The words heard at each false cut-off of a policy: the pause that ended a paused utterance early."""
     out: list[dict[str, object]] = []
     for stream, found in zip(streams, pauses, strict=True):
-        if stream.resume_s is None:
+        if stream.resume_s is None or stream.after_sentence:
             continue
         cut = next((p for p in found if deadline(p) < p.resume_t), None)
         if cut is not None and deadline(cut) < stream.resume_s:
@@ -351,6 +423,8 @@ def run(
         voice = stream.name.split("/")[0]
         if stream.resume_s is None and found:
             at_end.setdefault(voice, []).append(found[-1].probability)
+        elif stream.after_sentence:
+            continue
         elif before := [p for p in found if p.end_t < (stream.resume_s or 0.0)]:
             in_pause.setdefault(voice, []).append(before[-1].probability)
 
@@ -371,7 +445,10 @@ def run(
         "speech": f"Kokoro, voices {', '.join(voices)}; {sentences} sentences and {questions} short "
         "questions each, complete and with a "
         f"{int(1000 * PAUSE_S[0])}-{int(1000 * PAUSE_S[1])} ms pause at a word boundary in the middle",
-        "utterances": {"complete": len(streams) // 2, "paused": len(streams) // 2},
+        "utterances": {
+            kind: sum(stream.name.endswith(f"/{kind}") for stream in streams)
+            for kind in ("complete", "paused", "paused_after_sentence")
+        },
         "settings": config.model_dump(
             include={
                 "turn_detector",

@@ -447,6 +447,27 @@ async def test_a_speculative_reply_is_discarded_when_the_user_goes_on() -> None:
     ]
 
 
+@pytest.mark.parametrize(("gap_s", "settles"), [(0.02, False), (0.1, True)])
+async def test_only_a_long_enough_silence_settles_the_words_before_it(gap_s: float, settles: bool) -> None:
+    """Recognition starts on the first silent frame, even inside a turn; when the user goes on, the words
+    read in a silence shorter than SETTLE_AFTER_S (which may fall inside a word) are read again with
+    what follows, and those before a longer one are kept."""
+    first, rest = "I'd like to book", "an appointment for Tuesday."
+    whole = f"{first} {rest}"
+    pieces = [first, rest] if settles else [first, whole]  # what each call hears
+    line = Timeline([(0.5, 1.5), (1.5 + gap_s, 3.0)], turn_p=[1.0], heard=whole, heard_pieces=pieces)
+    await line.session.start()
+    await line.run(5.0)
+    await line.close()
+    assert line.stt.calls == 2  # in the gap, and at the end
+    if settles:  # the second call heard only what followed the gap
+        assert line.stt.heard_s[1] < 3.0 - 1.5 + 0.1
+    else:  # the whole turn again
+        assert line.stt.heard_s[1] > 3.0 - 0.5
+    assert [u.text for u in line.of(UserTranscript) if u.final] == [whole]
+    assert [m["content"] for m in line.session.history.messages() if m["role"] == "user"] == [whole]
+
+
 async def test_the_acknowledgement_motion_starts_when_the_turn_ends() -> None:
     """Within 200 ms of the end of the turn (state ``thinking``) the face nods with raised brows, before
     the voice is ready."""

@@ -194,16 +194,23 @@ def test_pause_ends_turn_lets_the_words_overrule_the_audio_either_way() -> None:
     assert _first_end(config, unsure, ("my daughter", 0.01)) == pytest.approx(unsure.silence_s, abs=0.01)
     # words heard but none made out hold the pause max_wait_ms, however sure Smart Turn is
     assert _first_end(config, sure, ("", 1.0)) == pytest.approx(1.0)
-    # a Smart Turn this sure of the end does not wait for the words
+    # a Smart Turn this sure of the end shortens the veto to max_wait_ms, and without a veto it ends as
+    # the audio says, but only once the words are judged
     trusting = config.model_copy(update={"trust_smart_turn_above": 0.95})
-    assert _first_end(trusting, sure, ("please remind me what time the", 0.01)) == pytest.approx(0.15)
+    assert _first_end(trusting, sure, ("please remind me what time the", 0.01)) == pytest.approx(1.0)
+    assert _first_end(trusting, sure, ("could you tell me", 0.3)) == pytest.approx(0.15)
+    # while the words are still being made out, a sure pause waits for them at most min_wait_ms longer
+    # than its own wait (0.15 + 0.15 s), an unsure one up to max_wait_ms
+    assert not pause_ends_turn(trusting, 0.29, sure, None, words_pending=True)
+    assert pause_ends_turn(trusting, 0.3, sure, None, words_pending=True)
+    assert not pause_ends_turn(trusting, 0.99, unsure, None, words_pending=True)
 
 
 def test_pause_ends_turn_waits_for_the_words_up_to_max_wait() -> None:
     config = TurnTakingConfig(
         min_wait_ms=150, max_wait_ms=1000, veto_wait_ms=1500, trust_smart_turn_above=0.98
     )
-    sure = TurnDecision(0.15, 0.97, 0.05)  # not sure enough to end without the words
+    sure = TurnDecision(0.15, 0.97, 0.05)  # not sure enough to shorten a veto
     assert not pause_ends_turn(config, 0.99, sure, None, words_pending=True)
     assert pause_ends_turn(config, 1.0, sure, None, words_pending=True)
     # Smart Turn still thinking counts as unsure
