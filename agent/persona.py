@@ -172,8 +172,10 @@ class TurnTakingConfig(StrictModel):
         0.9,
         ge=0.5,
         le=1.0,
-        description="a pause Smart Turn gives at least this probability of ending the turn, but whose words "
-        "do not end a sentence, waits max_wait_ms instead of veto_wait_ms (1.0: never)",
+        description="Smart Turn is sure when it gives a pause at least this probability of ending the turn: "
+        "the pause then waits for the words' verdict at most min_wait_ms longer than the audio alone would, "
+        "and words that do not end a sentence hold it max_wait_ms instead of veto_wait_ms (1.0: practically "
+        "never sure)",
     )
 
     @model_validator(mode="after")
