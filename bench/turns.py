@@ -189,6 +189,7 @@ def make_streams(
     paused inside a sentence, and (texts with a whole sentence inside them) paused after it."""
     rng = np.random.default_rng(seed)
     streams: list[Stream] = []
+    sentence_ends = {index: sentence_end_spaces(text) for index, text in texts.items()}  # same in every voice
     for voice in voices:
         for index, text in texts.items():
             timed = tts.synthesize_timed(text, voice).trim_lead()
@@ -198,9 +199,8 @@ def make_streams(
             spoken = [p for p in timed.phones if p.symbol]
             first, last = spoken[0].start, spoken[-1].end
             boundaries = [(p.start + p.end) / 2 for p in spoken if p.symbol == " "]
-            ends = sentence_end_spaces(text)
-            inside = [m for i, m in enumerate(boundaries, 1) if i not in ends]
-            after = [m for i, m in enumerate(boundaries, 1) if i in ends]
+            inside = [m for i, m in enumerate(boundaries, 1) if i not in sentence_ends[index]]
+            after = [m for i, m in enumerate(boundaries, 1) if i in sentence_ends[index]]
             kinds: list[tuple[str, F32, float | None, float]] = [("complete", speech, None, 0.0)]
             for kind, candidates in (("paused", inside), ("paused_after_sentence", after)):
                 if candidates:
