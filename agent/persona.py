@@ -133,7 +133,7 @@ class TurnTakingConfig(StrictModel):
         150, ge=100, le=2000, description="silence before the turn model is asked; the wait when it is sure"
     )
     # 1000 rather than 1500: bench/turns.py (bench/results/turns.json, 2026-12-05, idle machine, with the
-    # words' check) ends unsure turns about 470 ms sooner (p95 1072 vs 1544 ms) for the same 3 of 90 paused
+    # words' check) ends unsure turns about 480 ms sooner (p95 1072 vs 1553 ms) for the same 3 of 90 paused
     # utterances cut off (and 14 of 45 pauses after a whole sentence answered, against 13).
     max_wait_ms: int = Field(
         1000, ge=200, le=10000, description="the wait when the turn model is sure the user will go on"
@@ -142,10 +142,10 @@ class TurnTakingConfig(StrictModel):
     # The words' check (agent/turn_text.py, agent.turn.pause_ends_turn). bench/turns.py (bench/results/
     # turns.json, 2026-12-05; 90 complete utterances, 90 paused inside a sentence) chose each default, the
     # others held: text_veto_below 0.1 cuts off 3 paused ones (0.05: 8, 0.02: 10); text_complete_above 0.5
-    # ends complete turns 16 ms sooner at p50 than never (1.0; 281 vs 296.5 ms) for one more cut-off (0.3:
-    # 277.5 ms and none more here, but two more of 100 on a second draw, --sentences 10 --seed 1);
+    # ends complete turns 38 ms sooner at p50 than never (1.0; 279 vs 317 ms) for one more cut-off (0.3:
+    # 273.5 ms and none more here, but two more of 100 on a second draw, --sentences 10 --seed 1);
     # veto_wait_ms 1500 cuts off 3 (1000: 4); trust_smart_turn_above 0.9: p95 1072 ms against 1371 at 0.95
-    # and 1544 at 1.0 (the veto then holds "how long can I keep a book" 1.5 s in every voice), for the same
+    # and 1553 at 1.0 (the veto then holds "how long can I keep a book" 1.5 s in every voice), for the same
     # 3 cut off (docs/design.md, "End of turn").
     text_veto_below: float = Field(
         0.1,

@@ -5,7 +5,8 @@
 A simulated user (Kokoro speech, another voice) asks questions through the Session exactly as a live
 transport would, paced by the Engine's real clock; each question waits until the avatar has finished
 its answer. The last ``--barge-ins`` questions instead interrupt the avatar 1.5 s into its answer.
-Reported: voice to voice (end of user speech -> first avatar audio) p50/p95 with the breakdown, barge-in
+Reported: voice to voice (the question's last audible sound -> first avatar audio, as the user waits) p50/p95,
+and the Session's breakdown (counted from the VAD's speech end, which comes about 50 ms later), barge-in
 stop time (user speech onset -> first silent avatar frame), CPU use (this process and the LLM server)
 and peak RSS; the voice the Engine really used (the joint model, or Kokoro when the checkpoint is
 missing) and the turn detector that ended the turns. Written to ``bench/results/latency_<mode>.json``.
@@ -24,6 +25,7 @@ from datetime import date
 from pathlib import Path
 
 import numpy as np
+import numpy.typing as npt
 import psutil
 from scipy.signal import resample_poly
 
@@ -46,6 +48,15 @@ QUESTIONS = [
     "How many books can I borrow?", "Thank you, that was helpful.",
 ]  # fmt: skip
 RATE = 16_000
+
+
+def speech_end(audio: npt.NDArray[np.float32]) -> float:
+    """End of the last 10 ms frame of 16 kHz ``audio`` (S,) within 40 dB of its loudest (seconds): the last
+    audible sound, where a listener hears the speech end."""
+    frames = audio[: audio.size // 160 * 160].reshape(-1, 160)  # (F, 160)
+    rms = np.sqrt((frames.astype(np.float64) ** 2).mean(axis=1))  # (F,)
+    loud = np.flatnonzero(rms > rms.max() * 10 ** (-40 / 20))
+    return float((loud[-1] + 1) * 160 / RATE)
 
 
 def percentile(values: list[float], q: float) -> float | None:
@@ -96,6 +107,9 @@ async def run(turns: int, barge_ins: int, persona: Persona) -> dict[str, object]
         wait_until = 1.0
         onset: float | None = None
         barge = False
+        asked_until = 0.0  # when the last question's audio ended
+        said_until: float | None = None  # the last audible sound of the question being answered
+        heard_after: dict[int, float] = {}  # question -> its first avatar audio, ms after that sound
         async for frame in engine.frames():
             if not isinstance(frame, AudioFrame):
                 continue
@@ -105,10 +119,18 @@ async def run(turns: int, barge_ins: int, persona: Persona) -> dict[str, object]
             if onset is not None and t >= onset and (engine.paused or not engine.speaking):
                 stop_times.append(1000 * (t - onset))
                 onset = None
+            if said_until is not None and clip is None:
+                # The reply's "speaking" state is stamped with its first audio sample's time (heard_at).
+                spoke = [e.t for e in events if getattr(e, "state", "") == "speaking" and e.t >= said_until]
+                if spoke:
+                    heard_after[index - 1] = round(1000 * (spoke[0] - said_until), 1)
+                    said_until = None
             if clip is None and index < turns:
                 barge = index >= turns - barge_ins
                 avatar_busy = engine.speaking or session.state != "listening"
-                started = [e for e in events if getattr(e, "state", "") == "speaking"]
+                # The answer to the last question (not an earlier reply: the avatar may be "speaking" with
+                # this answer queued but not yet heard).
+                started = [e for e in events if getattr(e, "state", "") == "speaking" and e.t >= asked_until]
                 ready = (not avatar_busy and t >= wait_until) or (
                     barge and engine.speaking and started and t - started[-1].t >= 1.5
                 )
@@ -119,12 +141,13 @@ async def run(turns: int, barge_ins: int, persona: Persona) -> dict[str, object]
                         if barge and engine.speaking
                         else None
                     )
+                    said_until = None if barge else t + speech_end(clip)
                     index += 1
             if clip is not None:
                 chunk = clip[pos : pos + 320]
                 pos += 320
                 if pos >= clip.size:
-                    clip, wait_until = None, t + 1.0
+                    clip, wait_until, asked_until = None, t + 1.0, t
             else:
                 chunk = np.zeros(0, np.float32)
             await session.push_audio(np.pad(chunk, (0, 320 - chunk.size)), t)
@@ -169,7 +192,15 @@ async def run(turns: int, barge_ins: int, persona: Persona) -> dict[str, object]
         "turn_taking": persona.turn_taking.model_dump(),
         "cpus": os.cpu_count(),
         "turns_measured": len(answered),
+        # From the question's last audible sound to the avatar's first audio: what the user waits. The
+        # Session's own figures (the breakdown) count from the VAD's speech end, which comes later.
         "voice_to_voice_ms": {
+            "p50": percentile(list(heard_after.values()), 50),
+            "p95": percentile(list(heard_after.values()), 95),
+            "n": len(heard_after),
+        },
+        "voice_to_voice_by_question_ms": [heard_after.get(i) for i in range(turns - barge_ins)],
+        "voice_to_voice_from_vad_end_ms": {
             "p50": percentile(column("first_audio"), 50),
             "p95": percentile(column("first_audio"), 95),
         },

@@ -54,7 +54,7 @@ from scipy.signal import resample_poly
 sys.path.insert(0, str(Path(__file__).parent))
 
 from latency import QUESTIONS as LATENCY_QUESTIONS
-from latency import percentile
+from latency import percentile, speech_end
 
 from agent.persona import TurnTakingConfig, load_persona
 from agent.session import SPECULATE_AFTER_S
@@ -145,14 +145,6 @@ class Pause:
     words: str = ""  # the turn's words up to the pause (Whisper tiny.en)
     text_probability: float = 1.0  # that they end a sentence (agent.turn_text)
     text_s: float = 0.0  # recognition + the text model, wall time
-
-
-def speech_end(audio: F32) -> float:
-    """End of the last 10 ms frame within 40 dB of the loudest frame (seconds)."""
-    frames = audio[: audio.size // 160 * 160].reshape(-1, 160)  # (F, 160)
-    rms = np.sqrt((frames.astype(np.float64) ** 2).mean(axis=1))  # (F,)
-    loud = np.flatnonzero(rms > rms.max() * 10 ** (-40 / 20))
-    return float((loud[-1] + 1) * 160 / SAMPLE_RATE)
 
 
 def sentence_end_spaces(text: str) -> set[int]:
@@ -335,12 +327,13 @@ def words_deadline(config: TurnTakingConfig) -> Callable[[Pause], float]:
     """Session's rule with the words' check (:func:`agent.turn.pause_ends_turn`), run on a clock from the
     moment the VAD confirms the pause: Smart Turn's answer counts from when it came (``heard_t`` plus its
     wall time), the words' verdict from ``SPECULATE_AFTER_S`` into the pause plus recognition and the
-    text model's wall time."""
+    text model's wall time (:func:`words_start_s`)."""
 
     def deadline(p: Pause) -> float:
         low, high = config.min_wait_ms / 1000, config.max_wait_ms / 1000
         decision = TurnDecision(silence_for(p.probability, low, high), p.probability, p.inference_s)
-        audio_at, words_at = p.heard_t + p.inference_s, p.end_t + SPECULATE_AFTER_S + p.text_s
+        audio_at = p.heard_t + p.inference_s
+        words_at = p.end_t + words_start_s() + p.text_s
         t = p.heard_t
         while True:  # ends by veto_wait_ms at the latest
             words = (p.words, p.text_probability) if t >= words_at else None
@@ -350,6 +343,32 @@ def words_deadline(config: TurnTakingConfig) -> Callable[[Pause], float]:
             t += STEP_S
 
     return deadline
+
+
+def breakdown(streams: list[Stream], pauses: list[list[Pause]]) -> dict[str, object]:
+    """Where the end of a complete turn's time goes, from its last audible sound (ms, p50 / p95): when the VAD
+    heard the speech end, and, after that, when Smart Turn's answer and the words' verdict came."""
+    lag, audio, words = [], [], []
+    for stream, found in zip(streams, pauses, strict=True):
+        if stream.resume_s is None and found:
+            last = found[-1]
+            lag.append(1000 * (last.end_t - stream.speech_end_s))
+            audio.append(1000 * (last.heard_t + last.inference_s - last.end_t))
+            words.append(1000 * (words_start_s() + last.text_s))
+    return {
+        name: {"p50": percentile(values, 50), "p95": percentile(values, 95), "n": len(values)}
+        for name, values in (
+            ("vad_speech_end_after_last_sound", lag),
+            ("smart_turn_answer_after_vad_end", audio),
+            ("words_verdict_after_vad_end", words),
+        )
+    }
+
+
+def words_start_s() -> float:
+    """When the Session starts the words in a pause, after the VAD's speech end: ``SPECULATE_AFTER_S``, but
+    not before the first silent window has been heard."""
+    return max(SPECULATE_AFTER_S, WINDOW / SAMPLE_RATE)
 
 
 def swept(config: TurnTakingConfig, **update: float) -> TurnTakingConfig:
@@ -471,6 +490,7 @@ def run(
             "smart_turn": by_set(streams, pauses, smart_deadline(config)),
             "smart_turn_words": by_set(streams, pauses, words_deadline(config)),
         },
+        "complete_turn_breakdown_ms": breakdown(streams, pauses),
         "words_recognised_and_judged_ms": {
             "p50": percentile(text_ms, 50),
             "p95": percentile(text_ms, 95),

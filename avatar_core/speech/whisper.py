@@ -38,10 +38,11 @@ def doubtful(segment: Any) -> bool:
 # Whisper's encoder reads 30 s windows: faster-whisper pads every call to 30 s, so a 2 s question costs
 # as much as 30 s of audio. CTranslate2 accepts a shorter window (the positional embeddings are sliced).
 # On the latency benchmark's questions (two Kokoro voices, 70 utterances of 1-11 s, 696 words) a 15 s
-# window made 36 word errors where 30 s made 37, in about a third of the time; 10 s made 46 and 8 s 49
-# (it repeats or drops words), and a window that ends right after the speech makes Whisper loop
-# (bench/stt_window.py measures it).
-MIN_WINDOW_S = 15.0
+# window made 36 word errors where 30 s made 37, in a third of the time (a 2-3 s question: 140 ms against
+# 440); 12 s made 38 in 109 ms; 10 s made 46 and 8 s 49 (it repeats or drops words), and a window that ends
+# right after the speech makes Whisper loop (bench/stt_window.py; bench/results/stt_window.json,
+# 2026-12-05). 12 s it is: the end of the turn waits for this pass, and 30 ms of it is worth two words in 700.
+MIN_WINDOW_S = 12.0
 WINDOW_MARGIN_S = 1.0  # silence kept after the speech inside the window
 FULL_WINDOW_S = 30.0
 _HOP = 160  # samples per log-mel frame at 16 kHz

@@ -63,7 +63,7 @@ async def test_whisper_transcribes_speech(whisper: WhisperSTT, speech: NDArray[n
 
 
 def test_the_encoder_window_covers_the_speech_and_a_margin() -> None:
-    assert window_frames(2 * SR) == 1500  # a question: the 15 s minimum
+    assert window_frames(2 * SR) == 1200  # a question: the 12 s minimum
     assert window_frames(16 * SR) == 1600 + 1 + 100  # the speech, one frame of padding and 1 s of margin
     assert window_frames(2 * SR, min_window_s=5) == 500
     assert window_frames(29 * SR) == 3000  # never more than Whisper's 30 s
