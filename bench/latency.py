@@ -6,7 +6,7 @@ A simulated user (Kokoro speech, another voice) asks questions through the Sessi
 transport would, paced by the Engine's real clock; each question waits until the avatar has finished
 its answer. The last ``--barge-ins`` questions instead interrupt the avatar 1.5 s into its answer.
 Reported: voice to voice (the question's last audible sound -> first avatar audio, as the user waits) p50/p95,
-and the Session's breakdown (counted from the VAD's speech end, which comes about 50 ms later), barge-in
+and the Session's breakdown (counted from the VAD's speech end, some tens of ms later), barge-in
 stop time (user speech onset -> first silent avatar frame), CPU use (this process and the LLM server)
 and peak RSS; the voice the Engine really used (the joint model, or Kokoro when the checkpoint is
 missing) and the turn detector that ended the turns. Written to ``bench/results/latency_<mode>.json``.
