@@ -129,24 +129,28 @@ class TurnTakingConfig(StrictModel):
         "'silence': end_of_turn_silence_ms instead of the model (also the fallback when it is not "
         "installed); the words' check (text_veto_below) applies either way",
     )
+    # 120 rather than 150 (2026-12-05, bench/turns.py, two draws: the default and --sentences 10 --seed 1):
+    # Smart Turn is asked a VAD window sooner, and less sure with less silence heard, so it waits longer in
+    # pauses inside a sentence: 2 of 90 and 4 of 100 cut off against 3 and 6, complete turns ending at
+    # p50 267 and 282 ms against 279 and 279 (scratch runs; then bench/results/turns.json: 271 ms, 2 of 90).
     min_wait_ms: int = Field(
-        150, ge=100, le=2000, description="silence before the turn model is asked; the wait when it is sure"
+        120, ge=100, le=2000, description="silence before the turn model is asked; the wait when it is sure"
     )
     # 1000 rather than 1500: bench/turns.py (bench/results/turns.json, 2026-12-05, idle machine, with the
-    # words' check) ends unsure turns about 480 ms sooner (p95 1072 vs 1553 ms) for the same 3 of 90 paused
-    # utterances cut off (and 14 of 45 pauses after a whole sentence answered, against 13).
+    # words' check) ends unsure turns about 490 ms sooner (p95 1065 vs 1551 ms) for the same 2 of 90 paused
+    # utterances cut off (and 11 of 45 pauses after a whole sentence answered, as at 1500).
     max_wait_ms: int = Field(
         1000, ge=200, le=10000, description="the wait when the turn model is sure the user will go on"
     )
 
     # The words' check (agent/turn_text.py, agent.turn.pause_ends_turn). bench/turns.py (bench/results/
     # turns.json, 2026-12-05; 90 complete utterances, 90 paused inside a sentence) chose each default, the
-    # others held: text_veto_below 0.1 cuts off 3 paused ones (0.05: 8, 0.02: 10); text_complete_above 0.5
-    # ends complete turns 38 ms sooner at p50 than never (1.0; 279 vs 317 ms) for one more cut-off (0.3:
-    # 273.5 ms and none more here, but two more of 100 on a second draw, --sentences 10 --seed 1);
-    # veto_wait_ms 1500 cuts off 3 (1000: 4); trust_smart_turn_above 0.9: p95 1072 ms against 1371 at 0.95
-    # and 1553 at 1.0 (the veto then holds "how long can I keep a book" 1.5 s in every voice), for the same
-    # 3 cut off (docs/design.md, "End of turn").
+    # others held: text_veto_below 0.1 cuts off 2 paused ones (0.05: 10, 0.02: 11); text_complete_above 0.5
+    # ends complete turns 42 ms sooner at p50 than never (1.0; 271 vs 313 ms) for one more cut-off (0.3:
+    # 266 ms and none more here, but two more of 100 on a second draw, --sentences 10 --seed 1, with
+    # min_wait_ms 150); veto_wait_ms 1500 cuts off 2 (1000: 3); trust_smart_turn_above 0.9: p95 1065 ms, as at
+    # 0.95, against 1543 at 0.98 and 1551 at 1.0 (the veto then holds "how long can I keep a book" 1.5 s in
+    # every voice), for the same 2 cut off (docs/design.md, "End of turn").
     text_veto_below: float = Field(
         0.1,
         ge=0.0,
