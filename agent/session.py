@@ -158,7 +158,11 @@ class _Speculation:
     verdict: TextVerdict | None = None  # do the words end a sentence (with the text check on)
     unclear: bool = False  # speech whose words could not be made out (UnclearSpeech)
     silent_until: float = 0.0  # the last silent time seen while it was the turn's speculation
-    settles: bool = True  # its words are kept when the user goes on (see SETTLE_AFTER_S)
+
+    @property
+    def settles(self) -> bool:
+        """Whether its words are kept when the user goes on: the silence lasted SETTLE_AFTER_S."""
+        return self.silent_until - self.last_voice >= SETTLE_AFTER_S
 
     def cancel(self) -> None:
         for task in (self.task, self.judging, self.llm):
@@ -614,7 +618,6 @@ class Session:
                 # The user goes on: the answer started in the pause is dropped, and the words before
                 # a long enough pause are settled (committed once recognised; they are not read again).
                 turn.speculation = None
-                spec.settles = spec.silent_until - spec.last_voice >= SETTLE_AFTER_S
                 if not spec.settles:
                     spec.cancel()
                 elif spec.llm is not None:
@@ -622,17 +625,16 @@ class Session:
                 self._commit(turn, spec)
             return
         spec = turn.speculation
-        if spec is not None and spec.last_voice == turn.last_voice:
+        if spec is not None:  # this silence's own (the user's voice clears it, above)
             spec.silent_until = now
             return
         if now - turn.last_voice < SPECULATE_AFTER_S:
             return
-        if spec is not None:
-            spec.cancel()  # the user said more since: start again
         audio = np.concatenate(turn.audio)
         base = turn.committed_samples
-        turn.speculation = spec = _Speculation(turn.last_voice, base, turn.committed, audio.size)
-        spec.silent_until = now
+        turn.speculation = spec = _Speculation(
+            turn.last_voice, base, turn.committed, audio.size, silent_until=now
+        )
         spec.task = self._spawn(self._speculate(spec, turn, audio[base:]))
         await self.clock.settle(lambda: self._speculated(spec))
 

@@ -21,6 +21,7 @@ import os
 import shlex
 import sys
 import time
+from bisect import bisect_left
 from datetime import date
 from pathlib import Path
 
@@ -84,6 +85,9 @@ async def run(turns: int, barge_ins: int, persona: Persona) -> dict[str, object]
     async with open_stack(persona) as stack:
         session, engine = stack.session, stack.engine
         session.on(events.append)
+        # When each reply was first heard: its "speaking" state is stamped with its first audio sample's time.
+        speaking: list[float] = []
+        session.on(lambda e: speaking.append(e.t) if getattr(e, "state", "") == "speaking" else None)
         await session.start()
         voice = type(engine.voice).__name__
         detector = session.turn_detector
@@ -119,20 +123,18 @@ async def run(turns: int, barge_ins: int, persona: Persona) -> dict[str, object]
             if onset is not None and t >= onset and (engine.paused or not engine.speaking):
                 stop_times.append(1000 * (t - onset))
                 onset = None
-            if said_until is not None and clip is None:
-                # The reply's "speaking" state is stamped with its first audio sample's time (heard_at).
-                spoke = [e.t for e in events if getattr(e, "state", "") == "speaking" and e.t >= said_until]
-                if spoke:
-                    heard_after[index - 1] = round(1000 * (spoke[0] - said_until), 1)
-                    said_until = None
+            heard = bisect_left(speaking, said_until) if said_until is not None and clip is None else None
+            if said_until is not None and heard is not None and heard < len(speaking):
+                heard_after[index - 1] = round(1000 * (speaking[heard] - said_until), 1)
+                said_until = None
             if clip is None and index < turns:
                 barge = index >= turns - barge_ins
                 avatar_busy = engine.speaking or session.state != "listening"
                 # The answer to the last question (not an earlier reply: the avatar may be "speaking" with
                 # this answer queued but not yet heard).
-                started = [e for e in events if getattr(e, "state", "") == "speaking" and e.t >= asked_until]
+                heard_answer = bool(speaking) and speaking[-1] >= asked_until
                 ready = (not avatar_busy and t >= wait_until) or (
-                    barge and engine.speaking and started and t - started[-1].t >= 1.5
+                    barge and engine.speaking and heard_answer and t - speaking[-1] >= 1.5
                 )
                 if ready:
                     clip, pos = clips[index], 0

@@ -320,6 +320,9 @@ def smart_deadline(
     )
 
 
+# When the Session starts the words in a pause, after the VAD's speech end: SPECULATE_AFTER_S, but not before
+# the first silent window has been heard.
+WORDS_START_S = max(SPECULATE_AFTER_S, WINDOW / SAMPLE_RATE)
 STEP_S = 0.005  # the simulated clock of a pause (a session checks at every audio frame, 10-20 ms)
 
 
@@ -327,13 +330,13 @@ def words_deadline(config: TurnTakingConfig) -> Callable[[Pause], float]:
     """Session's rule with the words' check (:func:`agent.turn.pause_ends_turn`), run on a clock from the
     moment the VAD confirms the pause: Smart Turn's answer counts from when it came (``heard_t`` plus its
     wall time), the words' verdict from ``SPECULATE_AFTER_S`` into the pause plus recognition and the
-    text model's wall time (:func:`words_start_s`)."""
+    text model's wall time (``WORDS_START_S``)."""
 
     def deadline(p: Pause) -> float:
         low, high = config.min_wait_ms / 1000, config.max_wait_ms / 1000
         decision = TurnDecision(silence_for(p.probability, low, high), p.probability, p.inference_s)
         audio_at = p.heard_t + p.inference_s
-        words_at = p.end_t + words_start_s() + p.text_s
+        words_at = p.end_t + WORDS_START_S + p.text_s
         t = p.heard_t
         while True:  # ends by veto_wait_ms at the latest
             words = (p.words, p.text_probability) if t >= words_at else None
@@ -354,7 +357,7 @@ def breakdown(streams: list[Stream], pauses: list[list[Pause]]) -> dict[str, obj
             last = found[-1]
             lag.append(1000 * (last.end_t - stream.speech_end_s))
             audio.append(1000 * (last.heard_t + last.inference_s - last.end_t))
-            words.append(1000 * (words_start_s() + last.text_s))
+            words.append(1000 * (WORDS_START_S + last.text_s))
     return {
         name: {"p50": percentile(values, 50), "p95": percentile(values, 95), "n": len(values)}
         for name, values in (
@@ -363,12 +366,6 @@ def breakdown(streams: list[Stream], pauses: list[list[Pause]]) -> dict[str, obj
             ("words_verdict_after_vad_end", words),
         )
     }
-
-
-def words_start_s() -> float:
-    """When the Session starts the words in a pause, after the VAD's speech end: ``SPECULATE_AFTER_S``, but
-    not before the first silent window has been heard."""
-    return max(SPECULATE_AFTER_S, WINDOW / SAMPLE_RATE)
 
 
 def swept(config: TurnTakingConfig, **update: float) -> TurnTakingConfig:
