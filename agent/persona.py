@@ -96,8 +96,11 @@ class STTConfig(StrictModel):
     language: str = Field("en", pattern=r"^[a-z]{2,3}$")
     base_url: str | None = Field(None, pattern=r"^https?://\S+$")
     api_key_env: str | None = Field(None, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
-    partials: bool = Field(
-        False, description="interim transcripts while the user speaks (for captions; about half a core)"
+    partials: bool | None = Field(
+        None,
+        description="interim transcripts while the user speaks, every 0.6 s: captions, and the end-of-turn "
+        "check reads the words ahead (about a quarter of a core while the user speaks); default: on with "
+        "the bundled Whisper, off with an endpoint (each would be a request)",
     )
     beam_size: int = Field(1, ge=1, le=10)
     unclear_line: str = Field(
@@ -105,6 +108,11 @@ class STTConfig(StrictModel):
         max_length=200,
         description="said when someone spoke but the words could not be made out ('' stays silent)",
     )
+
+    @property
+    def interim(self) -> bool:
+        """Whether interim transcripts are made (``partials``, or its default for the backend)."""
+        return self.partials if self.partials is not None else self.backend == "whisper"
 
     @model_validator(mode="after")
     def _openai_needs_url(self) -> STTConfig:

@@ -477,7 +477,7 @@ class Session:
             await self._maybe_speculate(self._turn, end)
         if self._turn is not None:
             await self._maybe_end_turn(self._turn, end)
-        if self._turn is not None and self.persona.stt.partials:
+        if self._turn is not None and self.persona.stt.interim:
             await self._maybe_partial(end)
         self._sync_agent_transcript()
 
@@ -662,6 +662,8 @@ class Session:
         spec.stt_ms = 1000 * (spec.transcript_wall - started)
         spec.text = text = _join(spec.base_text, spec.tail)
         if text and self._mine(text):
+            if self.persona.stt.interim:  # in a silence the speculation's words are the interim transcript
+                self._emit(UserTranscript(self._now(), turn.number, text, False, turn.start))
             spec.answer = self.decide(text)
             if isinstance(spec.answer, LLMAnswer):
                 spec.llm = self._spawn(self._prefetch(spec, spec.answer))
@@ -682,6 +684,18 @@ class Session:
         except Exception:  # the verdict will read the context itself
             log.exception("the words' end-of-turn check could not read the last reply ahead")
 
+    def _read_ahead(self, words: str, *, partial: bool = False) -> None:
+        """Have the text model read the user's words so far while they speak, so that a pause's verdict
+        reads only the words after them (docs/design.md, "End of turn")."""
+        if self.text_turn is not None and words:
+            self._spawn(self._read_words_ahead(self.text_turn, words, partial))
+
+    async def _read_words_ahead(self, text_turn: TextTurnModel, words: str, partial: bool) -> None:
+        try:
+            await text_turn.read_ahead_async(words, self._last_reply(), partial=partial)
+        except Exception:  # the verdict will read them itself
+            log.exception("the words' end-of-turn check could not read the user's words ahead")
+
     def _mine(self, text: str) -> bool:
         """Whether this avatar answers ``text`` (see ``answers_to``)."""
         return self.answers_to is None or self.answers_to(text)
@@ -690,16 +704,17 @@ class Session:
         """What the avatar said last (the context the user's words answer)."""
         return next((m["content"] for m in reversed(self.history.messages()) if m["role"] == "assistant"), "")
 
-    @staticmethod
-    def _commit(turn: _Turn, spec: _Speculation) -> None:
-        """Settle the words a speculation recognised before a pause the user spoke on after (words it
-        could not make out, or read in too short a pause, stay unsettled: they are read again, with what
-        follows)."""
-        if not spec.settles or spec.tail is None or spec.unclear:
+    def _commit(self, turn: _Turn, spec: _Speculation) -> None:
+        """The words a speculation recognised before a silence the user spoke on after: settled (not
+        recognised again) and read ahead by the text model. Words it could not make out are neither;
+        words read in a silence shorter than ``SETTLE_AFTER_S`` (which may have cut a word in two) are not
+        settled, and are read ahead without their last word."""
+        if spec.tail is None or spec.unclear:
             return
-        if turn.committed_samples == spec.base:
-            turn.committed = _join(turn.committed, spec.tail)
-            turn.committed_samples = spec.samples
+        words = _join(spec.base_text, spec.tail)
+        if spec.settles and turn.committed_samples == spec.base:
+            turn.committed, turn.committed_samples = words, spec.samples
+        self._read_ahead(words, partial=not spec.settles)
 
     async def _prefetch(self, spec: _Speculation, answer: LLMAnswer) -> None:
         started = time.perf_counter()
@@ -773,6 +788,8 @@ class Session:
         turn = self._turn
         if turn is None or now - self._last_partial < PARTIAL_EVERY_S:
             return
+        if turn.speculation is not None:
+            return  # a silence: its speculation is reading the same words (and shows them)
         if self._partial_task is not None and not self._partial_task.done():
             return
         self._last_partial = now
@@ -787,6 +804,7 @@ class Session:
             return  # the final transcript reports errors and asks again
         if text and self._turn is turn and self._mine(text):
             self._emit(UserTranscript(self._now(), turn.number, text, False, turn.start))
+            self._read_ahead(text, partial=True)
 
     async def _cancel_partial(self) -> None:
         if self._partial_task is not None and not self._partial_task.done():

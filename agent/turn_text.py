@@ -139,21 +139,44 @@ class TextTurnModel:
     def prime(self, last_reply: str = "") -> None:
         """Evaluate the context now (blocking), so that the next :meth:`probability` with the same
         ``last_reply`` reads only the user's words: a reply's 50-80 tokens cost 0.3-1.5 s on one busy
-        core, too long to wait for in a pause."""
+        core, too long to wait for in a pause. Words read ahead after that context are kept."""
         with self._lock:
             self._set_threads(self._llm.ctx, self._threads, self._threads)
-            self._evaluate(self.context(last_reply))
+            self._evaluate(self.context(last_reply), logits=False)
 
-    def _evaluate(self, text: str) -> None:
-        """Bring the context's tokens to ``text``'s, evaluating only what the held prefix lacks."""
+    def read_ahead(self, words: str, last_reply: str = "", *, partial: bool = False) -> None:
+        """Evaluate the prompt up to ``words`` now (blocking), so that a verdict on words that begin with
+        them reads only the rest: about 10 ms a token on one core, most of a verdict's time when it comes
+        after a pause (docs/design.md, "End of turn"). ``partial``: an interim transcript, whose last
+        word may be cut off by the end of its audio, so it is left out."""
+        spoken = words_only(words).split()
+        if partial:
+            spoken = spoken[:-1]
+        if not spoken:
+            return
+        with self._lock:
+            self._set_threads(self._llm.ctx, self._judge_threads, self._judge_threads)
+            self._evaluate(self.prompt(" ".join(spoken), last_reply), logits=False)
+
+    def reset(self) -> None:
+        """Forget everything evaluated (the next call reads its whole prompt)."""
+        with self._lock:
+            self._llm.reset()  # type: ignore[no-untyped-call]
+
+    def _evaluate(self, text: str, *, logits: bool = True) -> None:
+        """Bring the context's tokens to ``text``'s, evaluating only what the held prefix lacks. With
+        ``logits`` the last token is evaluated even when held (its logits are read next); without, held
+        tokens beyond ``text``'s are kept."""
         llm = self._llm
         tokens = llm.tokenize(text.encode(), add_bos=False, special=True)[-(CONTEXT_TOKENS - 1) :]
         held = llm.input_ids[: llm.n_tokens]
         same = 0  # the evaluated prefix still valid for this text (llama.cpp keeps its cache)
-        for a, b in zip(held, tokens[:-1], strict=False):  # the last token is always evaluated
+        for a, b in zip(held, tokens if not logits else tokens[:-1], strict=False):
             if a != b:
                 break
             same += 1
+        if not logits and same == len(tokens):
+            return  # all held already
         llm.n_tokens = same
         llm.eval(tokens[same:])
 
@@ -170,6 +193,11 @@ class TextTurnModel:
     async def prime_async(self, last_reply: str = "") -> None:
         """:meth:`prime` on the model's worker thread."""
         await asyncio.get_running_loop().run_in_executor(self._pool, self.prime, last_reply)
+
+    async def read_ahead_async(self, words: str, last_reply: str = "", *, partial: bool = False) -> None:
+        """:meth:`read_ahead` on the model's worker thread."""
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(self._pool, lambda: self.read_ahead(words, last_reply, partial=partial))
 
     def close(self) -> None:
         """Stop the worker thread (a call in progress finishes)."""

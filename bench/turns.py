@@ -2,6 +2,7 @@
 and writes bench/results/turns.json.
 
     nice .venv/bin/python bench/turns.py [--sentences 8] [--questions 10] [--voices all] [--seed 0]
+        [--persona default]
 
 Speech is made here by Kokoro (every voice): each sentence spoken whole ("complete"), and the same audio
 with a 400-800 ms pause inserted at a word boundary in its middle where the words so far are not a whole
@@ -18,26 +19,26 @@ the :class:`agent.turn.TurnDetector` as a session feeds them. After ``min_wait_m
 * smart_turn: the model is asked (its real wall time on this machine counts: the turn cannot end before
   the answer is there) and its probability sets the silence that ends the turn;
 * smart_turn_words: the same, and the words so far are checked as a Session checks them
-  (:mod:`agent.turn_text`): Whisper tiny.en transcribes the turn up to the pause (the Session starts it
-  ``SPECULATE_AFTER_S`` into the pause and, after earlier pauses, reads only the words since them; here the
-  whole turn is read, so the transcript comes no sooner than in a session), SmolLM2 gives the probability
-  that the words end a sentence, with the persona's greeting as the avatar's last reply, and Session's
-  rule (:func:`agent.turn.pause_ends_turn`) decides on a simulated clock: a veto holds the turn
-  ``veto_wait_ms``, words that surely end a sentence end it when judged, otherwise the audio decides but
-  not before the verdict. Both real wall times count.
+  (:mod:`agent.turn_text`): the Session's recognition work is replayed on a simulated clock
+  (bench/turn_replay.py: Whisper tiny.en on every silence from its first window, interim transcripts when
+  the persona has them, the text model reading the words ahead and judging each pause, each job taking
+  its real wall time on one of two simulated worker threads), SmolLM2 gives the probability that the
+  words end a sentence, with the persona's greeting as the avatar's last reply, and Session's rule
+  (:func:`agent.turn.pause_ends_turn`) decides: a veto holds the turn ``veto_wait_ms``, words that
+  surely end a sentence end it when judged, otherwise the audio decides but not before the verdict.
 
 Reported for each: end-of-turn delay on complete utterances (decision - end of speech, where the speech
 ends at the last 10 ms frame within 40 dB of the loudest), p50/p95; false cut-offs on paused ones (the
 turn declared over before the user resumed), cut-offs inside complete ones, and pauses after a whole
-sentence that were answered (``answered_after_a_sentence``); plus the model's
-probabilities, its inference time, and the same decisions for other ``max_wait_ms`` and
+sentence that were answered (``answered_after_a_sentence``); where a complete turn's time goes
+(``complete_turn_breakdown_ms``: the VAD's lag, Smart Turn's answer, and the verdict's stages); plus the
+model's probabilities, its inference time, and the same decisions for other ``max_wait_ms`` and
 ``text_veto_below`` values (recomputed from the recorded probabilities: the models are not run again).
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import datetime
 import json
 import os
@@ -55,13 +56,12 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 from latency import QUESTIONS as LATENCY_QUESTIONS
 from latency import percentile, speech_end
+from turn_replay import Replay, Speculation
 
-from agent.persona import TurnTakingConfig, load_persona
-from agent.session import SPECULATE_AFTER_S
-from agent.stt import UnclearSpeech, WhisperSTT
-from agent.turn import SAMPLE_RATE, SmartTurnModel, TurnDecision, TurnDetector, pause_ends_turn, silence_for
+from agent.persona import Persona, TurnTakingConfig, load_persona
+from agent.stt import WhisperSTT
+from agent.turn import SAMPLE_RATE, SmartTurnModel, TurnDecision, pause_ends_turn, silence_for
 from agent.turn_text import TextTurnModel, vetoes
-from agent.vad import WINDOW, StreamingVAD
 from avatar_core.config import KOKORO_VOICES, AppSettings
 from avatar_core.text.frontend import phonemes
 from avatar_core.tts.kokoro import KokoroTTS
@@ -144,7 +144,10 @@ class Pause:
     resume_t: float  # the first speech window after it (inf: none)
     words: str = ""  # the turn's words up to the pause (Whisper tiny.en)
     text_probability: float = 1.0  # that they end a sentence (agent.turn_text)
-    text_s: float = 0.0  # recognition + the text model, wall time
+    words_at: float | None = None  # when that verdict came on the simulated clock (None: never)
+    # Where its time went (s): from the VAD's speech end to the start of recognition, waiting for the
+    # recogniser, recognition, waiting for the text model, the text model.
+    stages: tuple[float, float, float, float, float] | None = None
 
 
 def sentence_end_spaces(text: str) -> set[int]:
@@ -218,41 +221,6 @@ def make_streams(
     return streams
 
 
-def run_stream(stream: Stream, config: TurnTakingConfig, model: SmartTurnModel) -> list[Pause]:
-    """Feed one stream window by window through the VAD and the turn detector, as a session does; ask the
-    model at every pause the VAD confirms."""
-    vad = StreamingVAD(config.vad_threshold, config.min_speech_ms, config.min_wait_ms)
-    detector = TurnDetector(config, model)
-    pauses: list[dict[str, float]] = []
-    for start in range(0, stream.audio.size - WINDOW + 1, WINDOW):
-        t = start / SAMPLE_RATE
-        window = stream.audio[start : start + WINDOW]  # (512,)
-        detector.push(window, t)
-        events = vad.push(window, t)
-        now = t + WINDOW / SAMPLE_RATE
-        if vad.probability >= vad.threshold:
-            for pause in pauses:
-                pause.setdefault("resume_t", t)
-        for event in events:
-            if event.kind == "speech_start":
-                detector.speech_started(event.t)
-            else:
-                decision = detector.decide_sync()
-                assert decision.probability is not None
-                pauses.append(
-                    {
-                        "end_t": event.t,
-                        "heard_t": now,
-                        "probability": decision.probability,
-                        "inference_s": decision.inference_s,
-                    }
-                )
-    return [
-        Pause(p["end_t"], p["heard_t"], p["probability"], p["inference_s"], p.get("resume_t", float("inf")))
-        for p in pauses
-    ]
-
-
 def declared(pauses: list[Pause], deadline: Callable[[Pause], float]) -> float | None:
     """When the turn is first declared over (None: never): at the first pause whose deadline comes before
     the user speaks again."""
@@ -320,28 +288,25 @@ def smart_deadline(
     )
 
 
-# When the Session starts the words in a pause, after the VAD's speech end: SPECULATE_AFTER_S, but not before
-# the first silent window has been heard.
-WORDS_START_S = max(SPECULATE_AFTER_S, WINDOW / SAMPLE_RATE)
 STEP_S = 0.005  # the simulated clock of a pause (a session checks at every audio frame, 10-20 ms)
 
 
 def words_deadline(config: TurnTakingConfig) -> Callable[[Pause], float]:
     """Session's rule with the words' check (:func:`agent.turn.pause_ends_turn`), run on a clock from the
     moment the VAD confirms the pause: Smart Turn's answer counts from when it came (``heard_t`` plus its
-    wall time), the words' verdict from ``SPECULATE_AFTER_S`` into the pause plus recognition and the
-    text model's wall time (``WORDS_START_S``)."""
+    wall time), the words' verdict from when the replayed work gave it (``words_at``)."""
 
     def deadline(p: Pause) -> float:
         low, high = config.min_wait_ms / 1000, config.max_wait_ms / 1000
         decision = TurnDecision(silence_for(p.probability, low, high), p.probability, p.inference_s)
         audio_at = p.heard_t + p.inference_s
-        words_at = p.end_t + WORDS_START_S + p.text_s
         t = p.heard_t
         while True:  # ends by veto_wait_ms at the latest
-            words = (p.words, p.text_probability) if t >= words_at else None
+            judged = p.words_at is not None and t >= p.words_at
+            words = (p.words, p.text_probability) if judged else None
             audio = decision if t >= audio_at else None
-            if pause_ends_turn(config, t - p.end_t, audio, words, words_pending=words is None):
+            pending = p.words_at is not None and not judged
+            if pause_ends_turn(config, t - p.end_t, audio, words, words_pending=pending):
                 return t
             t += STEP_S
 
@@ -352,19 +317,26 @@ def breakdown(streams: list[Stream], pauses: list[list[Pause]]) -> dict[str, obj
     """Where the end of a complete turn's time goes, from its last audible sound (ms, p50 / p95): when the VAD
     heard the speech end, and, after that, when Smart Turn's answer and the words' verdict came."""
     lag, audio, words = [], [], []
+    parts: list[tuple[float, ...]] = []
     for stream, found in zip(streams, pauses, strict=True):
         if stream.resume_s is None and found:
             last = found[-1]
             lag.append(1000 * (last.end_t - stream.speech_end_s))
             audio.append(1000 * (last.heard_t + last.inference_s - last.end_t))
-            words.append(1000 * (WORDS_START_S + last.text_s))
+            if last.words_at is not None:
+                words.append(1000 * (last.words_at - last.end_t))
+            if last.stages is not None:
+                parts.append(tuple(1000 * s for s in last.stages))
+    named = [
+        ("vad_speech_end_after_last_sound", lag),
+        ("smart_turn_answer_after_vad_end", audio),
+        ("words_verdict_after_vad_end", words),
+    ]
+    stage_names = ("starts", "waits_for_recogniser", "recognition", "waits_for_text_model", "text_model")
+    named += [(f"verdict_{name}", [p[i] for p in parts]) for i, name in enumerate(stage_names)]
     return {
         name: {"p50": percentile(values, 50), "p95": percentile(values, 95), "n": len(values)}
-        for name, values in (
-            ("vad_speech_end_after_last_sound", lag),
-            ("smart_turn_answer_after_vad_end", audio),
-            ("words_verdict_after_vad_end", words),
-        )
+        for name, values in named
     }
 
 
@@ -373,21 +345,39 @@ def swept(config: TurnTakingConfig, **update: float) -> TurnTakingConfig:
     return config.model_copy(update=update)
 
 
-def read_words(
-    stream: Stream, pauses: list[Pause], stt: WhisperSTT, text: TextTurnModel, reply: str
-) -> list[Pause]:
-    """Each pause with the words so far and the text model's verdict, both timed."""
+def stages(end_t: float, spec: Speculation) -> tuple[float, float, float, float, float] | None:
+    """:attr:`Pause.stages` of a judged speculation."""
+    heard, judged = spec.job, spec.judging
+    if heard is None or judged is None:
+        return None
+    if heard.started is None or heard.ended is None or judged.started is None or judged.ended is None:
+        return None
+    return (
+        heard.submitted - end_t,
+        heard.started - heard.submitted,
+        heard.ended - heard.started,
+        judged.started - judged.submitted,
+        judged.ended - judged.started,
+    )
+
+
+def replayed(stream: Stream, replay: Replay) -> list[Pause]:
+    """The pauses the VAD confirms in ``stream``, each with Smart Turn's answer and its words' verdict."""
     out = []
-    for pause in pauses:
-        start = time.perf_counter()
-        try:
-            words = asyncio.run(stt.transcribe(stream.audio[: round(pause.end_t * SAMPLE_RATE)])).strip()
-        except UnclearSpeech:  # as in the Session: no words to judge
-            words = ""
-        probability = text.probability(words, reply)
-        out.append(
-            replace(pause, words=words, text_probability=probability, text_s=time.perf_counter() - start)
-        )
+    for p in replay.run(stream.audio):
+        pause = Pause(p.end_t, p.heard_t, p.probability, p.inference_s, p.resume_t)
+        spec = p.speculation
+        if spec is not None and spec.judged_at is not None and spec.probability is not None:
+            pause = replace(
+                pause,
+                words=spec.text or "",
+                text_probability=spec.probability,
+                words_at=spec.judged_at,
+                stages=stages(p.end_t, spec),
+            )
+        elif spec is not None:
+            pause = replace(pause, words=spec.text or "")
+        out.append(pause)
     return out
 
 
@@ -410,9 +400,7 @@ def with_sets(
     return evaluate(streams, pauses, deadline) | {"by_set": by_set(streams, pauses, deadline)}
 
 
-def run(
-    sentences: int, questions: int, voices: list[str], seed: int, config: TurnTakingConfig, greeting: str
-) -> dict[str, object]:
+def run(sentences: int, questions: int, voices: list[str], seed: int, persona: Persona) -> dict[str, object]:
     started = time.monotonic()
     tts = KokoroTTS(AppSettings().cache_dir, threads=1)
     model = SmartTurnModel()
@@ -421,16 +409,24 @@ def run(
     texts = {f"s{i}": text for i, text in enumerate(SENTENCES[:sentences])}
     texts |= {f"q{i}": text for i, text in enumerate(QUESTIONS[:questions])}
     streams = make_streams(tts, texts, voices, tail_s, seed)
-    pauses = [run_stream(stream, config, model) for stream in streams]
-    pauses = [
-        read_words(stream, found, stt, text, greeting) for stream, found in zip(streams, pauses, strict=True)
-    ]
+    config = persona.turn_taking
+    replay = Replay(
+        config,
+        model,
+        stt,
+        text,
+        persona.llm.greeting,
+        partials=persona.stt.interim,
+        barge_in_s=config.barge_in_min_speech_ms / 1000,
+    )
+    pauses = [replayed(stream, replay) for stream in streams]
+    replay.close()
     silence_s = config.end_of_turn_silence_ms / 1000
     silence_only = evaluate(streams, pauses, lambda p: p.end_t + silence_s)
     smart = evaluate(streams, pauses, smart_deadline(config))
     words = evaluate(streams, pauses, words_deadline(config))
     inference = [1000 * p.inference_s for found in pauses for p in found]
-    text_ms = [1000 * p.text_s for found in pauses for p in found]
+    verdict_ms = [1000 * (p.words_at - p.end_t) for found in pauses for p in found if p.words_at is not None]
     # The model's answer at the end of each complete one, and in each inserted pause (the last pause the
     # VAD confirmed before the speech came back).
     at_end: dict[str, list[float]] = {}
@@ -488,10 +484,17 @@ def run(
             "smart_turn_words": by_set(streams, pauses, words_deadline(config)),
         },
         "complete_turn_breakdown_ms": breakdown(streams, pauses),
-        "words_recognised_and_judged_ms": {
-            "p50": percentile(text_ms, 50),
-            "p95": percentile(text_ms, 95),
-            "n": len(text_ms),
+        "words_verdict_after_vad_end_ms": {
+            "p50": percentile(verdict_ms, 50),
+            "p95": percentile(verdict_ms, 95),
+            "n": len(verdict_ms),
+        },
+        "replayed_work": {
+            "recognitions": replay.recogniser.jobs,
+            "recognition_s": round(replay.recogniser.busy_s, 1),
+            "text_model_calls": replay.judge.jobs,
+            "text_model_s": round(replay.judge.busy_s, 1),
+            "interim_transcripts": persona.stt.interim,
         },
         "smart_turn_inference_ms": {
             "p50": percentile(inference, 50),
@@ -574,7 +577,7 @@ def main() -> None:
             f"--questions 0..{len(QUESTIONS)}"
         )
     persona = load_persona(args.persona)
-    result = run(args.sentences, args.questions, voices, args.seed, persona.turn_taking, persona.llm.greeting)
+    result = run(args.sentences, args.questions, voices, args.seed, persona)
     text = json.dumps(result, indent=2)
     print(text)
     if not args.no_write:

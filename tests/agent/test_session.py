@@ -20,6 +20,7 @@ from agent.persona import Persona, load_persona
 from agent.session import Session
 from agent.stt import STT, OpenAISTT, UnclearSpeech, WhisperSTT
 from agent.turn import TurnDetector
+from agent.turn_text import TextTurnModel
 from avatar_core.cascade import CascadeVoice
 from avatar_core.config import AppearanceConfig, AppSettings, VideoConfig
 from avatar_core.engine import Engine, VirtualClock
@@ -161,9 +162,17 @@ async def test_a_turn_in_order(tts: KokoroTTS, server: LocalLLMServer, whisper: 
 
 
 async def test_interim_transcripts_while_the_user_speaks(
-    tts: KokoroTTS, server: LocalLLMServer, whisper: WhisperSTT
+    tts: KokoroTTS, server: LocalLLMServer, whisper: WhisperSTT, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     p = persona(partials=True, detector="silence")  # one turn, whatever Smart Turn hears in it
+    ahead: list[str] = []  # the words the end-of-turn check read ahead
+    read_ahead = TextTurnModel.read_ahead
+
+    def spy(model: TextTurnModel, words: str, last_reply: str = "", *, partial: bool = False) -> None:
+        ahead.append(words)
+        read_ahead(model, words, last_reply, partial=partial)
+
+    monkeypatch.setattr(TextTurnModel, "read_ahead", spy)
     question = speech(tts, "Could you tell me where I can find the books about gardening and birds?")
     session, engine = await make_session(p, whisper, llm_for(p, server), tts)
     run = await drive(session, engine, timeline(9.0, (0.5, question)), 6.0)
@@ -173,6 +182,9 @@ async def test_interim_transcripts_while_the_user_speaks(
     assert len(interim) >= 2 and all(e.t < final.t for e in interim)
     assert any(e.t <= (final.end or 0) for e in interim)  # while the user was still speaking
     assert "gardening" in final.text.lower()
+    # Interim transcripts (and words recognised in the user's short silences) were read ahead by the
+    # end-of-turn check, so a pause's verdict reads only the words after them.
+    assert set(ahead) & {e.text for e in interim}, (ahead, interim)
 
 
 async def test_a_short_pause_does_not_end_the_turn(

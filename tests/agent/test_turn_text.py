@@ -70,3 +70,23 @@ def test_priming_reads_the_reply_ahead_and_changes_nothing(model: TextTurnModel)
     held = model._llm.n_tokens  # the context's tokens, evaluated
     assert held > 20
     assert model.probability("do you open on sunday", reply) == pytest.approx(unprimed, abs=1e-4)
+
+
+async def test_words_read_ahead_are_kept_and_change_nothing(model: TextTurnModel) -> None:
+    reply = "Good morning! How can I help?"
+    sentence = CUTS[2][0]
+    fresh = TextTurnModel().probability(sentence, reply)
+    model.prime(reply)
+    primed = model._llm.n_tokens
+    # An interim transcript's last word may be cut by the end of its audio: it is left out.
+    await model.read_ahead_async("Can you check whether the bo", reply, partial=True)
+    partial = model._llm.n_tokens
+    assert partial > primed
+    read = model._llm.detokenize(model._llm.input_ids[primed:partial].tolist())
+    assert read.strip() == b"can you check whether the"
+    model.read_ahead("Can you check whether the book I reserved", reply)  # settled words: all of them
+    ahead = model._llm.n_tokens
+    assert ahead > partial
+    model.prime(reply)  # the same context read again keeps the words read after it
+    assert model._llm.n_tokens == ahead
+    assert model.probability(sentence, reply) == pytest.approx(fresh, abs=1e-4)
