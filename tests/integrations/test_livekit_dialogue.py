@@ -121,7 +121,14 @@ until = waiter(WAIT_S)
 
 
 def finals(streams: list[Stream], sender: str | None) -> list[Stream]:
-    return [s for s in streams if s.sender_identity == sender and s.closed and s.closed_with is not None]
+    # A final transcript: interim ones (the user's words while they speak) say lk.transcription_final false.
+    return [
+        s
+        for s in streams
+        if s.sender_identity == sender
+        and s.closed_with is not None
+        and {**s.attributes, **s.closed_with}.get("lk.transcription_final") == "true"
+    ]
 
 
 @pytest.mark.asyncio(loop_scope="module")

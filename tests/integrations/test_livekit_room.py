@@ -70,7 +70,14 @@ class TypedMessage:
 
 
 def finals(streams: list[Stream], sender: str | None) -> list[Stream]:
-    return [s for s in streams if s.sender_identity == sender and s.closed and s.closed_with is not None]
+    # A final transcript: interim ones (the user's words while they speak) say lk.transcription_final false.
+    return [
+        s
+        for s in streams
+        if s.sender_identity == sender
+        and s.closed_with is not None
+        and {**s.attributes, **s.closed_with}.get("lk.transcription_final") == "true"
+    ]
 
 
 async def test_the_avatar_in_a_room(server: LocalLLMServer) -> None:
