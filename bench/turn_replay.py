@@ -3,19 +3,21 @@
 A stream is fed in 32 ms windows through Silero VAD and the turn detector as a Session feeds them, and the
 Session's recognition work is replayed on two simulated worker threads, each running one job at a time in
 the order the Session hands them out: the recogniser (Whisper: every silence's speculation, and the
-interim transcripts when ``stt.partials`` is on) and the words' check (SmolLM2: the last reply read when
-the turn opens, each speculation's verdict, and the words read ahead). Every job runs for real when its
-simulated worker starts it, and takes its measured wall time on the simulated clock, so a job queued behind
-another waits for it, and the text model's cache holds what the replayed calls left in it. Smart Turn runs
-on its own thread when the VAD confirms a pause (:mod:`agent.turn`), as in a Session.
+interim transcripts when the persona makes them, ``stt.partials``) and the words' check (SmolLM2: the
+last reply read when the turn opens, each speculation's verdict, and the words read ahead). Every job runs
+for real when its simulated worker starts it, and takes its measured wall time on the simulated clock, so
+a job queued behind another waits for it, and the text model's cache holds what the replayed calls left in
+it. Smart Turn runs on its own thread when the VAD confirms a pause (:mod:`agent.turn`), as in a Session.
 
 What it mirrors of :class:`agent.session.Session` (read that first; the rules are restated, not imported,
 because the Session's are woven into its event handling): a speculation starts on the first window the VAD
 hears no voice in, on the turn's audio after its settled words; a user who speaks again drops it, and its
 words are settled if its silence lasted ``SETTLE_AFTER_S`` (once recognised); a speculation recognised while
-still the turn's own is judged; settled words, and an interim transcript's, are read ahead by the text model
-(:meth:`agent.turn_text.TextTurnModel.read_ahead`). What it leaves out: the two workers, Smart Turn and the
-rest of a live machine (renderer, LLM server) share two cores; here each job takes its idle wall time.
+still the turn's own is judged; the words recognised in a silence the user spoke after, and an interim
+transcript's, are read ahead by the text model (:meth:`agent.turn_text.TextTurnModel.read_ahead`). What it
+leaves out: the two workers, Smart Turn and the rest of a live machine (renderer, LLM server) share two
+cores, where here each job takes its idle wall time; and a live process has two Whisper workers
+(``DYAD_STT_WORKERS``), which share those cores, where here one queues.
 """
 
 from __future__ import annotations
