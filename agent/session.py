@@ -75,6 +75,12 @@ SPECULATE_AFTER_S = 0.0
 SETTLE_AFTER_S = 0.05
 
 
+def settles(last_voice: float, silent_until: float) -> bool:
+    """Whether the words recognised in a silence from ``last_voice`` to ``silent_until`` are settled when
+    the user goes on: it lasted ``SETTLE_AFTER_S``."""
+    return silent_until - last_voice >= SETTLE_AFTER_S
+
+
 class _ProcessModel(Generic[M]):
     """A model loaded once per process and shared by every session. Calling it loads it the first time
     (blocking: call it off the event loop); None, with one warning in the log, when it is not installed."""
@@ -118,7 +124,7 @@ def answer_events(answer: Answer, t: float, turn: int) -> list[SessionEvent]:
     return []
 
 
-def _join(*parts: str) -> str:
+def join_words(*parts: str) -> str:
     """Words recognised piece by piece, as one text."""
     return " ".join(part for part in parts if part)
 
@@ -161,8 +167,8 @@ class _Speculation:
 
     @property
     def settles(self) -> bool:
-        """Whether its words are kept when the user goes on: the silence lasted SETTLE_AFTER_S."""
-        return self.silent_until - self.last_voice >= SETTLE_AFTER_S
+        """Whether its words are kept when the user goes on (:func:`settles`)."""
+        return settles(self.last_voice, self.silent_until)
 
     def cancel(self) -> None:
         for task in (self.task, self.judging, self.llm):
@@ -660,7 +666,7 @@ class Session:
             return
         spec.transcript_wall = time.perf_counter()
         spec.stt_ms = 1000 * (spec.transcript_wall - started)
-        spec.text = text = _join(spec.base_text, spec.tail)
+        spec.text = text = join_words(spec.base_text, spec.tail)
         if text and self._mine(text):
             if self.persona.stt.interim:  # in a silence the speculation's words are the interim transcript
                 self._emit(UserTranscript(self._now(), turn.number, text, False, turn.start))
@@ -711,7 +717,7 @@ class Session:
         settled, and are read ahead without their last word."""
         if spec.tail is None or spec.unclear:
             return
-        words = _join(spec.base_text, spec.tail)
+        words = join_words(spec.base_text, spec.tail)
         if spec.settles and turn.committed_samples == spec.base:
             turn.committed, turn.committed_samples = words, spec.samples
         self._read_ahead(words, partial=not spec.settles)
@@ -799,7 +805,7 @@ class Session:
 
     async def _partial(self, turn: _Turn, committed: str, audio: npt.NDArray[np.float32]) -> None:
         try:
-            text = _join(committed, (await self.stt.transcribe(audio)).strip())
+            text = join_words(committed, (await self.stt.transcribe(audio)).strip())
         except (STTError, UnclearSpeech):
             return  # the final transcript reports errors and asks again
         if text and self._turn is turn and self._mine(text):
@@ -835,7 +841,7 @@ class Session:
                 self._error("stt", str(exc), turn=turn.number)
                 await self._speak(turn.number, turn, self.persona.llm.fallback_line)
                 return
-            turn.text = _join(turn.committed, tail)
+            turn.text = join_words(turn.committed, tail)
             turn.transcript_wall = time.perf_counter()
             turn.stt_ms = 1000 * (turn.transcript_wall - started)
         if not self._mine(turn.text):  # another avatar's turn: heard, let go (not asked about either)

@@ -123,10 +123,11 @@ async def run(turns: int, barge_ins: int, persona: Persona) -> dict[str, object]
             if onset is not None and t >= onset and (engine.paused or not engine.speaking):
                 stop_times.append(1000 * (t - onset))
                 onset = None
-            heard = bisect_left(speaking, said_until) if said_until is not None and clip is None else None
-            if said_until is not None and heard is not None and heard < len(speaking):
-                heard_after[index - 1] = round(1000 * (speaking[heard] - said_until), 1)
-                said_until = None
+            if said_until is not None and clip is None:  # the question asked: when was its answer heard?
+                heard = bisect_left(speaking, said_until)
+                if heard < len(speaking):
+                    heard_after[index - 1] = round(1000 * (speaking[heard] - said_until), 1)
+                    said_until = None
             if clip is None and index < turns:
                 barge = index >= turns - barge_ins
                 avatar_busy = engine.speaking or session.state != "listening"

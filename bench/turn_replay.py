@@ -28,13 +28,13 @@ import itertools
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
 
 from agent.persona import TurnTakingConfig
-from agent.session import PARTIAL_EVERY_S, PREROLL_S, SETTLE_AFTER_S, SPECULATE_AFTER_S
+from agent.session import PARTIAL_EVERY_S, PREROLL_S, SPECULATE_AFTER_S, join_words, settles
 from agent.stt import UnclearSpeech, WhisperSTT
 from agent.turn import SAMPLE_RATE, SmartTurnModel, TurnDetector
 from agent.turn_text import TextTurnModel
@@ -136,7 +136,7 @@ class Speculation:
 
     @property
     def settles(self) -> bool:
-        return self.silent_until - self.last_voice >= SETTLE_AFTER_S
+        return settles(self.last_voice, self.silent_until)
 
 
 @dataclass
@@ -164,10 +164,6 @@ class _Turn:
     partial: Job | None = None
 
 
-def _join(*parts: str) -> str:
-    return " ".join(part for part in parts if part)
-
-
 def _ignore(t: float, result: object) -> None:
     pass
 
@@ -184,9 +180,9 @@ class Replay:
     last_reply: str
     partials: bool = False
     barge_in_s: float = 0.0
-    clock: Clock = field(default_factory=Clock)
 
     def __post_init__(self) -> None:
+        self.clock = Clock()  # empty again after each stream, whose times start at 0
         self.recogniser = Worker(self.clock)
         self.judge = Worker(self.clock)
         self._loop = asyncio.new_event_loop()
@@ -201,7 +197,6 @@ class Replay:
         detector = TurnDetector(config, self.model)
         pauses: list[ReplayedPause] = []
         turn: _Turn | None = None
-        self.clock = self.recogniser.clock = self.judge.clock = Clock()
         if self.text is not None:
             self.text.reset()  # a session's model has read other turns, not this stream's words
         for start in range(0, audio.size - WINDOW + 1, WINDOW):
@@ -267,7 +262,7 @@ class Replay:
             if turn.speculation is not spec:  # the user went on meanwhile: keep only the words
                 self._commit(turn, spec, t)
                 return
-            spec.text = words = _join(spec.base_text, spec.tail or "")
+            spec.text = words = join_words(spec.base_text, spec.tail or "")
 
             def judged(t: float, probability: object) -> None:
                 spec.probability, spec.judged_at = float(probability), t  # type: ignore[arg-type]
@@ -280,7 +275,7 @@ class Replay:
         """agent.session.Session._commit: the words settled and read ahead."""
         if spec.tail is None or spec.unclear:
             return
-        words = _join(spec.base_text, spec.tail)
+        words = join_words(spec.base_text, spec.tail)
         if spec.settles and turn.committed_samples == spec.base:
             turn.committed, turn.committed_samples = words, spec.samples
         cut = not spec.settles
@@ -299,7 +294,7 @@ class Replay:
 
         def done(t: float, result: object) -> None:
             turn.partial = None
-            words = _join(base, result[0])  # type: ignore[index]
+            words = join_words(base, result[0])  # type: ignore[index]
             self._text_job(t, lambda text: text.read_ahead(words, self.last_reply, partial=True))
 
         turn.partial = self.recogniser.submit(
