@@ -15,7 +15,7 @@ import logging
 import os
 import re
 from collections import deque
-from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, cast
 
@@ -76,10 +76,12 @@ def _repeats(a: list[str], b: list[str]) -> bool:
 class ChatHistory:
     """System prompt + a bounded window of the last ``history_turns`` user/assistant exchanges.
 
-    The window slides in steps of a quarter of its size (from 8 turns back to 6), not one turn at a
-    time: each slide changes every token after the system prompt, so llama.cpp's prompt cache (which
-    reuses the longest common prefix of the last prompt) must evaluate the whole window again; in
-    steps, most turns only append to the last prompt. It slides when a reply is recorded, leaving room
+    The window slides in steps of half its size (from 8 turns back to 4), not one turn at a time: each
+    slide changes every token after the system prompt, so llama.cpp's prompt cache (which reuses the
+    longest common prefix of the last prompt) must evaluate the whole window again, about 9 ms a token
+    on one core of the 2-core machine (2-4 s for the window of 6 turns that steps of a quarter left, when
+    the machine was busy); in steps of half, a slide comes every fourth turn and evaluates the fewest
+    turns. It slides when a reply is recorded, leaving room
     for the next question (a prompt holds at most ``max_turns`` user messages, the new one included),
     so :meth:`messages` between turns is already the start of the next prompt and can be evaluated
     before the user has finished speaking (:meth:`ChatLLM.warm`).
@@ -90,7 +92,7 @@ class ChatHistory:
             raise ValueError(f"max_turns must be >= 1, got {max_turns}")
         self.system_prompt = system_prompt
         self.max_turns = max_turns
-        self.slide = max_turns // 4  # turns dropped beyond the one that overflows
+        self.slide = max(0, min(max_turns // 2, max_turns - 2))  # dropped beyond the one that overflows
         # A turn is a user message and the reply to it: the window holds at most max_turns user messages.
         self._messages: deque[dict[str, str]] = deque()
 
@@ -150,17 +152,43 @@ class ChatHistory:
     def _trim(self, upcoming: int = 0) -> None:
         """Slide the window when it holds more than ``max_turns`` user messages, counting ``upcoming``
         ones still to come."""
+        for _ in range(self._dropped(upcoming)):
+            self._messages.popleft()
+
+    def _dropped(self, upcoming: int) -> int:
+        """How many messages :meth:`_trim` drops from the start of the window."""
         users = sum(1 for m in self._messages if m["role"] == "user")
         over = users + upcoming > self.max_turns
         keep = self.max_turns - (self.slide if over else 0) - upcoming
-        while users > keep or (self._messages and self._messages[0]["role"] == "assistant"):
-            dropped = self._messages.popleft()
-            users -= dropped["role"] == "user"
+        dropped = 0
+        while dropped < len(self._messages) and (
+            users > keep or self._messages[dropped]["role"] == "assistant"
+        ):
+            users -= self._messages[dropped]["role"] == "user"
+            dropped += 1
+        return dropped
+
+    def slid_for_reply(self) -> list[dict[str, str]] | None:
+        """When recording the reply to the question now last will slide the window: the messages every
+        later prompt starts with (system, the exchanges kept, that question), so the server can evaluate
+        them while the reply is spoken (:meth:`ChatLLM.warm`); else None (the next prompt starts with
+        the current one, which the server already holds)."""
+        if not self._messages or self._messages[-1]["role"] != "user":
+            return None
+        dropped = self._dropped(upcoming=1)
+        if dropped == 0:
+            return None
+        kept = list(self._messages)[dropped:]
+        return [{"role": "system", "content": self.system_prompt}, *_plain(kept)]
 
     def messages(self) -> list[dict[str, str]]:
         """System first, then the window (which never starts with an assistant message)."""
-        window = ({"role": m["role"], "content": m["content"]} for m in self._messages)
-        return [{"role": "system", "content": self.system_prompt}, *window]
+        return [{"role": "system", "content": self.system_prompt}, *_plain(self._messages)]
+
+
+def _plain(messages: Iterable[Mapping[str, str]]) -> list[dict[str, str]]:
+    """Chat messages with only their role and content (the history's own marks left out)."""
+    return [{"role": m["role"], "content": m["content"]} for m in messages]
 
 
 def turn_messages(
@@ -174,8 +202,8 @@ def turn_messages(
     evaluate the whole conversation again on every turn. ``history`` stays the words said, without facts.
     """
     latest = f"{context}\n\nQuestion: {user_text}" if context else user_text
-    window = [{"role": m["role"], "content": m["content"]} for m in history]
-    return [{"role": "system", "content": system_prompt}, *window, {"role": "user", "content": latest}]
+    question = {"role": "user", "content": latest}
+    return [{"role": "system", "content": system_prompt}, *_plain(history), question]
 
 
 class _SpecialTokenFilter:

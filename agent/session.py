@@ -953,6 +953,8 @@ class Session:
                 # Stamped when the first sample was handed out, not when this task woke up (a frame
                 # later or not, depending on thread timing), so a run on a virtual clock is deterministic.
                 self._move(Phase.SPEAKING, handle.heard_at)
+                if turn is not None and (turn.answer is None or isinstance(turn.answer, LLMAnswer)):
+                    self._warm_slid_window()
             await handle
         finally:
             spoken = handle.played_text()
@@ -979,6 +981,16 @@ class Session:
         warm = getattr(self.llm, "warm", None)  # ChatLLM.warm (a no-op unless warm_prompts)
         if warm is not None and not self._closed:
             self._spawn(warm(self.history.messages()))
+
+    def _warm_slid_window(self) -> None:
+        """When recording this reply will slide the history window, have the server evaluate the slid
+        window while the reply is spoken: evaluated after it, as :meth:`_warm_prompt` would, the whole
+        window (about 250 tokens, 2-3 s on a busy 2-core machine) delayed the next question's first
+        token when the user spoke sooner (docs/design.md, "The Session")."""
+        warm = getattr(self.llm, "warm", None)
+        slid = self.history.slid_for_reply()
+        if warm is not None and slid is not None and not self._closed:
+            self._spawn(warm(slid))
 
     def _sync_agent_transcript(self) -> None:
         handle = self._reply

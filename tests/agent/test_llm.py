@@ -239,6 +239,28 @@ def test_history_keeps_the_system_prompt_and_the_last_turns_in_order() -> None:
     ]
 
 
+def test_the_slid_window_is_known_before_the_reply_that_slides_it() -> None:
+    """What every later prompt starts with, known while the reply is spoken: the server can evaluate
+    it then, not after the reply while the user already speaks."""
+    history = ChatHistory("sys", max_turns=6)  # slides by three turns beyond the one that overflows
+    for i in range(5):
+        history.add_user(f"question {i}")
+        assert history.slid_for_reply() is None  # its reply leaves room: the prompt only grows
+        history.add_assistant(f"answer {i}")
+    history.add_user("question 5")
+    slid = history.slid_for_reply()
+    assert slid == [
+        {"role": "system", "content": "sys"},
+        {"role": "user", "content": "question 4"},
+        {"role": "assistant", "content": "answer 4"},
+        {"role": "user", "content": "question 5"},
+    ]
+    history.add_assistant("answer 3", generated=True)
+    assert history.messages()[: len(slid)] == slid
+    assert history.messages()[len(slid) :] == [{"role": "assistant", "content": "answer 3"}]
+    assert history.slid_for_reply() is None  # no question waits for a reply
+
+
 def test_history_window_never_starts_with_an_assistant_message() -> None:
     history = ChatHistory("sys", max_turns=1)
     history.add_assistant("Welcome to the library!")  # the greeting, before anyone spoke
@@ -562,10 +584,22 @@ def test_the_history_window_slides_in_steps_so_prompts_share_a_prefix() -> None:
         prompts.append(history.messages())
         history.add_assistant(f"answer {i}")
     users = [sum(m["role"] == "user" for m in p) for p in prompts]
-    assert max(users) == 8 and users[8] == 6  # over the limit: back to 6 turns at once
+    assert users == [1, 2, 3, 4, 5, 6, 7, 8, 4, 5, 6, 7, 8, 4]  # over the limit: back to 4 turns at once
     # A prompt that does not extend the one before (the prompt cache evaluates it all again) is rare.
     slides = [i for i in range(1, 14) if prompts[i][: len(prompts[i - 1])] != prompts[i - 1]]
-    assert slides == [8, 11]
+    assert slides == [8, 13]
+
+
+@pytest.mark.parametrize("turns", [2, 3, 4])
+def test_a_small_history_window_still_holds_the_last_exchange(turns: int) -> None:
+    history = ChatHistory("sys", max_turns=turns)
+    for i in range(6):
+        history.add_user(f"question {i}")
+        history.add_assistant(f"answer {i}")
+        assert history.messages()[-2:] == [
+            {"role": "user", "content": f"question {i}"},
+            {"role": "assistant", "content": f"answer {i}"},
+        ]
 
 
 def test_the_history_between_turns_is_the_start_of_the_next_prompt() -> None:

@@ -241,6 +241,27 @@ async def test_the_conversation_is_warmed_after_an_llm_reply_not_after_a_curated
     assert len(llm.requests) == 1 and len(llm.warmed) == warmed
 
 
+async def test_a_window_about_to_slide_is_warmed_while_the_reply_plays() -> None:
+    """Recording the fourth reply slides a four-turn window (by two turns): the slid window is evaluated
+    when that reply starts playing, then after it only the reply is new."""
+    llm = WarmedLLM("", ttft_s=0.05)
+    data = plain_persona().model_dump()
+    data["llm"]["history_turns"] = 4
+    line = spoken(Persona.model_validate(data), "", llm)
+    await line.session.start()
+    for i in range(4):
+        llm.reply = f"Here is answer number {i}."  # a reply repeating an earlier one leaves the window
+        await line.session.submit_text(f"Question number {i}?")
+        await line.run(3.0 * (i + 1))
+    assert len(llm.requests) == 4
+    slid = [m for m in llm.warmed if m[-1] == {"role": "user", "content": "Question number 3?"}]
+    assert len(slid) == 1 and len(slid[0]) == 2, llm.warmed  # the system prompt and question 3
+    after = line.session.history.messages()
+    assert llm.warmed[-1] == after and after[: len(slid[0])] == slid[0]
+    assert llm.warmed.index(slid[0]) == len(llm.warmed) - 2  # before the warm-up after the reply
+    await line.close()
+
+
 async def test_without_a_greeting_the_system_prompt_is_warmed_at_start() -> None:
     """The first question's request then evaluates only the question (the latency bench's first turn
     waited 555 ms for its first token, 110-190 ms later)."""
