@@ -47,7 +47,7 @@ from agent.knowledge import ActionAnswer, Answer, Answerer, HandoffAnswer, LLMAn
 from agent.llm import ChatHistory, ChatModel, LLMError
 from agent.persona import Persona
 from agent.states import OVERLAP_MOVES, PHASE_MOVES, PUBLIC, Overlap, Phase, StateMachine
-from agent.stt import STT, STTError, UnclearSpeech
+from agent.stt import STT, STTError, UnclearSpeech, transcript_of
 from agent.turn import SmartTurnModel, TurnDecision, TurnDetector, pause_ends_turn
 from agent.turn_text import TextTurnModel, TextVerdict
 from agent.vad import StreamingVAD, VADEvent
@@ -150,6 +150,7 @@ class _Speculation:
     base_text: str = ""  # their words
     samples: int = 0  # turn audio samples it covers, committed ones included
     tail: str | None = None  # the words recognised after ``base``
+    last_word_probability: float = 1.0  # Whisper's, of the tail's last word (agent.stt.Transcript)
     task: asyncio.Task[None] | None = None  # recognition, then the answer's start
     judging: asyncio.Task[None] | None = None  # then the words' check (a reply never waits for it)
     text: str | None = None
@@ -656,7 +657,8 @@ class Session:
         """Recognise ``audio`` (the turn after its committed words) and start the answer to the whole."""
         started = time.perf_counter()
         try:
-            spec.tail = (await self.stt.transcribe(audio)).strip()
+            heard = await transcript_of(self.stt, audio)
+            spec.tail, spec.last_word_probability = heard.text.strip(), heard.last_word_probability
         except UnclearSpeech:
             spec.tail, spec.unclear = "", True
         except STTError:
@@ -679,7 +681,9 @@ class Session:
     async def _judge(self, spec: _Speculation, text_turn: TextTurnModel, text: str) -> None:
         """The words' verdict on a pause (only the end of the turn waits for it, never the reply)."""
         try:
-            spec.verdict = await text_turn.judge(text, self._last_reply())
+            # A tail without words leaves the last word to the settled ones: no doubt about it.
+            doubt = spec.last_word_probability if spec.tail else 1.0
+            spec.verdict = await text_turn.judge(text, self._last_reply(), last_word_probability=doubt)
             log.debug("the words %r end a sentence with p=%.3f", text, spec.verdict.probability)
         except Exception:  # the check is an aid: without it the audio decides
             log.exception("the words' end-of-turn check failed; this pause ends on the audio alone")

@@ -14,6 +14,7 @@ import logging
 import os
 import wave
 from concurrent.futures import Future
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 from urllib.parse import urlsplit
@@ -57,6 +58,24 @@ class UnclearSpeech(Exception):
     def __init__(self, guess: str = "") -> None:
         super().__init__(f"speech without words the recogniser trusts (its guess: {guess!r})")
         self.guess = guess
+
+
+@dataclass(frozen=True)
+class Transcript:
+    """An utterance's text and how sure the recogniser is of its last word: Whisper completes a phrase
+    the audio cut off ("what time does the library ..." heard as "... look like?") with a word it
+    doubts, and the words' end-of-turn check weighs that doubt (:meth:`agent.turn_text.TextTurnModel.
+    probability`). 1.0 where the recogniser does not say (an endpoint, Whisper's 30 s pass)."""
+
+    text: str
+    last_word_probability: float = 1.0
+
+
+async def transcript_of(stt: STT, audio: NDArray[np.float32]) -> Transcript:
+    """``stt``'s :class:`Transcript` of ``audio`` (the bundled Whisper's own; any other STT's text)."""
+    if isinstance(stt, WhisperSTT):
+        return await stt.transcript(audio)
+    return Transcript(await stt.transcribe(audio))
 
 
 @runtime_checkable
@@ -181,10 +200,14 @@ class WhisperSTT:
     async def transcribe(self, audio: NDArray[np.float32]) -> str:
         """Transcribe one utterance; "" for silence, noise or Whisper's inventions, :class:`UnclearSpeech`
         when Whisper takes it for speech but doubts every word (:func:`heard`)."""
+        return (await self.transcript(audio)).text
+
+    async def transcript(self, audio: NDArray[np.float32]) -> Transcript:
+        """:meth:`transcribe`, with Whisper's probability of the last word."""
         samples = _checked_audio(audio)
         model = await self._loaded()
         if _silent(samples):
-            return ""
+            return Transcript("")
         loop = asyncio.get_running_loop()
         try:
             return await loop.run_in_executor(self._executor, self._transcribe_blocking, model, samples)
@@ -193,7 +216,7 @@ class WhisperSTT:
         except Exception as exc:
             raise STTError(f"Whisper failed on {samples.size / SAMPLE_RATE:.2f} s of audio: {exc}") from exc
 
-    def _transcribe_blocking(self, model: WhisperModel, samples: NDArray[np.float32]) -> str:
+    def _transcribe_blocking(self, model: WhisperModel, samples: NDArray[np.float32]) -> Transcript:
         if self.min_window_s < FULL_WINDOW_S and fits_window(samples.size):
             window = transcribe_window(
                 model,
@@ -213,7 +236,9 @@ class WhisperSTT:
                 )
                 if verdict == "unclear":
                     raise UnclearSpeech(window.text)
-                return window.text if verdict == "words" else ""
+                if verdict != "words":
+                    return Transcript("")
+                return Transcript(window.text, window.last_word_probability)
             # Whisper repeating itself is what a too short window risks: read it again on 30 s.
             log.debug("the short window looped (%r): transcribing on 30 s", window.text[:80])
         segments, _info = model.transcribe(
@@ -244,7 +269,7 @@ class WhisperSTT:
         text = " ".join(text for text in kept if text).strip()
         if not text and unclear:
             raise UnclearSpeech(" ".join(unclear))
-        return text
+        return Transcript(text)
 
     async def aclose(self) -> None:
         """Stop the worker thread; a transcription already running finishes on its own."""

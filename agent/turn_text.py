@@ -44,6 +44,11 @@ LAST_REPLY_CHARS = 300  # the end of the avatar's last reply is context enough
 # Fewer words are never vetoed: a pause after one or two words is seldom inside a sentence, and with so
 # little to read the model underrates short complete turns ("hello" 0.03, "thank you" 0.05).
 MIN_VETO_WORDS = 3
+# A last word Whisper gave less than this probability may be one it invented after a cut phrase: the verdict
+# then weighs the words without it (TextTurnModel.probability). Judged offline on bench/turns.py's replayed
+# pauses (234 of them, Whisper's word probabilities): complete turns' last words had 0.90 or more in 90%,
+# words cut by a pause in 35%. Above it the verdict costs no second look.
+DOUBT_BELOW = 0.9
 _PUNCTUATION = re.compile(r"[^\w' ]+")
 
 
@@ -123,16 +128,35 @@ class TextTurnModel:
         """The chat prompt whose next token is judged."""
         return self.context(last_reply) + words_only(words)
 
-    def probability(self, words: str, last_reply: str = "") -> float:
+    def probability(self, words: str, last_reply: str = "", *, last_word_probability: float = 1.0) -> float:
         """Probability that the user's ``words`` end a sentence (blocking). Empty words: 1.0 (nothing to
-        wait for)."""
-        if not words_only(words):
+        wait for).
+
+        ``last_word_probability``: the recogniser's probability that the last word was said
+        (:class:`agent.stt.Transcript`). Below ``DOUBT_BELOW`` the words may be a cut phrase that Whisper
+        completed ("what time does the library look like"): the probability is the mix of the words'
+        and the words' without the last one, weighted by it, and never above the words' own (a doubted
+        word only ever makes the end less certain)."""
+        spoken = words_only(words)
+        if not spoken:
             return 1.0
+        before = spoken.rpartition(" ")[0]
+        doubted = bool(before) and last_word_probability < DOUBT_BELOW
         with self._lock:
             self._set_threads(self._llm.ctx, self._threads, self._judge_threads)
-            self._evaluate(self.prompt(words, last_reply))
-            last = self._logits_ith(self._llm.ctx, -1)  # the last evaluated token's
-            logits = np.ctypeslib.as_array(last, shape=(self._vocab,)).astype(np.float64)  # (vocab,)
+            # The shorter prompt first: the words' own then only adds the last word's tokens.
+            p_before = self._end_probability(self.context(last_reply) + before) if doubted else 0.0
+            p = self._end_probability(self.prompt(words, last_reply))
+        if not doubted:
+            return p
+        said = min(max(last_word_probability, 0.0), 1.0)
+        return min(p, said * p + (1.0 - said) * p_before)
+
+    def _end_probability(self, prompt: str) -> float:
+        """The probability that the token after ``prompt`` is one of ``END_PIECES`` (lock held)."""
+        self._evaluate(prompt)
+        last = self._logits_ith(self._llm.ctx, -1)  # the last evaluated token's
+        logits = np.ctypeslib.as_array(last, shape=(self._vocab,)).astype(np.float64)  # (vocab,)
         shifted = np.exp(logits - logits.max())
         return float(shifted[self._ends].sum() / shifted.sum())
 
@@ -180,12 +204,14 @@ class TextTurnModel:
         llm.n_tokens = same
         llm.eval(tokens[same:])
 
-    async def judge(self, words: str, last_reply: str = "") -> TextVerdict:
+    async def judge(
+        self, words: str, last_reply: str = "", *, last_word_probability: float = 1.0
+    ) -> TextVerdict:
         """:meth:`probability` on the model's worker thread, timed."""
 
         def timed() -> TextVerdict:
             start = time.perf_counter()
-            p = self.probability(words, last_reply)
+            p = self.probability(words, last_reply, last_word_probability=last_word_probability)
             return TextVerdict(p, time.perf_counter() - start)
 
         return await asyncio.get_running_loop().run_in_executor(self._pool, timed)

@@ -7,7 +7,8 @@ Replays a conversation (the latency benchmark's questions) through the Session's
 ``Answerer.answer`` decides each turn with ``ChatHistory.messages()``, LLM answers are streamed by
 ``Answerer.reply`` through :class:`agent.llm.ChatLLM` from the embedded server, the history records the
 user's words and the reply, and the prompt is warmed between turns (``ChatLLM.warm``; ``--no-warm``
-leaves it out), as the Session does. Per LLM turn it reports the server's own numbers, read from its log
+leaves it out), as the Session does, the slid window before a reply that slides it is recorded
+(``ChatHistory.slid_for_reply``) as well. Per LLM turn it reports the server's own numbers, read from its log
 (llama-cpp-python, verbose): prompt tokens reused from the KV cache (``prefix-match hit``), tokens
 evaluated (llama.cpp's own prompt eval timer is left out: it reads ~0 ms for some long prompts); plus the
 time to the first token seen by the client.
@@ -122,8 +123,13 @@ class Conversation:
                 reply.append(delta)
         except LLMError as exc:
             error = str(exc)
-        self.history.add_assistant("".join(reply), generated=True)
         numbers = log.new_numbers()
+        slid = self.history.slid_for_reply()
+        slid_warm_up = None
+        if self.llm.warm_prompts and slid is not None:  # the Session, when the reply starts playing
+            await self.llm.warm(slid)
+            slid_warm_up = log.new_numbers()
+        self.history.add_assistant("".join(reply), generated=True)
         warm_up = None
         if self.llm.warm_prompts:  # what the Session does once an LLM reply is recorded
             await self.llm.warm(self.history.messages())
@@ -138,6 +144,7 @@ class Conversation:
                 "ttft_ms": None if ttft is None else round(ttft, 1),
                 "error": error,
                 "warm_up": warm_up,
+                "slid_warm_up": slid_warm_up,
             }
         )
 
@@ -157,7 +164,7 @@ def summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
         },
         "cache_hits": sum(1 for r in rows if r.get("cache_hit")),
         "warm_up_evaluated_tokens_sum": sum(
-            r["warm_up"]["evaluated_tokens"] or 0 for r in rows if r.get("warm_up")
+            r[key]["evaluated_tokens"] or 0 for r in rows for key in ("warm_up", "slid_warm_up") if r.get(key)
         ),
         "ttft_ms": {"p50": percentile(column("ttft_ms"), 50), "p95": percentile(column("ttft_ms"), 95)},
     }

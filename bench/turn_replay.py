@@ -130,6 +130,7 @@ class Speculation:
     judging: Job | None = None  # its words' check
     tail: str | None = None
     unclear: bool = False
+    last_word_probability: float = 1.0
     text: str | None = None
     probability: float | None = None
     judged_at: float | None = None  # when the verdict came (None: never)
@@ -258,7 +259,7 @@ class Replay:
         """agent.session.Session._speculate after recognition: judge the words if still current."""
 
         def done(t: float, result: object) -> None:
-            spec.tail, spec.unclear = result  # type: ignore[misc]
+            spec.tail, spec.unclear, spec.last_word_probability = result  # type: ignore[misc]
             if turn.speculation is not spec:  # the user went on meanwhile: keep only the words
                 self._commit(turn, spec, t)
                 return
@@ -267,7 +268,12 @@ class Replay:
             def judged(t: float, probability: object) -> None:
                 spec.probability, spec.judged_at = float(probability), t  # type: ignore[arg-type]
 
-            spec.judging = self._text_job(t, lambda text: text.probability(words, self.last_reply), judged)
+            doubt = spec.last_word_probability if spec.tail else 1.0
+            spec.judging = self._text_job(
+                t,
+                lambda text: text.probability(words, self.last_reply, last_word_probability=doubt),
+                judged,
+            )
 
         return done
 
@@ -302,11 +308,12 @@ class Replay:
         )
 
     def _recognise(self, audio: F32) -> Callable[[], object]:
-        def run() -> tuple[str, bool]:
+        def run() -> tuple[str, bool, float]:
             try:
-                return self._loop.run_until_complete(self.stt.transcribe(audio)).strip(), False
+                heard = self._loop.run_until_complete(self.stt.transcript(audio))
+                return heard.text.strip(), False, heard.last_word_probability
             except UnclearSpeech:
-                return "", True
+                return "", True, 1.0
 
         return run
 

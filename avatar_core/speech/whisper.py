@@ -3,6 +3,7 @@ and decoding one short utterance on an encoder window shorter than Whisper's 30 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -56,6 +57,30 @@ class WindowTranscript:
     no_speech_prob: float
     avg_logprob: float
     compression_ratio: float
+    # Whisper's probability of its last word (the product over the word's tokens; punctuation is not a
+    # word): low when it completed a phrase the audio cut off ("what time does the library ... look
+    # like?"); 1.0 without words.
+    last_word_probability: float = 1.0
+
+
+def last_word_probability(tokenizer: Any, tokens: list[int], logits: Sequence[Any]) -> float:
+    """The probability greedy decoding gave the last word of ``tokens`` (the product over its tokens):
+    ``logits`` holds the (vocab,) row of each decoding step (CTranslate2's ``return_logits_vocab``)."""
+    words, word_tokens = tokenizer.split_to_word_tokens(tokens)
+    end = len(tokens)
+    for word, pieces in zip(reversed(words), reversed(word_tokens), strict=True):
+        start = end - len(pieces)
+        if any(c.isalnum() for c in word):
+            break
+        end = start  # punctuation after the word
+    else:
+        return 1.0
+    probability = 1.0
+    for step in range(start, end):
+        row = np.asarray(logits[step], dtype=np.float64).reshape(-1)  # (vocab,) logits
+        row = np.exp(row - row.max())
+        probability *= float(row[tokens[step]] / row.sum())
+    return probability
 
 
 def window_frames(samples: int, min_window_s: float = MIN_WINDOW_S) -> int:
@@ -95,6 +120,7 @@ def transcribe_window(
         beam_size=beam_size,
         max_length=model.max_length,
         return_scores=True,
+        return_logits_vocab=True,  # a (vocab,) row per step: the last word's probability
         return_no_speech_prob=True,
         suppress_blank=True,
         suppress_tokens=get_suppressed_tokens(tokenizer, [-1]),
@@ -104,5 +130,9 @@ def transcribe_window(
     # faster-whisper's average log-probability (length penalty 1): the score is the sum over len(tokens).
     avg_logprob = float(result.scores[0]) * len(tokens) / (len(tokens) + 1)
     return WindowTranscript(
-        text, float(result.no_speech_prob), avg_logprob, float(get_compression_ratio(text))
+        text,
+        float(result.no_speech_prob),
+        avg_logprob,
+        float(get_compression_ratio(text)),
+        last_word_probability(tokenizer, tokens, result.logits[0]),
     )

@@ -173,6 +173,16 @@ async def test_interim_transcripts_while_the_user_speaks(
         read_ahead(model, words, last_reply, partial=partial)
 
     monkeypatch.setattr(TextTurnModel, "read_ahead", spy)
+    doubts: list[float] = []  # Whisper's probability of the last word, as each verdict got it
+    probability = TextTurnModel.probability
+
+    def judged(
+        model: TextTurnModel, words: str, last_reply: str = "", *, last_word_probability: float = 1.0
+    ) -> float:
+        doubts.append(last_word_probability)
+        return probability(model, words, last_reply, last_word_probability=last_word_probability)
+
+    monkeypatch.setattr(TextTurnModel, "probability", judged)
     question = speech(tts, "Could you tell me where I can find the books about gardening and birds?")
     session, engine = await make_session(p, whisper, llm_for(p, server), tts)
     run = await drive(session, engine, timeline(9.0, (0.5, question)), 6.0)
@@ -185,6 +195,8 @@ async def test_interim_transcripts_while_the_user_speaks(
     # Interim transcripts (and words recognised in the user's short silences) were read ahead by the
     # end-of-turn check, so a pause's verdict reads only the words after them.
     assert set(ahead) & {e.text for e in interim}, (ahead, interim)
+    # Each pause's verdict weighed how sure Whisper was of the last word (agent.stt.Transcript).
+    assert doubts and all(0.0 < d <= 1.0 for d in doubts) and any(d < 1.0 for d in doubts), doubts
 
 
 async def test_a_short_pause_does_not_end_the_turn(

@@ -19,10 +19,20 @@ from numpy.typing import NDArray
 from scipy.signal import resample_poly
 
 from agent.persona import STTConfig
-from agent.stt import STT, OpenAISTT, STTError, UnclearSpeech, WhisperSTT, make_stt, wav_bytes
+from agent.stt import (
+    STT,
+    OpenAISTT,
+    STTError,
+    Transcript,
+    UnclearSpeech,
+    WhisperSTT,
+    make_stt,
+    transcript_of,
+    wav_bytes,
+)
 from avatar_core.config import AppSettings
 from avatar_core.speech import whisper as whisper_window
-from avatar_core.speech.whisper import WindowTranscript, fits_window, window_frames
+from avatar_core.speech.whisper import WindowTranscript, fits_window, last_word_probability, window_frames
 from avatar_core.tts.kokoro import KokoroTTS
 from integrations.llm.local_server import free_port
 
@@ -60,6 +70,47 @@ async def test_whisper_transcribes_speech(whisper: WhisperSTT, speech: NDArray[n
     text = await whisper.transcribe(speech)
     assert "library" in text.lower(), text
     assert text == text.strip()
+
+
+async def test_whisper_says_how_sure_it_is_of_the_last_word(
+    whisper: WhisperSTT, speech: NDArray[np.float32]
+) -> None:
+    heard = await whisper.transcript(speech)
+    assert heard.text == await whisper.transcribe(speech)
+    assert 0.5 < heard.last_word_probability <= 1.0, heard  # "library", clearly said
+    assert await transcript_of(whisper, speech) == heard
+    # A recogniser that does not say (an endpoint) is taken at its word.
+
+    class Endpoint:
+        async def transcribe(self, audio: NDArray[np.float32]) -> str:
+            return "Where is the library?"
+
+        async def aclose(self) -> None:
+            """Nothing to release."""
+
+    assert await transcript_of(Endpoint(), speech) == Transcript("Where is the library?", 1.0)
+
+
+def test_the_last_word_probability_is_its_tokens_product_without_punctuation(whisper: WhisperSTT) -> None:
+    from faster_whisper.tokenizer import Tokenizer
+
+    model = whisper._load()
+    tokenizer = Tokenizer(model.hf_tokenizer, False, task="transcribe", language="en")
+    tokens = tokenizer.encode(" where is the bibliotheque?")
+    words, pieces = tokenizer.split_to_word_tokens(tokens)
+    assert words[-1] == "?" and len(pieces[-2]) >= 2  # a word of several tokens, then punctuation
+    chosen = [0.9] * len(tokens)
+    last = range(len(tokens) - 1 - len(pieces[-2]), len(tokens) - 1)
+    for step, p in zip(last, (0.5, 0.4, 0.3, 0.2), strict=False):
+        chosen[step] = p
+    vocab = 64 + max(tokens)
+    rows = []
+    for token, p in zip(tokens, chosen, strict=True):  # logits giving the chosen token probability p
+        row = np.full(vocab, np.log((1 - p) / (vocab - 1)))
+        row[token] = np.log(p)
+        rows.append(row)
+    assert last_word_probability(tokenizer, tokens, rows) == pytest.approx(np.prod([chosen[s] for s in last]))
+    assert last_word_probability(tokenizer, tokenizer.encode(" ?"), rows[:1]) == 1.0  # no word at all
 
 
 def test_the_encoder_window_covers_the_speech_and_a_margin() -> None:
@@ -156,7 +207,7 @@ async def test_whisper_with_two_workers_transcribes_two_turns_at_once(speech: ND
     both = threading.Barrier(2, timeout=60)  # breaks unless both calls are in at the same time
     read = stt._transcribe_blocking
 
-    def together(model: Any, samples: NDArray[np.float32]) -> str:
+    def together(model: Any, samples: NDArray[np.float32]) -> Transcript:
         both.wait()
         return read(model, samples)
 

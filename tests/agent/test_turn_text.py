@@ -90,3 +90,22 @@ async def test_words_read_ahead_are_kept_and_change_nothing(model: TextTurnModel
     model.prime(reply)  # the same context read again keeps the words read after it
     assert model._llm.n_tokens == ahead
     assert model.probability(sentence, reply) == pytest.approx(fresh, abs=1e-4)
+
+
+def test_a_doubted_last_word_weighs_the_words_without_it(model: TextTurnModel) -> None:
+    """Whisper completes a cut question ("what time does the library ..." heard as "... look like"): by
+    its doubt in the last word, the verdict leans to the words without it, and never rises."""
+    invented = "What time does the library look like?"
+    sure = model.probability(invented)
+    doubted = model.probability(invented, last_word_probability=0.2)
+    without = model.probability("What time does the library look")
+    assert doubted == pytest.approx(0.2 * sure + 0.8 * without, abs=1e-4)
+    assert doubted < sure
+    # Dropping a word may make the rest look complete ("... the address" + a mumbled "on"): no rise.
+    cut = "I need to change the address on"
+    assert model.probability(cut, last_word_probability=0.2) == pytest.approx(
+        model.probability(cut), abs=1e-4
+    )
+    # Sure enough, or a single word: the words' own probability.
+    assert model.probability(invented, last_word_probability=0.95) == pytest.approx(sure, abs=1e-4)
+    assert model.probability("Hello", last_word_probability=0.1) == pytest.approx(model.probability("Hello"))

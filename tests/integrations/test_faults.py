@@ -25,7 +25,7 @@ from scipy.signal import resample_poly
 
 from agent.events import AgentTranscript, ErrorEvent, SessionEvent, UserTranscript
 from agent.persona import Persona, load_persona
-from agent.stt import WhisperSTT
+from agent.stt import Transcript, WhisperSTT
 from avatar_core.config import AppSettings
 from avatar_core.frames import OutputFrame
 from avatar_core.tts.kokoro import KokoroTTS
@@ -230,7 +230,7 @@ async def test_stt_raising_mid_turn(monkeypatch: pytest.MonkeyPatch) -> None:
             real = stt._transcribe_blocking
             broken = [True]
 
-            def flaky(model: Any, samples: npt.NDArray[np.float32]) -> str:
+            def flaky(model: Any, samples: npt.NDArray[np.float32]) -> Transcript:
                 if broken[0]:
                     raise RuntimeError("the Whisper decoder crashed")
                 return real(model, samples)
