@@ -78,13 +78,13 @@ class ChatHistory:
 
     The window slides in steps of half its size (from 8 turns back to 4), not one turn at a time: each
     slide changes every token after the system prompt, so llama.cpp's prompt cache (which reuses the
-    longest common prefix of the last prompt) must evaluate the whole window again, about 9 ms a token
-    on one core of the 2-core machine (2-4 s for the window of 6 turns that steps of a quarter left, when
-    the machine was busy); in steps of half, a slide comes every fourth turn and evaluates the fewest
-    turns. It slides when a reply is recorded, leaving room
-    for the next question (a prompt holds at most ``max_turns`` user messages, the new one included),
-    so :meth:`messages` between turns is already the start of the next prompt and can be evaluated
-    before the user has finished speaking (:meth:`ChatLLM.warm`).
+    longest common prefix of the last prompt) must evaluate the whole window again, about 9 ms a token on
+    one core of the 2-core machine (steps of a quarter left ~230 tokens: 2-3.3 s on the busy machine).
+    Steps of half come every fifth turn and leave half as much to evaluate, and :meth:`slid_for_reply`
+    lets the server do it while the reply that slides the window plays. It slides when a reply is
+    recorded, leaving room for the next question (a prompt holds at most ``max_turns`` user messages, the
+    new one included), so :meth:`messages` between turns is already the start of the next prompt and can
+    be evaluated before the user has finished speaking (:meth:`ChatLLM.warm`).
     """
 
     def __init__(self, system_prompt: str, max_turns: int) -> None:

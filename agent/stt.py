@@ -63,8 +63,8 @@ class UnclearSpeech(Exception):
 @dataclass(frozen=True)
 class Transcript:
     """An utterance's text and how sure the recogniser is of its last word: Whisper completes a phrase
-    the audio cut off ("what time does the library ..." heard as "... look like?") with a word it
-    doubts, and the words' end-of-turn check weighs that doubt (:meth:`agent.turn_text.TextTurnModel.
+    the audio cut off ("what time does the ..." heard as "what time does this mean?") with a word it
+    often doubts, and the words' end-of-turn check weighs that doubt (:meth:`agent.turn_text.TextTurnModel.
     probability`). 1.0 where the recogniser does not say (an endpoint, Whisper's 30 s pass)."""
 
     text: str

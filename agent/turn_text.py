@@ -134,7 +134,7 @@ class TextTurnModel:
 
         ``last_word_probability``: the recogniser's probability that the last word was said
         (:class:`agent.stt.Transcript`). Below ``DOUBT_BELOW`` the words may be a cut phrase that Whisper
-        completed ("what time does the library look like"): the probability is the mix of the words'
+        completed ("what time does this mean"): the probability is the mix of the words'
         and the words' without the last one, weighted by it, and never above the words' own (a doubted
         word only ever makes the end less certain)."""
         spoken = words_only(words)

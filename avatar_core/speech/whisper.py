@@ -58,8 +58,8 @@ class WindowTranscript:
     avg_logprob: float
     compression_ratio: float
     # Whisper's probability of its last word (the product over the word's tokens; punctuation is not a
-    # word): low when it completed a phrase the audio cut off ("what time does the library ... look
-    # like?"); 1.0 without words.
+    # word): often low when it completed a phrase the audio cut off ("what time does the ..." heard as
+    # "what time does this mean?"); 1.0 without words.
     last_word_probability: float = 1.0
 
 
