@@ -124,6 +124,13 @@ def answer_events(answer: Answer, t: float, turn: int) -> list[SessionEvent]:
     return []
 
 
+def _warms(turn: _Turn) -> bool:
+    """Whether the conversation is warmed around ``turn``'s reply: not after an answer decided without the
+    LLM (a kiosk's curated or quoted answers), whose next turn likely needs none either: the CPU is better
+    left to the rest."""
+    return turn.answer is None or isinstance(turn.answer, LLMAnswer)
+
+
 def join_words(*parts: str) -> str:
     """Words recognised piece by piece, as one text."""
     return " ".join(part for part in parts if part)
@@ -384,7 +391,7 @@ class Session:
         if self.persona.llm.greeting.strip():
             await self.say(self.persona.llm.greeting)  # warmed once it is recorded
         else:  # the system prompt evaluated before the first question, not after it
-            self._warm_prompt()
+            self._warm(self.history.messages())
 
     async def _load_turn_detector(self) -> TurnDetector:
         """The turn detector (and the words' check), their models loaded off the event loop the first
@@ -681,9 +688,9 @@ class Session:
     async def _judge(self, spec: _Speculation, text_turn: TextTurnModel, text: str) -> None:
         """The words' verdict on a pause (only the end of the turn waits for it, never the reply)."""
         try:
-            # A tail without words leaves the last word to the settled ones: no doubt about it.
-            doubt = spec.last_word_probability if spec.tail else 1.0
-            spec.verdict = await text_turn.judge(text, self._last_reply(), last_word_probability=doubt)
+            spec.verdict = await text_turn.judge(
+                text, self._last_reply(), last_word_probability=spec.last_word_probability
+            )
             log.debug("the words %r end a sentence with p=%.3f", text, spec.verdict.probability)
         except Exception:  # the check is an aid: without it the audio decides
             log.exception("the words' end-of-turn check failed; this pause ends on the audio alone")
@@ -957,18 +964,19 @@ class Session:
                 # Stamped when the first sample was handed out, not when this task woke up (a frame
                 # later or not, depending on thread timing), so a run on a virtual clock is deterministic.
                 self._move(Phase.SPEAKING, handle.heard_at)
-                if turn is not None and (turn.answer is None or isinstance(turn.answer, LLMAnswer)):
-                    self._warm_slid_window()
+                if turn is not None and _warms(turn) and (slid := self.history.slid_for_reply()) is not None:
+                    # Recording this reply will slide the history window: evaluated after it, the slid
+                    # window (about 250 tokens, 2-3 s on a busy 2-core machine) delayed the next question's
+                    # first token when the user spoke soon (docs/design.md, "The Session").
+                    self._warm(slid)
             await handle
         finally:
             spoken = handle.played_text()
             if spoken:
                 generated = turn is not None and isinstance(turn.answer, LLMAnswer)
                 self.history.add_assistant(spoken, generated=generated)
-                # After an answer decided without the LLM (a kiosk's curated or quoted answers) the next
-                # turn likely needs none either: no warm-up, the CPU is better left to the rest.
-                if turn is None or turn.answer is None or isinstance(turn.answer, LLMAnswer):
-                    self._warm_prompt()
+                if turn is None or _warms(turn):  # the greeting, or an answer the LLM may follow
+                    self._warm(self.history.messages())
             self._emit(AgentTranscript(self._now(), number, spoken, True, handle.id, handle.interrupted))
             if handle.error is not None:
                 self._error("tts", handle.error, turn=number)
@@ -979,22 +987,13 @@ class Session:
                 self._release_playback()
                 self._floor_free()
 
-    def _warm_prompt(self) -> None:
-        """Have the LLM server evaluate the conversation so far while the user speaks: the next request
-        then evaluates only its question, even when the history window has just slid."""
-        warm = getattr(self.llm, "warm", None)  # ChatLLM.warm (a no-op unless warm_prompts)
-        if warm is not None and not self._closed:
-            self._spawn(warm(self.history.messages()))
-
-    def _warm_slid_window(self) -> None:
-        """When recording this reply will slide the history window, have the server evaluate the slid
-        window while the reply is spoken: evaluated after it, as :meth:`_warm_prompt` would, the whole
-        window (about 250 tokens, 2-3 s on a busy 2-core machine) delayed the next question's first
-        token when the user spoke sooner (docs/design.md, "The Session")."""
+    def _warm(self, messages: list[dict[str, str]]) -> None:
+        """Have the LLM server evaluate ``messages``, the start of the next request, while the user has not
+        finished speaking: the request then evaluates only its question (``ChatLLM.warm``, a no-op unless
+        ``warm_prompts``)."""
         warm = getattr(self.llm, "warm", None)
-        slid = self.history.slid_for_reply()
-        if warm is not None and slid is not None and not self._closed:
-            self._spawn(warm(slid))
+        if warm is not None and not self._closed:
+            self._spawn(warm(messages))
 
     def _sync_agent_transcript(self) -> None:
         handle = self._reply

@@ -68,7 +68,7 @@ class Transcript:
     probability`). 1.0 where the recogniser does not say (an endpoint, Whisper's 30 s pass)."""
 
     text: str
-    last_word_probability: float = 1.0
+    last_word_probability: float = 1.0  # 1.0 too when there is no word (nothing to doubt)
 
 
 async def transcript_of(stt: STT, audio: NDArray[np.float32]) -> Transcript:

@@ -145,7 +145,7 @@ class TextTurnModel:
         with self._lock:
             self._set_threads(self._llm.ctx, self._threads, self._judge_threads)
             # The shorter prompt first: the words' own then only adds the last word's tokens.
-            p_before = self._end_probability(self.context(last_reply) + before) if doubted else 0.0
+            p_before = self._end_probability(self.prompt(before, last_reply)) if doubted else 0.0
             p = self._end_probability(self.prompt(words, last_reply))
         if not doubted:
             return p

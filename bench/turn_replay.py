@@ -268,11 +268,9 @@ class Replay:
             def judged(t: float, probability: object) -> None:
                 spec.probability, spec.judged_at = float(probability), t  # type: ignore[arg-type]
 
-            doubt = spec.last_word_probability if spec.tail else 1.0
+            doubt = spec.last_word_probability  # Whisper's, of the last word (agent.stt.Transcript)
             spec.judging = self._text_job(
-                t,
-                lambda text: text.probability(words, self.last_reply, last_word_probability=doubt),
-                judged,
+                t, lambda text: text.probability(words, self.last_reply, last_word_probability=doubt), judged
             )
 
         return done
