@@ -579,6 +579,21 @@ class Answerer:
         elapsed_ms = (time.perf_counter() - start) * 1000.0
         return _with_time(answer, elapsed_ms)
 
+    def prompt_ahead(
+        self, words: str, history: Sequence[Mapping[str, str]] = ()
+    ) -> list[dict[str, str]] | None:
+        """The start of the LLM request of a turn that begins with ``words`` (an interim transcript): its
+        prompt up to those words but the last, which the end of the transcript's audio may have cut. None
+        when the LLM would not answer them, or would be offered tools (they change the prompt's form). For
+        the embedded server to evaluate while the user still speaks (docs/design.md, "The Session")."""
+        head = " ".join(words.split()[:-1])
+        if not head:
+            return None
+        answer = self._decide(head, history)
+        if not isinstance(answer, LLMAnswer) or answer.tools:
+            return None
+        return answer.messages
+
     def _decide(self, user_text: str, history: Sequence[Mapping[str, str]]) -> Answer:
         terms = content_terms(user_text)
         # Days and numbers fill a tool's slots ("open on Sunday", "my appointment at four"): the intent is

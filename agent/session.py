@@ -301,6 +301,7 @@ class Session:
         self._silence_since: float | None = None
         self._last_partial = 0.0
         self._partial_task: asyncio.Task[None] | None = None
+        self._prompt_ahead_task: asyncio.Task[None] | None = None
         self._closed = False
 
     # -- events -------------------------------------------------------------------------------------
@@ -822,6 +823,19 @@ class Session:
         if text and self._turn is turn and self._mine(text):
             self._emit(UserTranscript(self._now(), turn.number, text, False, turn.start))
             self._read_ahead(text, partial=True)
+            self._prompt_ahead(turn, text)
+
+    def _prompt_ahead(self, turn: _Turn, words: str) -> None:
+        """Have the LLM server evaluate the prompt of the turn's request up to the user's words so far
+        (``Answerer.prompt_ahead``) while they still speak, so that the request evaluates only the words
+        after them and the end of the message (docs/design.md, "The Session"). One at a time, and not once a
+        pause's speculation is under way: its own request is the one to serve."""
+        running = self._prompt_ahead_task is not None and not self._prompt_ahead_task.done()
+        if running or turn.speculation is not None:
+            return
+        messages = self.answerer.prompt_ahead(words, self.history.messages())
+        if messages is not None:
+            self._prompt_ahead_task = self._warm(messages)
 
     async def _cancel_partial(self) -> None:
         if self._partial_task is not None and not self._partial_task.done():
@@ -987,13 +1001,14 @@ class Session:
                 self._release_playback()
                 self._floor_free()
 
-    def _warm(self, messages: list[dict[str, str]]) -> None:
+    def _warm(self, messages: list[dict[str, str]]) -> asyncio.Task[None] | None:
         """Have the LLM server evaluate ``messages``, the start of the next request, while the user has not
-        finished speaking: the request then evaluates only its question (``ChatLLM.warm``, a no-op unless
-        ``warm_prompts``)."""
+        finished speaking: the request then evaluates only what follows (``ChatLLM.warm``, a no-op unless
+        ``warm_prompts``). The warm-up's task, if one was started."""
         warm = getattr(self.llm, "warm", None)
-        if warm is not None and not self._closed:
-            self._spawn(warm(messages))
+        if warm is None or self._closed:
+            return None
+        return self._spawn(warm(messages))
 
     def _sync_agent_transcript(self) -> None:
         handle = self._reply

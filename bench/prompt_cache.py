@@ -1,14 +1,16 @@
 """How much of each turn's prompt the embedded llama.cpp server evaluates again. Prints JSON.
 
     .venv/bin/python bench/prompt_cache.py [--persona default] [--turns 16] [--passages llm] [--no-warm]
-        [--sessions 1] [--server-cache-mb MB]
+        [--no-read-ahead] [--sessions 1] [--server-cache-mb MB]
 
 Replays a conversation (the latency benchmark's questions) through the Session's own prompt assembly:
 ``Answerer.answer`` decides each turn with ``ChatHistory.messages()``, LLM answers are streamed by
 ``Answerer.reply`` through :class:`agent.llm.ChatLLM` from the embedded server, the history records the
 user's words and the reply, and the prompt is warmed between turns (``ChatLLM.warm``; ``--no-warm``
 leaves it out), as the Session does, the slid window before a reply that slides it is recorded
-(``ChatHistory.slid_for_reply``) as well. Per LLM turn it reports the server's own numbers, read from its log
+(``ChatHistory.slid_for_reply``) as well, and each question is read ahead as its interim transcripts would
+be, one every two words (``Answerer.prompt_ahead``; ``--no-read-ahead`` leaves it out).
+Per LLM turn it reports the server's own numbers, read from its log
 (llama-cpp-python, verbose): prompt tokens reused from the KV cache (``prefix-match hit``), tokens
 evaluated (llama.cpp's own prompt eval timer is left out: it reads ~0 ms for some long prompts); plus the
 time to the first token seen by the client.
@@ -91,9 +93,16 @@ class Conversation:
     """One session's side of the bench: its own history and ChatLLM, the Session's prompt assembly."""
 
     def __init__(
-        self, number: int, persona: Persona, answerer: Answerer, llm: ChatLLM, questions: list[str]
+        self,
+        number: int,
+        persona: Persona,
+        answerer: Answerer,
+        llm: ChatLLM,
+        questions: list[str],
+        read_ahead: bool = True,
     ) -> None:
         self.number = number
+        self.read_ahead = read_ahead
         self.answerer = answerer
         self.llm = llm
         self.history = ChatHistory(persona.llm.system_prompt, persona.llm.history_turns)
@@ -103,6 +112,15 @@ class Conversation:
     async def turn(self, number: int, log: ServerLog) -> None:
         """Ask the conversation's ``number``-th question (1-based), as the Session does."""
         question = self.questions[number - 1]
+        read_ahead = None
+        if self.read_ahead and self.llm.warm_prompts:  # the Session, at each interim transcript
+            read_ahead = 0
+            words = question.split()
+            for heard in range(2, len(words), 2):  # an interim transcript about every two words
+                messages = self.answerer.prompt_ahead(" ".join(words[:heard]), self.history.messages())
+                if messages is not None:
+                    await self.llm.warm(messages)
+                    read_ahead += log.new_numbers()["evaluated_tokens"] or 0
         answer = self.answerer.answer(question, self.history.messages())
         self.history.add_user(question)
         if not isinstance(answer, LLMAnswer):
@@ -145,6 +163,7 @@ class Conversation:
                 "error": error,
                 "warm_up": warm_up,
                 "slid_warm_up": slid_warm_up,
+                "read_ahead_evaluated_tokens": read_ahead,
             }
         )
 
@@ -166,12 +185,19 @@ def summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
         "warm_up_evaluated_tokens_sum": sum(
             r[key]["evaluated_tokens"] or 0 for r in rows for key in ("warm_up", "slid_warm_up") if r.get(key)
         ),
+        "read_ahead_evaluated_tokens_sum": sum(column("read_ahead_evaluated_tokens")),
         "ttft_ms": {"p50": percentile(column("ttft_ms"), 50), "p95": percentile(column("ttft_ms"), 95)},
     }
 
 
 async def run(
-    name: str, persona: Persona, turns: int, warm: bool, sessions: int = 1, cache_mb: int = 0
+    name: str,
+    persona: Persona,
+    turns: int,
+    warm: bool,
+    sessions: int = 1,
+    cache_mb: int = 0,
+    read_ahead: bool = True,
 ) -> dict[str, Any]:
     answerer = Answerer(persona)
     # Each session asks the questions from its own offset, so the conversations differ.
@@ -187,6 +213,7 @@ async def run(
                 answerer,
                 ChatLLM(persona.llm, server.base_url, api_key=LOCAL_API_KEY, seed=0, warm_prompts=warm),
                 questions[n],
+                read_ahead,
             )
             for n in range(sessions)
         ]
@@ -211,6 +238,7 @@ async def run(
         "persona": name,
         "passage_answers": persona.knowledge.passage_answers,
         "warm_up": warm,
+        "read_ahead": warm and read_ahead,
         "sessions": sessions,
         "server_cache_mb": cache_mb,
         "server_memory": memory,
@@ -238,6 +266,11 @@ def main() -> None:
     )
     parser.add_argument(
         "--no-warm", action="store_true", help="without the Session's prompt warm-up between turns"
+    )
+    parser.add_argument(
+        "--no-read-ahead",
+        action="store_true",
+        help="without the Session's read-ahead of the user's words from interim transcripts",
     )
     parser.add_argument(
         "--sessions", type=int, default=1, help="conversations taking turns on the one server"
@@ -269,6 +302,7 @@ def main() -> None:
                 not args.no_warm,
                 sessions=args.sessions,
                 cache_mb=args.server_cache_mb,
+                read_ahead=not args.no_read_ahead,
             )
         ),
         indent=2,

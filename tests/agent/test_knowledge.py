@@ -215,6 +215,27 @@ def test_a_persona_without_facts_chats_with_the_llm(tmp_path: Path) -> None:
     assert answerer.answer("What time is it?").text == "It's 9:42 pm."  # UTC: no time zone given
 
 
+def test_the_prompt_read_ahead_is_the_requests_start(tmp_path: Path) -> None:
+    """What the embedded server evaluates while the user speaks is the start of the request their whole turn
+    makes: the same messages, the question without its last (maybe cut) word."""
+    path = tmp_path / "plain.yaml"
+    path.write_text(
+        "identity: {display_name: P, livekit_identity: p}\n"
+        "llm:\n  system_prompt: You are P.\n  greeting: Hi\n  fallback_line: Sorry?\n"
+    )
+    answerer = Answerer(load_persona(str(path)), now=lambda: NOW)
+    history = [{"role": "system", "content": "You are P."}, {"role": "user", "content": "hi"}]
+    history.append({"role": "assistant", "content": "Hello!"})
+    ahead = answerer.prompt_ahead("Tell me about the mo", history)
+    turn = answerer.answer("Tell me about the moon and the stars.", history)
+    assert isinstance(turn, LLMAnswer) and ahead is not None
+    assert ahead[:-1] == turn.messages[:-1]
+    assert ahead[-1] == {"role": "user", "content": "Tell me about the"}
+    assert turn.messages[-1]["content"].startswith(ahead[-1]["content"])
+    assert answerer.prompt_ahead("Tell", history) is None  # nothing before the last word
+    assert answerer.prompt_ahead("What time is it", history) is None  # "what time is": the clock answers
+
+
 @pytest.mark.parametrize("name", ["library_receptionist", "clinic_checkin"])
 def test_every_curated_question_of_the_shipped_personas_finds_its_answer(name: str) -> None:
     answerer = Answerer(load_persona(name), now=lambda: NOW)

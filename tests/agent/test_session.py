@@ -183,6 +183,14 @@ async def test_interim_transcripts_while_the_user_speaks(
         return probability(model, words, last_reply, last_word_probability=last_word_probability)
 
     monkeypatch.setattr(TextTurnModel, "probability", judged)
+    warmed: list[list[dict[str, str]]] = []  # the prompts the LLM server was asked to read ahead
+    warm = ChatLLM.warm
+
+    async def spy_warm(llm: ChatLLM, messages: list[dict[str, str]]) -> None:
+        warmed.append(list(messages))
+        await warm(llm, messages)
+
+    monkeypatch.setattr(ChatLLM, "warm", spy_warm)
     question = speech(tts, "Could you tell me where I can find the books about gardening and birds?")
     session, engine = await make_session(p, whisper, llm_for(p, server), tts)
     run = await drive(session, engine, timeline(9.0, (0.5, question)), 6.0)
@@ -195,6 +203,11 @@ async def test_interim_transcripts_while_the_user_speaks(
     # Interim transcripts (and words recognised in the user's short silences) were read ahead by the
     # end-of-turn check, so a pause's verdict reads only the words after them.
     assert set(ahead) & {e.text for e in interim}, (ahead, interim)
+    # The LLM server read the turn's prompt up to an interim transcript but its last word (which the end
+    # of its audio may cut), the request's own system prompt and history in front.
+    heads = {" ".join(e.text.split()[:-1]) for e in interim}
+    read = [m for m in warmed if m[-1]["role"] == "user" and m[-1]["content"] in heads]
+    assert read and read[0][:-1] == [{"role": "system", "content": p.llm.system_prompt}], (warmed, interim)
     # Each pause's verdict weighed how sure Whisper was of the last word (agent.stt.Transcript).
     assert doubts and all(0.0 < d <= 1.0 for d in doubts) and any(d < 1.0 for d in doubts), doubts
 
