@@ -141,6 +141,8 @@ class TurnTakingConfig(StrictModel):
     # Smart Turn is asked a VAD window sooner, and less sure with less silence heard, so it waits longer in
     # pauses inside a sentence: 2 of 90 and 4 of 100 cut off against 3 and 6, complete turns ending at
     # p50 267 and 282 ms against 279 and 279 (scratch runs; then bench/results/turns.json: 271 ms, 2 of 90).
+    # Sooner is a trade with the words' check (2026-12-06, scratch runs): 96 ms, 251.5 ms p50 and 8 of 90
+    # cut off; 64 ms, 241 ms and 11; 120, 268 ms and 4 (docs/design.md, "End of turn").
     min_wait_ms: int = Field(
         120, ge=100, le=2000, description="silence before the turn model is asked; the wait when it is sure"
     )
