@@ -36,7 +36,7 @@ from avatar_core.config import AppSettings
 from avatar_core.frames import AudioFrame
 from avatar_core.render.process import RenderProcess
 from avatar_core.tts.kokoro import KokoroTTS
-from integrations.lifecycle import cap_malloc_arenas
+from integrations.lifecycle import prepare_process
 from integrations.stack import open_stack
 
 QUESTIONS = [
@@ -226,7 +226,7 @@ async def run(turns: int, barge_ins: int, persona: Persona) -> dict[str, object]
 
 
 def main() -> None:
-    cap_malloc_arenas()  # as `dyad` does: the product's memory, measured
+    prepare_process()  # as `dyad` does: the product's memory and threads, measured
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )

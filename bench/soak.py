@@ -53,7 +53,7 @@ from avatar_core.config import AppSettings
 from avatar_core.engine import Engine, RealClock
 from avatar_core.frames import AUDIO_RATE, AudioFrame, OutputFrame
 from avatar_core.tts.kokoro import KokoroTTS
-from integrations.lifecycle import cap_malloc_arenas
+from integrations.lifecycle import prepare_process
 from integrations.stack import AvatarStack, SharedModels, open_stack
 from integrations.transport import USER_RATE, AvatarTransport
 
@@ -750,7 +750,7 @@ async def _stacks(persona: Persona, models: SharedModels, n: int) -> AsyncIterat
 
 
 def main() -> None:
-    cap_malloc_arenas()  # as `dyad` does: the product's memory, measured
+    prepare_process()  # as `dyad` does: the product's memory and threads, measured
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     parser.add_argument("--minutes", type=float, default=60.0)
     parser.add_argument("--report-every", type=float, default=5.0, help="minutes between reports")

@@ -65,6 +65,7 @@ from agent.turn_text import TextTurnModel, vetoes
 from avatar_core.config import KOKORO_VOICES, AppSettings
 from avatar_core.text.frontend import phonemes
 from avatar_core.tts.kokoro import KokoroTTS
+from integrations.lifecycle import prepare_process
 
 F32 = npt.NDArray[np.float32]
 
@@ -555,6 +556,7 @@ def run(sentences: int, questions: int, voices: list[str], seed: int, persona: P
 
 
 def main() -> None:
+    prepare_process()  # as `dyad` does: the product's threads, measured
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )

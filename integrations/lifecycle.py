@@ -59,6 +59,35 @@ def cap_malloc_arenas(arenas: int = MALLOC_ARENAS) -> bool:
     return bool(mallopt(_M_ARENA_MAX, arenas))
 
 
+# numpy's and scipy's BLAS (OpenBLAS) splits a matrix product over one thread per core, and each of its
+# threads then spins on its core for up to ~0.1 s waiting for the next product. Our products are small (the
+# mel filters of Whisper's and Smart Turn's features), and every model already has its own thread: at a
+# pause, Whisper and Smart Turn each kept a BLAS thread spinning for 75-95 ms of the other core while the LLM
+# and the turn models needed it. With one BLAS thread (bench/latency.py --mode joint, two runs minutes apart,
+# 2026-12-06): recognition at the pause 177 ms p50 instead of 297, voice to voice 741 / 910 ms instead of
+# 860 / 1294 (docs/design.md, "Threads").
+BLAS_THREADS = 1
+
+
+def limit_blas_threads(threads: int = BLAS_THREADS) -> bool:
+    """Run numpy's BLAS on ``threads`` threads in this process and the processes it starts (the renderer,
+    LiveKit job processes). An ``OPENBLAS_NUM_THREADS`` already in the environment is the user's choice
+    and is left alone. Returns whether this call set the limit."""
+    if "OPENBLAS_NUM_THREADS" in os.environ:
+        return False
+    os.environ["OPENBLAS_NUM_THREADS"] = str(threads)  # child processes read it when they load BLAS
+    from threadpoolctl import threadpool_limits  # this process's BLAS is loaded already (numpy)
+
+    threadpool_limits(limits=threads, user_api="blas")
+    return True
+
+
+def prepare_process() -> None:
+    """What `dyad` sets first thing, before threads start: the malloc arena cap and the BLAS threads."""
+    cap_malloc_arenas()
+    limit_blas_threads()
+
+
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 

@@ -12,7 +12,7 @@ from rich.table import Table
 from avatar_core.config import AppSettings
 from integrations.cli import chat, dialogue, doctor, kiosk, livekit, persona, render, train, vocoder
 from integrations.cli.logs import configure_logging
-from integrations.lifecycle import cap_malloc_arenas, default_max_sessions
+from integrations.lifecycle import default_max_sessions, prepare_process
 
 app = typer.Typer(
     name="dyad",
@@ -132,7 +132,7 @@ def serve(
 
 def main() -> None:
     """Console-script entry point."""
-    cap_malloc_arenas()
+    prepare_process()
     app()
 
 
