@@ -43,9 +43,10 @@ class SentenceChunker:
                     break
         if self.emitted == 0:
             # No clause boundary yet in a long opening: cut after a whole word, since speech synthesis
-            # time grows with the chunk and the first chunk is what the user waits for.
+            # time grows with the chunk and the first chunk is what the user waits for. A word is whole
+            # once the next one has begun (the space before it): cut then, not a word later.
             spans = list(re.finditer(r"\S+\s", self.buffer))
-            if len(spans) > self.first_max_words:
+            if len(spans) >= self.first_max_words:
                 cuts.append(spans[self.first_max_words - 1].end())
         return min(cuts) if cuts else None
 

@@ -42,3 +42,10 @@ def test_a_long_opening_without_punctuation_is_cut_after_a_few_words() -> None:
     chunks = chunk_text("The Central Library is open from nine in the morning until eight at night. Bye.")
     assert chunks[0] == "The Central Library is open from"
     assert chunks[1] == "nine in the morning until eight at night."
+
+
+def test_a_long_opening_is_cut_as_soon_as_the_next_word_begins() -> None:
+    chunker = SentenceChunker(first_max_words=6)
+    tokens = ["The", " Central", " Library", " is", " open", " from"]
+    assert [chunker.push(token) for token in tokens] == [[]] * 6  # "from" may go on ("fromage")
+    assert chunker.push(" nine") == ["The Central Library is open from"]
