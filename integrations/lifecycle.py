@@ -61,11 +61,8 @@ def cap_malloc_arenas(arenas: int = MALLOC_ARENAS) -> bool:
 
 # numpy's and scipy's BLAS (OpenBLAS) splits a matrix product over one thread per core, and each of its
 # threads then spins on its core for up to ~0.1 s waiting for the next product. Our products are small (the
-# mel filters of Whisper's and Smart Turn's features), and every model already has its own thread: at a
-# pause, Whisper and Smart Turn each kept a BLAS thread spinning for 75-95 ms of the other core while the LLM
-# and the turn models needed it. With one BLAS thread (bench/latency.py --mode joint, two runs minutes apart,
-# 2026-12-06): recognition at the pause 177 ms p50 instead of 297, voice to voice 741 / 910 ms instead of
-# 860 / 1294 (docs/design.md, "Threads").
+# mel filters of Whisper's and Smart Turn's features) and every model already has its own thread, so at a
+# pause that spinning took the core the LLM and the turn models needed (measured: docs/design.md, "Threads").
 BLAS_THREADS = 1
 
 
