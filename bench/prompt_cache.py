@@ -112,15 +112,15 @@ class Conversation:
     async def turn(self, number: int, log: ServerLog) -> None:
         """Ask the conversation's ``number``-th question (1-based), as the Session does."""
         question = self.questions[number - 1]
-        read_ahead = None
+        read_ahead_tokens = None
         if self.read_ahead and self.llm.warm_prompts:  # the Session, at each interim transcript
-            read_ahead = 0
+            read_ahead_tokens = 0
             words = question.split()
             for heard in range(2, len(words), 2):  # an interim transcript about every two words
                 messages = self.answerer.prompt_ahead(" ".join(words[:heard]), self.history.messages())
                 if messages is not None:
                     await self.llm.warm(messages)
-                    read_ahead += log.new_numbers()["evaluated_tokens"] or 0
+                    read_ahead_tokens += log.new_numbers()["evaluated_tokens"] or 0
         answer = self.answerer.answer(question, self.history.messages())
         self.history.add_user(question)
         if not isinstance(answer, LLMAnswer):
@@ -163,7 +163,7 @@ class Conversation:
                 "error": error,
                 "warm_up": warm_up,
                 "slid_warm_up": slid_warm_up,
-                "read_ahead_evaluated_tokens": read_ahead,
+                "read_ahead_evaluated_tokens": read_ahead_tokens,
             }
         )
 
