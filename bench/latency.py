@@ -24,6 +24,7 @@ import time
 from bisect import bisect_left
 from datetime import date
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -62,6 +63,15 @@ def speech_end(audio: npt.NDArray[np.float32]) -> float:
 
 def percentile(values: list[float], q: float) -> float | None:
     return round(float(np.percentile(values, q)), 1) if values else None
+
+
+def emit(result: dict[str, Any], out: Path | None) -> None:
+    """Print a benchmark's result as JSON and, with ``out``, write it there too."""
+    text = json.dumps(result, indent=2)
+    if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(text + "\n")
+    print(text)
 
 
 STAGES = (

@@ -30,7 +30,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import dataclasses
-import json
 import shlex
 import sys
 import time
@@ -40,7 +39,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from latency import QUESTIONS, percentile
+from latency import QUESTIONS, emit, percentile
 
 from agent.knowledge import Answerer, LLMAnswer
 from agent.llm import ChatHistory, ChatLLM, LLMError
@@ -293,24 +292,18 @@ def main() -> None:
             "knowledge": base.knowledge.model_copy(update={"passage_answers": args.passages}),
         }
     )
-    text = json.dumps(
-        asyncio.run(
-            run(
-                args.persona,
-                persona,
-                args.turns,
-                not args.no_warm,
-                sessions=args.sessions,
-                cache_mb=args.server_cache_mb,
-                read_ahead=not args.no_read_ahead,
-            )
-        ),
-        indent=2,
+    result = asyncio.run(
+        run(
+            args.persona,
+            persona,
+            args.turns,
+            not args.no_warm,
+            sessions=args.sessions,
+            cache_mb=args.server_cache_mb,
+            read_ahead=not args.no_read_ahead,
+        )
     )
-    if args.out is not None:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(text + "\n")
-    print(text)
+    emit(result, args.out)
 
 
 if __name__ == "__main__":

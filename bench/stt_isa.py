@@ -33,7 +33,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from latency import percentile
+from latency import emit, percentile
 from stt_window import utterances, word_errors
 
 from avatar_core.config import KOKORO_VOICES
@@ -147,11 +147,7 @@ def main() -> None:
     voices = list(KOKORO_VOICES) if args.voices == "all" else args.voices.split(",")
     if args.rounds < 1 or not set(voices) <= set(KOKORO_VOICES):
         sys.exit(f"--rounds must be >= 1 and --voices among {', '.join(KOKORO_VOICES)}")
-    text = json.dumps(run(args.rounds, voices, args.joined), indent=2)
-    if args.out is not None:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(text + "\n")
-    print(text)
+    emit(run(args.rounds, voices, args.joined), args.out)
 
 
 if __name__ == "__main__":

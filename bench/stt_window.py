@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import re
 import shlex
 import sys
@@ -29,7 +28,7 @@ from scipy.signal import resample_poly
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from latency import QUESTIONS, percentile
+from latency import QUESTIONS, emit, percentile
 
 from agent.stt import UnclearSpeech, WhisperSTT
 from avatar_core.config import AppSettings
@@ -121,11 +120,7 @@ def main() -> None:
     parser.add_argument("--joined", type=int, nargs="+", default=[1, 2, 4])
     parser.add_argument("--out", type=Path, default=None, help="also write the JSON here")
     args = parser.parse_args()
-    text = json.dumps(asyncio.run(run(args.windows, args.voices, args.joined)), indent=2)
-    if args.out is not None:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(text + "\n")
-    print(text)
+    emit(asyncio.run(run(args.windows, args.voices, args.joined)), args.out)
 
 
 if __name__ == "__main__":
