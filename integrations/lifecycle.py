@@ -82,8 +82,8 @@ def limit_blas_threads(threads: int = BLAS_THREADS) -> bool:
 # CTranslate2 (Whisper's runtime) dispatches its own kernels (softmax, layer norm, activations, the int8
 # quantisation around each matrix product) to AVX2 on a CPU that has AVX-512: it never picks AVX-512 itself
 # (some CPUs lower their clock for it), only when ``CT2_FORCE_CPU_ISA`` asks. On this project's 2-core Xeon
-# (avx512 with VNNI) it made Whisper tiny.en's recognition of a question 10-25 ms faster with the same words
-# (docs/design.md, "Threads"). The flags are the ones CTranslate2 checks before it accepts AVX512.
+# (avx512 with VNNI) a Whisper tiny.en call took 0.87 of the time, with the same words in 147 of 150 questions
+# (bench/stt_isa.py; docs/design.md, "Threads"). The flags are the ones CTranslate2 checks before AVX512.
 CT2_AVX512_FLAGS = frozenset({"avx512f", "avx512cd", "avx512vl", "avx512dq", "avx512bw"})
 
 
