@@ -166,6 +166,12 @@ class _Speculation:
     transcript_wall: float | None = None
     llm: asyncio.Task[None] | None = None
     tokens: asyncio.Queue[str | Answer | LLMError | None] = field(default_factory=asyncio.Queue)
+    # The reply made from ``tokens``, held: its first chunk is synthesized in the pause and played the
+    # moment the turn ends (Engine.say(held=True)); dropped with the LLM's answer.
+    speech: SpeechHandle | None = None
+    # Set when the turn ends on this speculation: from then on the answer's function calls and errors
+    # are published (never for a pause the user speaks on after).
+    answering: asyncio.Event = field(default_factory=asyncio.Event)
     llm_ttft_ms: float | None = None
     first_token_wall: float | None = None
     first_token_at: float | None = None
@@ -178,10 +184,18 @@ class _Speculation:
         """Whether its words are kept when the user goes on (:func:`settles`)."""
         return settles(self.last_voice, self.silent_until)
 
+    def drop_answer(self) -> None:
+        """Drop the answer begun in the pause (the LLM's request and the speech made from it)."""
+        if self.llm is not None:
+            self.llm.cancel()
+        if self.speech is not None:
+            self.speech.interrupt()
+
     def cancel(self) -> None:
-        for task in (self.task, self.judging, self.llm):
+        for task in (self.task, self.judging):
             if task is not None:
                 task.cancel()
+        self.drop_answer()
 
 
 @dataclass
@@ -635,8 +649,8 @@ class Session:
                 turn.speculation = None
                 if not spec.settles:
                     spec.cancel()
-                elif spec.llm is not None:
-                    spec.llm.cancel()
+                else:
+                    spec.drop_answer()
                 self._commit(turn, spec)
             return
         spec = turn.speculation
@@ -683,6 +697,9 @@ class Session:
             spec.answer = self.decide(text)
             if isinstance(spec.answer, LLMAnswer):
                 spec.llm = self._spawn(self._prefetch(spec, spec.answer))
+                # Its first chunk is synthesized while the pause lasts, and plays when the turn ends
+                # (docs/design.md, "The Session").
+                spec.speech = self.engine.say(self._prefetched(turn.number, spec), held=True)
         if self.text_turn is not None:
             spec.judging = self._spawn(self._judge(spec, self.text_turn, text))
 
@@ -909,11 +926,6 @@ class Session:
 
     async def _llm_text(self, turn: _Turn) -> AsyncIterator[str]:
         """The LLM's reply as it streams; the fallback line if it fails before saying anything."""
-        spec = turn.speculation
-        if spec is not None and spec.llm is not None:
-            async for text in self._prefetched(turn, spec):
-                yield text
-            return
         started = time.perf_counter()
         said = False
         answer = turn.answer
@@ -939,29 +951,36 @@ class Session:
             if not said:
                 yield self.persona.llm.fallback_line
 
-    async def _prefetched(self, turn: _Turn, spec: _Speculation) -> AsyncIterator[str]:
-        """The speculatively started LLM answer, from its buffer."""
+    async def _prefetched(self, number: int, spec: _Speculation) -> AsyncIterator[str]:
+        """The speculatively started LLM answer, from its buffer: its words at once (they are synthesized
+        while the turn may still go on), anything else once the turn has ended on it."""
         said = False
         while (item := await spec.tokens.get()) is not None:
+            if not isinstance(item, str):
+                await spec.answering.wait()
             if isinstance(item, LLMError):
-                self._error("llm", str(item), turn=turn.number)
+                self._error("llm", str(item), turn=number)
                 if not said:
                     yield self.persona.llm.fallback_line
                 return
             if not isinstance(item, str):  # a function the LLM called: publish its action now
-                for event in answer_events(item, self._now(), turn.number):
+                for event in answer_events(item, self._now(), number):
                     self._emit(event)
                 continue
-            if not said and item.strip():
-                said = True
-                turn.llm_ttft_ms, turn.first_token_wall = spec.llm_ttft_ms, spec.first_token_wall
-                turn.first_token_at = spec.first_token_at
+            said = said or bool(item.strip())
             yield item
 
     async def _speak(self, number: int, turn: _Turn | None, text: str | None) -> None:
-        """Say a fixed ``text``, or the LLM's answer to ``turn``; then record what was heard."""
-        source = text if text is not None else self._reply_source(turn) if turn is not None else ""
-        handle = self.engine.say(source)
+        """Say a fixed ``text``, or the answer to ``turn`` (the one begun in its pause, or a new one); then
+        record what was heard."""
+        spec = turn.speculation if turn is not None and text is None else None
+        if spec is not None and spec.speech is not None:
+            handle = spec.speech
+            spec.answering.set()
+            self.engine.release(handle)
+        else:
+            source = text if text is not None else self._reply_source(turn) if turn is not None else ""
+            handle = self.engine.say(source)
         self._reply, self._reply_turn, self._spoken_shown = handle, number, ""
         self._reply_queued.set()
         try:
@@ -995,6 +1014,9 @@ class Session:
             if handle.error is not None:
                 self._error("tts", handle.error, turn=number)
             if turn is not None:
+                if spec is not None and spec.speech is handle:  # the answer begun in the pause
+                    turn.llm_ttft_ms, turn.first_token_wall = spec.llm_ttft_ms, spec.first_token_wall
+                    turn.first_token_at = spec.first_token_at
                 self._emit(self._metrics(turn, handle))
             if self._reply is handle:
                 self._reply = None

@@ -98,9 +98,18 @@ class Engine:
         await self._speaker.warm_up()
         await asyncio.get_running_loop().run_in_executor(self._render_pool, self.renderer.render, NEUTRAL)
 
-    def say(self, text: str | AsyncIterable[str]) -> SpeechHandle:
-        """Queue speech; the first chunk is kept short so audio starts early."""
-        return self._speaker.say(text)
+    def say(self, text: str | AsyncIterable[str], *, held: bool = False) -> SpeechHandle:
+        """Queue speech; the first chunk is kept short so audio starts early.
+
+        ``held``: an answer made before it is known to be wanted (the reply begun in the user's pause):
+        only its first chunk is synthesized, nothing plays and the avatar is not speaking until
+        :meth:`release`; ``handle.interrupt()`` drops it. :meth:`interrupt` leaves held speech alone.
+        """
+        return self._speaker.say(text, held=held)
+
+    def release(self, handle: SpeechHandle) -> None:
+        """Play a held handle (after any speech queued before it); its first chunk is ready or on its way."""
+        self._speaker.release(handle)
 
     def say_audio(
         self, source: AsyncIterable[npt.NDArray[np.int16]], text: str | None = None

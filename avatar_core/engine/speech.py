@@ -48,9 +48,11 @@ class Playing:
 class SpeechHandle:
     """One thing the avatar says. Await it to wait until it is played out or interrupted."""
 
-    def __init__(self, text: str | None) -> None:
+    def __init__(self, text: str | None, *, held: bool = False) -> None:
         self.id = f"speech_{next(_ids)}"
         self.text = text  # None while streaming in
+        # Held: made ahead (its first chunk only) and not played until released (Speaker.release).
+        self.held = held
         self.interrupted = False
         self.played_s = 0.0  # seconds of audio played so far
         self.started_at: float | None = None  # engine time of the first audio sample
@@ -192,6 +194,7 @@ class Speaker:
         self.underrun_s = 0.0  # ... and how long they lasted together
         self._underrun = False  # the frame before was one
         self._queue: deque[SpeechHandle] = deque()
+        self._held: list[SpeechHandle] = []  # made ahead, not queued for playout yet
         self._pool = compute_pool("dyad-synth")
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -199,11 +202,24 @@ class Speaker:
         """Load the voice's models with one synthesis."""
         await asyncio.get_running_loop().run_in_executor(self._pool, self.voice.utterance, "Hello.")
 
-    def say(self, text: str | AsyncIterable[str]) -> SpeechHandle:
-        """Queue speech; the first chunk is kept short so audio starts early."""
-        handle = SpeechHandle(text if isinstance(text, str) else None)
+    def say(self, text: str | AsyncIterable[str], *, held: bool = False) -> SpeechHandle:
+        """Queue speech; the first chunk is kept short so audio starts early. ``held``: synthesize only
+        the first chunk now and play nothing until :meth:`release` (an answer made before it is known
+        to be wanted); dropped with ``handle.interrupt()``."""
+        handle = SpeechHandle(text if isinstance(text, str) else None, held=held)
+        self._held = [h for h in self._held if not h.done]
         self._start(handle, self._synthesize(handle, text))
         return handle
+
+    def release(self, handle: SpeechHandle) -> None:
+        """Queue a held handle for playout (after what is queued already); its synthesis goes on."""
+        if handle in self._held:
+            self._held.remove(handle)
+        if not handle.held or handle.done:
+            return
+        handle.held = False
+        self._queue.append(handle)
+        handle._wanted.set()
 
     def say_audio(
         self, source: AsyncIterable[npt.NDArray[np.int16]], text: str | None = None
@@ -219,7 +235,7 @@ class Speaker:
         return handle
 
     def interrupt(self) -> None:
-        """Stop all queued and playing speech now."""
+        """Stop all queued and playing speech now (held speech is its owner's to release or drop)."""
         self.paused = False
         while self._queue:
             self._queue.popleft().interrupt()
@@ -245,6 +261,8 @@ class Speaker:
     async def aclose(self) -> None:
         """Stop speech, synthesis tasks and the worker thread."""
         self.interrupt()
+        for handle in self._held:
+            handle.interrupt()
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -256,7 +274,7 @@ class Speaker:
         handle._task = asyncio.get_running_loop().create_task(work)
         self._tasks.add(handle._task)
         handle._task.add_done_callback(self._tasks.discard)
-        self._queue.append(handle)
+        (self._held if handle.held else self._queue).append(handle)
 
     async def _synthesize(self, handle: SpeechHandle, source: str | AsyncIterable[str]) -> None:
         loop = asyncio.get_running_loop()
@@ -342,7 +360,10 @@ class Speaker:
     async def _when_needed(self, handle: SpeechHandle) -> float:
         """On a real clock, wait until at most :attr:`SYNTH_LEAD_S` of the handle's audio is left to play
         (playout says so, :meth:`next_audio`); returns the seconds until the next chunk's audio is needed
-        (its deadline, ``workers.due_in``)."""
+        (its deadline, ``workers.due_in``). A held handle waits after its first chunk until released."""
+        while handle.held and not handle.done and handle.ahead_s() > 0:
+            handle._wanted.clear()
+            await handle._wanted.wait()
         if not self.clock.realtime:
             return 0.0
         while not handle.done and handle.ahead_s() > self.SYNTH_LEAD_S:

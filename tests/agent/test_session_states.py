@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterable, AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,7 +32,7 @@ from agent.states import (
 from agent.turn import SmartTurnModel, TurnDetector, silence_for
 from agent.vad import VADEvent
 from avatar_core.config import AppearanceConfig, VideoConfig
-from avatar_core.engine import Engine, Utterance, VirtualClock
+from avatar_core.engine import Engine, SpeechHandle, Utterance, VirtualClock
 from avatar_core.engine.mixing import ACK_S
 from avatar_core.frames import AUDIO_RATE, AudioFrame, VideoFrame
 from avatar_core.motion import INDEX, MOTION_DIM
@@ -231,6 +231,7 @@ class Timeline:
     video: list[VideoFrame] = field(default_factory=list)
     phases: list[tuple[float, Phase]] = field(default_factory=list)  # each change, after a chunk
     overlaps: list[tuple[float, Overlap]] = field(default_factory=list)  # each change, after a chunk
+    said: list[tuple[float, bool, SpeechHandle]] = field(default_factory=list)  # Engine.say: t, held, handle
 
     def __post_init__(self) -> None:
         p = persona("silence" if self.turn_p is None else "smart_turn")
@@ -247,6 +248,14 @@ class Timeline:
         self.engine = Engine(ToneVoice(), renderer, p.behaviour, clock=VirtualClock())
         self.session = Session(p, self.engine, self.stt, self.llm, vad=self.vad, turn_detector=self.detector)
         self.session.on(self.events.append)
+        say = self.engine.say
+
+        def recorded_say(text: str | AsyncIterable[str], *, held: bool = False) -> SpeechHandle:
+            handle = say(text, held=held)
+            self.said.append((self.engine.clock.now(), held, handle))
+            return handle
+
+        self.engine.say = recorded_say  # type: ignore[method-assign]
 
     async def run(self, until: float) -> None:
         async for frame in self.engine.frames():
@@ -445,6 +454,12 @@ async def test_a_speculative_reply_is_discarded_when_the_user_goes_on() -> None:
         {"role": "user", "content": whole},
         {"role": "assistant", "content": line.reply},
     ]
+    # Each pause's answer was made held; the first was dropped unplayed, the second played.
+    assert [held for _, held, _ in line.said] == [True, True]
+    (_, _, dropped), (_, _, kept) = line.said
+    assert dropped.interrupted and dropped.played_s == 0 and agent[0].speech_id == kept.id
+    thinking = next(e for e in line.of(StateChanged) if e.state == "thinking")
+    assert min(line.audible()) >= thinking.t  # nothing was heard while the user spoke
 
 
 @pytest.mark.parametrize(("gap_s", "settles"), [(0.02, False), (0.1, True)])
@@ -466,6 +481,24 @@ async def test_only_a_long_enough_silence_settles_the_words_before_it(gap_s: flo
         assert line.stt.heard_s[1] > 3.0 - 0.5
     assert [u.text for u in line.of(UserTranscript) if u.final] == [whole]
     assert [m["content"] for m in line.session.history.messages() if m["role"] == "user"] == [whole]
+
+
+@pytest.mark.parametrize("p", [1.0, 0.5])
+async def test_the_answer_begun_in_the_pause_is_made_held_and_plays_when_the_turn_ends(p: float) -> None:
+    """The reply the LLM began in the pause is given to the Engine held, before the turn ends (its first
+    chunk is synthesized while the pause lasts); the turn's end plays that very speech, not a new one."""
+    line = Timeline([(0.5, 2.5)], turn_p=[p])
+    await line.session.start()
+    await line.run(6.0)
+    await line.close()
+    thinking = next(e for e in line.of(StateChanged) if e.state == "thinking")
+    ((made_at, held, handle),) = line.said
+    assert held and 2.5 <= made_at < thinking.t  # in the pause (on the virtual clock, at its start)
+    (agent,) = [e for e in line.of(AgentTranscript) if e.final]
+    assert agent.speech_id == handle.id and agent.text == line.reply and not handle.interrupted
+    assert min(line.audible()) >= thinking.t
+    (metrics,) = line.of(TurnMetrics)
+    assert metrics.llm_ttft_ms is not None and metrics.llm_ttft_ms >= 1000 * line.ttft_s
 
 
 async def test_the_acknowledgement_motion_starts_when_the_turn_ends() -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
 
 import numpy as np
 import pytest
@@ -115,6 +116,48 @@ async def test_interrupt_stops_audio_at_the_next_frame(voice: CascadeVoice) -> N
     words = handle.played_text().split()
     assert 0 < len(words) < len(handle.text.split())  # type: ignore[union-attr]
     assert handle.text.startswith(handle.played_text())  # type: ignore[union-attr]
+    await eng.aclose()
+
+
+@dataclass
+class CountingVoice:
+    """The real voice, recording each chunk it is asked to synthesize."""
+
+    voice: CascadeVoice
+    made: list[str] = field(default_factory=list)
+
+    @property
+    def fps(self) -> float:
+        return self.voice.fps
+
+    def utterance(self, text: str) -> Utterance:
+        self.made.append(text)
+        return self.voice.utterance(text)
+
+
+async def test_held_speech_makes_its_first_chunk_and_plays_only_when_released(voice: CascadeVoice) -> None:
+    counting = CountingVoice(voice)
+    eng = engine(counting)  # type: ignore[arg-type]
+    text = "Sure. The library opens at nine in the morning, and it closes at six in the evening."
+    held = eng.say(text, held=True)
+    dropped = eng.say("Nobody will want this answer.", held=True)
+    while held.first_ready_wall is None or dropped.first_ready_wall is None:
+        await asyncio.sleep(0.01)
+    audio, _ = await collect(eng, 1.0)
+    await asyncio.sleep(0.2)  # time enough for a second chunk, were it made
+    assert all(not f.samples.any() for f in audio) and not eng.speaking
+    assert len(counting.made) == 2  # the first chunk of each, nothing more
+    eng.interrupt()  # stops queued speech only: held speech is its owner's
+    assert not held.done
+    dropped.interrupt()
+    eng.release(dropped)  # too late: it was dropped
+    eng.release(held)
+    assert eng.speaking
+    audio, _ = await collect(eng, 8.0)
+    assert held.done and not held.interrupted and held.played_text() == text
+    assert dropped.interrupted and dropped.played_s == 0
+    assert {f.speech_id for f in audio} == {held.id, None}
+    assert len(counting.made) > 2
     await eng.aclose()
 
 
