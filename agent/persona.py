@@ -158,9 +158,11 @@ class TurnTakingConfig(StrictModel):
     # others held: text_veto_below 0.1 cuts off 2 paused ones (0.05: 10, 0.02: 11); text_complete_above 0.5
     # ends complete turns 42 ms sooner at p50 than never (1.0; 271 vs 313 ms) for one more cut-off (0.3:
     # 266 ms and none more here, but two more of 100 on a second draw, --sentences 10 --seed 1, with
-    # min_wait_ms 150); veto_wait_ms 1500 cuts off 2 (1000: 3); trust_smart_turn_above 0.9: p95 1065 ms, as at
-    # 0.95, against 1543 at 0.98 and 1551 at 1.0 (the veto then holds "how long can I keep a book" 1.5 s in
-    # every voice), for the same 2 cut off (docs/design.md, "End of turn").
+    # min_wait_ms 150); trust_smart_turn_above 0.9: p95 1065 ms, as at 0.95, against 1543 at 0.98 and 1551
+    # at 1.0 (the veto then holds "how long can I keep a book" 1.5 s in every voice), for the same 2 cut off.
+    # veto_wait_ms 1000 since 2026-12-06 (1500 before: 3 of 90 cut off against 4 in the result of that
+    # morning): a complete question the words doubt and Smart Turn is unsure of ("can I borrow a laptop",
+    # 0.06) waited 1.5 s, the p95 of bench/latency.py (docs/design.md, "End of turn").
     text_veto_below: float = Field(
         0.1,
         ge=0.0,
@@ -176,7 +178,7 @@ class TurnTakingConfig(StrictModel):
         "soon as they are judged (not before min_wait_ms), however unsure Smart Turn is; 1.0: never",
     )
     veto_wait_ms: int = Field(
-        1500,
+        1000,
         ge=200,
         le=10000,
         description="the wait in a pause whose words do not end a sentence (longer if the audio's own "
