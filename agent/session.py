@@ -698,7 +698,7 @@ class Session:
             if isinstance(spec.answer, LLMAnswer):
                 spec.llm = self._spawn(self._prefetch(spec, spec.answer))
                 # Its first chunk is synthesized while the pause lasts, and plays when the turn ends
-                # (docs/design.md, "The Session").
+                # (docs/design.md, "The reply begun in the pause").
                 spec.speech = self.engine.say(self._prefetched(turn.number, spec), held=True)
         if self.text_turn is not None:
             spec.judging = self._spawn(self._judge(spec, self.text_turn, text))
