@@ -160,9 +160,9 @@ class TurnTakingConfig(StrictModel):
     # 266 ms and none more here, but two more of 100 on a second draw, --sentences 10 --seed 1, with
     # min_wait_ms 150); trust_smart_turn_above 0.9: p95 1065 ms, as at 0.95, against 1543 at 0.98 and 1551
     # at 1.0 (the veto then holds "how long can I keep a book" 1.5 s in every voice), for the same 2 cut off.
-    # veto_wait_ms 1000 since 2026-12-06 (1500 before: 3 of 90 cut off against 4 in the result of that
-    # morning): a complete question the words doubt and Smart Turn is unsure of ("can I borrow a laptop",
-    # 0.06) waited 1.5 s, the p95 of bench/latency.py (docs/design.md, "End of turn").
+    # veto_wait_ms 1000 since 2026-12-06 (1500 before: 3 of 90 cut off against 4, bench/results/turns.json
+    # of 2026-12-06): a complete question the words doubt and Smart Turn is unsure of ("can I borrow a
+    # laptop", 0.06) waited 1.5 s, the p95 of bench/latency.py (docs/design.md, "End of turn").
     text_veto_below: float = Field(
         0.1,
         ge=0.0,

@@ -52,8 +52,8 @@ QUESTIONS = [
 ]  # fmt: skip
 RATE = 16_000
 # How long the simulated user waits for an answer that does not come before asking the next question. A
-# person waits more than a second: a turn the Session holds longer (the words' veto, 1.5 s) is measured, not
-# talked over (before 2026-12-06 afternoon the next question came 1 s after the last and barged in).
+# person waits more than a second: a turn the Session holds longer (the words' veto, veto_wait_ms) is
+# measured, not talked over (before 2026-12-06 afternoon the next question came 1 s after the last).
 PATIENCE_S = 5.0
 
 
