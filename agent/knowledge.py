@@ -583,25 +583,34 @@ class Answerer:
         self, words: str, history: Sequence[Mapping[str, str]] = ()
     ) -> list[dict[str, str]] | None:
         """The start of the LLM request of a turn that begins with ``words`` (an interim transcript): its
-        prompt up to those words but the last, which the end of the transcript's audio may have cut. None
-        when the LLM would not answer them, or would be offered tools (they change the prompt's form). For
-        the embedded server to evaluate while the user still speaks (docs/design.md, "The Session")."""
+        prompt up to those words but the last, which the end of the transcript's audio may have cut. Words
+        that an intent would answer so far (a curated or tool answer) may still become a question for the
+        LLM ("what time does the" -> "... library open?"), so for them it is the request the same words
+        would make without the intents. None when the LLM would not answer them even so, or would be
+        offered tools (they change the prompt's form). For the embedded server to evaluate while the user
+        still speaks (docs/design.md, "The Session")."""
         head = " ".join(words.split()[:-1])
         if not head:
             return None
         answer = self._decide(head, history)
+        if not isinstance(answer, LLMAnswer):
+            answer = self._decide(head, history, intents=False)
         if not isinstance(answer, LLMAnswer) or answer.tools:
             return None
         return answer.messages
 
-    def _decide(self, user_text: str, history: Sequence[Mapping[str, str]]) -> Answer:
+    def _decide(
+        self, user_text: str, history: Sequence[Mapping[str, str]], *, intents: bool = True
+    ) -> Answer:
+        """The answer to ``user_text``; without ``intents``, as if no curated question or tool intent
+        matched it."""
         terms = content_terms(user_text)
         # Days and numbers fill a tool's slots ("open on Sunday", "my appointment at four"): the intent is
         # what is asked about them.
         slots_out = _TIME_SLOT.sub(" ", strip_day_words(user_text))
         intent_terms = [t for t in content_terms(slots_out) if t not in _NUMBER_WORDS]
         intent_terms = [t for t in intent_terms if not t.isdigit()] or terms
-        matches = self.index.match_intents(intent_terms)
+        matches = self.index.match_intents(intent_terms) if intents else []
         best = matches[0] if matches else None
         confident = best is not None and best.confidence >= self.config.direct_threshold
         form = self._form_in_progress(history)

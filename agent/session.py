@@ -837,7 +837,11 @@ class Session:
             text = join_words(committed, (await self.stt.transcribe(audio)).strip())
         except (STTError, UnclearSpeech):
             return  # the final transcript reports errors and asks again
-        if text and self._turn is turn and self._mine(text):
+        # A partial begun just before a pause can end after the pause's speculation has read the whole
+        # turn: its older words are not shown after the newer ones, nor read ahead after the verdict.
+        spec = turn.speculation
+        newer = spec is not None and spec.text is not None
+        if text and self._turn is turn and not newer and self._mine(text):
             self._emit(UserTranscript(self._now(), turn.number, text, False, turn.start))
             self._read_ahead(text, partial=True)
             self._prompt_ahead(turn, text)

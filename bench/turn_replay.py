@@ -298,6 +298,9 @@ class Replay:
 
         def done(t: float, result: object) -> None:
             turn.partial = None
+            spec = turn.speculation
+            if spec is not None and spec.text is not None:  # the pause's newer words are read already
+                return
             words = join_words(base, result[0])  # type: ignore[index]
             self._text_job(t, lambda text: text.read_ahead(words, self.last_reply, partial=True))
 

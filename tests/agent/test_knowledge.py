@@ -233,7 +233,13 @@ def test_the_prompt_read_ahead_is_the_requests_start(tmp_path: Path) -> None:
     assert ahead[-1] == {"role": "user", "content": "Tell me about the"}
     assert turn.messages[-1]["content"].startswith(ahead[-1]["content"])
     assert answerer.prompt_ahead("Tell", history) is None  # nothing before the last word
-    assert answerer.prompt_ahead("What time is it", history) is None  # "what time is": the clock answers
+    # "What time does the" is the clock's so far, but the turn goes on to ask the LLM: read its request.
+    assert isinstance(answerer.answer("What time does the", history), ToolAnswer)
+    ahead = answerer.prompt_ahead("What time does the library", history)
+    turn = answerer.answer("What time does the library open?", history)
+    assert isinstance(turn, LLMAnswer) and ahead is not None
+    assert ahead[:-1] == turn.messages[:-1]
+    assert ahead[-1] == {"role": "user", "content": "What time does the"}
 
 
 @pytest.mark.parametrize("name", ["library_receptionist", "clinic_checkin"])
