@@ -13,7 +13,6 @@ with ``--out``.
 from __future__ import annotations
 
 import argparse
-import json
 import shlex
 import sys
 from datetime import date
@@ -22,6 +21,10 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 import torch
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from latency import emit
 
 from avatar_core.data import corpus
 from avatar_core.eval.judge import spoken_wer, transcriber
@@ -81,10 +84,7 @@ def main() -> None:
         "sentences": len(sentences),
         "results": results,
     }
-    text = json.dumps(result, indent=2)
-    if args.out is not None:
-        args.out.write_text(text + "\n")
-    print(text)
+    emit(result, args.out)
 
 
 if __name__ == "__main__":
