@@ -29,17 +29,15 @@ from latency import emit
 from avatar_core.data import corpus
 from avatar_core.eval.judge import spoken_wer, transcriber
 from avatar_core.model.inference import JointModel
-from avatar_core.text.chunking import SentenceChunker
+from avatar_core.text.chunking import streamed_chunks
 
 MIN_WORDS = 8  # sentences long enough to be cut
 
 
 def pieces(text: str, first_max_words: int | None) -> list[str]:
-    """``text`` as the Speaker cuts it with a first chunk of at most ``first_max_words`` (None: whole)."""
-    if first_max_words is None:
-        return [text]
-    chunker = SentenceChunker(first_max_words=first_max_words)
-    return chunker.push(text) + chunker.flush()
+    """``text`` as the Speaker cuts it streamed from the LLM, with a first chunk of at most
+    ``first_max_words`` (None: whole)."""
+    return [text] if first_max_words is None else streamed_chunks(text, first_max_words)
 
 
 def main() -> None:

@@ -23,14 +23,14 @@ from avatar_core.config import AppSettings
 from avatar_core.data import corpus
 from avatar_core.model.config import EULER_STEPS
 from avatar_core.model.inference import JointModel
-from avatar_core.text.chunking import SentenceChunker
+from avatar_core.text.chunking import streamed_chunks
 from avatar_core.tts.kokoro import KokoroTTS
 from avatar_core.vocoder.infer import VOCODERS, load_speech_vocoder
 
 
 def first_chunk(text: str) -> str:
-    chunker = SentenceChunker()
-    pieces = chunker.push(text) + chunker.flush()
+    """The first chunk the Speaker makes of ``text`` streamed from the LLM."""
+    pieces = streamed_chunks(text)
     return pieces[0] if pieces else text
 
 

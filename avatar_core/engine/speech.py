@@ -286,7 +286,7 @@ class Speaker:
             chunker = SentenceChunker()
             try:
                 if isinstance(source, str):
-                    for chunk in chunker.push(source):
+                    for chunk in chunker.push(source, final=True):
                         pieces.put_nowait(chunk)
                 else:
                     async for text in source:

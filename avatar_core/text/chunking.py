@@ -5,7 +5,9 @@ from __future__ import annotations
 import re
 
 _SENTENCE_END = re.compile(r"[.!?…]+[\"')\]]*(?=\s)|\n+")
+_LAST_SENTENCE_END = re.compile(r"[.!?…]+[\"')\]]*(?=\s|$)|\n+")  # a complete text ends there too
 _CLAUSE_END = re.compile(r"[,;:—]+(?=\s)")
+NEAR_END_WORDS = 2  # a first chunk runs this many words past its limit to end where a sentence does
 _ABBREVIATIONS = {"mr.", "mrs.", "ms.", "dr.", "st.", "vs.", "e.g.", "i.e.", "etc.", "no.", "a.m.", "p.m."}
 
 
@@ -27,11 +29,12 @@ class SentenceChunker:
         self.max_words = max_words
         self.buffer = ""
         self.emitted = 0
+        self.complete = False  # the whole text is in (push(..., final=True))
 
     def _cut(self) -> int | None:
         """Where the next chunk ends in the buffer, or None if no chunk is complete yet."""
         cuts = []
-        for match in _SENTENCE_END.finditer(self.buffer):
+        for match in (_LAST_SENTENCE_END if self.complete else _SENTENCE_END).finditer(self.buffer):
             words = self.buffer[: match.start()].split()
             if words and words[-1].lower() + match.group().strip()[:1] in _ABBREVIATIONS:
                 continue  # "Dr. Jones" is one sentence
@@ -46,15 +49,22 @@ class SentenceChunker:
         if self.emitted == 0:
             # No clause boundary yet in a long opening: cut after a whole word, since speech synthesis
             # time grows with the chunk and the first chunk is what the user waits for. A word is whole
-            # once the next one has begun (the space before it): cut then, not a word later.
+            # once the next one has begun (the space before it): cut then, not a word later. A sentence
+            # or clause end already in sight a word or two on (a whole text, not a stream) ends it instead:
+            # "Welcome to the Central Library." is not cut before its last word.
             spans = list(re.finditer(r"\S+\s", self.buffer))
-            if len(spans) >= self.first_max_words:
+            near = self.first_max_words + NEAR_END_WORDS
+            if len(spans) >= self.first_max_words and not any(
+                len(self.buffer[:cut].split()) <= near for cut in cuts
+            ):
                 cuts.append(spans[self.first_max_words - 1].end())
         return min(cuts) if cuts else None
 
-    def push(self, text: str) -> list[str]:
-        """Add streamed text; return the chunks now complete (possibly none)."""
+    def push(self, text: str, *, final: bool = False) -> list[str]:
+        """Add streamed text; return the chunks now complete (possibly none). ``final``: no more text
+        follows, so the text's end is a sentence end."""
         self.buffer += text
+        self.complete = self.complete or final
         chunks = []
         while (cut := self._cut()) is not None:
             chunk, self.buffer = self.buffer[:cut].strip(), self.buffer[cut:]
@@ -75,4 +85,16 @@ class SentenceChunker:
 def chunk_text(text: str) -> list[str]:
     """All chunks of a complete text."""
     chunker = SentenceChunker()
-    return chunker.push(text) + chunker.flush()
+    return chunker.push(text, final=True) + chunker.flush()
+
+
+def streamed_chunks(text: str, first_max_words: int | None = None) -> list[str]:
+    """The chunks of ``text`` arriving as an LLM streams it, a word at a time: a reply's first chunk as the
+    Speaker cuts it (a whole text may end its first chunk later, at a sentence end in sight)."""
+    chunker = (
+        SentenceChunker() if first_max_words is None else SentenceChunker(first_max_words=first_max_words)
+    )
+    chunks = []
+    for word in re.findall(r"\s*\S+", text):
+        chunks += chunker.push(word)
+    return chunks + chunker.flush()

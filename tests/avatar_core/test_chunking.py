@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from avatar_core.text.chunking import SentenceChunker, chunk_text
+from avatar_core.text.chunking import SentenceChunker, chunk_text, streamed_chunks
 
 
 def test_first_chunk_ends_at_the_first_clause() -> None:
@@ -49,3 +49,14 @@ def test_a_long_opening_is_cut_as_soon_as_the_next_word_begins() -> None:
     tokens = ["The", " Central", " Library", " is", " open", " from"]
     assert [chunker.push(token) for token in tokens] == [[]] * 6  # "from" may go on ("fromage")
     assert chunker.push(" nine") == ["The Central Library is open from"]
+
+
+def test_a_whole_text_ends_its_first_chunk_at_a_sentence_end_in_sight() -> None:
+    """A greeting is all there at once: its first sentence is not cut before its last word. Streamed from
+    the LLM a word at a time, the same words are cut after four, as the fifth begins."""
+    greeting = "Welcome to the Central Library. How can I help you today?"
+    assert chunk_text(greeting) == ["Welcome to the Central Library.", "How can I help you today?"]
+    assert streamed_chunks(greeting) == ["Welcome to the Central", "Library.", "How can I help you today?"]
+    assert (
+        chunk_text("It costs 3.5 dollars, or 4 with a bag.")[0] == "It costs 3.5 dollars,"
+    )  # "3." ends nothing
