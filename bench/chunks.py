@@ -13,7 +13,6 @@ with ``--out``.
 from __future__ import annotations
 
 import argparse
-import shlex
 import sys
 from datetime import date
 from pathlib import Path
@@ -24,7 +23,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from latency import emit
+from latency import command_line, emit
 
 from avatar_core.data import corpus
 from avatar_core.eval.judge import spoken_wer, transcriber
@@ -55,28 +54,26 @@ def main() -> None:
     model = JointModel(None)
     transcribe = transcriber(args.threads)
     cuts: list[int | None] = [*(int(n) for n in args.first.split(",")), None]
+    spoken: dict[tuple[str, str], npt.NDArray[np.float32]] = {}  # a piece shared by two cuts is made once
+
+    def say(text: str, voice: str) -> npt.NDArray[np.float32]:
+        if (voice, text) not in spoken:
+            spoken[voice, text] = model.generate(text, voice).audio
+        return spoken[voice, text]
+
     results: dict[str, dict[str, dict[str, float]]] = {}
     for voice in args.voices.split(","):
-        spoken: dict[str, npt.NDArray[np.float32]] = {}  # a piece shared by two cuts is made once
-
-        def say(
-            text: str, voice: str = voice, spoken: dict[str, npt.NDArray[np.float32]] = spoken
-        ) -> npt.NDArray[np.float32]:
-            if text not in spoken:
-                spoken[text] = model.generate(text, voice).audio
-            return spoken[text]
-
         results[voice] = {}
         for cut in cuts:
             cut_pieces = [pieces(s, cut) for s in sentences]
-            heard = [transcribe(np.concatenate([say(p) for p in ps])) for ps in cut_pieces]
+            heard = [transcribe(np.concatenate([say(p, voice) for p in ps])) for ps in cut_pieces]
             results[voice]["whole" if cut is None else f"first <= {cut} words"] = {
                 "wer": round(spoken_wer(sentences, heard), 4),
                 "first_chunk_words": round(float(np.mean([len(ps[0].split()) for ps in cut_pieces])), 2),
             }
     result = {
         "bench": "chunks",
-        "command": " ".join([".venv/bin/python", "bench/chunks.py", *map(shlex.quote, sys.argv[1:])]),
+        "command": command_line("bench/chunks.py"),
         "date": date.today().isoformat(),
         "judge": "Whisper tiny.en int8, the chunks played back to back",
         "sentences": len(sentences),

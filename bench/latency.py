@@ -70,6 +70,11 @@ def percentile(values: list[float], q: float) -> float | None:
     return round(float(np.percentile(values, q)), 1) if values else None
 
 
+def command_line(script: str) -> str:
+    """How ``script`` (a path under bench/) was run, for its result file."""
+    return " ".join([".venv/bin/python", script, *map(shlex.quote, sys.argv[1:])])
+
+
 def emit(result: dict[str, Any], out: Path | None) -> None:
     """Print a benchmark's result as JSON and, with ``out``, write it there too."""
     text = json.dumps(result, indent=2)
@@ -200,7 +205,7 @@ async def run(turns: int, barge_ins: int, persona: Persona) -> dict[str, object]
                  for name in STAGES}  # fmt: skip
     return {
         "bench": "latency",
-        "command": " ".join([".venv/bin/python", "bench/latency.py", *map(shlex.quote, sys.argv[1:])]),
+        "command": command_line("bench/latency.py"),
         "date": date.today().isoformat(),
         "mode": "real-time, embedded stack (Silero VAD, Whisper tiny.en, SmolLM2-135M)",
         "voice": {

@@ -30,7 +30,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import dataclasses
-import shlex
 import sys
 import time
 from datetime import date
@@ -39,7 +38,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from latency import QUESTIONS, emit, percentile
+from latency import QUESTIONS, command_line, emit, percentile
 
 from agent.knowledge import Answerer, LLMAnswer
 from agent.llm import ChatHistory, ChatLLM, LLMError
@@ -232,7 +231,7 @@ async def run(
     later_by_session = [rows[1:] for rows in measured]  # a session's first request has nothing cached
     result: dict[str, Any] = {
         "bench": "prompt_cache",
-        "command": " ".join([".venv/bin/python", "bench/prompt_cache.py", *map(shlex.quote, sys.argv[1:])]),
+        "command": command_line("bench/prompt_cache.py"),
         "date": date.today().isoformat(),
         "persona": name,
         "passage_answers": persona.knowledge.passage_answers,

@@ -20,7 +20,6 @@ import argparse
 import asyncio
 import json
 import os
-import shlex
 import subprocess
 import sys
 import tempfile
@@ -33,7 +32,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from latency import emit, percentile
+from latency import command_line, emit, percentile
 from stt_window import utterances, word_errors, words
 
 from avatar_core.config import KOKORO_VOICES
@@ -109,7 +108,7 @@ def run(rounds: int, voices: list[str], joined: list[int]) -> dict[str, Any]:
     ]
     return {
         "bench": "stt_isa",
-        "command": " ".join([".venv/bin/python", "bench/stt_isa.py", *map(shlex.quote, sys.argv[1:])]),
+        "command": command_line("bench/stt_isa.py"),
         "date": date.today().isoformat(),
         "model": "Whisper tiny.en (faster-whisper int8, 1 thread, beam 1, the live STT's window)",
         "utterances": len(items),

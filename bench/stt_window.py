@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import re
-import shlex
 import sys
 import time
 from datetime import date
@@ -28,7 +27,7 @@ from scipy.signal import resample_poly
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from latency import QUESTIONS, emit, percentile
+from latency import QUESTIONS, command_line, emit, percentile
 
 from agent.stt import UnclearSpeech, WhisperSTT
 from avatar_core.config import AppSettings
@@ -102,7 +101,7 @@ async def run(windows: list[float], voices: list[str], joined: list[int]) -> dic
         print(f"window {window:g} s: WER {errors / total:.4f}", file=sys.stderr, flush=True)
     return {
         "bench": "stt_window",
-        "command": " ".join([".venv/bin/python", "bench/stt_window.py", *map(shlex.quote, sys.argv[1:])]),
+        "command": command_line("bench/stt_window.py"),
         "date": date.today().isoformat(),
         "model": "Whisper tiny.en (faster-whisper int8, 1 thread, beam 1)",
         "utterances": len(items),
