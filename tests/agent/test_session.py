@@ -407,7 +407,8 @@ def free_port() -> int:
 
 
 async def start_app(app: web.Application) -> tuple[web.AppRunner, str]:
-    runner = web.AppRunner(app)
+    # Handlers are cancelled when their client goes: a hanging one must not hold up the runner's cleanup.
+    runner = web.AppRunner(app, handler_cancellation=True)
     await runner.setup()
     port = free_port()
     await web.TCPSite(runner, "127.0.0.1", port).start()
