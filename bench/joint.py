@@ -23,15 +23,9 @@ from avatar_core.config import AppSettings
 from avatar_core.data import corpus
 from avatar_core.model.config import EULER_STEPS
 from avatar_core.model.inference import JointModel
-from avatar_core.text.chunking import streamed_chunks
+from avatar_core.text.chunking import streamed_first_chunk
 from avatar_core.tts.kokoro import KokoroTTS
 from avatar_core.vocoder.infer import VOCODERS, load_speech_vocoder
-
-
-def first_chunk(text: str) -> str:
-    """The first chunk the Speaker makes of ``text`` streamed from the LLM."""
-    pieces = streamed_chunks(text)
-    return pieces[0] if pieces else text
 
 
 def main() -> None:
@@ -69,7 +63,7 @@ def main() -> None:
         model_s += out.model_s
         vocoder_s += out.vocoder_s
         start = time.perf_counter()
-        model.generate(first_chunk(text))
+        model.generate(streamed_first_chunk(text))
         firsts.append((time.perf_counter() - start) * 1000)
         start = time.perf_counter()
         audio = tts.synthesize(text)

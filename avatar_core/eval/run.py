@@ -176,7 +176,7 @@ def _evaluate_voice(
     """The four systems in one voice; writes that voice's report into ``out``."""
     from avatar_core.speech.prosody import prosody_from_audio
     from avatar_core.teacher.speaking import speak
-    from avatar_core.text.chunking import streamed_chunks
+    from avatar_core.text.chunking import streamed_first_chunk
     from avatar_core.tts.kokoro import KokoroTTS
 
     tts = KokoroTTS(cache_dir)
@@ -216,9 +216,8 @@ def _evaluate_voice(
         results["joint"].clips.append(
             Clip(joint.audio, joint.motion, joint.phones, time.perf_counter() - start)
         )
-        pieces = streamed_chunks(text)  # the first chunk of a reply streamed from the LLM
         start = time.perf_counter()
-        model.generate(pieces[0] if pieces else text, speaker)
+        model.generate(streamed_first_chunk(text), speaker)  # a reply's first chunk, streamed from the LLM
         first_chunk.append((time.perf_counter() - start) * 1000)
 
         # of the audio (WORLD's envelope of both), so models predicting any features compare alike

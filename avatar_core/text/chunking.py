@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import re
 
-_SENTENCE_END = re.compile(r"[.!?…]+[\"')\]]*(?=\s)|\n+")
-_LAST_SENTENCE_END = re.compile(r"[.!?…]+[\"')\]]*(?=\s|$)|\n+")  # a complete text ends there too
+_STOP = r"[.!?…]+[\"')\]]*"  # a sentence's closing marks
+_SENTENCE_END = re.compile(_STOP + r"(?=\s)|\n+")
+_LAST_SENTENCE_END = re.compile(_STOP + r"(?=\s|$)|\n+")  # a complete text ends there too
 _CLAUSE_END = re.compile(r"[,;:—]+(?=\s)")
+FIRST_MAX_WORDS = 4  # a reply's first chunk, without a clause end, is cut after this many words
 NEAR_END_WORDS = 2  # a first chunk runs this many words past its limit to end where a sentence does
 _ABBREVIATIONS = {"mr.", "mrs.", "ms.", "dr.", "st.", "vs.", "e.g.", "i.e.", "etc.", "no.", "a.m.", "p.m."}
 
@@ -23,7 +25,9 @@ class SentenceChunker:
     chunk").
     """
 
-    def __init__(self, first_min_words: int = 3, first_max_words: int = 4, max_words: int = 30) -> None:
+    def __init__(
+        self, first_min_words: int = 3, first_max_words: int = FIRST_MAX_WORDS, max_words: int = 30
+    ) -> None:
         self.first_min_words = first_min_words
         self.first_max_words = first_max_words
         self.max_words = max_words
@@ -88,13 +92,17 @@ def chunk_text(text: str) -> list[str]:
     return chunker.push(text, final=True) + chunker.flush()
 
 
-def streamed_chunks(text: str, first_max_words: int | None = None) -> list[str]:
+def streamed_chunks(text: str, first_max_words: int = FIRST_MAX_WORDS) -> list[str]:
     """The chunks of ``text`` arriving as an LLM streams it, a word at a time: a reply's first chunk as the
     Speaker cuts it (a whole text may end its first chunk later, at a sentence end in sight)."""
-    chunker = (
-        SentenceChunker() if first_max_words is None else SentenceChunker(first_max_words=first_max_words)
-    )
+    chunker = SentenceChunker(first_max_words=first_max_words)
     chunks = []
     for word in re.findall(r"\s*\S+", text):
         chunks += chunker.push(word)
     return chunks + chunker.flush()
+
+
+def streamed_first_chunk(text: str) -> str:
+    """The first chunk the Speaker makes of ``text`` streamed from the LLM (``text`` itself if none)."""
+    chunks = streamed_chunks(text)
+    return chunks[0] if chunks else text
