@@ -19,10 +19,15 @@ from avatar_core.speech.features import MODEL_FPS
 from avatar_core.speech.prosody import prosody_from_audio
 from avatar_core.speech.world import shift_pitch
 from avatar_core.teacher.speaking import speech_layer
+from avatar_core.text.chunking import ends_sentence
 from avatar_core.voice import AudioDriver, Utterance
 
 if TYPE_CHECKING:
     from avatar_core.tts.kokoro import KokoroTTS
+
+# Silence kept after a chunk that ends inside a sentence. With the next chunk's 50 ms lead (trim_lead) the
+# seam is a 100 ms phrase break, not Kokoro's 0.5-0.7 s sentence end (docs/design.md, "The first chunk").
+SEAM_SILENCE_S = 0.05
 
 
 class CascadeVoice:
@@ -54,6 +59,8 @@ class CascadeVoice:
     def utterance(self, text: str) -> Utterance:
         """Speak ``text``: audio, speech-layer motion and timing."""
         speech = self.tts.synthesize_timed(text, self.voice.speaker, self.voice.rate).trim_lead()
+        if not ends_sentence(text):  # the rest of the sentence follows: no sentence-end pause
+            speech = speech.trim_tail(SEAM_SILENCE_S)
         audio = shift_pitch(speech.audio, AUDIO_RATE, self.voice.pitch_semitones)
         frames = max(1, int(np.ceil(speech.duration_s * self.fps)))
         if self.driver is not None:

@@ -1,13 +1,16 @@
 """The joint voice as the Speaker speaks a reply: cut into chunks, each synthesized on its own. Prints JSON.
 
     .venv/bin/python bench/chunks.py [--sentences 40] [--voices jm_kumo,jf_gongitsune] [--first 4,6]
+        [--systems joint,cascade]
 
 A live reply is spoken in chunks (``avatar_core.text.chunking.SentenceChunker``: a short first chunk for
-latency, then sentences), and the joint model makes each one without the words around it. For held-out
-sentences of eight words or more, each voice speaks every sentence cut with a first chunk of at most N words
-(``--first``) and whole, in one call; Whisper tiny.en judges the chunks played back to back. Reported per
-voice and cut: the WER and the first chunk's mean length in words. Written to ``bench/results/chunks.json``
-with ``--out``.
+latency, then sentences), and the voice makes each one without the words around it. For held-out sentences of
+eight words or more, each voice speaks every sentence cut with a first chunk of at most N words (``--first``)
+and whole, in one call; Whisper tiny.en judges the chunks played back to back. Both voices speak as the
+Engine has them speak (``JointVoice``, ``CascadeVoice``): the joint model, and Kokoro, its teacher, in cascade
+mode, so that what chunking itself costs a listener is told apart from what the joint model adds on short
+texts. Reported per system, voice and cut: the WER and the
+first chunk's mean length in words. Written to ``bench/results/chunks.json`` with ``--out``.
 """
 
 from __future__ import annotations
@@ -25,12 +28,18 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 from latency import command_line, emit
 
+from avatar_core.cascade import CascadeVoice
+from avatar_core.config import AppSettings, BehaviourConfig, VoiceConfig
 from avatar_core.data import corpus
 from avatar_core.eval.judge import spoken_wer, transcriber
+from avatar_core.joint import JointVoice
 from avatar_core.model.inference import JointModel
 from avatar_core.text.chunking import streamed_chunks
+from avatar_core.tts.kokoro import KokoroTTS
+from avatar_core.voice import Voice
 
 MIN_WORDS = 8  # sentences long enough to be cut
+FPS = 25.0  # the video rate the voices make motion at (the WER does not depend on it)
 
 
 def pieces(text: str, first_max_words: int | None) -> list[str]:
@@ -46,31 +55,52 @@ def main() -> None:
     parser.add_argument("--sentences", type=int, default=40)
     parser.add_argument("--voices", default="jm_kumo,jf_gongitsune")
     parser.add_argument("--first", default="4,6", help="first-chunk word limits to compare")
+    parser.add_argument("--systems", default="joint,cascade", help="joint and/or cascade (Kokoro)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     sentences = [s for s in corpus.split("heldout") if len(s.split()) >= MIN_WORDS][: args.sentences]
-    model = JointModel(None)
+    systems = args.systems.split(",")
+    unknown = set(systems) - {"joint", "cascade"}
+    if unknown:
+        parser.error(f"unknown --systems {sorted(unknown)}: choose joint and/or cascade")
+    settings = AppSettings()
+    model = JointModel(None) if "joint" in systems else None
+    kokoro = KokoroTTS(settings.cache_dir, threads=args.threads) if "cascade" in systems else None
     transcribe = transcriber(args.threads)
     cuts: list[int | None] = [*(int(n) for n in args.first.split(",")), None]
-    spoken: dict[tuple[str, str], npt.NDArray[np.float32]] = {}  # a piece shared by two cuts is made once
+    # A piece shared by two cuts is made once.
+    spoken: dict[tuple[str, str, str], npt.NDArray[np.float32]] = {}
 
-    def say(text: str, voice: str) -> npt.NDArray[np.float32]:
-        if (voice, text) not in spoken:
-            spoken[voice, text] = model.generate(text, voice).audio
-        return spoken[voice, text]
+    def voice(system: str, speaker: str) -> Voice:
+        if system == "joint":
+            config = VoiceConfig(mode="joint", speaker=speaker)
+            assert model is not None
+            return JointVoice(config, FPS, model)
+        config = VoiceConfig(mode="cascade", speaker=speaker)
+        return CascadeVoice(config, BehaviourConfig(), FPS, settings.cache_dir, tts=kokoro)
 
-    results: dict[str, dict[str, dict[str, float]]] = {}
-    for voice in args.voices.split(","):
-        results[voice] = {}
-        for cut in cuts:
-            cut_pieces = [pieces(s, cut) for s in sentences]
-            heard = [transcribe(np.concatenate([say(p, voice) for p in ps])) for ps in cut_pieces]
-            results[voice]["whole" if cut is None else f"first <= {cut} words"] = {
-                "wer": round(spoken_wer(sentences, heard), 4),
-                "first_chunk_words": round(float(np.mean([len(ps[0].split()) for ps in cut_pieces])), 2),
-            }
+    def say(system: str, text: str, speaker: str) -> npt.NDArray[np.float32]:  # 24 kHz (S,)
+        if (system, speaker, text) not in spoken:
+            audio = voice(system, speaker).utterance(text).audio
+            spoken[system, speaker, text] = audio.astype(np.float32) / 32768.0
+        return spoken[system, speaker, text]
+
+    results: dict[str, dict[str, dict[str, dict[str, float]]]] = {}
+    for system in systems:
+        results[system] = {}
+        for speaker in args.voices.split(","):
+            results[system][speaker] = {}
+            for cut in cuts:
+                cut_pieces = [pieces(s, cut) for s in sentences]
+                heard = [
+                    transcribe(np.concatenate([say(system, p, speaker) for p in ps])) for ps in cut_pieces
+                ]
+                results[system][speaker]["whole" if cut is None else f"first <= {cut} words"] = {
+                    "wer": round(spoken_wer(sentences, heard), 4),
+                    "first_chunk_words": round(float(np.mean([len(ps[0].split()) for ps in cut_pieces])), 2),
+                }
     result = {
         "bench": "chunks",
         "command": command_line("bench/chunks.py"),

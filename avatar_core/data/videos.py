@@ -75,6 +75,7 @@ from avatar_core.frames import to_int16
 from avatar_core.partner import PARTNER_DIM
 from avatar_core.speech import features
 from avatar_core.speech.features import HOP, MODEL_FPS, SAMPLE_RATE, SPECTRAL
+from avatar_core.speech.prosody import energy_10ms
 
 if TYPE_CHECKING:
     from avatar_core.tts.kokoro import KokoroTTS
@@ -299,7 +300,7 @@ def utterances(words: Sequence[Word], audio24: F32) -> list[Utterance]:
     moment between neighbours, 1-15 s long, on whole model frames."""
     groups = group_words(words)
     duration = audio24.size / SAMPLE_RATE
-    energy = _energy_10ms(audio24)
+    energy = energy_10ms(audio24, SAMPLE_RATE)
     cuts = [0.0]
     for a, b in itertools.pairwise(groups):
         cuts.append(_quietest(energy, a[-1].end, b[0].start))
@@ -320,13 +321,6 @@ def utterances(words: Sequence[Word], audio24: F32) -> list[Utterance]:
 
 def _text(group: Sequence[Word]) -> str:
     return " ".join(w.text for w in group).strip()
-
-
-def _energy_10ms(audio: F32) -> F64:
-    hop = SAMPLE_RATE // 100
-    n = audio.size // hop
-    frames = audio[: n * hop].astype(np.float64).reshape(n, hop)
-    return np.sqrt((frames**2).mean(axis=1)) if n else np.zeros(0)
 
 
 def _quietest(energy: F64, start: float, end: float) -> float:

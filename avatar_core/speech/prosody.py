@@ -8,6 +8,14 @@ import numpy.typing as npt
 from avatar_core.teacher.speaking import Prosody
 
 
+def energy_10ms(audio: npt.NDArray[np.float32], sample_rate: int) -> npt.NDArray[np.float64]:
+    """RMS energy of each whole 10 ms of ``audio`` (S,) -> (S // (sample_rate / 100),)."""
+    hop = sample_rate // 100
+    n = audio.size // hop
+    frames = audio[: n * hop].astype(np.float64).reshape(n, hop)
+    return np.sqrt((frames**2).mean(axis=1)) if n else np.zeros(0)
+
+
 def prosody_from_audio(audio: npt.NDArray[np.float32], sample_rate: int, fps: float) -> Prosody:
     """F0 (pyworld DIO + StoneMask, Hz, 0 = unvoiced) and RMS energy, one value per frame at ``fps``.
 

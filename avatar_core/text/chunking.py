@@ -7,6 +7,7 @@ import re
 _STOP = r"[.!?…]+[\"')\]]*"  # a sentence's closing marks
 _SENTENCE_END = re.compile(_STOP + r"(?=\s)|\n+")
 _LAST_SENTENCE_END = re.compile(_STOP + r"(?=\s|$)|\n+")  # a complete text ends there too
+_SENTENCE_AT_END = re.compile(_STOP + r"$")
 _CLAUSE_END = re.compile(r"[,;:—]+(?=\s)")
 FIRST_MAX_WORDS = 4  # a reply's first chunk, without a clause end, is cut after this many words
 NEAR_END_WORDS = 2  # a first chunk runs this many words past its limit to end where a sentence does
@@ -84,6 +85,12 @@ class SentenceChunker:
             self.emitted += 1
             return [rest]
         return []
+
+
+def ends_sentence(text: str) -> bool:
+    """Whether ``text`` ends with a sentence's closing marks (a chunk that does not is followed by the rest
+    of its sentence)."""
+    return _SENTENCE_AT_END.search(text.rstrip()) is not None
 
 
 def chunk_text(text: str) -> list[str]:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from avatar_core.text.chunking import SentenceChunker, chunk_text, streamed_chunks
+from avatar_core.text.chunking import SentenceChunker, chunk_text, ends_sentence, streamed_chunks
 
 
 def test_first_chunk_ends_at_the_first_clause() -> None:
@@ -60,3 +60,15 @@ def test_a_whole_text_ends_its_first_chunk_at_a_sentence_end_in_sight() -> None:
     assert (
         chunk_text("It costs 3.5 dollars, or 4 with a bag.")[0] == "It costs 3.5 dollars,"
     )  # "3." ends nothing
+
+
+def test_ends_sentence_tells_a_chunk_inside_a_sentence_from_its_end() -> None:
+    assert (
+        ends_sentence("It opens at nine.") and ends_sentence("Really?!") and ends_sentence('He said "yes."')
+    )
+    assert ends_sentence("We close at eight.  ")
+    assert not ends_sentence("Can I pay for") and not ends_sentence("Yes, we do,")
+    assert all(
+        ends_sentence(c) for c in chunk_text("Yes. Dr. Smith sees you at 3 p.m. today. Sit down.")[:-1]
+    )
+    assert not ends_sentence(streamed_chunks("Your card can be used in every branch of the library.")[0])
