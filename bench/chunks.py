@@ -9,8 +9,8 @@ eight words or more, each voice speaks every sentence cut with a first chunk of 
 and whole, in one call; Whisper tiny.en judges the chunks played back to back. Both voices speak as the
 Engine has them speak (``JointVoice``, ``CascadeVoice``): the joint model, and Kokoro, its teacher, in cascade
 mode, so that what chunking itself costs a listener is told apart from what the joint model adds on short
-texts. Reported per system, voice and cut: the WER and the
-first chunk's mean length in words. Written to ``bench/results/chunks.json`` with ``--out``.
+texts. Reported per system, voice and cut: the WER and the first chunk's mean length in words. Written to
+``bench/results/chunks.json`` with ``--out``.
 """
 
 from __future__ import annotations
@@ -81,21 +81,22 @@ def main() -> None:
         config = VoiceConfig(mode="cascade", speaker=speaker)
         return CascadeVoice(config, BehaviourConfig(), FPS, settings.cache_dir, tts=kokoro)
 
-    def say(system: str, text: str, speaker: str) -> npt.NDArray[np.float32]:  # 24 kHz (S,)
-        if (system, speaker, text) not in spoken:
-            audio = voice(system, speaker).utterance(text).audio
-            spoken[system, speaker, text] = audio.astype(np.float32) / 32768.0
-        return spoken[system, speaker, text]
+    def say(speaking: Voice, key: tuple[str, str], text: str) -> npt.NDArray[np.float32]:  # 24 kHz (S,)
+        if (*key, text) not in spoken:
+            spoken[*key, text] = speaking.utterance(text).audio.astype(np.float32) / 32768.0
+        return spoken[*key, text]
 
     results: dict[str, dict[str, dict[str, dict[str, float]]]] = {}
     for system in systems:
         results[system] = {}
         for speaker in args.voices.split(","):
             results[system][speaker] = {}
+            speaking = voice(system, speaker)
             for cut in cuts:
                 cut_pieces = [pieces(s, cut) for s in sentences]
                 heard = [
-                    transcribe(np.concatenate([say(system, p, speaker) for p in ps])) for ps in cut_pieces
+                    transcribe(np.concatenate([say(speaking, (system, speaker), p) for p in ps]))
+                    for ps in cut_pieces
                 ]
                 results[system][speaker]["whole" if cut is None else f"first <= {cut} words"] = {
                     "wer": round(spoken_wer(sentences, heard), 4),

@@ -7,6 +7,8 @@ import numpy.typing as npt
 
 from avatar_core.teacher.speaking import Prosody
 
+SOUND_DB = -40.0  # quieter than this below the loudest 10 ms is silence (sound_end_s)
+
 
 def energy_10ms(audio: npt.NDArray[np.float32], sample_rate: int) -> npt.NDArray[np.float64]:
     """RMS energy of each whole 10 ms of ``audio`` (S,) -> (S // (sample_rate / 100),)."""
@@ -14,6 +16,14 @@ def energy_10ms(audio: npt.NDArray[np.float32], sample_rate: int) -> npt.NDArray
     n = audio.size // hop
     frames = audio[: n * hop].astype(np.float64).reshape(n, hop)
     return np.sqrt((frames**2).mean(axis=1)) if n else np.zeros(0)
+
+
+def sound_end_s(audio: npt.NDArray[np.float32], sample_rate: int) -> float | None:
+    """The end of the last 10 ms of ``audio`` (S,) within ``SOUND_DB`` of its loudest, in seconds (None:
+    all silent)."""
+    energy = energy_10ms(audio, sample_rate)
+    loud = np.flatnonzero(energy > energy.max(initial=0.0) * 10 ** (SOUND_DB / 20))
+    return (int(loud[-1]) + 1) / 100 if loud.size else None
 
 
 def prosody_from_audio(audio: npt.NDArray[np.float32], sample_rate: int, fps: float) -> Prosody:

@@ -21,7 +21,7 @@ import numpy.typing as npt
 
 from avatar_core import bundled
 from avatar_core.config import KOKORO_VOICES
-from avatar_core.speech.prosody import energy_10ms
+from avatar_core.speech.prosody import sound_end_s
 from avatar_core.teacher.speaking import Phone
 from avatar_core.text.frontend import kokoro_phonemes as kokoro_phonemes  # re-exported
 from avatar_core.text.frontend import phonemes
@@ -31,7 +31,6 @@ SAMPLE_RATE = 24_000
 MAX_TOKENS = 510  # the style table has one row per input length up to this
 SAMPLES_PER_DURATION_FRAME = 600  # one predicted-duration unit = 25 ms at 24 kHz
 DURATIONS_OUTPUT = "/encoder/Round_output_0"
-SOUND_DB = -40.0  # quieter than this below the loudest 10 ms is silence (TimedSpeech.trim_tail)
 
 
 @dataclass(frozen=True)
@@ -62,13 +61,12 @@ class TimedSpeech:
         """Cut the silence after the last sound down to ``keep_s``. Kokoro ends every text as an utterance,
         with 0.4-0.7 s of silence after it: between two chunks of one sentence that is a pause a listener
         hears as the sentence's end (docs/design.md, "The first chunk"). The last sound is the last 10 ms
-        within ``SOUND_DB`` of the loudest; the phones are clipped to the new end (Kokoro stretches a last
-        phone over part of that silence)."""
-        energy = energy_10ms(self.audio, SAMPLE_RATE)  # (S // 240,)
-        loud = np.flatnonzero(energy > energy.max(initial=0.0) * 10 ** (SOUND_DB / 20))
-        if not loud.size:
+        within 40 dB of the loudest (``sound_end_s``); the phones are clipped to the new end (Kokoro
+        stretches a last phone over part of that silence)."""
+        sound_end = sound_end_s(self.audio, SAMPLE_RATE)
+        if sound_end is None:
             return self
-        end = min(self.audio.size, (int(loud[-1]) + 1) * SAMPLE_RATE // 100 + round(keep_s * SAMPLE_RATE))
+        end = min(self.audio.size, round((sound_end + keep_s) * SAMPLE_RATE))
         cut = end / SAMPLE_RATE
         phones = [Phone(p.symbol, p.start, min(p.end, cut)) for p in self.phones if p.start < cut]
         return TimedSpeech(self.audio[:end], phones, self.ipa)

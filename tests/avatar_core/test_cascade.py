@@ -7,16 +7,16 @@ import numpy as np
 from avatar_core.cascade import SEAM_SILENCE_S, CascadeVoice
 from avatar_core.config import AppSettings, BehaviourConfig, VoiceConfig
 from avatar_core.frames import AUDIO_RATE
-from avatar_core.speech.prosody import energy_10ms
+from avatar_core.speech.prosody import sound_end_s
 from avatar_core.teacher.speaking import Phone
-from avatar_core.tts.kokoro import SOUND_DB, TimedSpeech
+from avatar_core.tts.kokoro import TimedSpeech
 
 
 def silence_after_sound_s(audio: np.ndarray) -> float:
-    """Seconds of audio after its last 10 ms within SOUND_DB of the loudest."""
-    energy = energy_10ms(audio.astype(np.float32), AUDIO_RATE)
-    loud = np.flatnonzero(energy > energy.max() * 10 ** (SOUND_DB / 20))
-    return float(audio.size / AUDIO_RATE - (loud[-1] + 1) / 100)
+    """Seconds of audio after its last sound."""
+    end = sound_end_s(audio.astype(np.float32), AUDIO_RATE)
+    assert end is not None
+    return audio.size / AUDIO_RATE - end
 
 
 def test_a_chunk_inside_a_sentence_ends_without_the_sentence_end_pause() -> None:
