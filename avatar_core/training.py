@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 import pickle
 import time
 from collections.abc import Callable, Mapping
@@ -19,6 +18,7 @@ import numpy as np
 import torch
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
+from avatar_core.files import replacing
 from avatar_core.training_config import TrainSettings
 
 log = logging.getLogger(__name__)
@@ -60,9 +60,8 @@ def warmup_cosine_lr(step: int, train: TrainSettings, time_used: float = 0.0) ->
 
 def write_checkpoint(path: Path, state: Mapping[str, object]) -> None:
     """``torch.save`` to a temporary file beside ``path``, then rename: a crash never leaves half a file."""
-    tmp = path.with_suffix(".tmp")
-    torch.save(dict(state), tmp)
-    os.replace(tmp, path)
+    with replacing(path) as tmp:
+        torch.save(dict(state), tmp)
 
 
 def read_checkpoint(path: Path, device: torch.device | str | None, what: str) -> object:

@@ -35,6 +35,7 @@ import numpy.typing as npt
 from avatar_core.config import KOKORO_VOICES, AppSettings
 from avatar_core.data import corpus
 from avatar_core.eval.judge import spoken_wer, transcriber
+from avatar_core.files import replacing
 from avatar_core.speech import features
 from avatar_core.speech.features import DEFAULT_OPTIONS, WorldOptions
 from avatar_core.tts.kokoro import KokoroTTS
@@ -58,9 +59,8 @@ def kokoro_audio(tts: KokoroTTS, cache: Path, text: str, voice: str) -> npt.NDAr
         return cached
     audio = tts.synthesize_timed(text, voice).trim_lead().audio.astype(np.float32)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp.npy")
-    np.save(tmp, audio)
-    tmp.replace(path)
+    with replacing(path, ".npy") as tmp:
+        np.save(tmp, audio)
     return audio
 
 

@@ -22,6 +22,7 @@ import numpy as np
 import numpy.typing as npt
 
 from avatar_core.data.samples import DatasetError, Sample, append_manifest, iter_samples
+from avatar_core.files import replacing
 from avatar_core.speech.features import MODEL_FPS
 
 FEATURES = ("speech", "motion", "partner")
@@ -64,9 +65,8 @@ def pack(folder: Path, out: Path, layout: str = "world") -> tuple[int, float]:
         arrays[key] = _encode(np.concatenate([getattr(s, key) for s in samples]))  # (T, C) encoded
         arrays[f"{key}_channels"] = np.array(getattr(samples[0], key).shape[1])
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp.npz")
-    np.savez(tmp, **arrays)  # type: ignore[arg-type]  # numpy stubs type savez **kwds as its flags
-    tmp.replace(out)
+    with replacing(out, ".npz") as tmp:
+        np.savez(tmp, **arrays)  # type: ignore[arg-type]  # numpy stubs type savez **kwds as its flags
     frames = sum(s.frames for s in samples)
     return len(samples), frames / MODEL_FPS / 3600.0
 

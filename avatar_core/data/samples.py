@@ -12,7 +12,6 @@ Letters in shape comments: N tokens, T model frames, F speech features, D motion
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +20,7 @@ from typing import Any, Literal
 import numpy as np
 import numpy.typing as npt
 
+from avatar_core.files import replacing
 from avatar_core.motion import MOTION_DIM
 from avatar_core.partner import PARTNER_DIM
 from avatar_core.speech.features import HOP
@@ -146,7 +146,6 @@ class Sample:
         """Write ``folder/<name>.npz`` atomically."""
         self.check()
         path = folder / f"{self.name}.npz"
-        tmp = folder / f".{self.name}.tmp.npz"
         arrays: dict[str, npt.NDArray[Any]] = {
             "meta": np.array(json.dumps(self.meta())),
             "tokens": self.tokens.astype(np.int64),
@@ -157,8 +156,8 @@ class Sample:
         }
         if self.audio is not None:
             arrays["audio"] = self.audio.astype(np.int16)
-        np.savez(tmp, **arrays)  # type: ignore[arg-type]  # numpy stubs type savez **kwds as its flags
-        os.replace(tmp, path)
+        with replacing(path, ".npz") as tmp:
+            np.savez(tmp, **arrays)  # type: ignore[arg-type]  # numpy stubs type savez **kwds as its flags
         return path
 
 

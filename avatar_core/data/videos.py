@@ -71,6 +71,7 @@ import numpy.typing as npt
 from avatar_core import motion as mo
 from avatar_core.data.landmarks import FaceError, FaceTrack, motion_from_track, track_faces
 from avatar_core.data.samples import DatasetError, Sample, append_manifest
+from avatar_core.files import replacing, write_text
 from avatar_core.frames import to_int16
 from avatar_core.partner import PARTNER_DIM
 from avatar_core.speech import features
@@ -490,10 +491,9 @@ class VideoConverter:
                 size = data["size"]
                 return FaceTrack(data["times"], data["points"], data["iris"], int(size[0]), int(size[1]))
         track = read_faces(path)
-        tmp = cache.with_name(f".{cache.name}.tmp.npz")
-        np.savez(tmp, times=track.times, points=track.points, iris=track.iris,
-                 size=np.array([track.width, track.height]))  # fmt: skip
-        os.replace(tmp, cache)
+        with replacing(cache, ".npz") as tmp:
+            np.savez(tmp, times=track.times, points=track.points, iris=track.iris,
+                     size=np.array([track.width, track.height]))  # fmt: skip
         return track
 
     def _words(self, audio: F32, cache: Path) -> list[Word]:
@@ -538,9 +538,7 @@ class VideoConverter:
 
 
 def _write_json(path: Path, data: object) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(data, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    write_text(path, json.dumps(data, ensure_ascii=False, indent=1) + "\n")
 
 
 def _reference_voice(audio: F32) -> str:

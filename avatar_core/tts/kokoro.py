@@ -21,6 +21,7 @@ import numpy.typing as npt
 
 from avatar_core import bundled
 from avatar_core.config import KOKORO_VOICES
+from avatar_core.files import replacing, write_text
 from avatar_core.speech.prosody import sound_end_s
 from avatar_core.teacher.speaking import Phone
 from avatar_core.text.frontend import kokoro_phonemes as kokoro_phonemes  # re-exported
@@ -86,10 +87,9 @@ def timed_model(cache_dir: Path) -> Path:
 
         model = onnx.load(str(source))
         model.graph.output.append(helper.make_tensor_value_info(DURATIONS_OUTPUT, TensorProto.FLOAT, None))
-        tmp = out.with_suffix(".tmp")
-        onnx.save(model, str(tmp))
-        tmp.replace(out)
-        stamp.write_text(expected + "\n")
+        with replacing(out) as tmp:
+            onnx.save(model, str(tmp))
+        write_text(stamp, expected + "\n")
     return out
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -82,3 +84,29 @@ def test_kokoro_wrong_parts_fail_the_sha256_check(monkeypatch: pytest.MonkeyPatc
         bundled.kokoro_model(cache)
     assert not (cache / bundled.KOKORO_FILE).exists()
     assert not list(cache.glob("*.tmp"))
+
+
+def test_processes_assembling_kokoro_into_one_fresh_cache_at_once_all_succeed(tmp_path: Path) -> None:
+    # `dyad train data --workers 2` on a fresh machine: each worker process made the timed model at once,
+    # and one renamed the other's temporary file away (FileNotFoundError, the pool broken).
+    code = (
+        "import sys; from pathlib import Path; from avatar_core.tts.kokoro import timed_model; "
+        "print(timed_model(Path(sys.argv[1])))"
+    )
+    runs = [
+        subprocess.Popen(
+            [sys.executable, "-c", code, str(tmp_path)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(3)
+    ]
+    outputs = [run.communicate(timeout=300) for run in runs]  # (stdout, stderr) each
+    assert [run.returncode for run in runs] == [0, 0, 0], [err[-600:] for _, err in outputs]
+    expected = (bundled.package_dir(bundled.KOKORO) / "data" / "model.sha256").read_text().split()[0]
+    model = tmp_path / bundled.KOKORO_FILE
+    assert hashlib.sha256(model.read_bytes()).hexdigest() == expected
+    assert model.with_suffix(".sha256").read_text().strip() == expected
+    assert {out.strip() for out, _ in outputs} == {str(model.with_name(model.stem + ".timed.onnx"))}
+    assert not list(tmp_path.glob("*.tmp"))  # no temporary file left behind
