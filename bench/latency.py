@@ -37,6 +37,7 @@ from agent.persona import Persona, load_persona
 from avatar_core.config import AppSettings
 from avatar_core.frames import AudioFrame
 from avatar_core.render.process import RenderProcess
+from avatar_core.speech.prosody import sound_end_s
 from avatar_core.tts.kokoro import KokoroTTS
 from integrations.lifecycle import prepare_process
 from integrations.stack import open_stack
@@ -59,11 +60,11 @@ PATIENCE_S = 5.0
 
 def speech_end(audio: npt.NDArray[np.float32]) -> float:
     """End of the last 10 ms frame of 16 kHz ``audio`` (S,) within 40 dB of its loudest (seconds): the last
-    audible sound, where a listener hears the speech end."""
-    frames = audio[: audio.size // 160 * 160].reshape(-1, 160)  # (F, 160)
-    rms = np.sqrt((frames.astype(np.float64) ** 2).mean(axis=1))  # (F,)
-    loud = np.flatnonzero(rms > rms.max() * 10 ** (-40 / 20))
-    return float((loud[-1] + 1) * 160 / RATE)
+    audible sound, where a listener hears the speech end (``avatar_core.speech.prosody.sound_end_s``)."""
+    end = sound_end_s(audio, RATE)
+    if end is None:
+        raise ValueError("the audio is silent: it has no last sound")
+    return end
 
 
 def percentile(values: list[float], q: float) -> float | None:
